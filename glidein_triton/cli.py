@@ -1,0 +1,38 @@
+"""The ``glidein-triton`` command: one subcommand per operator or user task."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable
+
+from . import __version__
+
+#: subcommand -> (one-line help, "module:function" taking the remaining arguments and returning an exit code)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("run a whole glidein lifecycle on the real local Triton server", "glidein_triton.demo:main"),
+}
+
+
+def _load(target: str) -> Callable[[list[str]], int]:
+    module_name, function_name = target.split(":")
+    function: Callable[[list[str]], int] = getattr(importlib.import_module(module_name), function_name)
+    return function
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="glidein-triton", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"glidein-triton {__version__}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, _) in COMMANDS.items():
+        subcommands.add_parser(name, help=help_text, add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return _load(COMMANDS[args.command][1])(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+#!/bin/bash
+# glidein-triton startup script. GlideinWMS runs it as: glidein_triton_setup.sh glidein_config <id>
+# With the switch (GLIDEIN_TRITON) off it publishes HasTriton = False and exits at once; otherwise it finds
+# the worker code and a Python >= 3.9 and hands over to glidein_triton.worker.startup.
+
+glidein_config="$1"
+script_name=glidein_triton_setup.sh
+add_config_line_source=$(grep -m1 '^ADD_CONFIG_LINE_SOURCE ' "$glidein_config" | cut -d ' ' -f 2-)
+# shellcheck source=/dev/null
+source "$add_config_line_source"
+condor_vars_file=$(gconfig_get CONDOR_VARS_FILE "$glidein_config")
+error_gen=$(gconfig_get ERROR_GEN_PATH "$glidein_config")
+
+no_triton() {
+    # Publish HasTriton = False; $1 and $2: failure type and detail, when this is a failure.
+    gconfig_add HAS_TRITON False
+    add_condor_vars_line HAS_TRITON C - HasTriton N Y HAS_TRITON
+    if [ -z "$1" ]; then
+        "$error_gen" -ok "$script_name" HasTriton False
+        exit 0
+    fi
+    echo "glidein-triton: $2" >&2
+    gconfig_add TRITON_FAILURE "$1: $2"
+    add_condor_vars_line TRITON_FAILURE S - TritonFailure N Y -
+    if gconfig_get_bool GLIDEIN_TRITON_REQUIRED "$glidein_config"; then
+        "$error_gen" -error "$script_name" "$1" "$2" HasTriton False
+        exit 1
+    fi
+    "$error_gen" -ok "$script_name" HasTriton False TritonFailure "$1"
+    exit 0
+}
+
+switch=$(gconfig_get GLIDEIN_TRITON "$glidein_config" | tr -d ' \t\r\n')
+if [[ "${switch^^}" =~ ^(|FALSE|F|NO|N|0+)$ ]]; then
+    no_triton
+fi
+
+code_dir=""
+for prefix in "" ENTRY_ GLIDECLIENT_ GLIDECLIENT_GROUP_; do
+    code_dir=$(gconfig_get "${prefix}GLIDEIN_TRITON_DIR" "$glidein_config")
+    [ -n "$code_dir" ] && break
+done
+if [ ! -f "$code_dir/glidein_triton/worker/startup.py" ]; then
+    no_triton Corruption "worker code not found: GLIDEIN_TRITON_DIR='$code_dir' (the payload tarball)"
+fi
+
+candidates=()
+configured_python=$(gconfig_get GLIDEIN_TRITON_PYTHON "$glidein_config")
+[ -n "$configured_python" ] && candidates+=("$configured_python")
+candidates+=(python3 python3.13 python3.12 python3.11 python3.10 python3.9)
+python=""
+for candidate in "${candidates[@]}"; do
+    if command -v "$candidate" > /dev/null 2>&1 \
+        && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2> /dev/null; then
+        python=$(command -v "$candidate")
+        break
+    fi
+done
+if [ -z "$python" ]; then
+    no_triton WN_Resource "no Python >= 3.9 found (tried: ${candidates[*]}); set GLIDEIN_TRITON_PYTHON"
+fi
+
+# Cleanup and periodic scripts find the code and the interpreter here.
+gconfig_add GLIDEIN_TRITON_CODE_DIR "$code_dir"
+gconfig_add GLIDEIN_TRITON_PYTHON "$python"
+exec "$python" -s -E -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.startup import main; sys.exit(main())' \
+    "$code_dir" "$@"

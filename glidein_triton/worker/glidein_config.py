@@ -1,0 +1,133 @@
+"""Reading glidein_config, and writing to it through GlideinWMS's own add_config_line.source.
+
+glidein_config is a text file of ``KEY value`` lines: the key, one space, and the rest of the line as the
+value. The last line for a key wins, as with ``gconfig_get``. Lines without a space are not key lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CorruptionError
+
+LOG = logging.getLogger(__name__)
+
+#: Where the publisher shell helper lives (next to this package in the payload and in the wheel).
+PUBLISH_HELPER = Path(__file__).resolve().parent.parent / "scripts" / "publish_config.sh"
+
+#: The prefixes GlideinWMS puts in front of a file's output attributes, by file owner (get_prefix).
+OWNER_PREFIXES = ("", "ENTRY_", "GLIDECLIENT_", "GLIDECLIENT_GROUP_")
+
+
+def parse_glidein_config(text: str) -> dict[str, str]:
+    """Return the value of every key in ``text``; a key's last line wins."""
+    values: dict[str, str] = {}
+    for line in text.split("\n"):
+        key, separator, value = line.partition(" ")
+        if separator and key:
+            values[key] = value
+    return values
+
+
+class GlideinConfig(Mapping[str, str]):
+    """A read-only view of one glidein_config file, read once."""
+
+    def __init__(self, path: Path, values: Mapping[str, str]) -> None:
+        self.path = path
+        self._values = dict(values)
+
+    @classmethod
+    def read(cls, path: str | Path) -> GlideinConfig:
+        """Read ``path``; a missing or unreadable file is a corruption of the glidein."""
+        resolved = Path(path).resolve()
+        try:
+            text = resolved.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as error:
+            raise CorruptionError(f"cannot read glidein_config {resolved}: {error.strerror}") from error
+        return cls(resolved, parse_glidein_config(text))
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def first_of(self, keys: Sequence[str], default: str = "") -> str:
+        """The value of the first key of ``keys`` that is set and not empty."""
+        for key in keys:
+            value = self._values.get(key, "")
+            if value:
+                return value
+        return default
+
+    def owned(self, name: str) -> str:
+        """An output attribute that GlideinWMS wrote with the prefix of whichever file owner set it."""
+        return self.first_of([prefix + name for prefix in OWNER_PREFIXES])
+
+    @property
+    def work_dir(self) -> Path:
+        """The glidein's work directory: where glidein_config, condor_vars and .gwms.d are."""
+        return self.path.parent
+
+
+@dataclass(frozen=True)
+class CondorVar:
+    """One line of condor_vars.lst: ``NAME TYPE DEFAULT CONDOR_NAME REQUIRED PUBLISH JOB_ENV``."""
+
+    name: str
+    type: str
+    condor_name: str
+    job_env: str = "-"
+    default: str = "-"
+    required: str = "N"
+    publish: str = "Y"
+
+    def fields(self) -> list[str]:
+        return [
+            self.name,
+            self.type,
+            self.default,
+            self.condor_name,
+            self.required,
+            self.publish,
+            self.job_env,
+        ]
+
+    def line(self) -> str:
+        return " ".join(self.fields())
+
+
+def publish(
+    config: GlideinConfig, values: Sequence[tuple[str, str]], condor_vars: Sequence[CondorVar]
+) -> None:
+    """Add ``values`` to glidein_config and ``condor_vars`` to condor_vars.lst.
+
+    Both go through the glidein's own ``add_config_line.source`` (``gconfig_add_safe`` and
+    ``add_condor_vars_line``), in one shell, so the files are written exactly as GlideinWMS writes them.
+    """
+    helper_source = config.get("ADD_CONFIG_LINE_SOURCE", "")
+    if not helper_source or not Path(helper_source).is_file():
+        raise CorruptionError(
+            f"ADD_CONFIG_LINE_SOURCE in {config.path} does not name a file: {helper_source!r}"
+        )
+    argv = ["bash", str(PUBLISH_HELPER), helper_source, str(config.path), config.get("CONDOR_VARS_FILE", "")]
+    for key, value in values:
+        if "\n" in value or "\n" in key:
+            raise ValueError(f"glidein_config values are single lines: {key}")
+        argv += ["config", key, value]
+    for var in condor_vars:
+        argv += ["var", *var.fields()]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise CorruptionError(
+            "could not write glidein_config or condor_vars.lst with add_config_line.source",
+            evidence=f"exit code {result.returncode}: {result.stderr.strip()[-2000:]}",
+        )
+    LOG.debug("published %d config lines and %d condor vars", len(values), len(condor_vars))

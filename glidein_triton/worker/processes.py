@@ -1,0 +1,72 @@
+"""Processes and process groups, read from /proc (Linux worker nodes) and signalled safely."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name; None when there is no such process."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def start_ticks(pid: int) -> int:
+    """When the process started (clock ticks after boot); 0 when it is gone. Guards against pid reuse."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else 0
+
+
+def is_running(pid: int, ticks: int = 0) -> bool:
+    """Whether ``pid`` is alive (zombies are not), and is still the process started at ``ticks``."""
+    fields = _stat_fields(pid)
+    if not fields or fields[0] in ("Z", "X"):
+        return False
+    return not ticks or int(fields[19]) == ticks
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes (not zombies) of process group ``pgid``."""
+    members = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to the process group; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in the group; True if it emptied in time."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop_group(pgid: int, grace: float) -> bool:
+    """SIGTERM the group, then SIGKILL what is left after ``grace`` seconds; True if all are gone."""
+    if not group_members(pgid):
+        return True
+    signal_group(pgid, signal.SIGTERM)
+    if wait_group_gone(pgid, grace):
+        return True
+    signal_group(pgid, signal.SIGKILL)
+    return wait_group_gone(pgid, 5.0)

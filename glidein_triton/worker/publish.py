@@ -1,0 +1,69 @@
+"""What the startup script publishes: machine ClassAd attributes and job environment variables.
+
+Each attribute is a glidein_config key (the value) plus a condor_vars.lst line that makes
+condor_startup.sh put it in the startd ad (PUBLISH ``Y``) and, for some, in the job environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .glidein_config import CondorVar
+from .gpus import GPU
+
+# glidein_config key, condor_vars type, machine ad attribute, job environment variable ("-": none).
+ATTRIBUTES = (
+    CondorVar("HAS_TRITON", "C", "HasTriton", "HAS_TRITON"),
+    CondorVar("TRITON_GRPC_URL", "S", "TritonGRPCURL", "TRITON_GRPC_URL"),
+    CondorVar("TRITON_HTTP_URL", "S", "TritonHTTPURL", "TRITON_HTTP_URL"),
+    CondorVar("TRITON_METRICS_URL", "S", "TritonMetricsURL", "TRITON_METRICS_URL"),
+    CondorVar("TRITON_VERSION", "S", "TritonVersion"),
+    CondorVar("TRITON_GPUS", "I", "TritonGPUs"),
+    CondorVar("TRITON_GPU_NAMES", "S", "TritonGPUNames"),
+    CondorVar("TRITON_RUNTIME", "S", "TritonRuntime"),
+    CondorVar("TRITON_MODEL_REPOSITORY", "S", "TritonModelRepository", "TRITON_MODEL_REPOSITORY"),
+    CondorVar("TRITON_FAILURE", "S", "TritonFailure"),
+)
+ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
+
+
+def ad_string(text: str) -> str:
+    """A value safe inside condor_startup.sh's quoting: one line, no quotes or backslashes."""
+    return re.sub(r"[\"'\\\n\r]+", " ", text).strip()[:500]
+
+
+def server_values(
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    version: str,
+    gpus: Sequence[GPU],
+    runtime: str,
+    model_repository: str,
+) -> list[tuple[str, str]]:
+    """The glidein_config values of a running server."""
+    return [
+        ("HAS_TRITON", "True"),
+        ("TRITON_GRPC_URL", f"{host}:{grpc_port}"),
+        ("TRITON_HTTP_URL", f"{host}:{http_port}"),
+        ("TRITON_METRICS_URL", f"http://{host}:{metrics_port}/metrics"),
+        ("TRITON_VERSION", ad_string(version)),
+        ("TRITON_GPUS", str(len(gpus))),
+        ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in gpus))),
+        ("TRITON_RUNTIME", runtime),
+        ("TRITON_MODEL_REPOSITORY", ad_string(model_repository)),
+        ("TRITON_FAILURE", ""),
+    ]
+
+
+def off_values(failure: str = "") -> list[tuple[str, str]]:
+    """The values when there is no server: ``HasTriton = False`` and, after a failure, its reason."""
+    values = [("HAS_TRITON", "False")]
+    return [*values, ("TRITON_FAILURE", ad_string(failure))] if failure else values
+
+
+def condor_vars(values: Sequence[tuple[str, str]]) -> list[CondorVar]:
+    """The condor_vars.lst lines for the published keys."""
+    return [ATTRIBUTE_BY_KEY[key] for key, _ in values]

@@ -1,0 +1,158 @@
+"""Command lines for each runtime, built as argument lists and run without a shell.
+
+* ``process``: the ``tritonserver`` binary runs directly on the node.
+* ``apptainer`` / ``singularity``: ``$SINGULARITY_PATH instance start [--nv] --bind <repo>:/models <image>
+  <instance>`` starts a named instance, ``$SINGULARITY_PATH exec instance://<instance> tritonserver ...``
+  runs the server in it, and ``$SINGULARITY_PATH instance stop <instance>`` ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import RuntimeNotFoundError, VOConfigError
+from .gpus import GPU
+from .ports import LOOPBACK, Ports
+
+CONTAINER_MODEL_REPOSITORY = "/models"
+CONTAINER_SERVER = "tritonserver"
+CONTAINER_RUNTIMES = ("apptainer", "singularity")
+IMAGE_URI_SCHEMES = ("docker://", "oras://", "library://", "shub://", "http://", "https://")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What to run: commands before the server, the server itself, and commands that tear it down."""
+
+    runtime: str
+    server: list[str]
+    prepare: list[list[str]] = field(default_factory=list)
+    teardown: list[list[str]] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    instance: str = ""
+
+
+def server_options(
+    model_repository: str, ports: Ports, models: Sequence[str], extra: Sequence[str], address: str = LOOPBACK
+) -> list[str]:
+    """tritonserver's options: explicit model control, every endpoint on ``address`` (loopback)."""
+    options = [
+        f"--model-repository={model_repository}",
+        "--model-control-mode=explicit",
+        f"--http-address={address}",
+        f"--http-port={ports.http}",
+        f"--grpc-address={address}",
+        f"--grpc-port={ports.grpc}",
+        f"--metrics-address={address}",
+        f"--metrics-port={ports.metrics}",
+    ]
+    options += [f"--load-model={model}" for model in models]
+    return options + list(extra)
+
+
+def cuda_environment(gpus: Sequence[GPU]) -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES for the server: the chosen devices, or none at all in CPU mode."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(gpu.uuid for gpu in gpus)}
+
+
+def instance_name() -> str:
+    """A name unique per glidein on this node (Apptainer accepts ``[a-zA-Z0-9._-]+``)."""
+    return f"glidein-triton-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def process_plan(
+    binary: str,
+    model_repository: str,
+    ports: Ports,
+    models: Sequence[str],
+    extra: Sequence[str],
+    gpus: Sequence[GPU],
+    search_path: str | None = None,
+) -> LaunchPlan:
+    """Run ``binary`` (a path, or a name found on PATH) directly."""
+    executable = shutil.which(binary, path=search_path)
+    if executable is None:
+        raise RuntimeNotFoundError(
+            f"tritonserver binary {binary!r} not found or not executable (GLIDEIN_TRITON_SERVER_BINARY)"
+        )
+    return LaunchPlan(
+        runtime="process",
+        server=[executable, *server_options(model_repository, ports, models, extra)],
+        environment=cuda_environment(gpus),
+    )
+
+
+def container_plan(
+    runtime: str,
+    singularity_path: str,
+    image: str,
+    model_repository: str,
+    ports: Ports,
+    models: Sequence[str],
+    extra: Sequence[str],
+    gpus: Sequence[GPU],
+    instance: str,
+) -> LaunchPlan:
+    """Start an Apptainer/Singularity instance of ``image`` and run the server inside it."""
+    start = [singularity_path, "instance", "start"]
+    if gpus:
+        start.append("--nv")
+    start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro", image, instance]
+    run = [singularity_path, "exec"]
+    for name, value in sorted(cuda_environment(gpus).items()):
+        run += ["--env", f"{name}={value}"]
+    run += [
+        f"instance://{instance}",
+        CONTAINER_SERVER,
+        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra),
+    ]
+    return LaunchPlan(
+        runtime=runtime,
+        server=run,
+        prepare=[start],
+        teardown=[[singularity_path, "instance", "stop", instance]],
+        instance=instance,
+    )
+
+
+def find_container_runtime(runtime: str, config: Mapping[str, str], search_path: str | None) -> str:
+    """The container executable: SINGULARITY_PATH from the glidein's Singularity set-up, else PATH."""
+    configured = config.get("SINGULARITY_PATH", "").strip()
+    candidates = [configured] if configured else []
+    candidates += [runtime] if runtime in CONTAINER_RUNTIMES else list(CONTAINER_RUNTIMES)
+    for candidate in candidates:
+        found = shutil.which(candidate, path=search_path)
+        if found:
+            return found
+    raise RuntimeNotFoundError(
+        f"no container runtime: SINGULARITY_PATH={configured!r} is not executable and "
+        f"{' or '.join(CONTAINER_RUNTIMES)} is not on PATH"
+    )
+
+
+def check_image(image: str) -> None:
+    """A local image (file or sandbox directory, e.g. on CVMFS) must exist; URIs are left to the runtime."""
+    if not image:
+        raise VOConfigError(
+            "no server image: set GLIDEIN_TRITON_IMAGE or the tritonserver key of SINGULARITY_IMAGES_DICT"
+        )
+    if not image.startswith(IMAGE_URI_SCHEMES) and not Path(image).exists():
+        raise VOConfigError(f"server image {image} does not exist on this node")
+
+
+def choose_runtime(requested: str, image: str, config: Mapping[str, str], search_path: str | None) -> str:
+    """Resolve ``auto``: a container when there is an image and a container runtime, else ``process``."""
+    if requested != "auto":
+        return requested
+    if image:
+        try:
+            find_container_runtime(requested, config, search_path)
+        except RuntimeNotFoundError:
+            return "process"
+        return "apptainer"
+    return "process"

@@ -1,0 +1,169 @@
+"""Starting the server from a launch plan, waiting until it is ready, and stopping it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import health, processes
+from .errors import PortInUseError, ReadinessTimeoutError, ServerStartError
+from .runtime import LaunchPlan
+from .state import ServerState
+
+LOG = logging.getLogger(__name__)
+
+PREPARE_TIMEOUT = 300.0
+TEARDOWN_TIMEOUT = 60.0
+LOG_TAIL_LINES = 25
+PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
+
+
+def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of the server log, for error messages."""
+    try:
+        with Path(path).open(errors="replace") as log:
+            return "".join(deque(log, maxlen=lines)).rstrip()
+    except OSError:
+        return "(no server log)"
+
+
+def _evidence(argv: list[str], code: int | None, log_path: str | Path) -> str:
+    status = "still running" if code is None else f"exit code {code}"
+    return f"command: {' '.join(argv)}\n{status}\nlast lines of {log_path}:\n{log_tail(log_path)}"
+
+
+def run_prepare(plan: LaunchPlan, environment: Mapping[str, str]) -> None:
+    """Run the plan's preparation commands (an instance start) to completion."""
+    for argv in plan.prepare:
+        LOG.info("running %s", argv)
+        try:
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=PREPARE_TIMEOUT,
+                check=False,
+                env=dict(environment),
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ServerStartError(f"{plan.runtime} instance could not be started: {error}") from error
+        if result.returncode != 0:
+            output = (result.stderr + result.stdout).strip()[-3000:]
+            raise ServerStartError(
+                f"{plan.runtime} instance could not be started",
+                evidence=f"command: {' '.join(argv)}\nexit code {result.returncode}\n{output}",
+            )
+
+
+def launch(
+    plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float
+) -> ServerState:
+    """Start the server process in a session of its own, output to ``log_path``."""
+    env = dict(environment)
+    env.update(plan.environment)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    LOG.info("starting %s", plan.server)
+    with log_path.open("ab") as log:
+        try:
+            process = subprocess.Popen(
+                plan.server,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=log_path.parent,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
+    return ServerState(
+        runtime=plan.runtime,
+        pid=process.pid,
+        pgid=process.pid,
+        start_ticks=processes.start_ticks(process.pid),
+        instance=plan.instance,
+        teardown=plan.teardown,
+        log_path=str(log_path),
+        stop_grace=stop_grace,
+        started_at=time.time(),
+        argv=plan.server,
+    )
+
+
+def _exit_code(pid: int) -> int | None:
+    """The exit code of our child ``pid`` if it has ended (reaping it), else None."""
+    try:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None if processes.is_running(pid) else -1
+    if finished == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def wait_ready(state: ServerState, timeout: float) -> None:
+    """Poll ``/v2/health/ready`` with backoff until it answers 200.
+
+    An early exit of the server is noticed at once, and a port clash raises PortInUseError so that the
+    caller can retry with other ports. Every failure carries the argv, exit code and log tail.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        if health.is_ready(state.http_port, timeout=1.0):
+            state.ready_at = time.time()
+            return
+        code = _exit_code(state.pid)
+        if code is not None:
+            evidence = _evidence(state.argv, code, state.log_path)
+            tail = log_tail(state.log_path)
+            if any(word in tail for word in PORT_CLASH_WORDS):
+                raise PortInUseError("tritonserver could not bind its ports", evidence=evidence)
+            raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
+        if time.monotonic() >= deadline:
+            raise ReadinessTimeoutError(
+                f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT)",
+                evidence=_evidence(state.argv, None, state.log_path),
+            )
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.5)
+
+
+def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:
+    """Stop the server (SIGTERM, then SIGKILL after the grace period) and run the teardown commands.
+
+    Returns the problems met (empty when everything is gone); never raises for a process already gone.
+    """
+    problems = []
+    if state.pgid and not processes.stop_group(state.pgid, state.stop_grace):
+        problems.append(
+            f"processes {processes.group_members(state.pgid)} of group {state.pgid} survived SIGKILL"
+        )
+    if state.pid:
+        _exit_code(state.pid)
+    for argv in state.teardown:
+        LOG.info("running %s", argv)
+        try:
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=TEARDOWN_TIMEOUT,
+                check=False,
+                env=dict(environment),
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            problems.append(f"{' '.join(argv)}: {error}")
+            continue
+        if result.returncode != 0 and "no instance found" not in result.stderr.lower():
+            problems.append(
+                f"{' '.join(argv)}: exit code {result.returncode}: {result.stderr.strip()[-500:]}"
+            )
+    return problems

@@ -1,0 +1,273 @@
+"""The operator's settings, read from glidein_config into one frozen dataclass.
+
+Factory and frontend ``<attr>`` elements with ``parameter="True"`` arrive in glidein_config as keys; these
+are the ``GLIDEIN_TRITON_*`` keys below. Every invalid value raises :class:`ConfigError` naming the key,
+the value and what is allowed. ``SETTINGS`` is the single source of the settings reference in docs/.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+TRUE_WORDS = ("TRUE", "T", "YES", "Y")
+FALSE_WORDS = ("FALSE", "F", "NO", "N", "")
+RUNTIMES = ("auto", "apptainer", "singularity", "process")
+GPU_MODES = ("auto", "gpu", "cpu")
+
+#: tritonserver options an operator may add with GLIDEIN_TRITON_SERVER_ARGS. Ports, addresses, the model
+#: repository, the model control mode and API restrictions are set by the plugin and cannot be overridden.
+ALLOWED_SERVER_OPTIONS = (
+    "--backend-config",
+    "--buffer-manager-thread-count",
+    "--cache-config",
+    "--cuda-memory-pool-byte-size",
+    "--exit-timeout-secs",
+    "--http-thread-count",
+    "--log-error",
+    "--log-format",
+    "--log-info",
+    "--log-verbose",
+    "--log-warning",
+    "--min-supported-compute-capability",
+    "--model-load-retry-count",
+    "--model-load-thread-count",
+    "--pinned-memory-pool-byte-size",
+    "--rate-limit",
+    "--rate-limit-resource",
+    "--response-cache-byte-size",
+    "--strict-readiness",
+)
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _trimmed(value: str) -> str:
+    """The value without the blanks that gconfig_get_bool strips (space, tab, newline, return)."""
+    return value.strip(" \t\n\r")
+
+
+def parse_bool(key: str, value: str) -> bool:
+    """A truth value as ``gconfig_get_bool`` reads it; anything it would not recognise is an error."""
+    word = _trimmed(value).upper()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    if word.isdigit():
+        return int(word) != 0
+    raise ConfigError(f"{key}={value!r} is not a truth value: use True/False (also T/F, Yes/No, Y/N, 1/0)")
+
+
+def parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    word = _trimmed(value).lower()
+    if word not in choices:
+        raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(choices)}")
+    return word
+
+
+def parse_port(key: str, value: str) -> int:
+    """0 (choose a free port) or a port number from 1024 to 65535."""
+    word = _trimmed(value)
+    if not word.isdigit() or not (int(word) == 0 or 1024 <= int(word) <= 65535):
+        raise ConfigError(f"{key}={value!r} is not a port: use 0 (choose a free port) or 1024-65535")
+    return int(word)
+
+
+def parse_seconds(key: str, value: str, low: float, high: float) -> float:
+    try:
+        seconds = float(_trimmed(value))
+    except ValueError:
+        seconds = float("nan")
+    if not low <= seconds <= high:
+        raise ConfigError(f"{key}={value!r} is not a number of seconds from {low:g} to {high:g}")
+    return seconds
+
+
+def parse_server_args(key: str, value: str) -> tuple[str, ...]:
+    """Extra tritonserver options: shell-like words, each ``--option[=value]`` from the allow-list."""
+    try:
+        words = shlex.split(value)
+    except ValueError as error:
+        raise ConfigError(f"{key}={value!r} cannot be split into arguments: {error}") from error
+    for word in words:
+        option = word.split("=", 1)[0]
+        if option not in ALLOWED_SERVER_OPTIONS:
+            raise ConfigError(
+                f"{key}: tritonserver option {option!r} is not allowed here; "
+                f"allowed (as --option=value): {', '.join(ALLOWED_SERVER_OPTIONS)}"
+            )
+    return tuple(words)
+
+
+def parse_models(key: str, value: str) -> tuple[str, ...]:
+    """Model names to load at start, separated by commas or spaces; ``*`` loads every model."""
+    names = tuple(name for name in re.split(r"[,\s]+", value.strip()) if name)
+    if names == ("*",):
+        return names
+    for name in names:
+        if not MODEL_NAME.match(name):
+            raise ConfigError(
+                f"{key}: {name!r} is not a model name (letters, digits, '_', '.', '-'), or use *"
+            )
+    return names
+
+
+def parse_images_dict(value: str) -> dict[str, str]:
+    """SINGULARITY_IMAGES_DICT: ``key:path,key2:path2``; each item splits on its first colon only."""
+    images: dict[str, str] = {}
+    for item in value.split(","):
+        name, separator, path = item.strip().partition(":")
+        if separator and name.strip() and path.strip():
+            images[name.strip()] = path.strip()
+    return images
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One glidein_config key of the plugin, for the reference table in docs/."""
+
+    key: str
+    default: str
+    allowed: str
+    description: str
+    default_text: str = ""
+
+    @property
+    def shown_default(self) -> str:
+        """The default as the docs show it."""
+        return self.default_text or self.default or "(none)"
+
+
+SETTINGS = (
+    SettingSpec(
+        "GLIDEIN_TRITON", "False", "truth value", "The switch: start a Triton server in this glidein."
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_REQUIRED",
+        "False",
+        "truth value",
+        "Fail the glidein (non-zero exit) when the server cannot be started. Otherwise a failure is "
+        "reported through error_gen and the glidein runs on with HasTriton = False.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_IMAGE",
+        "",
+        "image path or URI",
+        "Server image for the apptainer/singularity runtimes (e.g. a CVMFS path).",
+        default_text="the tritonserver key of SINGULARITY_IMAGES_DICT",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_MODEL_REPOSITORY",
+        "",
+        "directory",
+        "Model repository served; bound into the container at /models.",
+        default_text="an empty repository in the work directory",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_MODELS", "*", "model names or *", "Models loaded at start (comma separated)."
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RUNTIME",
+        "auto",
+        " | ".join(RUNTIMES),
+        "auto: a container instance when an image and SINGULARITY_PATH are there, else the process runtime.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_SERVER_BINARY",
+        "tritonserver",
+        "command or path",
+        "The server executable for the process runtime (found on PATH when not a path).",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_GPU",
+        "auto",
+        " | ".join(GPU_MODES),
+        "auto: use the GPUs found, else CPU; gpu: fail without a GPU; cpu: never use a GPU.",
+    ),
+    SettingSpec("GLIDEIN_TRITON_HTTP_PORT", "0", "0 or 1024-65535", "HTTP port; 0 chooses a free one."),
+    SettingSpec("GLIDEIN_TRITON_GRPC_PORT", "0", "0 or 1024-65535", "gRPC port; 0 chooses a free one."),
+    SettingSpec("GLIDEIN_TRITON_METRICS_PORT", "0", "0 or 1024-65535", "Metrics port; 0 chooses a free one."),
+    SettingSpec(
+        "GLIDEIN_TRITON_READY_TIMEOUT", "240", "1-3600 seconds", "How long to wait for /v2/health/ready."
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_STOP_GRACE",
+        "10",
+        "0-300 seconds",
+        "How long cleanup waits after SIGTERM before SIGKILL.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_SERVER_ARGS",
+        "",
+        "--option=value words from an allow-list",
+        "Extra tritonserver options, e.g. --log-verbose=1 --strict-readiness=false.",
+    ),
+)
+DEFAULTS = {spec.key: spec.default for spec in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the startup script needs to know from glidein_config."""
+
+    enabled: bool
+    required: bool
+    image: str
+    model_repository: str
+    models: tuple[str, ...]
+    runtime: str
+    server_binary: str
+    gpu_mode: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    ready_timeout: float
+    stop_grace: float
+    server_args: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> Settings:
+        """Validate every key; the first invalid one raises ConfigError."""
+
+        def get(key: str, default: str | None = None) -> str:
+            """The key's value, or its default when unset or blank."""
+            value = config.get(key, "")
+            if _trimmed(value):
+                return value
+            return DEFAULTS[key] if default is None else default
+
+        images = parse_images_dict(config.get("SINGULARITY_IMAGES_DICT", ""))
+        return cls(
+            enabled=parse_bool("GLIDEIN_TRITON", get("GLIDEIN_TRITON")),
+            required=parse_bool("GLIDEIN_TRITON_REQUIRED", get("GLIDEIN_TRITON_REQUIRED")),
+            image=_trimmed(get("GLIDEIN_TRITON_IMAGE", images.get("tritonserver", ""))),
+            model_repository=_trimmed(get("GLIDEIN_TRITON_MODEL_REPOSITORY")),
+            models=parse_models("GLIDEIN_TRITON_MODELS", get("GLIDEIN_TRITON_MODELS")),
+            runtime=parse_choice("GLIDEIN_TRITON_RUNTIME", get("GLIDEIN_TRITON_RUNTIME"), RUNTIMES),
+            server_binary=_trimmed(get("GLIDEIN_TRITON_SERVER_BINARY")),
+            gpu_mode=parse_choice("GLIDEIN_TRITON_GPU", get("GLIDEIN_TRITON_GPU"), GPU_MODES),
+            http_port=parse_port("GLIDEIN_TRITON_HTTP_PORT", get("GLIDEIN_TRITON_HTTP_PORT")),
+            grpc_port=parse_port("GLIDEIN_TRITON_GRPC_PORT", get("GLIDEIN_TRITON_GRPC_PORT")),
+            metrics_port=parse_port("GLIDEIN_TRITON_METRICS_PORT", get("GLIDEIN_TRITON_METRICS_PORT")),
+            ready_timeout=parse_seconds(
+                "GLIDEIN_TRITON_READY_TIMEOUT", get("GLIDEIN_TRITON_READY_TIMEOUT"), 1, 3600
+            ),
+            stop_grace=parse_seconds("GLIDEIN_TRITON_STOP_GRACE", get("GLIDEIN_TRITON_STOP_GRACE"), 0, 300),
+            server_args=parse_server_args("GLIDEIN_TRITON_SERVER_ARGS", get("GLIDEIN_TRITON_SERVER_ARGS")),
+        )
+
+
+def required_flag(config: Mapping[str, str]) -> bool:
+    """GLIDEIN_TRITON_REQUIRED alone, so that a failure elsewhere still gets the right exit code.
+
+    An unreadable value counts as required: the operator meant something, and failing loudly is safer.
+    """
+    try:
+        return parse_bool("GLIDEIN_TRITON_REQUIRED", config.get("GLIDEIN_TRITON_REQUIRED", ""))
+    except ConfigError:
+        return True

@@ -1,0 +1,249 @@
+"""Startup script: ``glidein_triton_setup.sh glidein_config <id>`` runs ``python -m ...startup``.
+
+Reads the settings, detects GPUs, starts tritonserver (process or container instance), waits until it is
+ready, publishes its endpoint to the machine ad and the job environment, installs the cleanup script and
+reports through error_gen. A failure is fatal to the glidein only when GLIDEIN_TRITON_REQUIRED is true.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from . import gpus as gpu_discovery
+from . import health, logs, publish, runtime, server
+from .errors import CorruptionError, PortInUseError, ServerStartError, TritonSetupError, VOConfigError
+from .glidein_config import GlideinConfig
+from .glidein_config import publish as publish_config
+from .gpus import GPU
+from .ports import LOOPBACK, Ports, allocate
+from .report import Reporter
+from .settings import Settings, required_flag
+from .state import EMPTY_REPOSITORY, LOG_FILE_NAME, STATE_FILE_NAME, ServerState, state_dir
+
+LOG = logging.getLogger(__name__)
+
+SCRIPT_NAME = "glidein_triton_setup.sh"
+CLEANUP_SCRIPT = "glidein_triton_cleanup.sh"
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
+PORT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    state: ServerState
+    gpus: list[GPU]
+    version: str
+    model_repository: str
+
+
+class Interrupted(BaseException):
+    """The startup script got SIGTERM (e.g. the glidein is being killed) while it was starting the server."""
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def install_cleanup_script(work_dir: Path) -> Path:
+    """Copy the cleanup script into ``.gwms.d/exec/cleanup``, which glidein_startup.sh runs at exit."""
+    target_dir = work_dir / ".gwms.d" / "exec" / "cleanup"
+    target = target_dir / CLEANUP_SCRIPT
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SCRIPTS_DIR / CLEANUP_SCRIPT, target)
+        target.chmod(0o755)
+    except OSError as error:
+        raise CorruptionError(f"cannot install the cleanup script into {target_dir}: {error}") from error
+    return target
+
+
+def model_repository(settings: Settings, directory: Path) -> str:
+    """The configured repository, or an empty one in the work directory for models loaded later."""
+    if not settings.model_repository:
+        empty = directory / EMPTY_REPOSITORY
+        empty.mkdir(parents=True, exist_ok=True)
+        return str(empty)
+    if not Path(settings.model_repository).is_dir():
+        raise VOConfigError(
+            f"model repository {settings.model_repository} is not a directory "
+            "(GLIDEIN_TRITON_MODEL_REPOSITORY)"
+        )
+    return settings.model_repository
+
+
+def plan_for(
+    settings: Settings,
+    config: Mapping[str, str],
+    environment: Mapping[str, str],
+    repository: str,
+    ports: Ports,
+    devices: Sequence[GPU],
+) -> runtime.LaunchPlan:
+    search_path = environment.get("PATH")
+    chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
+    if chosen == "process":
+        return runtime.process_plan(
+            settings.server_binary,
+            repository,
+            ports,
+            settings.models,
+            settings.server_args,
+            devices,
+            search_path,
+        )
+    runtime.check_image(settings.image)
+    executable = runtime.find_container_runtime(chosen, config, search_path)
+    return runtime.container_plan(
+        chosen,
+        executable,
+        settings.image,
+        repository,
+        ports,
+        settings.models,
+        settings.server_args,
+        devices,
+        runtime.instance_name(),
+    )
+
+
+def start_server(config: GlideinConfig, settings: Settings, environment: Mapping[str, str]) -> RunningServer:
+    """Start the server and wait for it; on any failure, stop what was started and re-raise."""
+    directory = state_dir(config.work_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    devices = [] if settings.gpu_mode == "cpu" else gpu_discovery.detect(environment)
+    if settings.gpu_mode == "gpu" and not devices:
+        raise TritonSetupError("GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU")
+    repository = model_repository(settings, directory)
+    requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
+    state_path = directory / STATE_FILE_NAME
+    attempt = 0
+    while True:
+        attempt += 1
+        ports = allocate(requested)
+        plan = plan_for(settings, config, environment, repository, ports, devices)
+        state = ServerState(
+            runtime=plan.runtime,
+            instance=plan.instance,
+            teardown=plan.teardown,
+            http_port=ports.http,
+            grpc_port=ports.grpc,
+            metrics_port=ports.metrics,
+            stop_grace=settings.stop_grace,
+        )
+        state.save(state_path)
+        try:
+            server.run_prepare(plan, environment)
+            state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
+            state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
+            state.save(state_path)
+            server.wait_ready(state, settings.ready_timeout)
+        except PortInUseError:
+            server.stop(state, environment)
+            if 0 not in (requested.http, requested.grpc, requested.metrics) or attempt >= PORT_ATTEMPTS:
+                state_path.unlink(missing_ok=True)
+                raise
+            LOG.warning("ports %s were taken before tritonserver bound them; trying new ones", ports)
+            continue
+        except BaseException:
+            server.stop(state, environment)
+            state_path.unlink(missing_ok=True)
+            raise
+        state.save(state_path)
+        version = str(health.server_metadata(state.http_port).get("version", "unknown"))
+        LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
+        return RunningServer(state, devices, version, repository)
+
+
+def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str]) -> int:
+    """The whole startup; returns the script's exit code."""
+    required = required_flag(config)
+    try:
+        settings = Settings.from_config(config)
+        if not settings.enabled:
+            values = publish.off_values()
+            publish_config(config, values, publish.condor_vars(values))
+            reporter.ok([("HasTriton", "False")])
+            return 0
+        install_cleanup_script(config.work_dir)
+        running = start_server(config, settings, environment)
+        state = running.state
+        values = publish.server_values(
+            LOOPBACK,
+            state.http_port,
+            state.grpc_port,
+            state.metrics_port,
+            running.version,
+            running.gpus,
+            state.runtime,
+            running.model_repository,
+        )
+        publish_config(config, values, publish.condor_vars(values))
+    except TritonSetupError as error:
+        return fail(config, reporter, error, required)
+    except Interrupted as interrupted:
+        return fail(config, reporter, ServerStartError(f"startup interrupted by {interrupted}"), required)
+    except Exception as error:  # a bug must not take the glidein down either
+        LOG.exception("unexpected error")
+        wrapped = CorruptionError(f"internal error in glidein-triton: {type(error).__name__}: {error}")
+        return fail(config, reporter, wrapped, required)
+    reporter.ok(
+        [
+            ("HasTriton", "True"),
+            ("TritonGRPCURL", f"{LOOPBACK}:{state.grpc_port}"),
+            ("TritonGPUs", str(len(running.gpus))),
+            ("TritonReadySeconds", f"{state.ready_at - state.started_at:.2f}"),
+        ]
+    )
+    return 0
+
+
+def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, required: bool) -> int:
+    """Publish HasTriton = False, report the failure, and decide the exit code from REQUIRED."""
+    LOG.error("Triton is not available: %s", error.detail())
+    try:
+        values = publish.off_values(f"{error.failure_type}: {error.message}")
+        publish_config(config, values, publish.condor_vars(values))
+    except TritonSetupError as publish_error:
+        LOG.error("could not publish HasTriton = False: %s", publish_error.detail())
+    if required:
+        reporter.error(error.failure_type, error.detail(), [("HasTriton", "False")])
+        return 1
+    reporter.ok(
+        [
+            ("HasTriton", "False"),
+            ("TritonFailure", error.failure_type),
+            ("TritonFailureDetail", error.message),
+        ]
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    logs.configure("glidein-triton-setup")
+    if not arguments:
+        print(f"usage: {SCRIPT_NAME} glidein_config [id]", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
+    try:
+        config = GlideinConfig.read(arguments[0])
+    except CorruptionError as error:
+        LOG.error("%s", error.message)
+        return 1
+    code = run(config, Reporter.from_config(config, SCRIPT_NAME), os.environ)
+    LOG.info("startup finished in %.2f s with exit code %d", time.monotonic() - started, code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

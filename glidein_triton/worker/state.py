@@ -1,0 +1,56 @@
+"""The server's state file: written before the wait for readiness, read by cleanup and later hooks."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_DIR_NAME = "triton"
+STATE_FILE_NAME = "state.json"
+LOG_FILE_NAME = "server.log"
+EMPTY_REPOSITORY = "empty_model_repository"
+
+
+def state_dir(work_dir: Path) -> Path:
+    """Where the plugin keeps its files in the glidein work directory (next to glidein_config)."""
+    return work_dir / STATE_DIR_NAME
+
+
+@dataclass
+class ServerState:
+    """What cleanup needs to stop everything the startup script started."""
+
+    runtime: str
+    pid: int = 0
+    pgid: int = 0
+    start_ticks: int = 0
+    instance: str = ""
+    teardown: list[list[str]] = field(default_factory=list)
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    log_path: str = ""
+    stop_grace: float = 10.0
+    started_at: float = 0.0
+    ready_at: float = 0.0
+    argv: list[str] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file, then rename) so a reader never sees half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(asdict(self), indent=1))
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ServerState | None:
+        """The recorded state, or None when there is none (or it is unreadable)."""
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
