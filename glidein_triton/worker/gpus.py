@@ -13,8 +13,8 @@ from dataclasses import dataclass
 LOG = logging.getLogger(__name__)
 
 QUERY_FIELDS = ("index", "uuid", "name", "memory.total", "driver_version")
-QUERY_ARGV = ["nvidia-smi", f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv"]
-LIST_ARGV = ["nvidia-smi", "-L"]
+QUERY_ARGS = [f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv"]
+LIST_ARGS = ["-L"]
 NVIDIA_SMI_TIMEOUT = 20.0
 
 GPU_LINE = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?) \(UUID: (?P<uuid>GPU-[0-9a-fA-F-]+)\)\s*$")
@@ -151,12 +151,13 @@ def _run(argv: Sequence[str]) -> str:
 
 def detect(environment: Mapping[str, str]) -> list[GPU]:
     """The GPUs this glidein may use; none when nvidia-smi is missing or fails (then CPU mode)."""
-    if shutil.which("nvidia-smi", path=environment.get("PATH")) is None:
+    nvidia_smi = shutil.which("nvidia-smi", path=environment.get("PATH"))
+    if nvidia_smi is None:
         LOG.info("no nvidia-smi on PATH: CPU mode")
         return []
     try:
-        gpus = parse_query_csv(_run(QUERY_ARGV))
-        slices = parse_list(_run(LIST_ARGV))
+        gpus = parse_query_csv(_run([nvidia_smi, *QUERY_ARGS]))
+        slices = parse_list(_run([nvidia_smi, *LIST_ARGS]))
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
         LOG.warning("nvidia-smi failed, so no GPU is used: %s", error)
         return []

@@ -30,7 +30,7 @@ ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 
 def ad_string(text: str) -> str:
     """A value safe inside condor_startup.sh's quoting: one line, no quotes or backslashes."""
-    return re.sub(r"[\"'\\\n\r]+", " ", text).strip()[:500]
+    return " ".join(re.sub(r"[\"'\\]", "", text).split())[:500]
 
 
 def server_values(

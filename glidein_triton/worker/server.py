@@ -64,29 +64,27 @@ def run_prepare(plan: LaunchPlan, environment: Mapping[str, str]) -> None:
 def launch(
     plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float
 ) -> ServerState:
-    """Start the server process in a session of its own, output to ``log_path``."""
+    """Start the server process in a session of its own (its own process group), output to ``log_path``."""
     env = dict(environment)
     env.update(plan.environment)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     LOG.info("starting %s", plan.server)
     with log_path.open("ab") as log:
+        # posix_spawn rather than Popen: the server outlives this script, so no Popen object to keep.
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+        ]
         try:
-            process = subprocess.Popen(
-                plan.server,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=log_path.parent,
-                start_new_session=True,
-            )
+            pid = os.posix_spawn(plan.server[0], plan.server, env, file_actions=actions, setsid=True)
         except OSError as error:
             raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
     return ServerState(
         runtime=plan.runtime,
-        pid=process.pid,
-        pgid=process.pid,
-        start_ticks=processes.start_ticks(process.pid),
+        pid=pid,
+        pgid=pid,
+        start_ticks=processes.start_ticks(pid),
         instance=plan.instance,
         teardown=plan.teardown,
         log_path=str(log_path),

@@ -1,0 +1,126 @@
+"""GPU discovery on captured real nvidia-smi outputs (shared/fixtures/nvidia-smi)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.worker import gpus
+
+from .conftest import write_executable
+
+
+def query_csv(fixtures: Path, name: str, extra_indexes: tuple[int, ...] = ()) -> str:
+    """A fixture's --query-gpu CSV; extra rows copy the first with other indexes (a multi-GPU node)."""
+    lines = (fixtures / name / "query-gpu-idle.csv").read_text().splitlines()
+    header, row = lines[0], lines[1]
+    columns = [c.strip() for c in header.split(",")]
+    index_position = columns.index("index")
+    rows = [row]
+    for index in extra_indexes:
+        cells = row.split(", ")
+        cells[index_position] = str(index)
+        cells[columns.index("uuid")] = f"GPU-0000000{index}-0000-0000-0000-00000000000{index}"
+        rows.append(", ".join(cells))
+    return "\n".join([header, *rows]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "memory", "driver"),
+    [
+        ("l40s", "NVIDIA L40S", 46068, "595.80"),
+        ("h100", "NVIDIA H100 80GB HBM3", 81559, "590.48.01"),
+        ("h200", "NVIDIA H200", 143771, "590.48.01"),
+        ("rtx4080s", "NVIDIA GeForce RTX 4080 SUPER", 16376, "595.71.05"),
+    ],
+)
+def test_one_gpu(nvidia_smi_fixtures: Path, name: str, model: str, memory: int, driver: str) -> None:
+    found = gpus.parse_query_csv((nvidia_smi_fixtures / name / "query-gpu-idle.csv").read_text())
+    assert len(found) == 1
+    assert (found[0].index, found[0].name, found[0].memory_mib, found[0].driver) == (0, model, memory, driver)
+    assert found[0].uuid.startswith("GPU-")
+
+
+def test_several_gpus(nvidia_smi_fixtures: Path) -> None:
+    found = gpus.parse_query_csv(query_csv(nvidia_smi_fixtures, "h100", (1, 2, 3)))
+    assert [gpu.index for gpu in found] == [0, 1, 2, 3]
+    assert len({gpu.uuid for gpu in found}) == 4
+
+
+def test_missing_columns_are_an_error() -> None:
+    with pytest.raises(ValueError, match=r"memory\.total"):
+        gpus.parse_query_csv("index, uuid, name, driver_version\n0, GPU-1, X, 1\n")
+
+
+def test_mig_slices_replace_their_gpu(nvidia_smi_fixtures: Path) -> None:
+    found = gpus.parse_query_csv((nvidia_smi_fixtures / "h100-mig" / "query-gpu-idle.csv").read_text())
+    slices = gpus.parse_list((nvidia_smi_fixtures / "h100-mig" / "list-L.txt").read_text())
+    devices = gpus.devices(found, slices)
+    assert [device.mig_profile for device in devices] == ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]
+    assert all(device.uuid.startswith("MIG-") and device.parent_uuid == found[0].uuid for device in devices)
+    assert devices[0].memory_mib == 40 * 1024
+    assert devices[0].label == "NVIDIA H100 80GB HBM3 MIG 3g.40gb"
+
+
+def test_eight_gpus_with_seven_slices_each(nvidia_smi_fixtures: Path) -> None:
+    slices = gpus.parse_list((nvidia_smi_fixtures / "8xh100-mig" / "list-L.txt").read_text())
+    assert len(slices) == 8
+    assert all(len(gpu_slices) == 7 for gpu_slices in slices.values())
+    assert slices["GPU-63d1e50a-b952-d15c-0740-12bc14859142"][1] == (
+        "1g.10gb",
+        "MIG-7d8b2e8d-57ea-5fe3-83bc-2026e5cb10fb",
+    )
+
+
+def test_visible_devices(nvidia_smi_fixtures: Path) -> None:
+    devices = gpus.parse_query_csv(query_csv(nvidia_smi_fixtures, "l40s", (1, 2)))
+    uuid1 = devices[1].uuid
+    assert gpus.visible_devices(devices, {}) == devices
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "2,0"}) == [devices[2], devices[0]]
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": uuid1}) == [devices[1]]
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": uuid1[:12]}) == [devices[1]]
+    for none in ("", "-1", "NoDevFiles", "none", "void"):
+        assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": none}) == []
+    assert gpus.visible_devices(devices, {"NVIDIA_VISIBLE_DEVICES": "all"}) == devices
+    assert gpus.visible_devices(devices, {"NVIDIA_VISIBLE_DEVICES": "1"}) == [devices[1]]
+    # CUDA_VISIBLE_DEVICES (what the batch system set for this glidein) wins over the container variable.
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "0", "NVIDIA_VISIBLE_DEVICES": "all"}) == [
+        devices[0]
+    ]
+
+
+def test_visible_mig_slice(nvidia_smi_fixtures: Path) -> None:
+    found = gpus.parse_query_csv((nvidia_smi_fixtures / "h100-mig" / "query-gpu-idle.csv").read_text())
+    devices = gpus.devices(
+        found, gpus.parse_list((nvidia_smi_fixtures / "h100-mig" / "list-L.txt").read_text())
+    )
+    chosen = gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": devices[2].uuid})
+    assert chosen == [devices[2]]
+    # The parent GPU's uuid selects all its slices.
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": found[0].uuid}) == devices
+
+
+def fake_nvidia_smi(directory: Path, fixture: Path, failing: bool = False) -> str:
+    """An nvidia-smi on PATH that prints a captured output (or the no-driver failure)."""
+    if failing:
+        body = f'cat "{fixture}/stdout.txt"; exit "$(cat "{fixture}/exit-status.txt")"'
+    else:
+        body = f'case "$1" in -L) cat "{fixture}/list-L.txt";; *) cat "{fixture}/query-gpu-idle.csv";; esac'
+    write_executable(directory / "nvidia-smi", f"#!/bin/bash\n{body}\n")
+    return f"{directory}:/usr/bin:/bin"
+
+
+def test_detect_runs_nvidia_smi(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
+    path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "h100-mig")
+    found = gpus.detect({"PATH": path, "CUDA_VISIBLE_DEVICES": "MIG-00000001-0000-0000-0000-000000000001"})
+    assert [device.mig_profile for device in found] == ["2g.20gb"]
+
+
+def test_no_driver_means_cpu(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
+    path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "no-driver", failing=True)
+    assert gpus.detect({"PATH": path}) == []
+
+
+def test_no_nvidia_smi_means_cpu(tmp_path: Path) -> None:
+    assert gpus.detect({"PATH": str(tmp_path)}) == []

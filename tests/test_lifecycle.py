@@ -1,0 +1,241 @@
+"""End to end on the real tritonserver: startup -> ready -> inference -> ClassAd match -> cleanup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glidein_triton import demo
+from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.worker import ports as port_allocation
+from glidein_triton.worker import processes, server, startup
+from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
+from glidein_triton.worker.glidein_config import GlideinConfig
+from glidein_triton.worker.ports import Ports, is_listening
+from glidein_triton.worker.settings import Settings
+from glidein_triton.worker.state import ServerState
+
+from .conftest import assert_nothing_left, recorded_state
+
+pytestmark = pytest.mark.server
+
+FAILING_MODEL = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("this model cannot load: weights missing")
+"""
+SLOW_MODEL = """
+import time
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(60)
+"""
+
+
+def add_model(repository: Path, name: str, source: str) -> None:
+    """A python-backend model ``name`` with ``source`` as its model.py, in ``repository``."""
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
+    )
+    (repository / name / "1" / "model.py").write_text(source)
+
+
+def standin_instances(environment: dict[str, str]) -> str:
+    listed = subprocess.run(
+        [str(demo.STANDIN_APPTAINER), "instance", "list"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listed.stdout
+
+
+def test_process_runtime_whole_lifecycle(served_glidein: demo.DemoGlidein) -> None:
+    glidein, environment = served_glidein.glidein, served_glidein.environment
+    result = glidein.run_startup(environment)
+    assert result.returncode == 0, result.stderr
+    assert result.status == "OK"
+    assert result.metrics["HasTriton"] == "True"
+    attributes, job_environment = glidein.published()
+    assert attributes["HasTriton"] == "True"
+    assert attributes["TritonRuntime"] == '"process"'
+    assert attributes["TritonVersion"] == '"2.51.0"'
+    assert attributes["TritonGPUs"] == "0"
+    assert attributes["TritonGRPCURL"] == f'"{job_environment["TRITON_GRPC_URL"]}"'
+    # The published ad matches a job that asks for Triton, and not one that needs a GPU.
+    assert demo.job_requirements_match(attributes)
+    assert not demo.job_requirements_match(attributes, "HasTriton =?= True && TritonGPUs > 0")
+    lines = demo.run_sample_job(job_environment, requests=3)
+    assert [line.split()[0] for line in lines] == ["gRPC", "HTTP"]
+    state = recorded_state(glidein)
+    assert state is not None
+    assert processes.is_running(state.pid, state.start_ticks)
+    cleanups = glidein.run_cleanup(environment)
+    assert [c.returncode for c in cleanups] == [0]
+    assert "nothing left running" in cleanups[0].stderr
+    assert_nothing_left(glidein, state)
+    # Cleanup is safe to run twice.
+    again = glidein.run_cleanup(environment)
+    assert [c.returncode for c in again] == [0]
+    assert "nothing to clean up" in again[0].stderr
+
+
+def test_apptainer_runtime_through_the_standin(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", runtime="apptainer")
+    glidein, environment = prepared.glidein, prepared.environment
+    result = glidein.run_startup(environment)
+    assert result.returncode == 0, result.stderr
+    state = recorded_state(glidein)
+    assert state is not None
+    assert state.runtime == "apptainer"
+    assert state.argv[:4] == [str(demo.STANDIN_APPTAINER), "exec", "--env", "CUDA_VISIBLE_DEVICES="]
+    assert state.argv[4] == f"instance://{state.instance}"
+    assert "--model-repository=/models" in state.argv
+    assert state.teardown == [[str(demo.STANDIN_APPTAINER), "instance", "stop", state.instance]]
+    assert state.instance in standin_instances(environment)
+    assert glidein.published()[0]["TritonRuntime"] == '"apptainer"'
+    demo.run_sample_job(glidein.published()[1], requests=2)
+    glidein.run_cleanup(environment)
+    assert_nothing_left(glidein, state)
+    assert state.instance not in standin_instances(environment)
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port that something else is listening on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_fixed_port_taken(tmp_path: Path, held_port: int, required: bool) -> None:
+    prepared = demo.prepare(
+        tmp_path / "glidein",
+        settings={"GLIDEIN_TRITON_HTTP_PORT": str(held_port), "GLIDEIN_TRITON_REQUIRED": str(required)},
+    )
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == (1 if required else 0)
+    failure = result.failure if required else result.metrics["TritonFailure"]
+    assert failure == "Network"
+    assert prepared.glidein.published()[0]["HasTriton"] == "False"
+    assert "could not bind its ports" in result.stderr
+    assert recorded_state(prepared.glidein) is None
+
+
+def test_auto_ports_retry_after_a_clash(
+    tmp_path: Path, held_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared = demo.prepare(tmp_path / "glidein")
+    config = GlideinConfig.read(prepared.glidein.config_path)
+    settings = Settings.from_config(config)
+    chosen: list[Ports] = []
+
+    def allocate_first_taken(requested: Ports) -> Ports:
+        # The first probe hands out a port another process takes before tritonserver binds it.
+        ports = port_allocation.allocate(requested)
+        ports = Ports(held_port, ports.grpc, ports.metrics) if not chosen else ports
+        chosen.append(ports)
+        return ports
+
+    monkeypatch.setattr(startup, "allocate", allocate_first_taken)
+    running = startup.start_server(config, settings, prepared.environment)
+    try:
+        assert len(chosen) == 2
+        assert running.state.http_port == chosen[1].http != held_port
+        assert is_listening(running.state.grpc_port)
+    finally:
+        assert server.stop(running.state, prepared.environment) == []
+    assert not processes.group_members(running.state.pgid)
+
+
+def test_model_failing_to_load_reports_the_server_log(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "broken"})
+    add_model(prepared.glidein.root / "model_repository", "broken", FAILING_MODEL)
+    config = GlideinConfig.read(prepared.glidein.config_path)
+    with pytest.raises(ServerStartError) as raised:
+        startup.start_server(config, Settings.from_config(config), prepared.environment)
+    assert "exited before it was ready" in raised.value.message
+    assert "weights missing" in raised.value.evidence
+    assert "--load-model=broken" in raised.value.evidence
+    assert recorded_state(prepared.glidein) is None
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.metrics["TritonFailure"] == "WN_Resource"
+    assert prepared.glidein.published()[0]["HasTriton"] == "False"
+
+
+def test_readiness_timeout_stops_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared = demo.prepare(
+        tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "slow", "GLIDEIN_TRITON_READY_TIMEOUT": "3"}
+    )
+    add_model(prepared.glidein.root / "model_repository", "slow", SLOW_MODEL)
+    config = GlideinConfig.read(prepared.glidein.config_path)
+    launched: list[ServerState] = []
+    real_launch = server.launch
+    monkeypatch.setattr(server, "launch", lambda *args: launched.append(real_launch(*args)) or launched[-1])
+    with pytest.raises(ReadinessTimeoutError) as raised:
+        startup.start_server(config, Settings.from_config(config), prepared.environment)
+    assert "not ready after 3 s" in raised.value.message
+    assert "GLIDEIN_TRITON_READY_TIMEOUT" in raised.value.message
+    assert len(launched) == 1
+    assert processes.group_members(launched[0].pgid) == []
+    assert not is_listening(launched[0].http_port)
+    assert recorded_state(prepared.glidein) is None
+
+
+def test_port_in_use_error_is_a_network_failure() -> None:
+    assert PortInUseError("x").failure_type == "Network"
+
+
+def test_cleanup_without_startup(glidein: SimulatedGlidein) -> None:
+    target = glidein.gwms_dir / "exec" / "cleanup" / "glidein_triton_cleanup.sh"
+    shutil.copyfile(startup.SCRIPTS_DIR / "glidein_triton_cleanup.sh", target)
+    target.chmod(0o755)
+    results = glidein.run_cleanup()
+    assert [r.returncode for r in results] == [0]
+    assert "nothing to clean up" in results[0].stderr
+
+
+def find_python39() -> str | None:
+    """A working Python 3.9 interpreter: on PATH, or one installed by pyenv."""
+    candidates = [shutil.which("python3.9") or ""]
+    candidates += sorted(
+        str(p)
+        for p in Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob(
+            "versions/3.9*/bin/python3.9"
+        )
+    )
+    for candidate in candidates:
+        if (
+            candidate
+            and subprocess.run([candidate, "-c", "pass"], capture_output=True, check=False).returncode == 0
+        ):
+            return candidate
+    return None
+
+
+PYTHON39 = find_python39()
+
+
+@pytest.mark.skipif(PYTHON39 is None, reason="no Python 3.9 on this machine to check the worker code with")
+def test_worker_code_runs_on_python_3_9(served_glidein: demo.DemoGlidein) -> None:
+    assert PYTHON39 is not None
+    glidein = served_glidein.glidein
+    glidein.set("GLIDEIN_TRITON_PYTHON", PYTHON39)
+    result = glidein.run_startup(served_glidein.environment)
+    assert result.returncode == 0, result.stderr
+    assert glidein.config()["GLIDEIN_TRITON_PYTHON"] == PYTHON39
+    assert glidein.published()[0]["HasTriton"] == "True"
+    assert Path(PYTHON39).name == "python3.9"

@@ -1,0 +1,185 @@
+"""Exact command lines of each runtime, and the stand-in apptainer's argument checks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.demo import STANDIN_APPTAINER
+from glidein_triton.worker import runtime
+from glidein_triton.worker.errors import RuntimeNotFoundError, VOConfigError
+from glidein_triton.worker.gpus import GPU
+from glidein_triton.worker.ports import Ports
+
+from .conftest import write_executable
+
+PORTS = Ports(8000, 8001, 8002)
+H100 = GPU(0, "GPU-abc", "NVIDIA H100 80GB HBM3", 81559, "590.48.01")
+
+
+def test_process_plan_argv(tmp_path: Path) -> None:
+    binary = write_executable(tmp_path / "bin" / "tritonserver", "#!/bin/sh\n")
+    plan = runtime.process_plan(
+        "tritonserver", "/repo", PORTS, ["simple"], ["--log-verbose=1"], [], search_path=str(tmp_path / "bin")
+    )
+    assert plan.server == [
+        str(binary),
+        "--model-repository=/repo",
+        "--model-control-mode=explicit",
+        "--http-address=127.0.0.1",
+        "--http-port=8000",
+        "--grpc-address=127.0.0.1",
+        "--grpc-port=8001",
+        "--metrics-address=127.0.0.1",
+        "--metrics-port=8002",
+        "--load-model=simple",
+        "--log-verbose=1",
+    ]
+    assert plan.environment == {"CUDA_VISIBLE_DEVICES": ""}
+    assert plan.prepare == []
+    assert plan.teardown == []
+
+
+def test_process_plan_without_binary(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeNotFoundError, match="GLIDEIN_TRITON_SERVER_BINARY"):
+        runtime.process_plan("tritonserver", "/repo", PORTS, [], [], [], search_path=str(tmp_path))
+
+
+def test_container_plan_argv_with_gpu() -> None:
+    plan = runtime.container_plan(
+        "apptainer", "/usr/bin/apptainer", "/cvmfs/img", "/cvmfs/repo", PORTS, ["*"], [], [H100], "gt-1"
+    )
+    assert plan.prepare == [
+        [
+            "/usr/bin/apptainer",
+            "instance",
+            "start",
+            "--nv",
+            "--bind",
+            "/cvmfs/repo:/models:ro",
+            "/cvmfs/img",
+            "gt-1",
+        ]
+    ]
+    assert plan.server[:6] == [
+        "/usr/bin/apptainer",
+        "exec",
+        "--env",
+        "CUDA_VISIBLE_DEVICES=GPU-abc",
+        "instance://gt-1",
+        "tritonserver",
+    ]
+    assert "--model-repository=/models" in plan.server
+    assert "--load-model=*" in plan.server
+    assert plan.teardown == [["/usr/bin/apptainer", "instance", "stop", "gt-1"]]
+
+
+def test_container_plan_cpu_has_no_nv() -> None:
+    plan = runtime.container_plan("singularity", "/s", "/img", "/repo", PORTS, [], [], [], "gt-2")
+    assert "--nv" not in plan.prepare[0]
+    assert plan.server[2:4] == ["--env", "CUDA_VISIBLE_DEVICES="]
+
+
+def test_instance_names_are_valid_and_unique() -> None:
+    names = {runtime.instance_name() for _ in range(20)}
+    assert len(names) == 20
+    assert all(re.fullmatch(r"[a-zA-Z0-9._-]+", name) for name in names)
+
+
+def test_check_image(tmp_path: Path) -> None:
+    runtime.check_image("docker://nvcr.io/nvidia/tritonserver:24.10-py3")
+    runtime.check_image(str(tmp_path))
+    with pytest.raises(VOConfigError, match="does not exist"):
+        runtime.check_image(str(tmp_path / "missing.sif"))
+    with pytest.raises(VOConfigError, match="GLIDEIN_TRITON_IMAGE"):
+        runtime.check_image("")
+
+
+def test_choose_runtime(tmp_path: Path) -> None:
+    apptainer = write_executable(tmp_path / "apptainer", "#!/bin/sh\n")
+    with_runtime = {"SINGULARITY_PATH": str(apptainer)}
+    assert runtime.choose_runtime("auto", "/img", with_runtime, str(tmp_path / "none")) == "apptainer"
+    assert runtime.choose_runtime("auto", "", with_runtime, None) == "process"
+    assert runtime.choose_runtime("auto", "/img", {}, str(tmp_path / "none")) == "process"
+    assert runtime.choose_runtime("singularity", "/img", {}, None) == "singularity"
+
+
+def test_find_container_runtime(tmp_path: Path) -> None:
+    write_executable(tmp_path / "singularity", "#!/bin/sh\n")
+    assert runtime.find_container_runtime("auto", {}, str(tmp_path)) == str(tmp_path / "singularity")
+    with pytest.raises(RuntimeNotFoundError, match="SINGULARITY_PATH"):
+        runtime.find_container_runtime("apptainer", {}, str(tmp_path / "none"))
+
+
+def standin(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    env = {"APPTAINER_STANDIN_STATE": str(state), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [str(STANDIN_APPTAINER), *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    image = tmp_path / "image.sandbox"
+    write_executable(image / "opt" / "tritonserver" / "bin" / "tritonserver", '#!/bin/sh\necho "args:$*"\n')
+    return image
+
+
+def test_standin_accepts_the_plan_and_maps_binds(tmp_path: Path, sandbox: Path) -> None:
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    plan = runtime.container_plan(
+        "apptainer", str(STANDIN_APPTAINER), str(sandbox), str(repository), PORTS, ["m"], [], [H100], "gt-ok"
+    )
+    state = tmp_path / "state"
+    assert standin(*plan.prepare[0][1:], state=state).returncode == 0
+    ran = standin(*plan.server[1:], state=state)
+    assert ran.returncode == 0, ran.stderr
+    assert f"--model-repository={repository}" in ran.stdout
+    listed = standin("instance", "list", state=state)
+    assert "gt-ok" in listed.stdout
+    assert standin(*plan.teardown[0][1:], state=state).returncode == 0
+    assert "gt-ok" not in standin("instance", "list", state=state).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["instance", "start", "--gpu", "IMG", "n"], "unknown flag: --gpu"),
+        (["instance", "start", "IMG", "bad name"], "is not a valid instance name"),
+        (["instance", "start", "/nonexistent.sif", "n"], "could not open image"),
+        (["instance", "start", "--bind", "/nonexistent:/models", "IMG", "n"], "mount source /nonexistent"),
+        (["instance", "start", "--bind", "/tmp:models", "IMG", "n"], "destination must be an absolute path"),
+        (["instance", "start", "IMG"], "requires at least 2 arg(s)"),
+        (["exec", "instance://nothere", "tritonserver"], "no instance found with name nothere"),
+        (["instance", "stop", "nothere"], "no instance found with name nothere"),
+        (["run", "IMG"], "unknown command"),
+    ],
+)
+def test_standin_rejects_what_apptainer_rejects(
+    tmp_path: Path, sandbox: Path, args: list[str], message: str
+) -> None:
+    result = standin(*[str(sandbox) if arg == "IMG" else arg for arg in args], state=tmp_path / "state")
+    assert result.returncode == 255
+    assert message in result.stderr
+
+
+def test_standin_refuses_a_second_instance_of_the_same_name(tmp_path: Path, sandbox: Path) -> None:
+    state = tmp_path / "state"
+    assert standin("instance", "start", str(sandbox), "twice", state=state).returncode == 0
+    again = standin("instance", "start", str(sandbox), "twice", state=state)
+    assert again.returncode == 255
+    assert "already exists" in again.stderr
+    assert standin("instance", "stop", "twice", state=state).returncode == 0
+
+
+def test_standin_exec_needs_the_command_in_the_image(tmp_path: Path, sandbox: Path) -> None:
+    state = tmp_path / "state"
+    standin("instance", "start", str(sandbox), "cmd", state=state)
+    missing = standin("exec", "instance://cmd", "nosuchprogram", state=state)
+    assert missing.returncode == 255
+    assert "executable file not found" in missing.stderr
+    standin("instance", "stop", "cmd", state=state)

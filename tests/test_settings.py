@@ -1,0 +1,148 @@
+"""Settings: defaults, GlideinWMS truth values, and a clear error for each invalid value."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from glidein_triton.glidein_sim import helper_scripts_dir
+from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.settings import (
+    ALLOWED_SERVER_OPTIONS,
+    SETTINGS,
+    Settings,
+    parse_bool,
+    parse_images_dict,
+    required_flag,
+)
+
+
+def test_defaults_with_the_switch_on() -> None:
+    settings = Settings.from_config({"GLIDEIN_TRITON": "True"})
+    assert settings.enabled
+    assert not settings.required
+    assert settings.runtime == "auto"
+    assert settings.gpu_mode == "auto"
+    assert (settings.http_port, settings.grpc_port, settings.metrics_port) == (0, 0, 0)
+    assert settings.models == ("*",)
+    assert settings.ready_timeout == 240
+    assert settings.server_binary == "tritonserver"
+    assert settings.image == ""
+
+
+def test_switch_off_by_default() -> None:
+    assert not Settings.from_config({}).enabled
+
+
+def test_every_setting_is_documented() -> None:
+    keys = {spec.key for spec in SETTINGS}
+    assert keys == {
+        "GLIDEIN_TRITON",
+        "GLIDEIN_TRITON_REQUIRED",
+        "GLIDEIN_TRITON_IMAGE",
+        "GLIDEIN_TRITON_MODEL_REPOSITORY",
+        "GLIDEIN_TRITON_MODELS",
+        "GLIDEIN_TRITON_RUNTIME",
+        "GLIDEIN_TRITON_SERVER_BINARY",
+        "GLIDEIN_TRITON_GPU",
+        "GLIDEIN_TRITON_HTTP_PORT",
+        "GLIDEIN_TRITON_GRPC_PORT",
+        "GLIDEIN_TRITON_METRICS_PORT",
+        "GLIDEIN_TRITON_READY_TIMEOUT",
+        "GLIDEIN_TRITON_STOP_GRACE",
+        "GLIDEIN_TRITON_SERVER_ARGS",
+    }
+
+
+def test_image_defaults_to_the_tritonserver_key_of_the_images_dict() -> None:
+    config = {
+        "GLIDEIN_TRITON": "1",
+        "SINGULARITY_IMAGES_DICT": "default:/cvmfs/a/el9,tritonserver:docker://nvcr.io/nvidia/tritonserver:24.10-py3",
+    }
+    assert Settings.from_config(config).image == "docker://nvcr.io/nvidia/tritonserver:24.10-py3"
+    config["GLIDEIN_TRITON_IMAGE"] = "/cvmfs/b/triton"
+    assert Settings.from_config(config).image == "/cvmfs/b/triton"
+
+
+def test_images_dict_splits_each_item_on_the_first_colon() -> None:
+    assert parse_images_dict(" a:/x , b:docker://h:5000/i:tag,broken,:nokey,c: ") == {
+        "a": "/x",
+        "b": "docker://h:5000/i:tag",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("GLIDEIN_TRITON", "maybe", ["GLIDEIN_TRITON", "maybe", "True/False"]),
+        ("GLIDEIN_TRITON_RUNTIME", "docker", ["GLIDEIN_TRITON_RUNTIME", "docker", "apptainer", "process"]),
+        ("GLIDEIN_TRITON_GPU", "tpu", ["GLIDEIN_TRITON_GPU", "auto, gpu, cpu"]),
+        ("GLIDEIN_TRITON_HTTP_PORT", "80", ["GLIDEIN_TRITON_HTTP_PORT", "1024-65535"]),
+        ("GLIDEIN_TRITON_GRPC_PORT", "x", ["GLIDEIN_TRITON_GRPC_PORT"]),
+        ("GLIDEIN_TRITON_READY_TIMEOUT", "-5", ["GLIDEIN_TRITON_READY_TIMEOUT", "1 to 3600"]),
+        ("GLIDEIN_TRITON_STOP_GRACE", "nan", ["GLIDEIN_TRITON_STOP_GRACE"]),
+        ("GLIDEIN_TRITON_MODELS", "a,b/c", ["GLIDEIN_TRITON_MODELS", "'b/c'"]),
+        ("GLIDEIN_TRITON_SERVER_ARGS", "--http-port=1", ["--http-port", "--log-verbose"]),
+        ("GLIDEIN_TRITON_SERVER_ARGS", "--log-verbose='1", ["GLIDEIN_TRITON_SERVER_ARGS", "cannot be split"]),
+    ],
+)
+def test_invalid_values_name_key_value_and_allowed(key: str, value: str, words: list[str]) -> None:
+    config = {"GLIDEIN_TRITON": "True", key: value}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_config(config)
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_values_with_spaces_and_blank_values() -> None:
+    settings = Settings.from_config(
+        {
+            "GLIDEIN_TRITON": " yes ",
+            "GLIDEIN_TRITON_MODELS": "a, b  c",
+            "GLIDEIN_TRITON_SERVER_ARGS": "--log-verbose=1 '--backend-config=python,shm-default-byte-size=1048576'",
+            "GLIDEIN_TRITON_RUNTIME": "   ",
+            "GLIDEIN_TRITON_MODEL_REPOSITORY": "/path with spaces/repo",
+        }
+    )
+    assert settings.enabled
+    assert settings.models == ("a", "b", "c")
+    assert settings.server_args == (
+        "--log-verbose=1",
+        "--backend-config=python,shm-default-byte-size=1048576",
+    )
+    assert settings.runtime == "auto"
+    assert settings.model_repository == "/path with spaces/repo"
+
+
+def test_server_args_allow_list_has_no_endpoint_or_security_options() -> None:
+    forbidden = (
+        "--http-port",
+        "--grpc-address",
+        "--model-repository",
+        "--model-control-mode",
+        "--http-restricted-api",
+    )
+    assert not set(forbidden) & set(ALLOWED_SERVER_OPTIONS)
+
+
+def gconfig_get_bool(value: str) -> bool:
+    """The truth value the GlideinWMS helper (double or real one) gives for ``value``."""
+    script = f'source "{helper_scripts_dir()}/add_config_line.source"; glidein_config=/dev/stdin; gconfig_get_bool KEY'
+    result = subprocess.run(["bash", "-c", script], input=f"KEY {value}\n", text=True, check=False)
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["True", "true", "T", "yes", "Y", "1", "7", "007", "False", "f", "no", "N", "0", "00", "", " TRUE "],
+)
+def test_truth_values_agree_with_gconfig_get_bool(value: str) -> None:
+    assert parse_bool("K", value) == gconfig_get_bool(value)
+
+
+def test_required_flag_reads_only_its_own_key() -> None:
+    assert required_flag({"GLIDEIN_TRITON_REQUIRED": "True", "GLIDEIN_TRITON_RUNTIME": "bogus"})
+    assert not required_flag({})
+    # An unreadable value fails safe: the operator asked for something, so failures are fatal.
+    assert required_flag({"GLIDEIN_TRITON_REQUIRED": "perhaps"})

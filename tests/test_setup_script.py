@@ -1,0 +1,119 @@
+"""The startup shell script: the switch-off fast path, and failures before Python takes over."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.worker.publish import ATTRIBUTE_BY_KEY
+
+from .conftest import write_executable
+
+#: What the script and the helpers need from the system, for a PATH without any Python.
+TOOLS = (
+    "bash",
+    "grep",
+    "cut",
+    "tr",
+    "cat",
+    "awk",
+    "flock",
+    "mv",
+    "cp",
+    "rm",
+    "date",
+    "sed",
+    "dd",
+    "tac",
+    "sort",
+    "stat",
+    "chmod",
+    "ln",
+    "ps",
+    "sleep",
+    "dirname",
+    "basename",
+    "head",
+    "tail",
+    "env",
+    "mktemp",
+    "realpath",
+)
+
+
+@pytest.mark.parametrize("switch", [None, "False", "0", "no", " N "])
+def test_switch_off_publishes_has_triton_false(glidein: SimulatedGlidein, switch: str | None) -> None:
+    if switch is not None:
+        glidein.set("GLIDEIN_TRITON", switch)
+    result = glidein.run_startup()
+    assert result.returncode == 0
+    assert (result.status, result.metrics) == ("OK", {"HasTriton": "False"})
+    attributes, environment = glidein.published()
+    assert attributes == {"HasTriton": "False"}
+    assert environment == {"HAS_TRITON": "False"}
+    # The shell fast path writes the same condor_vars line as the Python side would.
+    assert glidein.condor_vars() == [ATTRIBUTE_BY_KEY["HAS_TRITON"].fields()]
+    assert "GLIDEIN_TRITON_PYTHON" not in glidein.config()  # Python was never started
+
+
+def test_invalid_switch_is_a_config_failure_not_fatal(glidein: SimulatedGlidein) -> None:
+    glidein.set("GLIDEIN_TRITON", "maybe")
+    result = glidein.run_startup()
+    assert result.returncode == 0
+    assert result.status == "OK"
+    assert result.metrics["TritonFailure"] == "Config"
+    assert "GLIDEIN_TRITON=" in result.metrics["TritonFailureDetail"]
+    attributes, _ = glidein.published()
+    assert attributes["HasTriton"] == "False"
+    assert attributes["TritonFailure"].startswith('"Config: GLIDEIN_TRITON=maybe is not a truth value')
+
+
+def test_invalid_setting_when_required_fails_the_glidein(glidein: SimulatedGlidein) -> None:
+    glidein.set("GLIDEIN_TRITON", "True")
+    glidein.set("GLIDEIN_TRITON_REQUIRED", "True")
+    glidein.set("GLIDEIN_TRITON_RUNTIME", "docker")
+    result = glidein.run_startup()
+    assert result.returncode == 1
+    assert result.status == "ERROR"
+    assert result.failure == "Config"
+    assert "GLIDEIN_TRITON_RUNTIME='docker'" in result.detail
+    assert "apptainer, singularity, process" in result.detail
+    assert glidein.published()[0]["HasTriton"] == "False"
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_missing_worker_code_is_corruption(glidein: SimulatedGlidein, required: bool) -> None:
+    glidein.set("GLIDEIN_TRITON", "True")
+    glidein.set("ENTRY_GLIDEIN_TRITON_DIR", str(glidein.root / "nowhere"))
+    glidein.set("GLIDEIN_TRITON_REQUIRED", str(required))
+    result = glidein.run_startup()
+    assert result.returncode == (1 if required else 0)
+    if required:
+        assert (result.status, result.failure) == ("ERROR", "Corruption")
+        assert "worker code not found" in result.detail
+    else:
+        assert (result.status, result.metrics["TritonFailure"]) == ("OK", "Corruption")
+    assert glidein.published()[0]["HasTriton"] == "False"
+    assert glidein.published()[0]["TritonFailure"].startswith('"Corruption: worker code not found')
+
+
+def test_no_suitable_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in TOOLS:
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    # An old Python, as on some worker nodes: it fails the version check.
+    write_executable(bin_dir / "python3", "#!/bin/bash\nexit 1\n")
+    glidein.set("GLIDEIN_TRITON", "True")
+    glidein.set("GLIDEIN_TRITON_PYTHON", "/opt/no/python")
+    result = glidein.run_startup(env={**os.environ, "PATH": str(bin_dir)})
+    assert result.returncode == 0
+    assert result.metrics["TritonFailure"] == "WN_Resource"
+    assert "no Python >= 3.9 found (tried: /opt/no/python python3" in result.stderr
+    assert glidein.published()[0]["TritonFailure"].startswith('"WN_Resource: no Python')
