@@ -20,6 +20,8 @@ LOG = logging.getLogger(__name__)
 PREPARE_TIMEOUT = 300.0
 TEARDOWN_TIMEOUT = 60.0
 LOG_TAIL_LINES = 25
+#: Readiness polls go to loopback and cost well under a millisecond: poll often so startup is not late.
+MAX_POLL_INTERVAL = 0.1
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
 
 
@@ -130,7 +132,7 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                 evidence=_evidence(state.argv, None, state.log_path),
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, MAX_POLL_INTERVAL)
 
 
 def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:
