@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.glidein_sim import SimulatedGlidein, read_report
-from glidein_triton.worker.report import Reporter, xml_escape
+from glidein_triton.worker.report import Reporter, shorten, xml_escape
 
 
 def test_escape() -> None:
@@ -40,3 +40,12 @@ def test_without_error_gen_only_logs(tmp_path: Path, caplog: pytest.LogCaptureFi
     Reporter("", "s.sh").ok()
     assert "not reported" in caplog.text
     assert not (tmp_path / "otrb_output.xml").exists()
+
+
+def test_long_details_keep_their_start_and_end() -> None:
+    text = "message\ncommand: tritonserver --x\n" + "log line\n" * 1000 + "error: the cause"
+    short = shorten(text, limit=500)
+    assert len(short) <= 500 + len("\n[...]\n")
+    assert short.startswith("message\ncommand: tritonserver --x")
+    assert short.endswith("error: the cause")
+    assert shorten("short") == "short"

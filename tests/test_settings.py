@@ -52,6 +52,12 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_READY_TIMEOUT",
         "GLIDEIN_TRITON_STOP_GRACE",
         "GLIDEIN_TRITON_SERVER_ARGS",
+        "GLIDEIN_TRITON_TOKEN",
+        "GLIDEIN_TRITON_REMOTE",
+        "GLIDEIN_TRITON_ADDRESS",
+        "GLIDEIN_TRITON_TLS_CERT",
+        "GLIDEIN_TRITON_TLS_KEY",
+        "GLIDEIN_TRITON_TLS_ROOT_CERT",
     }
 
 

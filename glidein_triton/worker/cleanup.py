@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import logs, processes, server
 from .ports import is_listening
-from .state import EMPTY_REPOSITORY, STATE_FILE_NAME, ServerState, state_dir
+from .state import EMPTY_REPOSITORY, STATE_FILE_NAME, TOKEN_FILE_NAME, ServerState, state_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
     if listening:
         problems.append(f"ports {listening} still accept connections")
     shutil.rmtree(directory / EMPTY_REPOSITORY, ignore_errors=True)
+    (directory / TOKEN_FILE_NAME).unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     LOG.info(
         "stopped tritonserver (pid %d, %s%s) after %.0f s: %s",

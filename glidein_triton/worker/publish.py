@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .glidein_config import CondorVar
 from .gpus import GPU
+from .logs import redact
+from .ports import LOOPBACK
 
 # glidein_config key, condor_vars type, machine ad attribute, job environment variable ("-": none).
 ATTRIBUTES = (
@@ -23,6 +26,11 @@ ATTRIBUTES = (
     CondorVar("TRITON_GPU_NAMES", "S", "TritonGPUNames"),
     CondorVar("TRITON_RUNTIME", "S", "TritonRuntime"),
     CondorVar("TRITON_MODEL_REPOSITORY", "S", "TritonModelRepository", "TRITON_MODEL_REPOSITORY"),
+    CondorVar("TRITON_AUTH", "S", "TritonAuth"),
+    CondorVar("TRITON_REMOTE", "C", "TritonRemote"),
+    CondorVar("TRITON_GRPC_TLS", "C", "TritonGRPCTLS"),
+    # The token file's path goes to the job environment only; the token itself is never published.
+    CondorVar("TRITON_TOKEN_FILE", "S", "TritonTokenFile", "TRITON_TOKEN_FILE", publish="N"),
     CondorVar("TRITON_FAILURE", "S", "TritonFailure"),
 )
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
@@ -30,32 +38,43 @@ ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 
 def ad_string(text: str) -> str:
     """A value safe inside condor_startup.sh's quoting: one line, no quotes or backslashes."""
-    return " ".join(re.sub(r"[\"'\\]", "", text).split())[:500]
+    return " ".join(re.sub(r"[\"'\\]", "", redact(text)).split())[:500]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running server answers, and how it is protected."""
+
+    grpc_host: str
+    grpc_port: int
+    http_port: int
+    metrics_port: int
+    token_file: str = ""
+    tls: bool = False
+    remote: bool = False
 
 
 def server_values(
-    host: str,
-    http_port: int,
-    grpc_port: int,
-    metrics_port: int,
-    version: str,
-    gpus: Sequence[GPU],
-    runtime: str,
-    model_repository: str,
+    endpoint: Endpoint, version: str, gpus: Sequence[GPU], runtime: str, model_repository: str
 ) -> list[tuple[str, str]]:
     """The glidein_config values of a running server."""
-    return [
+    values = [
         ("HAS_TRITON", "True"),
-        ("TRITON_GRPC_URL", f"{host}:{grpc_port}"),
-        ("TRITON_HTTP_URL", f"{host}:{http_port}"),
-        ("TRITON_METRICS_URL", f"http://{host}:{metrics_port}/metrics"),
+        ("TRITON_GRPC_URL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
+        ("TRITON_HTTP_URL", f"{LOOPBACK}:{endpoint.http_port}"),
+        ("TRITON_METRICS_URL", f"http://{LOOPBACK}:{endpoint.metrics_port}/metrics"),
         ("TRITON_VERSION", ad_string(version)),
         ("TRITON_GPUS", str(len(gpus))),
         ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in gpus))),
         ("TRITON_RUNTIME", runtime),
         ("TRITON_MODEL_REPOSITORY", ad_string(model_repository)),
-        ("TRITON_FAILURE", ""),
+        ("TRITON_AUTH", "token" if endpoint.token_file else "none"),
+        ("TRITON_REMOTE", str(endpoint.remote)),
+        ("TRITON_GRPC_TLS", str(endpoint.tls)),
     ]
+    if endpoint.token_file:
+        values.append(("TRITON_TOKEN_FILE", endpoint.token_file))
+    return [*values, ("TRITON_FAILURE", "")]
 
 
 def off_values(failure: str = "") -> list[tuple[str, str]]:

@@ -6,6 +6,8 @@ import logging
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from .logs import redact
+
 LOG = logging.getLogger(__name__)
 
 FAILURE_TYPES = ("WN_Resource", "Network", "Config", "VO_Config", "Corruption", "VO_Proxy")
@@ -15,6 +17,14 @@ MAX_DETAIL = 3000
 def xml_escape(text: str) -> str:
     """error_gen.sh writes its arguments into XML as they are: escape ``& < >`` first."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def shorten(text: str, limit: int = MAX_DETAIL) -> str:
+    """At most ``limit`` characters: the start (message, command) and the end (the log's last lines)."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 5
+    return f"{text[:head]}\n[...]\n{text[-(limit - head) :]}"
 
 
 class Reporter:
@@ -34,12 +44,12 @@ class Reporter:
     def error(self, failure_type: str, detail: str, metrics: Sequence[tuple[str, str]] = ()) -> None:
         if failure_type not in FAILURE_TYPES:
             raise ValueError(f"error_gen failure type {failure_type!r} is not one of {FAILURE_TYPES}")
-        escaped = xml_escape(detail[-MAX_DETAIL:])
+        escaped = xml_escape(shorten(redact(detail)))
         self._call(["-error", self.script_name, failure_type, escaped, *self._flatten(metrics)])
 
     @staticmethod
     def _flatten(metrics: Sequence[tuple[str, str]]) -> list[str]:
-        return [xml_escape(word) for pair in metrics for word in pair]
+        return [xml_escape(redact(word)) for pair in metrics for word in pair]
 
     def _call(self, arguments: list[str]) -> None:
         if not self.error_gen:

@@ -38,17 +38,22 @@ class LaunchPlan:
 
 
 def server_options(
-    model_repository: str, ports: Ports, models: Sequence[str], extra: Sequence[str], address: str = LOOPBACK
+    model_repository: str,
+    ports: Ports,
+    models: Sequence[str],
+    extra: Sequence[str],
+    grpc_address: str = LOOPBACK,
 ) -> list[str]:
-    """tritonserver's options: explicit model control, every endpoint on ``address`` (loopback)."""
+    """tritonserver's options: explicit model control; HTTP and metrics on loopback, gRPC on ``grpc_address``
+    (loopback too unless in remote mode)."""
     options = [
         f"--model-repository={model_repository}",
         "--model-control-mode=explicit",
-        f"--http-address={address}",
+        f"--http-address={LOOPBACK}",
         f"--http-port={ports.http}",
-        f"--grpc-address={address}",
+        f"--grpc-address={grpc_address}",
         f"--grpc-port={ports.grpc}",
-        f"--metrics-address={address}",
+        f"--metrics-address={LOOPBACK}",
         f"--metrics-port={ports.metrics}",
     ]
     options += [f"--load-model={model}" for model in models]
@@ -73,6 +78,7 @@ def process_plan(
     extra: Sequence[str],
     gpus: Sequence[GPU],
     search_path: str | None = None,
+    grpc_address: str = LOOPBACK,
 ) -> LaunchPlan:
     """Run ``binary`` (a path, or a name found on PATH) directly."""
     executable = shutil.which(binary, path=search_path)
@@ -82,7 +88,7 @@ def process_plan(
         )
     return LaunchPlan(
         runtime="process",
-        server=[executable, *server_options(model_repository, ports, models, extra)],
+        server=[executable, *server_options(model_repository, ports, models, extra, grpc_address)],
         environment=cuda_environment(gpus),
     )
 
@@ -97,19 +103,27 @@ def container_plan(
     extra: Sequence[str],
     gpus: Sequence[GPU],
     instance: str,
+    grpc_address: str = LOOPBACK,
+    files: Sequence[str] = (),
 ) -> LaunchPlan:
-    """Start an Apptainer/Singularity instance of ``image`` and run the server inside it."""
+    """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
+
+    ``files`` (e.g. TLS certificates) are bound read-only at their own paths.
+    """
     start = [singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
-    start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro", image, instance]
+    start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
+    for path in files:
+        start += ["--bind", f"{path}:{path}:ro"]
+    start += [image, instance]
     run = [singularity_path, "exec"]
     for name, value in sorted(cuda_environment(gpus).items()):
         run += ["--env", f"{name}={value}"]
     run += [
         f"instance://{instance}",
         CONTAINER_SERVER,
-        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra),
+        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address),
     ]
     return LaunchPlan(
         runtime=runtime,

@@ -7,6 +7,7 @@ the value and what is allowed. ``SETTINGS`` is the single source of the settings
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Mapping
@@ -86,6 +87,18 @@ def parse_seconds(key: str, value: str, low: float, high: float) -> float:
     if not low <= seconds <= high:
         raise ConfigError(f"{key}={value!r} is not a number of seconds from {low:g} to {high:g}")
     return seconds
+
+
+def parse_address(key: str, value: str) -> str:
+    """An IPv4 address (empty: choose the node's)."""
+    word = _trimmed(value)
+    if not word:
+        return ""
+    try:
+        ipaddress.IPv4Address(word)
+    except ValueError as error:
+        raise ConfigError(f"{key}={value!r} is not an IPv4 address") from error
+    return word
 
 
 def parse_server_args(key: str, value: str) -> tuple[str, ...]:
@@ -202,6 +215,37 @@ SETTINGS = (
         "How long cleanup waits after SIGTERM before SIGKILL.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_TOKEN",
+        "True",
+        "truth value",
+        "Restrict inference and model loading to requests with the glidein's random token (jobs read it from "
+        "the file in TRITON_TOKEN_FILE). Always on in remote mode.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_REMOTE",
+        "False",
+        "truth value",
+        "Remote mode: gRPC listens on the node's address (GLIDEIN_TRITON_ADDRESS) so jobs on other nodes can "
+        "use this server; HTTP and metrics stay on 127.0.0.1.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_ADDRESS",
+        "",
+        "IPv4 address",
+        "The address gRPC listens on and is published with in remote mode.",
+        default_text="the node's first non-loopback address",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_TLS_CERT", "", "file", "Server certificate (PEM): enables gRPC TLS (with _KEY)."
+    ),
+    SettingSpec("GLIDEIN_TRITON_TLS_KEY", "", "file", "Private key (PEM) of GLIDEIN_TRITON_TLS_CERT."),
+    SettingSpec(
+        "GLIDEIN_TRITON_TLS_ROOT_CERT",
+        "",
+        "file",
+        "CA certificate (PEM): when set, gRPC clients must present a certificate it signed (mutual TLS).",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "",
         "--option=value words from an allow-list",
@@ -229,6 +273,12 @@ class Settings:
     ready_timeout: float
     stop_grace: float
     server_args: tuple[str, ...]
+    token: bool = True
+    remote: bool = False
+    address: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_root_cert: str = ""
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:
@@ -259,7 +309,23 @@ class Settings:
             ),
             stop_grace=parse_seconds("GLIDEIN_TRITON_STOP_GRACE", get("GLIDEIN_TRITON_STOP_GRACE"), 0, 300),
             server_args=parse_server_args("GLIDEIN_TRITON_SERVER_ARGS", get("GLIDEIN_TRITON_SERVER_ARGS")),
-        )
+            token=parse_bool("GLIDEIN_TRITON_TOKEN", get("GLIDEIN_TRITON_TOKEN")),
+            remote=parse_bool("GLIDEIN_TRITON_REMOTE", get("GLIDEIN_TRITON_REMOTE")),
+            address=parse_address("GLIDEIN_TRITON_ADDRESS", get("GLIDEIN_TRITON_ADDRESS")),
+            tls_cert=_trimmed(get("GLIDEIN_TRITON_TLS_CERT")),
+            tls_key=_trimmed(get("GLIDEIN_TRITON_TLS_KEY")),
+            tls_root_cert=_trimmed(get("GLIDEIN_TRITON_TLS_ROOT_CERT")),
+        ).checked()
+
+    def checked(self) -> Settings:
+        """Checks across keys: remote mode needs the token, TLS needs both certificate and key."""
+        if self.remote and not self.token:
+            raise ConfigError("GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TOKEN=True")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY must be set together")
+        if self.tls_root_cert and not self.tls_cert:
+            raise ConfigError("GLIDEIN_TRITON_TLS_ROOT_CERT needs GLIDEIN_TRITON_TLS_CERT and _KEY")
+        return self
 
 
 def required_flag(config: Mapping[str, str]) -> bool:

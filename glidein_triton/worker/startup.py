@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from . import access, health, logs, publish, runtime, server
 from . import gpus as gpu_discovery
-from . import health, logs, publish, runtime, server
 from .errors import CorruptionError, PortInUseError, ServerStartError, TritonSetupError, VOConfigError
 from .glidein_config import GlideinConfig
 from .glidein_config import publish as publish_config
@@ -27,7 +27,7 @@ from .gpus import GPU
 from .ports import LOOPBACK, Ports, allocate
 from .report import Reporter
 from .settings import Settings, required_flag
-from .state import EMPTY_REPOSITORY, LOG_FILE_NAME, STATE_FILE_NAME, ServerState, state_dir
+from .state import EMPTY_REPOSITORY, LOG_FILE_NAME, STATE_FILE_NAME, TOKEN_FILE_NAME, ServerState, state_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +43,18 @@ class RunningServer:
     gpus: list[GPU]
     version: str
     model_repository: str
+    access: access.Access
+
+    def endpoint(self) -> publish.Endpoint:
+        return publish.Endpoint(
+            grpc_host=self.access.grpc_address,
+            grpc_port=self.state.grpc_port,
+            http_port=self.state.http_port,
+            metrics_port=self.state.metrics_port,
+            token_file=self.access.token_file,
+            tls=self.access.tls,
+            remote=self.access.grpc_address != LOOPBACK,
+        )
 
 
 class Interrupted(BaseException):
@@ -87,18 +99,21 @@ def plan_for(
     repository: str,
     ports: Ports,
     devices: Sequence[GPU],
+    server_access: access.Access,
 ) -> runtime.LaunchPlan:
     search_path = environment.get("PATH")
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
+    options = [*settings.server_args, *server_access.options]
     if chosen == "process":
         return runtime.process_plan(
             settings.server_binary,
             repository,
             ports,
             settings.models,
-            settings.server_args,
+            options,
             devices,
             search_path,
+            server_access.grpc_address,
         )
     runtime.check_image(settings.image)
     executable = runtime.find_container_runtime(chosen, config, search_path)
@@ -109,9 +124,11 @@ def plan_for(
         repository,
         ports,
         settings.models,
-        settings.server_args,
+        options,
         devices,
         runtime.instance_name(),
+        server_access.grpc_address,
+        server_access.files,
     )
 
 
@@ -123,13 +140,14 @@ def start_server(config: GlideinConfig, settings: Settings, environment: Mapping
     if settings.gpu_mode == "gpu" and not devices:
         raise TritonSetupError("GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU")
     repository = model_repository(settings, directory)
+    server_access = access.prepare(settings, directory)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
     attempt = 0
     while True:
         attempt += 1
         ports = allocate(requested)
-        plan = plan_for(settings, config, environment, repository, ports, devices)
+        plan = plan_for(settings, config, environment, repository, ports, devices, server_access)
         state = ServerState(
             runtime=plan.runtime,
             instance=plan.instance,
@@ -150,17 +168,19 @@ def start_server(config: GlideinConfig, settings: Settings, environment: Mapping
             server.stop(state, environment)
             if 0 not in (requested.http, requested.grpc, requested.metrics) or attempt >= PORT_ATTEMPTS:
                 state_path.unlink(missing_ok=True)
+                (directory / TOKEN_FILE_NAME).unlink(missing_ok=True)
                 raise
             LOG.warning("ports %s were taken before tritonserver bound them; trying new ones", ports)
             continue
         except BaseException:
             server.stop(state, environment)
             state_path.unlink(missing_ok=True)
+            (directory / TOKEN_FILE_NAME).unlink(missing_ok=True)
             raise
         state.save(state_path)
         version = str(health.server_metadata(state.http_port).get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
-        return RunningServer(state, devices, version, repository)
+        return RunningServer(state, devices, version, repository, server_access)
 
 
 def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str]) -> int:
@@ -176,15 +196,9 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         install_cleanup_script(config.work_dir)
         running = start_server(config, settings, environment)
         state = running.state
+        endpoint = running.endpoint()
         values = publish.server_values(
-            LOOPBACK,
-            state.http_port,
-            state.grpc_port,
-            state.metrics_port,
-            running.version,
-            running.gpus,
-            state.runtime,
-            running.model_repository,
+            endpoint, running.version, running.gpus, state.runtime, running.model_repository
         )
         publish_config(config, values, publish.condor_vars(values))
     except TritonSetupError as error:
@@ -198,7 +212,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
     reporter.ok(
         [
             ("HasTriton", "True"),
-            ("TritonGRPCURL", f"{LOOPBACK}:{state.grpc_port}"),
+            ("TritonGRPCURL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
             ("TritonGPUs", str(len(running.gpus))),
             ("TritonReadySeconds", f"{state.ready_at - state.started_at:.2f}"),
         ]

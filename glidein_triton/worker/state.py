@@ -12,6 +12,7 @@ STATE_DIR_NAME = "triton"
 STATE_FILE_NAME = "state.json"
 LOG_FILE_NAME = "server.log"
 EMPTY_REPOSITORY = "empty_model_repository"
+TOKEN_FILE_NAME = "token"  # noqa: S105 (the file name of the token, not a secret)
 
 
 def state_dir(work_dir: Path) -> Path:
@@ -39,10 +40,16 @@ class ServerState:
     argv: list[str] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        """Write atomically (temporary file, then rename) so a reader never sees half a file."""
+        """Write atomically (temporary file, then rename) so a reader never sees half a file.
+
+        Mode 0600: the server's command line in it carries the access token.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(asdict(self), indent=1))
+        temporary.unlink(missing_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as state_file:
+            state_file.write(json.dumps(asdict(self), indent=1))
         temporary.replace(path)
 
     @classmethod

@@ -1,0 +1,79 @@
+"""Who may reach the server: loopback or the node's address, the access token, gRPC TLS."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import logs, token
+from .errors import ConfigError, TritonSetupError
+from .ports import LOOPBACK
+from .settings import Settings
+
+
+class NoAddressError(TritonSetupError):
+    failure_type = "Network"
+
+
+@dataclass(frozen=True)
+class Access:
+    """The listening address of gRPC, and the server options and files that protect the server."""
+
+    grpc_address: str = LOOPBACK
+    options: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    token_file: str = ""
+    tls: bool = False
+
+
+def node_address(hostname: str | None = None) -> str:
+    """The node's first non-loopback IPv4 address, as its host name resolves."""
+    name = hostname or socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as error:
+        raise NoAddressError(
+            f"cannot resolve this node's name {name}: {error}; set GLIDEIN_TRITON_ADDRESS"
+        ) from error
+    for info in infos:
+        address = str(info[4][0])
+        if not ipaddress.IPv4Address(address).is_loopback:
+            return address
+    raise NoAddressError(f"{name} resolves to loopback addresses only; set GLIDEIN_TRITON_ADDRESS")
+
+
+def tls_options(settings: Settings) -> tuple[list[str], list[str]]:
+    """(options, files) for gRPC TLS, mutual when a root certificate is configured."""
+    if not settings.tls_cert:
+        return [], []
+    files = [
+        settings.tls_cert,
+        settings.tls_key,
+        *([settings.tls_root_cert] if settings.tls_root_cert else []),
+    ]
+    for path in files:
+        if not Path(path).is_file():
+            raise ConfigError(f"TLS file {path} does not exist (GLIDEIN_TRITON_TLS_*)")
+    options = [
+        "--grpc-use-ssl=true",
+        f"--grpc-server-cert={settings.tls_cert}",
+        f"--grpc-server-key={settings.tls_key}",
+    ]
+    if settings.tls_root_cert:
+        options += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={settings.tls_root_cert}"]
+    return options, files
+
+
+def prepare(settings: Settings, directory: Path) -> Access:
+    """Make the token file (when the token is on) and work out the address and options."""
+    options, files = tls_options(settings)
+    token_file = ""
+    if settings.token:
+        secret, path = token.create(directory)
+        logs.add_secret(secret)
+        options += token.server_options(secret)
+        token_file = str(path)
+    address = (settings.address or node_address()) if settings.remote else LOOPBACK
+    return Access(address, options, files, token_file, bool(settings.tls_cert))

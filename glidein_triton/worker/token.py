@@ -1,0 +1,41 @@
+"""The per-glidein access token: a random secret in a file only the glidein user can read.
+
+The server restricts its inference and model-repository APIs to requests that carry it (Triton's
+``--http-restricted-api`` / ``--grpc-restricted-protocol``, header ``triton-token``). Jobs read it from
+the file named by ``TRITON_TOKEN_FILE``. It is never published, logged or reported (see logs.redact).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from .state import TOKEN_FILE_NAME
+
+#: The header key of the restricted APIs: HTTP clients send ``triton-token: <token>``, gRPC clients the
+#: metadata ``triton-grpc-protocol-triton-token: <token>``.
+HEADER = "triton-token"
+RESTRICTED_APIS = "inference,model-repository"
+
+
+def create(directory: Path) -> tuple[str, Path]:
+    """A new token in ``directory/token``, mode 0600 from the start (no window where others can read it)."""
+    token = secrets.token_urlsafe(32)
+    path = directory / TOKEN_FILE_NAME
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as token_file:
+        os.fchmod(token_file.fileno(), 0o600)
+        token_file.write(token)
+    return token, path
+
+
+def read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def server_options(token: str) -> list[str]:
+    """tritonserver options that restrict inference and model loading to requests with the token."""
+    restriction = f"{RESTRICTED_APIS}:{HEADER}={token}"
+    return [f"--http-restricted-api={restriction}", f"--grpc-restricted-protocol={restriction}"]

@@ -1,0 +1,227 @@
+"""Security on the real server: loopback only, the access token, secrets kept out of every output."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from glidein_triton import demo
+from glidein_triton.worker import access, token
+from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.settings import Settings
+from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
+
+from .conftest import assert_nothing_left, recorded_state
+
+GRPC_HEADER = f"triton-grpc-protocol-{token.HEADER}"
+
+
+def decode_address(hex_address: str) -> str:
+    """An address as /proc/net/tcp{,6} writes it (32-bit words in host byte order), as text."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 4:
+        return str(ipaddress.IPv4Address(words))
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped or address)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a LISTEN socket on ``port`` (IPv4-mapped IPv6 shown as IPv4)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if fields[3] == "0A" and int(port_hex, 16) == port:
+                found.add(decode_address(address))
+    return found
+
+
+def simple_inputs(module: object) -> list[object]:
+    data = np.arange(16, dtype=np.int32).reshape(1, 16)
+    inputs = [module.InferInput("INPUT0", [1, 16], "INT32"), module.InferInput("INPUT1", [1, 16], "INT32")]  # type: ignore[attr-defined]
+    for tensor in inputs:
+        tensor.set_data_from_numpy(data)
+    return inputs
+
+
+def test_settings_across_keys() -> None:
+    with pytest.raises(ConfigError, match="requires GLIDEIN_TRITON_TOKEN=True"):
+        Settings.from_config({"GLIDEIN_TRITON_REMOTE": "True", "GLIDEIN_TRITON_TOKEN": "False"})
+    with pytest.raises(ConfigError, match="must be set together"):
+        Settings.from_config({"GLIDEIN_TRITON_TLS_CERT": "/c.pem"})
+    with pytest.raises(ConfigError, match="not an IPv4 address"):
+        Settings.from_config({"GLIDEIN_TRITON_ADDRESS": "node.example.org"})
+
+
+def test_token_file_is_private_from_the_start(tmp_path: Path) -> None:
+    os.umask(0o000)
+    try:
+        secret, path = token.create(tmp_path)
+    finally:
+        os.umask(0o022)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert token.read(path) == secret
+    assert len(secret) >= 40
+    assert token.create(tmp_path)[0] != secret
+
+
+def test_node_address_is_not_loopback() -> None:
+    with pytest.raises(access.NoAddressError, match="GLIDEIN_TRITON_ADDRESS"):
+        access.node_address("localhost")
+
+
+@pytest.mark.server
+def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein) -> None:
+    glidein, environment = served_glidein.glidein, served_glidein.environment
+    result = glidein.run_startup(environment)
+    assert result.returncode == 0, result.stderr
+    attributes, job_environment = glidein.published()
+    token_path = Path(job_environment["TRITON_TOKEN_FILE"])
+    secret = token.read(token_path)
+    assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((state_dir(glidein.root) / STATE_FILE_NAME).stat().st_mode) == 0o600
+    assert attributes["TritonAuth"] == '"token"'
+    assert "TritonTokenFile" not in attributes
+
+    state = recorded_state(glidein)
+    assert state is not None
+    for port in (state.http_port, state.grpc_port, state.metrics_port):
+        assert listening_addresses(port) == {"127.0.0.1"}, f"port {port} listens beyond 127.0.0.1"
+
+    http = httpclient.InferenceServerClient(job_environment["TRITON_HTTP_URL"])
+    grpc = grpcclient.InferenceServerClient(job_environment["TRITON_GRPC_URL"])
+    assert http.is_server_ready()  # health stays open, for the plugin's own checks
+    for call in (
+        lambda: http.infer("simple", simple_inputs(httpclient)),
+        lambda: http.load_model("simple"),
+        lambda: http.unload_model("simple"),
+    ):
+        with pytest.raises(InferenceServerException, match=r"403|[Pp]ermission|[Uu]nauthori"):
+            call()
+    for call in (lambda: grpc.infer("simple", simple_inputs(grpcclient)), lambda: grpc.load_model("simple")):
+        with pytest.raises(
+            InferenceServerException,
+            match=r"protocol is restricted, expecting header .triton-grpc-protocol-triton-token",
+        ):
+            call()
+    with_token = http.infer("simple", simple_inputs(httpclient), headers={token.HEADER: secret})
+    assert with_token.as_numpy("OUTPUT0")[0][3] == 6
+    assert (
+        grpc.infer("simple", simple_inputs(grpcclient), headers={GRPC_HEADER: secret})
+        .as_numpy("OUTPUT1")
+        .sum()
+        == 0
+    )
+    grpc.load_model("simple", headers={GRPC_HEADER: secret})
+    http.close()
+    grpc.close()
+
+    cleanups = glidein.run_cleanup(environment)
+    outputs = [result.stdout, result.stderr, *(c.stderr for c in cleanups), *(c.stdout for c in cleanups)]
+    outputs += [glidein.config_path.read_text(), Path(glidein.config()["CONDOR_VARS_FILE"]).read_text()]
+    outputs += [
+        str(attributes),
+        (glidein.root / "otrb_output.xml").read_text() if (glidein.root / "otrb_output.xml").exists() else "",
+    ]
+    outputs += [(state_dir(glidein.root) / "server.log").read_text()]
+    assert all(secret not in text for text in outputs)
+    assert not token_path.exists()
+
+
+@pytest.mark.server
+def test_failure_reports_do_not_leak_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A failing start whose error detail carries the server's command line (with the token in it).
+    prepared = demo.prepare(
+        tmp_path / "glidein",
+        settings={"GLIDEIN_TRITON_MODELS": "absent_model", "GLIDEIN_TRITON_REQUIRED": "True"},
+    )
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 1
+    assert "--http-restricted-api=inference,model-repository:triton-token=***" in result.detail
+    assert "--load-model=absent_model" in result.detail
+    assert "--http-restricted-api=inference,model-repository:triton-token=***" in result.stderr
+    assert not (state_dir(prepared.glidein.root) / "token").exists()
+
+
+def make_certificate(directory: Path, address: str) -> tuple[Path, Path]:
+    cert, key = directory / "server.pem", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={address}",
+            "-addext",
+            f"subjectAltName=IP:{address}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.server
+def test_remote_mode_with_tls(tmp_path: Path) -> None:
+    address = "127.0.0.2"  # a second loopback address stands in for the node's address
+    cert, key = make_certificate(tmp_path, address)
+    prepared = demo.prepare(
+        tmp_path / "glidein",
+        settings={
+            "GLIDEIN_TRITON_REMOTE": "True",
+            "GLIDEIN_TRITON_ADDRESS": address,
+            "GLIDEIN_TRITON_TLS_CERT": str(cert),
+            "GLIDEIN_TRITON_TLS_KEY": str(key),
+        },
+    )
+    glidein = prepared.glidein
+    result = glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    state = recorded_state(glidein)
+    assert state is not None
+    attributes, job_environment = glidein.published()
+    assert attributes["TritonGRPCURL"] == f'"{address}:{state.grpc_port}"'
+    assert attributes["TritonRemote"] == "True"
+    assert attributes["TritonGRPCTLS"] == "True"
+    assert listening_addresses(state.grpc_port) == {"127.0.0.2"}
+    assert listening_addresses(state.http_port) == {"127.0.0.1"}
+    secret = token.read(Path(job_environment["TRITON_TOKEN_FILE"]))
+    root = cert.read_bytes()
+    secure = grpcclient.InferenceServerClient(
+        f"{address}:{state.grpc_port}", ssl=True, root_certificates=str(cert)
+    )
+    assert secure.is_server_ready()
+    assert (
+        secure.infer("simple", simple_inputs(grpcclient), headers={GRPC_HEADER: secret}).as_numpy("OUTPUT0")
+        is not None
+    )
+    with pytest.raises(InferenceServerException):
+        secure.infer("simple", simple_inputs(grpcclient))
+    secure.close()
+    plain = grpcclient.InferenceServerClient(f"{address}:{state.grpc_port}")
+    with pytest.raises(InferenceServerException):
+        plain.is_server_ready()
+    plain.close()
+    assert root
+    glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, state)
