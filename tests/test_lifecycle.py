@@ -239,3 +239,17 @@ def test_worker_code_runs_on_python_3_9(served_glidein: demo.DemoGlidein) -> Non
     assert glidein.config()["GLIDEIN_TRITON_PYTHON"] == PYTHON39
     assert glidein.published()[0]["HasTriton"] == "True"
     assert Path(PYTHON39).name == "python3.9"
+
+
+def test_forced_stop_removes_the_shared_memory_of_the_killed_server(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_STOP_GRACE": "0"})
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    state = recorded_state(prepared.glidein)
+    assert state is not None
+    mapped = processes.shared_memory_files(processes.group_members(state.pgid))
+    assert mapped, "the python backend maps its shared-memory regions from /dev/shm"
+    assert all(path.exists() for path in mapped)
+    prepared.glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(prepared.glidein, state)
+    assert [path for path in mapped if path.exists()] == []

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 PROC = Path("/proc")
+SHARED_MEMORY = "/dev/shm/"  # noqa: S108 (where POSIX shared memory lives; only files our processes mapped)
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -61,12 +62,37 @@ def wait_group_gone(pgid: int, timeout: float) -> bool:
     return True
 
 
+def shared_memory_files(pids: list[int]) -> set[Path]:
+    """Files of /dev/shm that the processes have mapped (the python backend's shared-memory regions)."""
+    files = set()
+    for pid in pids:
+        try:
+            maps = (PROC / str(pid) / "maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith(SHARED_MEMORY):
+                files.add(Path(fields[5].split(" (deleted)")[0]))
+    return files
+
+
 def stop_group(pgid: int, grace: float) -> bool:
-    """SIGTERM the group, then SIGKILL what is left after ``grace`` seconds; True if all are gone."""
+    """SIGTERM the group, then SIGKILL what is left after ``grace`` seconds; True if all are gone.
+
+    A killed server cannot remove its shared-memory regions, so the /dev/shm files its processes had
+    mapped are removed once they are gone.
+    """
     if not group_members(pgid):
         return True
     signal_group(pgid, signal.SIGTERM)
     if wait_group_gone(pgid, grace):
         return True
+    leftovers = shared_memory_files(group_members(pgid))
     signal_group(pgid, signal.SIGKILL)
-    return wait_group_gone(pgid, 5.0)
+    gone = wait_group_gone(pgid, 5.0)
+    if gone:
+        for path in leftovers:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return gone

@@ -210,9 +210,10 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_STOP_GRACE",
-        "10",
+        "1.5",
         "0-300 seconds",
-        "How long cleanup waits after SIGTERM before SIGKILL.",
+        "How long cleanup waits after SIGTERM before SIGKILL (shared memory of a killed server is removed). "
+        "Triton's graceful exit takes about 1 s, plus about 2 s with python-backend models.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_TOKEN",

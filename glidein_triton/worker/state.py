@@ -34,7 +34,7 @@ class ServerState:
     grpc_port: int = 0
     metrics_port: int = 0
     log_path: str = ""
-    stop_grace: float = 10.0
+    stop_grace: float = 1.5
     started_at: float = 0.0
     ready_at: float = 0.0
     argv: list[str] = field(default_factory=list)
