@@ -25,15 +25,18 @@ EXPECTED_LINES = [
 
 def test_condor_vars_lines() -> None:
     endpoint = publish.Endpoint("127.0.0.1", 2, 1, 3, token_file="/w/triton/token")
-    values = publish.server_values(endpoint, "2.51.0", [], "process", "/r")
-    assert [var.line() for var in publish.condor_vars(values)] == EXPECTED_LINES
+    values = [*publish.server_values(endpoint, [], "process", "/r"), *publish.ready_values("2.51.0")]
+    lines = [var.line() for var in publish.condor_vars(values)]
+    assert len(lines) == len(set(lines))
+    assert sorted(lines) == sorted(EXPECTED_LINES)
 
 
 def test_server_values() -> None:
     gpu = GPU(0, "MIG-1", "NVIDIA H100 80GB HBM3", 10240, "590", mig_profile="1g.10gb", parent_uuid="GPU-1")
     endpoint = publish.Endpoint("127.0.0.1", 8001, 8000, 8002)
-    values = dict(publish.server_values(endpoint, "2.51.0", [gpu], "apptainer", "/cvmfs/r"))
-    assert values["HAS_TRITON"] == "True"
+    values = dict(publish.server_values(endpoint, [gpu], "apptainer", "/cvmfs/r"))
+    assert values["HAS_TRITON"] == "False"  # until the server answers ready
+    assert publish.ready_values("2.51.0") == [("HAS_TRITON", "True"), ("TRITON_VERSION", "2.51.0")]
     assert values["TRITON_GRPC_URL"] == "127.0.0.1:8001"
     assert values["TRITON_HTTP_URL"] == "127.0.0.1:8000"
     assert values["TRITON_METRICS_URL"] == "http://127.0.0.1:8002/metrics"
@@ -49,7 +52,7 @@ def test_server_values() -> None:
 
 def test_remote_endpoint_values() -> None:
     endpoint = publish.Endpoint("10.1.2.3", 8001, 8000, 8002, token_file="/t", tls=True, remote=True)
-    values = dict(publish.server_values(endpoint, "2.51.0", [], "process", "/r"))
+    values = dict(publish.server_values(endpoint, [], "process", "/r"))
     assert values["TRITON_GRPC_URL"] == "10.1.2.3:8001"
     assert values["TRITON_HTTP_URL"] == "127.0.0.1:8000"
     assert (values["TRITON_AUTH"], values["TRITON_REMOTE"], values["TRITON_GRPC_TLS"]) == (
@@ -66,6 +69,13 @@ def test_off_values() -> None:
         ("HAS_TRITON", "False"),
         ("TRITON_FAILURE", "Config: bad value second line"),
     ]
+
+
+def test_cleared_values_empty_every_server_key() -> None:
+    cleared = dict(publish.cleared_values())
+    assert set(cleared.values()) == {""}
+    assert "TRITON_GRPC_URL" in cleared
+    assert "HAS_TRITON" not in cleared
 
 
 def test_ad_string_is_safe_for_condor_startup_quoting() -> None:

@@ -50,10 +50,11 @@ configured_python=$(gconfig_get GLIDEIN_TRITON_PYTHON "$glidein_config")
 candidates+=(python3 python3.13 python3.12 python3.11 python3.10 python3.9)
 python=""
 for candidate in "${candidates[@]}"; do
-    if command -v "$candidate" > /dev/null 2>&1 \
-        && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2> /dev/null; then
-        python=$(command -v "$candidate")
-        break
+    # One start per candidate: check the version and get the real interpreter behind wrappers or shims.
+    if command -v "$candidate" > /dev/null 2>&1; then
+        python=$("$candidate" -I -S -c 'import sys; sys.version_info >= (3, 9) and print(sys.executable)' 2> /dev/null)
+        [ -x "$python" ] && break
+        python=""
     fi
 done
 if [ -z "$python" ]; then
@@ -63,5 +64,5 @@ fi
 # Cleanup and periodic scripts find the code and the interpreter here.
 gconfig_add GLIDEIN_TRITON_CODE_DIR "$code_dir"
 gconfig_add GLIDEIN_TRITON_PYTHON "$python"
-exec "$python" -s -E -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.startup import main; sys.exit(main())' \
+exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.startup import main; sys.exit(main())' \
     "$code_dir" "$@"

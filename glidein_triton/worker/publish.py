@@ -55,15 +55,14 @@ class Endpoint:
 
 
 def server_values(
-    endpoint: Endpoint, version: str, gpus: Sequence[GPU], runtime: str, model_repository: str
+    endpoint: Endpoint, gpus: Sequence[GPU], runtime: str, model_repository: str
 ) -> list[tuple[str, str]]:
-    """The glidein_config values of a running server."""
+    """The values of a launched server, published while it loads: ``HasTriton`` stays False until ready."""
     values = [
-        ("HAS_TRITON", "True"),
+        ("HAS_TRITON", "False"),
         ("TRITON_GRPC_URL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
         ("TRITON_HTTP_URL", f"{LOOPBACK}:{endpoint.http_port}"),
         ("TRITON_METRICS_URL", f"http://{LOOPBACK}:{endpoint.metrics_port}/metrics"),
-        ("TRITON_VERSION", ad_string(version)),
         ("TRITON_GPUS", str(len(gpus))),
         ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in gpus))),
         ("TRITON_RUNTIME", runtime),
@@ -77,6 +76,16 @@ def server_values(
     return [*values, ("TRITON_FAILURE", "")]
 
 
+def ready_values(version: str) -> list[tuple[str, str]]:
+    """What turns the published server on once it answers ready."""
+    return [("HAS_TRITON", "True"), ("TRITON_VERSION", ad_string(version))]
+
+
+def cleared_values() -> list[tuple[str, str]]:
+    """Empty values for every server key: condor_startup.sh publishes no attribute for an empty value."""
+    return [(var.name, "") for var in ATTRIBUTES if var.name not in ("HAS_TRITON", "TRITON_FAILURE")]
+
+
 def off_values(failure: str = "") -> list[tuple[str, str]]:
     """The values when there is no server: ``HasTriton = False`` and, after a failure, its reason."""
     values = [("HAS_TRITON", "False")]
@@ -84,5 +93,5 @@ def off_values(failure: str = "") -> list[tuple[str, str]]:
 
 
 def condor_vars(values: Sequence[tuple[str, str]]) -> list[CondorVar]:
-    """The condor_vars.lst lines for the published keys."""
-    return [ATTRIBUTE_BY_KEY[key] for key, _ in values]
+    """The condor_vars.lst lines for the published keys (each once, in order)."""
+    return [ATTRIBUTE_BY_KEY[key] for key in dict(values)]

@@ -20,8 +20,11 @@ LOG = logging.getLogger(__name__)
 PREPARE_TIMEOUT = 300.0
 TEARDOWN_TIMEOUT = 60.0
 LOG_TAIL_LINES = 25
-#: Readiness polls go to loopback and cost well under a millisecond: poll often so startup is not late.
-MAX_POLL_INTERVAL = 0.1
+#: Readiness polls go to loopback and cost about a millisecond: poll often while a server usually gets
+#: ready (a few seconds), then back off for slow model loads.
+FAST_POLL_INTERVAL = 0.02
+FAST_POLL_SECONDS = 5.0
+MAX_POLL_INTERVAL = 0.5
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
 
 
@@ -113,8 +116,9 @@ def wait_ready(state: ServerState, timeout: float) -> None:
     An early exit of the server is noticed at once, and a port clash raises PortInUseError so that the
     caller can retry with other ports. Every failure carries the argv, exit code and log tail.
     """
-    deadline = time.monotonic() + timeout
-    delay = 0.02
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = FAST_POLL_INTERVAL
     while True:
         if health.is_ready(state.http_port, timeout=1.0):
             state.ready_at = time.time()
@@ -132,7 +136,8 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                 evidence=_evidence(state.argv, None, state.log_path),
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, MAX_POLL_INTERVAL)
+        if time.monotonic() - started > FAST_POLL_SECONDS:
+            delay = min(delay * 1.5, MAX_POLL_INTERVAL)
 
 
 def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:

@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -132,8 +132,16 @@ def plan_for(
     )
 
 
-def start_server(config: GlideinConfig, settings: Settings, environment: Mapping[str, str]) -> RunningServer:
-    """Start the server and wait for it; on any failure, stop what was started and re-raise."""
+def start_server(
+    config: GlideinConfig,
+    settings: Settings,
+    environment: Mapping[str, str],
+    announce: Callable[[RunningServer], None] = lambda _running: None,
+) -> RunningServer:
+    """Start the server and wait for it; on any failure, stop what was started and re-raise.
+
+    ``announce`` is called right after the launch, while the server loads its models.
+    """
     directory = state_dir(config.work_dir)
     directory.mkdir(parents=True, exist_ok=True)
     devices = [] if settings.gpu_mode == "cpu" else gpu_discovery.detect(environment)
@@ -163,6 +171,7 @@ def start_server(config: GlideinConfig, settings: Settings, environment: Mapping
             state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
             state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
             state.save(state_path)
+            announce(RunningServer(state, devices, "", repository, server_access))
             server.wait_ready(state, settings.ready_timeout)
         except PortInUseError:
             server.stop(state, environment)
@@ -183,6 +192,15 @@ def start_server(config: GlideinConfig, settings: Settings, environment: Mapping
         return RunningServer(state, devices, version, repository, server_access)
 
 
+def announce(config: GlideinConfig, launched: RunningServer) -> None:
+    """Publish the endpoint and its condor_vars lines while the server loads, with HasTriton still False."""
+    values = publish.server_values(
+        launched.endpoint(), launched.gpus, launched.state.runtime, launched.model_repository
+    )
+    every_key = [*values, *publish.ready_values("")]
+    publish_config(config, values, publish.condor_vars(every_key))
+
+
 def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str]) -> int:
     """The whole startup; returns the script's exit code."""
     required = required_flag(config)
@@ -194,13 +212,10 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
-        running = start_server(config, settings, environment)
+        running = start_server(config, settings, environment, lambda launched: announce(config, launched))
         state = running.state
         endpoint = running.endpoint()
-        values = publish.server_values(
-            endpoint, running.version, running.gpus, state.runtime, running.model_repository
-        )
-        publish_config(config, values, publish.condor_vars(values))
+        publish_config(config, publish.ready_values(running.version), [])
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
     except Interrupted as interrupted:
@@ -225,7 +240,7 @@ def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, req
     LOG.error("Triton is not available: %s", error.detail())
     try:
         values = publish.off_values(f"{error.failure_type}: {error.message}")
-        publish_config(config, values, publish.condor_vars(values))
+        publish_config(config, [*values, *publish.cleared_values()], publish.condor_vars(values))
     except TritonSetupError as publish_error:
         LOG.error("could not publish HasTriton = False: %s", publish_error.detail())
     if required:

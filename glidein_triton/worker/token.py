@@ -7,8 +7,8 @@ the file named by ``TRITON_TOKEN_FILE``. It is never published, logged or report
 
 from __future__ import annotations
 
+import base64
 import os
-import secrets
 from pathlib import Path
 
 from .state import TOKEN_FILE_NAME
@@ -21,7 +21,7 @@ RESTRICTED_APIS = "inference,model-repository"
 
 def create(directory: Path) -> tuple[str, Path]:
     """A new token in ``directory/token``, mode 0600 from the start (no window where others can read it)."""
-    token = secrets.token_urlsafe(32)
+    token = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
     path = directory / TOKEN_FILE_NAME
     path.unlink(missing_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,0 +1,1 @@
+"""Benchmarks of glidein-triton: `python -m benchmarks` runs them all and writes docs/benchmarks.md."""

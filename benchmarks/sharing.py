@@ -1,0 +1,148 @@
+"""Sharing gain: N jobs sending inference to one glidein server versus N jobs each running the model.
+
+Both sides run the same ~100 MB MLP (models/mlp) with one BLAS thread per process, as grid jobs get one
+core each. Throughput, latency percentiles, and memory (PSS summed over every process of the side: the
+jobs, plus the server and its python-backend stub) are measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from glidein_triton import demo
+from glidein_triton.worker import processes
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+
+HERE = Path(__file__).resolve().parent
+SINGLE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_CORETYPE": "Zen",
+}
+
+
+@dataclass
+class SideResult:
+    """One side (in-process or server) at one number of jobs."""
+
+    mode: str
+    jobs: int
+    throughput: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    memory_mb: float
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Proportional set size of the processes, summed (shared pages counted once overall)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+def run_side(
+    mode: str,
+    jobs: int,
+    seconds: float,
+    environment: dict[str, str],
+    server_pids: list[int],
+    url: str = "",
+    token_file: str = "",
+) -> SideResult:
+    """Start ``jobs`` job processes, release them together, sample memory mid-run, collect latencies."""
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.sharing_job",
+        "--mode",
+        mode,
+        "--url",
+        url,
+        "--token-file",
+        token_file,
+    ]
+    children = [
+        subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment, cwd=HERE.parent
+        )
+        for _ in range(jobs)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"a {mode} job did not start")
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(f"go {seconds}\n")
+        child.stdin.flush()
+    memory: list[float] = []
+    sampler = threading.Timer(
+        seconds / 2, lambda: memory.append(pss_mb([c.pid for c in children] + server_pids))
+    )
+    sampler.start()
+    latencies: list[float] = []
+    count = 0
+    for child in children:
+        output, _ = child.communicate(timeout=seconds + 120)
+        result = json.loads(output.strip().splitlines()[-1])
+        count += result["count"]
+        latencies += result["latencies"]
+    sampler.join()
+    milliseconds = np.array(latencies) * 1000
+    return SideResult(mode, jobs, count / seconds, *np.percentile(milliseconds, [50, 95, 99]), memory[0])
+
+
+def run(job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), seconds: float = 5.0) -> list[SideResult]:
+    """Both sides at each number of jobs, with one glidein server started through the real startup script."""
+    environment = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(HERE.parent)}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="glidein-triton-bench-") as root:
+        prepared = demo.prepare(
+            Path(root) / "glidein",
+            settings={
+                "GLIDEIN_TRITON_MODEL_REPOSITORY": str(HERE / "models"),
+                "GLIDEIN_TRITON_MODELS": "mlp",
+            },
+        )
+        # The shared server may use every core of the glidein (the jobs get one each).
+        prepared.environment.update({**SINGLE_THREAD, "OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)})
+        started = prepared.glidein.run_startup(prepared.environment)
+        if started.returncode != 0 or started.metrics.get("HasTriton") != "True":
+            raise RuntimeError(f"the glidein server did not start:\n{started.stderr[-2000:]}")
+        try:
+            state = ServerState.load(state_dir(prepared.glidein.root) / STATE_FILE_NAME)
+            assert state is not None
+            _, job_environment = prepared.glidein.published()
+            for jobs in job_counts:
+                results.append(run_side("in-process", jobs, seconds, environment, []))
+                results.append(
+                    run_side(
+                        "server",
+                        jobs,
+                        seconds,
+                        environment,
+                        processes.group_members(state.pgid),
+                        job_environment["TRITON_GRPC_URL"],
+                        job_environment.get("TRITON_TOKEN_FILE", ""),
+                    )
+                )
+                print(f"  sharing: {jobs} jobs done", file=sys.stderr, flush=True)
+        finally:
+            prepared.glidein.run_cleanup(prepared.environment)
+    return results
