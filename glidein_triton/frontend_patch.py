@@ -77,6 +77,30 @@ def _normalized(text: str) -> str:
     return " ".join(text.split())
 
 
+def is_grouped(expression: str) -> bool:
+    """Whether the whole expression is in one pair of parentheses (quoted strings skipped)."""
+    text = expression.strip()
+    depth, quote, escaped = 0, "", False
+    for position, character in enumerate(text):
+        if quote:
+            if character == quote and not escaped:
+                quote = ""
+            escaped = not escaped and character == "\\"
+        elif character in "\"'":
+            quote = character
+        elif character == "(":
+            depth += 1
+        elif character == ")":
+            depth -= 1
+            if depth == 0 and position < len(text) - 1:
+                return False
+    return text.startswith("(") and depth == 0
+
+
+def _grouped(expression: str) -> str:
+    return expression if is_grouped(expression) else f"({expression})"
+
+
 def combine_expression(
     plan: Plan, element: etree._Element, attribute: str, wanted: str, operator: str
 ) -> None:
@@ -89,7 +113,8 @@ def combine_expression(
         plan.set_attribute(element, attribute, wanted)
         return
     text, quote = raw
-    plan.set_raw_attribute(element, attribute, f"({text}) {operator} ({escape_attribute(wanted, quote)})")
+    combined = f" {operator} {_grouped(wanted)}"
+    plan.set_raw_attribute(element, attribute, _grouped(text) + escape_attribute(combined, quote))
 
 
 def _patch_match(plan: Plan, group: etree._Element, fragment: Fragment, where: str, overwrite: bool) -> None:

@@ -35,6 +35,10 @@ def escape_attribute(value: str, quote: str) -> str:
     return text.replace(quote, "&quot;" if quote == '"' else "&apos;")
 
 
+def _other_quote(quote: str) -> str:
+    return "'" if quote == '"' else '"'
+
+
 def format_attribute(name: str, value: str) -> str:
     """``name="value"``, or single quotes when the value has double quotes and no single ones."""
     quote = "'" if '"' in value and "'" not in value else '"'
@@ -85,6 +89,17 @@ class Plan:
         """Set an attribute: its value replaced in place, or the attribute added after the last one."""
         span = self.document.span(element)
         attribute = span.attributes.get(name)
+        if attribute is not None and attribute.quote in value and _other_quote(attribute.quote) not in value:
+            # Change the quotes rather than write &quot; (or &apos;) into the value.
+            quote = _other_quote(attribute.quote)
+            self._edits.append(
+                Edit(
+                    attribute.value_start - 1,
+                    attribute.value_end + 1,
+                    quote + escape_attribute(value, quote) + quote,
+                )
+            )
+            return
         if attribute is not None:
             self.set_raw_attribute(element, name, escape_attribute(value, attribute.quote))
             return
@@ -101,7 +116,11 @@ class Plan:
         return [*self._edits, *insertions]
 
     def _child_indent(self, container: etree._Element, container_indent: str) -> tuple[str, str]:
-        """(indentation of the container's children, one nesting step), from its first child on a line."""
+        """(indentation of the container's children, one nesting step), as the file already does it.
+
+        From the container's first child on a line of its own; else one step more than the container,
+        the step being how much deeper the container is than its parent (three spaces if unknown).
+        """
         for child in self.document.span(container).children:
             indent = self.document.indent_before(child.start)
             if (
@@ -110,7 +129,13 @@ class Plan:
                 and indent.startswith(container_indent)
             ):
                 return indent, indent[len(container_indent) :]
-        return container_indent + INDENT_UNIT, INDENT_UNIT
+        unit = INDENT_UNIT
+        parent = container.getparent()
+        if parent is not None:
+            parent_indent = self.document.indent_before(self.document.span(parent).start)
+            if parent_indent is not None and container_indent.startswith(parent_indent):
+                unit = container_indent[len(parent_indent) :] or INDENT_UNIT
+        return container_indent + unit, unit
 
     def _insertion(self, container: etree._Element, snippets: Sequence[str]) -> Edit:
         document = self.document
@@ -146,8 +171,15 @@ def apply_edits(document: SourceDocument, edits: Sequence[Edit]) -> bytes:
 
 def run_passes(data: bytes, label: str, planner: Callable[[SourceDocument], list[Edit]]) -> tuple[bytes, str]:
     """Apply the planner's edits until it wants none; (new bytes, encoding). Raises PatchError."""
-    for _ in range(MAX_PASSES):
-        document = SourceDocument(data, label)
+    for number in range(MAX_PASSES):
+        try:
+            document = SourceDocument(data, label)
+        except PatchError as error:
+            if number == 0:
+                raise
+            raise PatchError(
+                f"{label}: the changes would break the file (a bug: please report it): {error}"
+            ) from error
         edits = planner(document)
         if not edits:
             return data, document.encoding
