@@ -9,6 +9,7 @@ import pytest
 
 from glidein_triton import factory_cli
 from glidein_triton.factory_patch import FactoryOptions, has_gpus
+from glidein_triton.xml_cli import write_in_place
 from glidein_triton.xml_source import PatchError
 
 from .xml_support import CONFIG_D_XML, FACTORY_XML, added_lines, named, parse, removed_lines, values
@@ -411,3 +412,22 @@ def test_warnings_for_fixed_slots_and_a_missing_payload(capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "slots_layout" not in err  # CE_GPU_A100 is partitionable
     assert "has no glidein_triton_worker.tgz" in err
+
+
+def test_a_file_changed_by_someone_else_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    target = copy_of(FACTORY_XML, tmp_path)
+    with pytest.raises(PatchError, match="changed while it was being patched"):
+        write_in_place(target, b"<glidein/>", b"<glidein></glidein>")
+    assert target.read_bytes() == FACTORY_XML.read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["glideinWMS.xml", "glideinWMS.xml.bak"]
+
+
+def test_a_commented_out_attr_stays_a_comment_and_does_not_count() -> None:
+    commented = b'            <!-- <attr name="GLIDEIN_TRITON" value="False"/> -->\n'
+    original = FACTORY_XML.read_bytes().replace(
+        b"            <!-- the site wants", commented + b"            <!-- the site wants"
+    )
+    result = patch(original, "CE_GPU_A100")
+    assert commented in result
+    assert removed_lines(original, result) == []
+    assert len(named(parse(result), "entries/entry/attrs/attr", "GLIDEIN_TRITON")) == 1

@@ -307,3 +307,36 @@ def test_bad_options_are_usage_errors(
         frontend_cli.main([*arguments, str(FRONTEND_XML)])
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_trailing_comma_in_the_images_is_not_doubled() -> None:
+    original = with_global_images(f"{GLOBAL_IMAGES},")
+    assert images_of(parse(patch(original)), "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
+    empty = with_global_images("")
+    assert images_of(parse(patch(empty)), "attrs/attr") == [OURS]
+
+
+def test_a_bare_group_gets_the_whole_match_and_attrs() -> None:
+    original = b"<frontend>\n  <groups>\n    <group name='bare' enabled='True'/>\n  </groups>\n</frontend>\n"
+    result = patch(original, "bare", images={})
+    group = group_of(result, "bare")
+    match = group.find("match")
+    assert match is not None
+    assert match.find("factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
+    assert [attr.get("name") for attr in match.iterfind("job/match_attrs/match_attr")] == [
+        "RequestGPUs",
+        "RequiresTriton",
+    ]
+    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON"]
+    assert result.startswith(b"<frontend>\n  <groups>\n    <group name='bare' enabled='True'>\n      <")
+    assert patch(result, "bare", images={}) == result
+
+
+def test_a_match_without_factory_or_job_gets_them() -> None:
+    original = b'<frontend><groups><group name="g"><match match_expr="True"/></group></groups></frontend>'
+    result = patch(original, "g", images={})
+    match = group_of(result, "g").find("match")
+    assert match is not None
+    assert match.find("factory/match_attrs/match_attr").get("name") == "GLIDEIN_Resource_Slots"  # type: ignore[union-attr]
+    assert match.find("job").get("query_expr") == "(RequiresTriton =?= True)"  # type: ignore[union-attr]
+    assert patch(result, "g", images={}) == result
