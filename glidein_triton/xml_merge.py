@@ -50,7 +50,7 @@ class Difference:
     def describe(self) -> str:
         if self.child is not None:
             return f"it has no <{self.child.element.tag}>"
-        have = "not set" if self.have is None else f"{self.attribute}={self.have!r}"
+        have = f"{self.attribute} is not set" if self.have is None else f"{self.attribute}={self.have!r}"
         return f"{have} where this command sets {self.attribute}={self.want!r}"
 
 

@@ -25,10 +25,8 @@ class PatchError(Exception):
 
 @dataclass
 class AttributeSpan:
-    """Where one XML attribute is: its name, and its value between the quotes."""
+    """Where one XML attribute's value is (between the quotes), and which quote delimits it."""
 
-    name: str
-    name_start: int
     value_start: int
     value_end: int
     quote: str
@@ -89,9 +87,7 @@ def _start_tag(data: bytes, start: int) -> ElementSpan:
             raise ValueError(f"unquoted attribute value at byte {position}")
         value_end = _find(data, quote, position + 1)
         key = attribute.group().decode()
-        element.attributes[key] = AttributeSpan(
-            key, attribute.start(), position + 1, value_end, quote.decode()
-        )
+        element.attributes[key] = AttributeSpan(position + 1, value_end, quote.decode())
         position = value_end + 1
 
 
