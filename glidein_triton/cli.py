@@ -12,6 +12,16 @@ from . import __version__
 #: subcommand -> (one-line help, "module:function" taking the remaining arguments and returning an exit code)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("run a whole glidein lifecycle on the real local Triton server", "glidein_triton.demo:main"),
+    "factory-xml": (
+        "add glidein-triton to factory entries in glideinWMS.xml",
+        "glidein_triton.factory_cli:main",
+    ),
+    "frontend-xml": (
+        "add Triton images and a Triton group to frontend.xml",
+        "glidein_triton.frontend_cli:main",
+    ),
+    "payload": ("build the files the factory serves, and print their XML", "glidein_triton.payload_cli:main"),
+    "settings-doc": ("print the settings reference (docs/settings.md)", "glidein_triton.settings_doc:main"),
 }
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCRIPTS_DIR = PACKAGE_DIR / "scripts"
 SETUP_SCRIPT = "glidein_triton_setup.sh"
+#: The periodic (startd cron) script, run with ``period=`` seconds; served when it is in scripts/.
+PERIODIC_SCRIPT = "glidein_triton_periodic.sh"
 WORKER_TARBALL = "glidein_triton_worker.tgz"
 #: ``<untar_options dir=...>``: the tarball is extracted into <file owner work dir>/<this>.
 UNTAR_DIR = "triton_code"

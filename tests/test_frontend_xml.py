@@ -1,0 +1,342 @@
+"""``glidein-triton frontend-xml``: SINGULARITY_IMAGES_DICT merges and a Triton group in a frontend.xml."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import classad2
+import pytest
+from lxml import etree
+
+from glidein_triton import frontend_cli
+from glidein_triton.frontend_patch import (
+    DEFAULT_CLIENT_IMAGE,
+    DEFAULT_SERVER_IMAGE,
+    FrontendOptions,
+    is_grouped,
+    parse_images,
+)
+from glidein_triton.xml_source import PatchError
+
+from .xml_support import FRONTEND_XML, added_lines, named, parse, removed_lines
+
+IMAGES = {"tritonserver": DEFAULT_SERVER_IMAGE, "tritonclient": DEFAULT_CLIENT_IMAGE}
+OURS = f"tritonserver:{DEFAULT_SERVER_IMAGE},tritonclient:{DEFAULT_CLIENT_IMAGE}"
+GLOBAL_IMAGES = (
+    "default:/cvmfs/singularity.opensciencegrid.org/opensciencegrid/osgvo-el9:latest,"
+    "rhel8:docker://hub.example.org/rhel8:8.10"
+)
+GPU_IMAGES = "cuda:docker://nvcr.io/nvidia/cuda:12.4.1-runtime-ubuntu22.04"
+SWITCH = (
+    '<attr name="GLIDEIN_TRITON" glidein_publish="False" job_publish="False" parameter="True" type="string" '
+    'value="True"/>'
+)
+
+
+def patch(data: bytes, group: str | None = None, **options: object) -> bytes:
+    settings = FrontendOptions(group=group, images=options.pop("images", IMAGES), **options)  # type: ignore[arg-type]
+    return frontend_cli.patch(data, "frontend.xml", settings).data
+
+
+def images_of(root: etree._Element, path: str) -> list[str]:
+    return [attr.get("value", "") for attr in named(root, path, "SINGULARITY_IMAGES_DICT")]
+
+
+def group_of(data: bytes, name: str) -> etree._Element:
+    (group,) = named(parse(data), "groups/group", name)
+    return group
+
+
+def test_without_a_group_the_global_images_get_the_triton_keys_and_keep_theirs() -> None:
+    original = FRONTEND_XML.read_bytes()
+    result = patch(original)
+    (removed,) = removed_lines(original, result)
+    assert removed == f'            value="{GLOBAL_IMAGES}"/>\n'
+    assert added_lines(original, result) == [f'            value="{GLOBAL_IMAGES},{OURS}"/>\n']
+    root = parse(result)
+    assert images_of(root, "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
+    assert images_of(root, "groups/group/attrs/attr") == [GPU_IMAGES]
+    assert patch(result) == result
+
+
+def test_the_images_split_on_the_first_colon_only() -> None:
+    assert parse_images(f"{GLOBAL_IMAGES}, x : y ,,") == [
+        ("default", "/cvmfs/singularity.opensciencegrid.org/opensciencegrid/osgvo-el9:latest"),
+        ("rhel8", "docker://hub.example.org/rhel8:8.10"),
+        ("x", "y"),
+    ]
+
+
+def test_a_group_without_images_gets_the_match_expressions_and_the_switch() -> None:
+    original = FRONTEND_XML.read_bytes()
+    result = patch(original, "main")
+    assert removed_lines(original, result) == [
+        f'            value="{GLOBAL_IMAGES}"/>\n',
+        '         <match match_expr="True" start_expr="True">\n',
+        '            <factory query_expr="True">\n',
+        '            <job query_expr="True">\n',
+    ]
+    added = added_lines(original, result)
+    assert "                  " + '<match_attr name="GLIDEIN_Resource_Slots" type="string"/>\n' in added
+    assert "                  " + '<match_attr name="RequiresTriton" type="bool"/>\n' in added
+    assert "            " + SWITCH + "\n" in added
+    group = group_of(result, "main")
+    match = group.find("match")
+    assert match is not None
+    assert match.get("start_expr") == "(TARGET.RequiresTriton =!= True) || (MY.HasTriton =?= True)"
+    assert match.find("factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
+    assert match.find("job").get("query_expr") == "(RequiresTriton =?= True)"  # type: ignore[union-attr]
+    assert images_of(parse(result), "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
+    assert patch(result, "main") == result
+
+
+def test_a_group_with_its_own_images_gets_the_keys_there_and_its_expressions_anded() -> None:
+    original = FRONTEND_XML.read_bytes()
+    result = patch(original, "gpu")
+    root = parse(result)
+    assert images_of(root, "attrs/attr") == [GLOBAL_IMAGES]
+    assert images_of(root, "groups/group/attrs/attr") == [f"{GPU_IMAGES},{OURS}"]
+    match = group_of(result, "gpu").find("match")
+    assert match is not None
+    assert match.get("match_expr") == (
+        '(job.get("RequestGPUs", 0) >= 1) and ((not job.get("RequestGPUs")) or '
+        '("gpus" in glidein["attrs"].get("GLIDEIN_Resource_Slots", "").lower()))'
+    )
+    assert match.get("start_expr") == (
+        "(TARGET.RequestGPUs >= 1) && ((TARGET.RequiresTriton =!= True) || (MY.HasTriton =?= True))"
+    )
+    # The operator's multi-line expression is kept as written, inside the new parentheses.
+    assert (
+        b"<factory query_expr='((GLIDEIN_Resource_Slots =!= UNDEFINED)\n"
+        b'                                 &amp;&amp; stringListMember("GPUs", GLIDEIN_Resource_Slots)) '
+        b"&amp;&amp; (GlideinParamGLIDEIN_TRITON =!= UNDEFINED)'>" in result
+    )
+    assert match.find("job").get("query_expr") == "(RequestGPUs >= 1) && (RequiresTriton =?= True)"  # type: ignore[union-attr]
+    assert [attr.get("name") for attr in match.iterfind("job/match_attrs/match_attr")] == [
+        "RequestGPUs",
+        "RequiresTriton",
+    ]
+    assert patch(result, "gpu") == result
+
+
+def test_a_new_group_is_created_when_asked_and_filled() -> None:
+    original = FRONTEND_XML.read_bytes()
+    with pytest.raises(
+        PatchError, match=re.escape("no group called 'triton' (groups: main, gpu); pass --create-group")
+    ):
+        patch(original, "triton")
+    result = patch(original, "triton", create_group=True)
+    assert removed_lines(original, result) == [f'            value="{GLOBAL_IMAGES}"/>\n']
+    group = group_of(result, "triton")
+    assert group.get("enabled") == "True"
+    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON"]
+    assert group.find("match/factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
+    assert patch(result, "triton", create_group=True) == result
+
+
+def test_a_frontend_without_groups_or_attrs_gets_both() -> None:
+    original = b'<frontend frontend_name="fe">\n   <collectors/>\n</frontend>\n'
+    result = patch(original, "triton", create_group=True)
+    root = parse(result)
+    assert images_of(root, "groups/group/attrs/attr") == [OURS]
+    assert root.find("attrs") is None
+    assert result.startswith(
+        b'<frontend frontend_name="fe">\n   <collectors/>\n   <groups>\n      <group name="triton"'
+    )
+    assert patch(result, "triton", create_group=True) == result
+    assert images_of(parse(patch(original)), "attrs/attr") == [OURS]
+
+
+def with_global_images(value: str) -> bytes:
+    return FRONTEND_XML.read_bytes().replace(GLOBAL_IMAGES.encode(), value.encode())
+
+
+def test_a_different_image_for_our_key_is_a_conflict_unless_overwritten() -> None:
+    original = with_global_images(f"tritonserver:docker://example.org/triton:23.10,{GLOBAL_IMAGES}")
+    with pytest.raises(PatchError) as raised:
+        patch(original)
+    assert "global <attrs>: SINGULARITY_IMAGES_DICT already has other images" in str(raised.value)
+    assert "tritonserver is 'docker://example.org/triton:23.10'" in str(raised.value)
+    result = patch(original, overwrite=True)
+    assert images_of(parse(result), "attrs/attr") == [
+        f"tritonserver:{DEFAULT_SERVER_IMAGE},{GLOBAL_IMAGES},tritonclient:{DEFAULT_CLIENT_IMAGE}"
+    ]
+
+
+def test_our_keys_already_there_change_nothing() -> None:
+    original = with_global_images(f"{GLOBAL_IMAGES},{OURS}")
+    assert patch(original) == original
+
+
+def test_a_duplicated_images_attr_is_refused() -> None:
+    original = FRONTEND_XML.read_bytes().replace(
+        b'      <attr name="USE_MATCH_AUTH"',
+        b'      <attr name="SINGULARITY_IMAGES_DICT" value="a:b"/>\n      <attr name="USE_MATCH_AUTH"',
+    )
+    with pytest.raises(PatchError, match="SINGULARITY_IMAGES_DICT is set 2 times"):
+        patch(original)
+
+
+def test_the_switch_set_otherwise_in_the_group_is_a_conflict() -> None:
+    original = FRONTEND_XML.read_bytes().replace(
+        b"         <attrs>\n         </attrs>",
+        b'         <attrs>\n            <attr name="GLIDEIN_TRITON" value="False"/>\n         </attrs>',
+    )
+    with pytest.raises(
+        PatchError, match=r"group 'main': <attr> 'GLIDEIN_TRITON' is already there: value='False'"
+    ):
+        patch(original, "main")
+    result = patch(original, "main", overwrite=True)
+    assert b'            <attr name="GLIDEIN_TRITON" value="True"/>\n' in result
+
+
+def test_a_match_attr_of_another_type_is_a_conflict() -> None:
+    original = FRONTEND_XML.read_bytes().replace(
+        b'<match_attr name="RequestGPUs" type="int"/>', b'<match_attr name="RequestGPUs" type="string"/>'
+    )
+    with pytest.raises(PatchError, match=r"<job> match_attrs: <match_attr> 'RequestGPUs' is already there"):
+        patch(original, "gpu")
+
+
+@pytest.mark.parametrize(
+    ("data", "group", "message"),
+    [
+        (b"<glidein/>", None, "not <frontend>"),
+        (b"<frontend><groups></frontend>", None, "not well-formed"),
+        (FRONTEND_XML.read_bytes(), "bad.name", "cannot be a group name"),
+        (FRONTEND_XML.read_bytes(), "XPVO_x", "cannot be a group name"),
+    ],
+)
+def test_bad_input_is_a_clear_error(data: bytes, group: str | None, message: str) -> None:
+    with pytest.raises(PatchError, match=message):
+        patch(data, group, create_group=group is not None)
+
+
+def test_the_expressions_select_what_they_should() -> None:
+    match = group_of(patch(FRONTEND_XML.read_bytes(), "main"), "main").find("match")
+    assert match is not None
+    factory_query = classad2.ExprTree(match.find("factory").get("query_expr"))  # type: ignore[union-attr]
+    assert factory_query.eval(classad2.ClassAd({"GlideinParamGLIDEIN_TRITON": "False"})) is True
+    assert factory_query.eval(classad2.ClassAd({"GLIDEIN_Site": "X"})) is False
+    job_query = classad2.ExprTree(match.find("job").get("query_expr"))  # type: ignore[union-attr]
+    assert job_query.eval(classad2.ClassAd({"RequiresTriton": True})) is True
+    assert job_query.eval(classad2.ClassAd({"RequestGPUs": 1})) is False
+    start = classad2.ExprTree(match.get("start_expr"))
+    triton_job, plain_job = classad2.ClassAd({"RequiresTriton": True}), classad2.ClassAd({})
+    assert start.eval(classad2.ClassAd({"HasTriton": True}), triton_job) is True
+    assert start.eval(classad2.ClassAd({"HasTriton": False}), triton_job) is False
+    assert start.eval(classad2.ClassAd({"HasTriton": False}), plain_job) is True
+    # match_expr is Python, evaluated by the frontend with the job and the entry's glidein dictionaries
+    code = compile(match.get("match_expr", ""), "<match_expr>", "eval")
+
+    def matches(job: dict[str, object], slots: str | None) -> bool:
+        glidein = {"attrs": {} if slots is None else {"GLIDEIN_Resource_Slots": slots}}
+        return bool(eval(code, {"job": job, "glidein": glidein}))  # noqa: S307 (our own template's expression)
+
+    assert matches({"RequiresTriton": True}, None)
+    assert matches({"RequestGPUs": 1}, "GPUs,type=main")
+    assert not matches({"RequestGPUs": 2}, "ioslot,2")
+    assert not matches({"RequestGPUs": 1}, None)
+
+
+@pytest.mark.parametrize(
+    ("expression", "grouped"),
+    [("(a)", True), ("(a) || (b)", False), ("((a) || (b))", True), ("a", False), ('(")" == x)', True)],
+)
+def test_grouped_expressions_are_recognised(expression: str, grouped: bool) -> None:
+    assert is_grouped(expression) is grouped
+
+
+def test_the_command_prints_a_diff_and_in_place_writes_a_backup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "frontend.xml"
+    target.write_bytes(FRONTEND_XML.read_bytes())
+    assert frontend_cli.main(["--group", "main", str(target)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"--- a/{target}\n+++ b/{target}\n")
+    assert f"+            {SWITCH}\n" in out
+    assert target.read_bytes() == FRONTEND_XML.read_bytes()
+    assert frontend_cli.main(["--group", "main", "--in-place", str(target)]) == 0
+    assert (tmp_path / "frontend.xml.bak").read_bytes() == FRONTEND_XML.read_bytes()
+    assert target.read_bytes() == patch(FRONTEND_XML.read_bytes(), "main")
+    assert frontend_cli.main(["--group", "main", "--in-place", str(target)]) == 0
+    assert "nothing to change" in capsys.readouterr().err
+
+
+def test_a_missing_group_leaves_the_file_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "frontend.xml"
+    target.write_bytes(FRONTEND_XML.read_bytes())
+    assert frontend_cli.main(["--group", "nope", "--in-place", str(target)]) == 3
+    assert "no group called 'nope'" in capsys.readouterr().err
+    assert target.read_bytes() == FRONTEND_XML.read_bytes()
+    assert [path.name for path in tmp_path.iterdir()] == ["frontend.xml"]
+
+
+def test_images_given_on_the_command_line_are_used(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = [
+        "--server-image",
+        "/cvmfs/a/server:1",
+        "--client-image",
+        "/cvmfs/a/client",
+        str(FRONTEND_XML),
+    ]
+    assert frontend_cli.main(arguments) == 1
+    assert (
+        f'+            value="{GLOBAL_IMAGES},tritonserver:/cvmfs/a/server:1,tritonclient:/cvmfs/a/client"/>\n'
+        in (capsys.readouterr().out)
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--create-group"], "--create-group needs --group"),
+        (["--no-images"], "nothing to do"),
+        (["--server-image", "a,b"], "without commas"),
+        (["--client-image", " "], "without commas"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        frontend_cli.main([*arguments, str(FRONTEND_XML)])
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_trailing_comma_in_the_images_is_not_doubled() -> None:
+    original = with_global_images(f"{GLOBAL_IMAGES},")
+    assert images_of(parse(patch(original)), "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
+    empty = with_global_images("")
+    assert images_of(parse(patch(empty)), "attrs/attr") == [OURS]
+
+
+def test_a_bare_group_gets_the_whole_match_and_attrs() -> None:
+    original = b"<frontend>\n  <groups>\n    <group name='bare' enabled='True'/>\n  </groups>\n</frontend>\n"
+    result = patch(original, "bare", images={})
+    group = group_of(result, "bare")
+    match = group.find("match")
+    assert match is not None
+    assert match.find("factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
+    assert [attr.get("name") for attr in match.iterfind("job/match_attrs/match_attr")] == [
+        "RequestGPUs",
+        "RequiresTriton",
+    ]
+    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON"]
+    assert result.startswith(b"<frontend>\n  <groups>\n    <group name='bare' enabled='True'>\n      <")
+    assert patch(result, "bare", images={}) == result
+
+
+def test_a_match_without_factory_or_job_gets_them() -> None:
+    original = b'<frontend><groups><group name="g"><match match_expr="True"/></group></groups></frontend>'
+    result = patch(original, "g", images={})
+    match = group_of(result, "g").find("match")
+    assert match is not None
+    assert match.find("factory/match_attrs/match_attr").get("name") == "GLIDEIN_Resource_Slots"  # type: ignore[union-attr]
+    assert match.find("job").get("query_expr") == "(RequiresTriton =?= True)"  # type: ignore[union-attr]
+    assert patch(result, "g", images={}) == result

@@ -1,0 +1,48 @@
+"""Helpers for the XML patch tests: fixtures, and what a patch changed line by line."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from lxml import etree
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FACTORY_XML = FIXTURES / "factory" / "glideinWMS.xml"
+CONFIG_D_XML = FIXTURES / "factory" / "config.d" / "10-gpu-sites.xml"
+FRONTEND_XML = FIXTURES / "frontend" / "frontend.xml"
+
+
+def _opcodes(
+    before: bytes, after: bytes
+) -> tuple[list[bytes], list[bytes], list[tuple[str, int, int, int, int]]]:
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    return old, new, difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+
+
+def removed_lines(before: bytes, after: bytes) -> list[str]:
+    """The lines of ``before`` that are not in ``after`` any more (deleted or replaced)."""
+    old, _, opcodes = _opcodes(before, after)
+    return [
+        line.decode() for tag, i1, i2, _, _ in opcodes if tag in ("delete", "replace") for line in old[i1:i2]
+    ]
+
+
+def added_lines(before: bytes, after: bytes) -> list[str]:
+    """The lines of ``after`` that were not in ``before`` (inserted or replacing others)."""
+    _, new, opcodes = _opcodes(before, after)
+    return [
+        line.decode() for tag, _, _, j1, j2 in opcodes if tag in ("insert", "replace") for line in new[j1:j2]
+    ]
+
+
+def parse(data: bytes) -> etree._Element:
+    return etree.fromstring(data)
+
+
+def values(element: etree._Element) -> dict[str, str]:
+    return {str(key): str(value) for key, value in element.attrib.items()}
+
+
+def named(root: etree._Element, path: str, name: str) -> list[etree._Element]:
+    return [element for element in root.iterfind(path) if element.get("name") == name]
