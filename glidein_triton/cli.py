@@ -12,6 +12,15 @@ from . import __version__
 #: subcommand -> (one-line help, "module:function" taking the remaining arguments and returning an exit code)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("run a whole glidein lifecycle on the real local Triton server", "glidein_triton.demo:main"),
+    "discover": ("list the Triton-capable slots of an HTCondor pool", "glidein_triton.discover:main"),
+    "submit-example": (
+        "write a submit description and job script for a job that uses Triton",
+        "glidein_triton.submit_example:main",
+    ),
+    "local-job": (
+        "run a command as a job of a simulated glidein with the real local Triton server",
+        "glidein_triton.local_job:main",
+    ),
 }
 
 
