@@ -24,6 +24,8 @@ from glidein_triton.client import (
 )
 from glidein_triton.worker.ports import free_port
 
+from .test_lifecycle import PYTHON39
+
 MACHINE_AD = """\
 Name = "slot1@glidein_1234@wn01.example.org"
 HasTriton = true
@@ -197,3 +199,23 @@ def test_import_loads_neither_tritonclient_nor_numpy() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(PYTHON39 is None, reason="no Python 3.9 on this machine to check the client helper with")
+def test_discovery_runs_on_python_3_9(tmp_path: Path) -> None:
+    """Job images may have an older Python: finding the server and the fallback need only 3.9."""
+    assert PYTHON39 is not None
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from glidein_triton import client; "
+        "print(client.find_endpoint('http', None, os.environ).url); "
+        "print(client.connect(environment={}, fallback=lambda error: type(error).__name__))"
+    )
+    result = subprocess.run(
+        [PYTHON39, "-I", "-c", script, str(Path(client.__file__).parent.parent)],
+        env={"_CONDOR_MACHINE_AD": str(write_ad(tmp_path))},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["127.0.0.1:40000", "ServerNotFoundError"]
