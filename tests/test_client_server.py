@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ def glidein(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGlidein]:
 
 
 def add(found: Any, protocol: str) -> np.ndarray:
-    module = __import__(f"tritonclient.{protocol}", fromlist=["InferInput"])
+    module = importlib.import_module(f"tritonclient.{protocol}")
     inputs = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
     for tensor in inputs:
         tensor.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16))

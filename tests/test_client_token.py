@@ -6,6 +6,7 @@ The server runs with ``--http-restricted-api`` and ``--grpc-restricted-protocol`
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 def infer(found: Any, protocol: str) -> np.ndarray:
-    module = __import__(f"tritonclient.{protocol}", fromlist=["InferInput"])
+    module = importlib.import_module(f"tritonclient.{protocol}")
     inputs = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
     for tensor in inputs:
         tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))

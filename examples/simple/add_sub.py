@@ -8,6 +8,7 @@ the mean latency, and exits 1 when a result is wrong.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 
@@ -31,7 +32,7 @@ def add_sub(client, module, first: np.ndarray, second: np.ndarray) -> tuple[np.n
 
 
 def run(protocol: str, url: str | None, requests: int) -> bool:
-    module = __import__(f"tritonclient.{protocol}", fromlist=["InferInput"])
+    module = importlib.import_module(f"tritonclient.{protocol}")
     client = connect(protocol, url, models=[MODEL])
     first = np.arange(16, dtype=np.int32).reshape(1, 16)
     second = np.full((1, 16), 3, dtype=np.int32)
