@@ -11,7 +11,8 @@ Runs inside the job (e.g. in the slim client image): the standard library at imp
 connection failures until the timeout. When the server restricts its APIs with an access token, the token
 is read from the file named by ``$TRITON_TOKEN_FILE`` or from ``$TRITON_TOKEN`` and sent with every request.
 When no server is found or ready, :class:`NoServerError` says what was tried, or an opt-in ``fallback``
-callable runs instead (e.g. the model in-process).
+callable runs instead (e.g. the model in-process). When the machine ad says the glidein's gRPC endpoint uses
+TLS (``TritonGRPCTLS``, remote mode), the gRPC client is made with ``ssl=True``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ LONGEST_TRY = 5.0
 AD_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
 HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}$")
 URL_SCHEMES = ("http://", "grpc://")
+URL_ARGUMENT = "the url argument"
 
 Result = TypeVar("Result")
 
@@ -125,6 +127,15 @@ def _address(value: str, source: str) -> str:
     return address
 
 
+def machine_ad(environment: Mapping[str, str]) -> dict[str, str]:
+    """The job's machine ad (see :func:`parse_ad`); empty when there is none or it cannot be read."""
+    path = environment.get(MACHINE_AD_VARIABLE, "").strip()
+    try:
+        return parse_ad(Path(path).read_text(errors="replace")) if path else {}
+    except OSError:
+        return {}
+
+
 def _from_machine_ad(protocol: str, environment: Mapping[str, str]) -> tuple[str | None, str]:
     """(address or None, what the machine ad held)."""
     path = environment.get(MACHINE_AD_VARIABLE, "").strip()
@@ -158,8 +169,8 @@ def find_endpoint(
         raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     environment = os.environ if environment is None else environment
     if url:
-        return Endpoint(protocol, _address(url, "the url argument"), "the url argument")
-    attempts = [("the url argument", "not given")]
+        return Endpoint(protocol, _address(url, URL_ARGUMENT), URL_ARGUMENT)
+    attempts = [(URL_ARGUMENT, "not given")]
     variable = URL_VARIABLES[protocol]
     value = environment.get(variable, "").strip()
     if value:
@@ -252,6 +263,24 @@ def wait_until_ready(client: Any, endpoint: Endpoint, timeout: float, models: Se
         delay = min(delay * 1.5, LONGEST_DELAY)
 
 
+def _apply_glidein_hints(
+    endpoint: Endpoint, access: Token | None, environment: Mapping[str, str], client_options: dict[str, Any]
+) -> None:
+    """Follow the machine ad about the glidein's own server: gRPC over TLS, and whether it needs a token."""
+    if endpoint.source == URL_ARGUMENT:
+        return
+    ad = machine_ad(environment)
+    if endpoint.protocol == "grpc" and ad.get("tritongrpctls", "").lower() == "true":
+        client_options.setdefault("ssl", True)
+    if access is None and ad.get("tritonauth", "") == "token":
+        LOG.warning(
+            "the glidein's server needs an access token (TritonAuth = token) but neither $%s nor $%s is "
+            "set: inference and model loading will be refused",
+            TOKEN_FILE_VARIABLE,
+            TOKEN_VARIABLE,
+        )
+
+
 def connect(
     protocol: str = "grpc",
     url: str | None = None,
@@ -266,7 +295,8 @@ def connect(
     """A ready ``tritonclient.grpc`` (or ``.http``) InferenceServerClient for this job's server.
 
     ``models``: also wait until these models are ready. ``token``: the access token (default: from the
-    environment). ``client_options`` go to InferenceServerClient (e.g. ``keepalive_options``).
+    environment). ``client_options`` go to InferenceServerClient (e.g. ``keepalive_options``, or
+    ``root_certificates`` for a TLS server whose certificate is not signed by a system CA).
     ``fallback``: called with the error when no server is found or ready; its result is returned instead
     of a client (e.g. a function that runs the model in-process). Without it, NoServerError is raised.
     """
@@ -274,6 +304,7 @@ def connect(
     try:
         endpoint = find_endpoint(protocol, url, environment)
         access = Token(token, "the token argument") if token else read_token(environment)
+        _apply_glidein_hints(endpoint, access, environment, client_options)
         if protocol == "http":
             client_options.setdefault("connection_timeout", max(1.0, min(timeout, 2 * LONGEST_TRY)))
         client = make_client(endpoint, access, **client_options)

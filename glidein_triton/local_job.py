@@ -23,6 +23,8 @@ from . import demo
 from .glidein_sim import ScriptResult, SimulatedGlidein, classad_text
 
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
+#: the published variables that carry the server's addresses (what ``--machine-ad-only`` withholds)
+ADDRESS_VARIABLES = ("TRITON_GRPC_URL", "TRITON_HTTP_URL", "TRITON_METRICS_URL")
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,19 @@ class LocalGlidein:
     def environment(
         self, base: Mapping[str, str] | None = None, machine_ad_only: bool = False
     ) -> dict[str, str]:
-        """``base`` plus the published variables (unless ``machine_ad_only``) and the machine ad's path."""
+        """``base`` plus the published variables and the machine ad's path; ``machine_ad_only`` leaves out
+        the server's addresses, so that the job must find them in the machine ad."""
+        published = {
+            name: value
+            for name, value in self.job_environment.items()
+            if not (machine_ad_only and name in ADDRESS_VARIABLES)
+        }
         environment = {
             name: value
             for name, value in (os.environ if base is None else base).items()
-            if name not in self.job_environment
+            if name not in self.job_environment and name not in ADDRESS_VARIABLES
         }
-        if not machine_ad_only:
-            environment.update(self.job_environment)
+        environment.update(published)
         environment[MACHINE_AD_VARIABLE] = str(self.machine_ad)
         return environment
 
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--machine-ad-only",
         action="store_true",
-        help="do not give the job TRITON_GRPC_URL etc.: it must find the server from $_CONDOR_MACHINE_AD",
+        help="do not give the job TRITON_GRPC_URL etc.: it must find the server in $_CONDOR_MACHINE_AD",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGUMENTS...]")
     args = parser.parse_args(argv)

@@ -154,6 +154,34 @@ def test_token_headers_follow_triton_naming() -> None:
     assert token_headers("grpc", "abc") == {"triton-grpc-protocol-triton-token": "abc"}
 
 
+@pytest.mark.parametrize(
+    ("protocol", "url", "ssl"), [("grpc", None, True), ("http", None, None), ("grpc", "example.org:1", None)]
+)
+def test_grpc_tls_follows_the_machine_ad_for_the_glidein_server(
+    tmp_path: Path, protocol: str, url: str | None, ssl: bool | None
+) -> None:
+    ad = write_ad(tmp_path, MACHINE_AD + "TritonGRPCTLS = true\n")
+    environment = {"_CONDOR_MACHINE_AD": str(ad)}
+    options: dict[str, object] = {}
+    client._apply_glidein_hints(find_endpoint(protocol, url, environment), None, environment, options)
+    assert options.get("ssl") is ssl
+
+
+def test_a_missing_token_is_warned_about_when_the_ad_says_one_is_needed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    environment = {"_CONDOR_MACHINE_AD": str(write_ad(tmp_path, MACHINE_AD + 'TritonAuth = "token"\n'))}
+    endpoint = find_endpoint("grpc", None, environment)
+    with caplog.at_level(logging.WARNING, logger="glidein_triton.client"):
+        client._apply_glidein_hints(endpoint, Token("abc", "$TRITON_TOKEN"), environment, {})
+        assert caplog.text == ""
+        client._apply_glidein_hints(endpoint, None, environment, {})
+    assert (
+        "needs an access token (TritonAuth = token) but neither $TRITON_TOKEN_FILE nor $TRITON_TOKEN"
+        in caplog.text
+    )
+
+
 def test_fallback_runs_when_no_server_is_found() -> None:
     errors: list[Exception] = []
 

@@ -22,7 +22,7 @@ from glidein_triton.worker.ports import Ports, allocate
 
 pytestmark = pytest.mark.server
 
-SECRET = "s3cret-token-for-tests"  # noqa: S105 (a throwaway token for a test server)
+SECRET = "s3cret-token-for-tests"
 RESTRICTED = "inference,model-repository:triton-token=" + SECRET
 
 
