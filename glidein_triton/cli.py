@@ -22,6 +22,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "payload": ("build the files the factory serves, and print their XML", "glidein_triton.payload_cli:main"),
     "settings-doc": ("print the settings reference (docs/settings.md)", "glidein_triton.settings_doc:main"),
+    "discover": ("list the Triton-capable slots of an HTCondor pool", "glidein_triton.discover:main"),
+    "submit-example": (
+        "write a submit description and job script for a job that uses Triton",
+        "glidein_triton.submit_example:main",
+    ),
+    "local-job": (
+        "run a command as a job of a simulated glidein with the real local Triton server",
+        "glidein_triton.local_job:main",
+    ),
 }
 
 

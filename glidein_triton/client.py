@@ -1,0 +1,327 @@
+"""Connect a job to its glidein's Triton server: ``client = connect()`` and infer.
+
+Runs inside the job (e.g. in the slim client image): the standard library at import time, tritonclient
+(gRPC or HTTP) and numpy only when :func:`connect` runs. The server is found, in this order, from
+
+1. the ``url`` argument;
+2. the job environment: ``TRITON_GRPC_URL`` / ``TRITON_HTTP_URL`` (``host:port``, set by the glidein);
+3. the machine ad file ``$_CONDOR_MACHINE_AD``: ``TritonGRPCURL`` / ``TritonHTTPURL``.
+
+:func:`connect` waits, with backoff, until the server (and the models asked for) are ready, retrying
+connection failures until the timeout. When the server restricts its APIs with an access token, the token
+is read from the file named by ``$TRITON_TOKEN_FILE`` or from ``$TRITON_TOKEN`` and sent with every request.
+When no server is found or ready, :class:`NoServerError` says what was tried, or an opt-in ``fallback``
+callable runs instead (e.g. the model in-process). When the machine ad says the glidein's gRPC endpoint uses
+TLS (``TritonGRPCTLS``, remote mode), the gRPC client is made with ``ssl=True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import stat
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+LOG = logging.getLogger(__name__)
+
+PROTOCOLS = ("grpc", "http")
+PROTOCOL_NAMES = {"grpc": "gRPC", "http": "HTTP"}
+URL_VARIABLES = {"grpc": "TRITON_GRPC_URL", "http": "TRITON_HTTP_URL"}
+AD_ATTRIBUTES = {"grpc": "TritonGRPCURL", "http": "TritonHTTPURL"}
+MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
+TOKEN_FILE_VARIABLE = "TRITON_TOKEN_FILE"  # noqa: S105 (the name of a variable, not a secret)
+TOKEN_VARIABLE = "TRITON_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
+#: The header the server checks (``--http-restricted-api=...:triton-token=<token>``).
+TOKEN_HEADER = "triton-token"  # noqa: S105 (a header name, not a secret)
+#: Triton expects a restricted gRPC protocol's header as metadata with this prefix (src/grpc/grpc_server.h).
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+DEFAULT_TIMEOUT = 60.0
+FIRST_DELAY = 0.1
+LONGEST_DELAY = 2.0
+LONGEST_TRY = 5.0
+
+AD_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
+HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}$")
+URL_SCHEMES = ("http://", "grpc://")
+URL_ARGUMENT = "the url argument"
+
+Result = TypeVar("Result")
+
+
+class NoServerError(RuntimeError):
+    """No usable Triton server for this job (not found, or not ready in time)."""
+
+
+class ServerNotFoundError(NoServerError):
+    """No server address in any of the places looked at; the message lists each place and what it held."""
+
+    def __init__(self, protocol: str, attempts: Sequence[tuple[str, str]]) -> None:
+        self.protocol = protocol
+        self.attempts = list(attempts)
+        tried = "".join(
+            f"\n  {number}. {source}: {found}" for number, (source, found) in enumerate(attempts, 1)
+        )
+        super().__init__(
+            f"no Triton {PROTOCOL_NAMES[protocol]} server found for this job; tried:{tried}\n"
+            "Does the job run in a glidein with GLIDEIN_TRITON enabled, and do its Requirements ask for "
+            "HasTriton =?= True?"
+        )
+
+
+class ServerNotReadyError(NoServerError):
+    """A server address was found but the server (or a model) was not ready before the timeout."""
+
+
+class TokenError(RuntimeError):
+    """The access token named by the environment cannot be used."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server address (``host:port``), and where it was found."""
+
+    protocol: str
+    url: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token, and where it was read from (never the value itself, in messages)."""
+
+    value: str
+    source: str
+
+
+def parse_ad(text: str) -> dict[str, str]:
+    """A ClassAd in the old syntax (``Name = expression`` lines), keyed by lower-case attribute name.
+
+    String values are unquoted; other expressions (``true``, numbers) are kept as written.
+    """
+    attributes = {}
+    for line in text.splitlines():
+        match = AD_LINE.match(line)
+        if match:
+            name, expression = match.groups()
+            if len(expression) >= 2 and expression[0] == expression[-1] == '"':
+                expression = expression[1:-1].replace('\\"', '"')
+            attributes[name.lower()] = expression
+    return attributes
+
+
+def _address(value: str, source: str) -> str:
+    """``host:port`` from ``value`` (an ``http://`` or ``grpc://`` prefix is dropped); else ValueError."""
+    address = value.strip()
+    for scheme in URL_SCHEMES:
+        if address.lower().startswith(scheme):
+            address = address[len(scheme) :]
+    address = address.rstrip("/")
+    if not HOST_PORT.match(address):
+        raise ValueError(f"{source} = {value!r} is not a server address of the form host:port")
+    return address
+
+
+def machine_ad(environment: Mapping[str, str]) -> dict[str, str]:
+    """The job's machine ad (see :func:`parse_ad`); empty when there is none or it cannot be read."""
+    path = environment.get(MACHINE_AD_VARIABLE, "").strip()
+    try:
+        return parse_ad(Path(path).read_text(errors="replace")) if path else {}
+    except OSError:
+        return {}
+
+
+def _from_machine_ad(protocol: str, environment: Mapping[str, str]) -> tuple[str | None, str]:
+    """(address or None, what the machine ad held)."""
+    path = environment.get(MACHINE_AD_VARIABLE, "").strip()
+    if not path:
+        return None, "not set"
+    try:
+        ad = parse_ad(Path(path).read_text(errors="replace"))
+    except OSError as error:
+        return None, f"{path} cannot be read ({error.strerror})"
+    attribute = AD_ATTRIBUTES[protocol]
+    has_triton = ad.get("hastriton")
+    if has_triton is not None and has_triton.lower() != "true":
+        failure = ad.get("tritonfailure", "")
+        reason = f" (TritonFailure: {failure})" if failure else ""
+        return None, f"{path} says HasTriton = {has_triton}{reason}"
+    value = ad.get(attribute.lower(), "")
+    if not value:
+        return None, f"{path} has no {attribute}" + ("" if has_triton else " and no HasTriton")
+    return value, f"{path}: {attribute}"
+
+
+def find_endpoint(
+    protocol: str = "grpc", url: str | None = None, environment: Mapping[str, str] | None = None
+) -> Endpoint:
+    """Where the server is: the ``url`` argument, else the job environment, else the machine ad.
+
+    Raises ServerNotFoundError listing every place looked at, and ValueError for an address that is
+    there but malformed (naming where it came from).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    environment = os.environ if environment is None else environment
+    if url:
+        return Endpoint(protocol, _address(url, URL_ARGUMENT), URL_ARGUMENT)
+    attempts = [(URL_ARGUMENT, "not given")]
+    variable = URL_VARIABLES[protocol]
+    value = environment.get(variable, "").strip()
+    if value:
+        return Endpoint(protocol, _address(value, f"${variable}"), f"${variable}")
+    attempts.append((f"${variable}", "not set"))
+    found, held = _from_machine_ad(protocol, environment)
+    if found:
+        return Endpoint(protocol, _address(found, held), held)
+    attempts.append((f"${MACHINE_AD_VARIABLE}", held))
+    raise ServerNotFoundError(protocol, attempts)
+
+
+def read_token(environment: Mapping[str, str] | None = None) -> Token | None:
+    """The token from the file named by ``$TRITON_TOKEN_FILE``, else ``$TRITON_TOKEN``; None if neither."""
+    environment = os.environ if environment is None else environment
+    path = environment.get(TOKEN_FILE_VARIABLE, "").strip()
+    if path:
+        source = f"${TOKEN_FILE_VARIABLE} ({path})"
+        try:
+            value = Path(path).read_text().strip()
+            mode = Path(path).stat().st_mode
+        except (OSError, UnicodeDecodeError) as error:
+            raise TokenError(f"cannot read the access token from {source}: {error}") from error
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            LOG.warning("%s is readable by others (mode %o); it should be 0600", path, stat.S_IMODE(mode))
+    else:
+        source = f"${TOKEN_VARIABLE}"
+        value = environment.get(TOKEN_VARIABLE, "").strip()
+        if not value:
+            return None
+    if not value or not value.isascii() or not value.isprintable():
+        raise TokenError(f"the access token from {source} is empty or not printable ASCII")
+    return Token(value, source)
+
+
+def token_headers(protocol: str, token: str) -> dict[str, str]:
+    """The request headers that carry ``token``: ``triton-token`` over HTTP, with gRPC's prefix over gRPC."""
+    key = TOKEN_HEADER if protocol == "http" else GRPC_HEADER_PREFIX + TOKEN_HEADER
+    return {key: token}
+
+
+def make_client(endpoint: Endpoint, token: Token | None = None, **client_options: Any) -> Any:
+    """A tritonclient client for ``endpoint`` that sends ``token`` (if any) with every request."""
+    module = importlib.import_module(f"tritonclient.{endpoint.protocol}")
+    client = module.InferenceServerClient(url=endpoint.url, **client_options)
+    if token is not None:
+        headers = token_headers(endpoint.protocol, token.value)
+
+        class TokenPlugin(module.InferenceServerClientPlugin):  # type: ignore[misc,name-defined]
+            """Adds the access token to each request's headers."""
+
+            def __call__(self, request: Any) -> None:
+                request.headers.update(headers)
+
+        client.register_plugin(TokenPlugin())
+    return client
+
+
+def _probe(client: Any, protocol: str, models: Sequence[str], seconds: float) -> str:
+    """Empty when the server and every model are ready, else what is not."""
+    options = {"client_timeout": seconds} if protocol == "grpc" else {}
+    if not client.is_server_ready(**options):
+        return "the server answered but is not ready"
+    waiting = [model for model in models if not client.is_model_ready(model, **options)]
+    return f"model(s) not ready: {', '.join(waiting)}" if waiting else ""
+
+
+def wait_until_ready(client: Any, endpoint: Endpoint, timeout: float, models: Sequence[str] = ()) -> None:
+    """Poll the server's readiness (and each model's) with backoff; connection failures are retried."""
+    errors = importlib.import_module("tritonclient.utils")
+    deadline = time.monotonic() + timeout
+    delay = FIRST_DELAY
+    tries = 0
+    while True:
+        tries += 1
+        remaining = deadline - time.monotonic()
+        try:
+            problem = _probe(client, endpoint.protocol, models, max(0.1, min(LONGEST_TRY, remaining)))
+        except (errors.InferenceServerException, OSError) as error:
+            problem = f"{type(error).__name__}: {error}".strip()
+        if not problem:
+            return
+        if time.monotonic() >= deadline:
+            raise ServerNotReadyError(
+                f"the Triton {PROTOCOL_NAMES[endpoint.protocol]} server at {endpoint.url} (from "
+                f"{endpoint.source}) was not ready after {timeout:g} s and {tries} tries; last: {problem}"
+            )
+        LOG.debug("%s not ready (%s); retrying in %.2f s", endpoint.url, problem, delay)
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, LONGEST_DELAY)
+
+
+def _apply_glidein_hints(
+    endpoint: Endpoint, access: Token | None, environment: Mapping[str, str], client_options: dict[str, Any]
+) -> None:
+    """Follow the machine ad about the glidein's own server: gRPC over TLS, and whether it needs a token."""
+    if endpoint.source == URL_ARGUMENT:
+        return
+    ad = machine_ad(environment)
+    if endpoint.protocol == "grpc" and ad.get("tritongrpctls", "").lower() == "true":
+        client_options.setdefault("ssl", True)
+    if access is None and ad.get("tritonauth", "") == "token":
+        LOG.warning(
+            "the glidein's server needs an access token (TritonAuth = token) but neither $%s nor $%s is "
+            "set: inference and model loading will be refused",
+            TOKEN_FILE_VARIABLE,
+            TOKEN_VARIABLE,
+        )
+
+
+def connect(
+    protocol: str = "grpc",
+    url: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    models: Sequence[str] = (),
+    token: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    fallback: Callable[[NoServerError], Result] | None = None,
+    **client_options: Any,
+) -> Any:
+    """A ready ``tritonclient.grpc`` (or ``.http``) InferenceServerClient for this job's server.
+
+    ``models``: also wait until these models are ready. ``token``: the access token (default: from the
+    environment). ``client_options`` go to InferenceServerClient (e.g. ``keepalive_options``, or
+    ``root_certificates`` for a TLS server whose certificate is not signed by a system CA).
+    ``fallback``: called with the error when no server is found or ready; its result is returned instead
+    of a client (e.g. a function that runs the model in-process). Without it, NoServerError is raised.
+    """
+    environment = os.environ if environment is None else environment
+    try:
+        endpoint = find_endpoint(protocol, url, environment)
+        access = Token(token, "the token argument") if token else read_token(environment)
+        _apply_glidein_hints(endpoint, access, environment, client_options)
+        if protocol == "http":
+            client_options.setdefault("connection_timeout", max(1.0, min(timeout, 2 * LONGEST_TRY)))
+        client = make_client(endpoint, access, **client_options)
+        try:
+            wait_until_ready(client, endpoint, timeout, models)
+        except NoServerError:
+            client.close()
+            raise
+    except NoServerError as error:
+        if fallback is None:
+            raise
+        LOG.warning("%s; using the local fallback", error)
+        return fallback(error)
+    LOG.info(
+        "connected to Triton at %s (from %s)%s",
+        endpoint.url,
+        endpoint.source,
+        f", sending the token from {access.source}" if access else "",
+    )
+    return client

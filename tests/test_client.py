@@ -1,0 +1,249 @@
+"""glidein_triton.client without a server: where it looks, what it says, tokens, fallback, light import."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from glidein_triton import client
+from glidein_triton.client import (
+    Endpoint,
+    ServerNotFoundError,
+    ServerNotReadyError,
+    Token,
+    TokenError,
+    connect,
+    find_endpoint,
+    parse_ad,
+    read_token,
+    token_headers,
+)
+from glidein_triton.worker.ports import free_port
+
+from .test_lifecycle import PYTHON39
+
+MACHINE_AD = """\
+Name = "slot1@glidein_1234@wn01.example.org"
+HasTriton = true
+TritonGRPCURL = "127.0.0.1:40001"
+TritonHTTPURL = "127.0.0.1:40000"
+TritonGPUs = 1
+TritonFailure = "a \\"quoted\\" word"
+this line is not an attribute
+"""
+
+
+def write_ad(tmp_path: Path, text: str = MACHINE_AD) -> Path:
+    path = tmp_path / ".machine.ad"
+    path.write_text(text)
+    return path
+
+
+def test_parse_ad_unquotes_strings_and_keys_by_lower_case_name() -> None:
+    ad = parse_ad(MACHINE_AD)
+    assert ad["tritongrpcurl"] == "127.0.0.1:40001"
+    assert ad["hastriton"] == "true"
+    assert ad["tritongpus"] == "1"
+    assert ad["tritonfailure"] == 'a "quoted" word'
+    assert "this" not in ad
+
+
+def test_explicit_url_wins_over_environment_and_machine_ad(tmp_path: Path) -> None:
+    environment = {"TRITON_GRPC_URL": "10.0.0.1:1", "_CONDOR_MACHINE_AD": str(write_ad(tmp_path))}
+    assert find_endpoint("grpc", "grpc://example.org:8001/", environment) == Endpoint(
+        "grpc", "example.org:8001", "the url argument"
+    )
+
+
+def test_environment_wins_over_machine_ad(tmp_path: Path) -> None:
+    environment = {"TRITON_HTTP_URL": "10.0.0.1:8000", "_CONDOR_MACHINE_AD": str(write_ad(tmp_path))}
+    assert find_endpoint("http", None, environment) == Endpoint("http", "10.0.0.1:8000", "$TRITON_HTTP_URL")
+
+
+@pytest.mark.parametrize(("protocol", "address"), [("grpc", "127.0.0.1:40001"), ("http", "127.0.0.1:40000")])
+def test_machine_ad_is_the_last_resort(tmp_path: Path, protocol: str, address: str) -> None:
+    ad = write_ad(tmp_path)
+    endpoint = find_endpoint(protocol, None, {"_CONDOR_MACHINE_AD": str(ad)})
+    assert endpoint.url == address
+    assert str(ad) in endpoint.source
+
+
+def test_malformed_address_names_its_source() -> None:
+    with pytest.raises(ValueError, match=r"\$TRITON_GRPC_URL = 'not an address' is not a server address"):
+        find_endpoint("grpc", None, {"TRITON_GRPC_URL": "not an address"})
+
+
+def test_unknown_protocol_is_refused() -> None:
+    with pytest.raises(ValueError, match="protocol 'rest' is not one of grpc, http"):
+        find_endpoint("rest", None, {})
+
+
+def test_nothing_found_lists_every_place_tried() -> None:
+    with pytest.raises(ServerNotFoundError) as raised:
+        find_endpoint("grpc", None, {})
+    message = str(raised.value)
+    assert "no Triton gRPC server found" in message
+    assert "1. the url argument: not given" in message
+    assert "2. $TRITON_GRPC_URL: not set" in message
+    assert "3. $_CONDOR_MACHINE_AD: not set" in message
+    assert raised.value.attempts[1] == ("$TRITON_GRPC_URL", "not set")
+
+
+def test_a_machine_ad_without_triton_says_why(tmp_path: Path) -> None:
+    ad = write_ad(tmp_path, 'HasTriton = false\nTritonFailure = "WN_Resource: no GPU"\n')
+    with pytest.raises(
+        ServerNotFoundError, match=r"says HasTriton = false \(TritonFailure: WN_Resource: no GPU\)"
+    ):
+        find_endpoint("http", None, {"_CONDOR_MACHINE_AD": str(ad)})
+
+
+def test_a_machine_ad_of_a_glidein_without_the_plugin(tmp_path: Path) -> None:
+    ad = write_ad(tmp_path, 'Name = "slot1@x"\n')
+    with pytest.raises(ServerNotFoundError, match="has no TritonGRPCURL and no HasTriton"):
+        find_endpoint("grpc", None, {"_CONDOR_MACHINE_AD": str(ad)})
+
+
+def test_an_unreadable_machine_ad_is_reported(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.ad"
+    with pytest.raises(ServerNotFoundError, match=rf"{missing} cannot be read \(No such file or directory\)"):
+        find_endpoint("grpc", None, {"_CONDOR_MACHINE_AD": str(missing)})
+
+
+def test_token_file_is_read_and_preferred_over_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret\n")
+    path.chmod(0o600)
+    token = read_token({"TRITON_TOKEN_FILE": str(path), "TRITON_TOKEN": "other"})
+    assert token == Token("s3cret", f"$TRITON_TOKEN_FILE ({path})")
+
+
+def test_token_from_the_variable_or_none() -> None:
+    assert read_token({"TRITON_TOKEN": " abc "}) == Token("abc", "$TRITON_TOKEN")
+    assert read_token({}) is None
+
+
+def test_token_file_readable_by_others_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret")
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="glidein_triton.client"):
+        assert read_token({"TRITON_TOKEN_FILE": str(path)}) is not None
+    assert "readable by others (mode 644); it should be 0600" in caplog.text
+
+
+def test_token_file_that_cannot_be_used_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TokenError, match=r"cannot read the access token from \$TRITON_TOKEN_FILE"):
+        read_token({"TRITON_TOKEN_FILE": str(tmp_path / "missing")})
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    with pytest.raises(TokenError, match="empty or not printable ASCII"):
+        read_token({"TRITON_TOKEN_FILE": str(empty)})
+    with pytest.raises(TokenError, match="empty or not printable ASCII"):
+        read_token({"TRITON_TOKEN": "line\x07bell"})
+
+
+def test_token_headers_follow_triton_naming() -> None:
+    assert token_headers("http", "abc") == {"triton-token": "abc"}
+    assert token_headers("grpc", "abc") == {"triton-grpc-protocol-triton-token": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "url", "ssl"), [("grpc", None, True), ("http", None, None), ("grpc", "example.org:1", None)]
+)
+def test_grpc_tls_follows_the_machine_ad_for_the_glidein_server(
+    tmp_path: Path, protocol: str, url: str | None, ssl: bool | None
+) -> None:
+    ad = write_ad(tmp_path, MACHINE_AD + "TritonGRPCTLS = true\n")
+    environment = {"_CONDOR_MACHINE_AD": str(ad)}
+    options: dict[str, object] = {}
+    client._apply_glidein_hints(find_endpoint(protocol, url, environment), None, environment, options)
+    assert options.get("ssl") is ssl
+
+
+def test_a_missing_token_is_warned_about_when_the_ad_says_one_is_needed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    environment = {"_CONDOR_MACHINE_AD": str(write_ad(tmp_path, MACHINE_AD + 'TritonAuth = "token"\n'))}
+    endpoint = find_endpoint("grpc", None, environment)
+    with caplog.at_level(logging.WARNING, logger="glidein_triton.client"):
+        client._apply_glidein_hints(endpoint, Token("abc", "$TRITON_TOKEN"), environment, {})
+        assert caplog.text == ""
+        client._apply_glidein_hints(endpoint, None, environment, {})
+    assert (
+        "needs an access token (TritonAuth = token) but neither $TRITON_TOKEN_FILE nor $TRITON_TOKEN"
+        in caplog.text
+    )
+
+
+def test_fallback_runs_when_no_server_is_found() -> None:
+    errors: list[Exception] = []
+
+    def run_locally(error: Exception) -> str:
+        errors.append(error)
+        return "local result"
+
+    assert connect(environment={}, fallback=run_locally) == "local result"
+    assert isinstance(errors[0], ServerNotFoundError)
+
+
+def test_without_fallback_no_server_raises() -> None:
+    with pytest.raises(ServerNotFoundError):
+        connect("http", environment={})
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_server_that_never_answers_times_out_with_evidence(protocol: str) -> None:
+    port = free_port()  # nothing listens there
+    fallback_errors: list[Exception] = []
+    variable = client.URL_VARIABLES[protocol]
+    with pytest.raises(ServerNotReadyError) as raised:
+        connect(protocol, environment={variable: f"127.0.0.1:{port}"}, timeout=0.6)
+    message = str(raised.value)
+    assert f"127.0.0.1:{port} (from ${variable}) was not ready after 0.6 s" in message
+    assert "tries; last:" in message
+    connect(
+        protocol, environment={variable: f"127.0.0.1:{port}"}, timeout=0.2, fallback=fallback_errors.append
+    )
+    assert isinstance(fallback_errors[0], ServerNotReadyError)
+
+
+def test_import_loads_neither_tritonclient_nor_numpy() -> None:
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, glidein_triton.client; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tritonclient', 'numpy', 'grpc', 'gevent'}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(PYTHON39 is None, reason="no Python 3.9 on this machine to check the client helper with")
+def test_discovery_runs_on_python_3_9(tmp_path: Path) -> None:
+    """Job images may have an older Python: finding the server and the fallback need only 3.9."""
+    assert PYTHON39 is not None
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from glidein_triton import client; "
+        "print(client.find_endpoint('http', None, os.environ).url); "
+        "print(client.connect(environment={}, fallback=lambda error: type(error).__name__))"
+    )
+    result = subprocess.run(
+        [PYTHON39, "-I", "-c", script, str(Path(client.__file__).parent.parent)],
+        env={"_CONDOR_MACHINE_AD": str(write_ad(tmp_path))},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["127.0.0.1:40000", "ServerNotFoundError"]

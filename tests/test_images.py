@@ -1,0 +1,92 @@
+"""Sanity of the Apptainer definition files (no Apptainer here): headers, sections, build arguments,
+copied files, and agreement between the client's .def and its Dockerfile."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+APPTAINER = REPO / "apptainer"
+SECTIONS = {"arguments", "files", "post", "test", "labels", "help", "environment", "runscript", "startscript"}
+
+
+def parse_definition(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(header keywords, section name -> its non-blank, non-comment lines), as Apptainer reads a def file."""
+    header: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("%"):
+            current = line[1:].split()[0]
+            assert current not in sections, f"{path.name}: %{current} twice"
+            sections[current] = []
+        elif not line.strip() or line.lstrip().startswith("#"):
+            continue
+        elif current:
+            sections[current].append(line.strip())
+        else:
+            keyword, _, value = line.partition(":")
+            header[keyword.strip()] = value.strip()
+    return header, sections
+
+
+def arguments(sections: dict[str, list[str]]) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in sections.get("arguments", []))
+
+
+@pytest.mark.parametrize("name", ["tritonserver.def", "tritonclient.def"])
+def test_definition_is_well_formed(name: str) -> None:
+    path = APPTAINER / name
+    first = next(line for line in path.read_text().splitlines() if line.strip())
+    assert first == "Bootstrap: docker"  # Apptainer requires Bootstrap first
+    header, sections = parse_definition(path)
+    assert set(header) == {"Bootstrap", "From"}
+    assert set(sections) <= SECTIONS
+    assert sections["test"], "a %test section checks the build"
+    used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", path.read_text()))
+    defaults = arguments(sections)
+    assert used == set(defaults), "every {{ variable }} has a default in %arguments, and no default is unused"
+    assert all(value for value in defaults.values())
+
+
+def test_server_image_is_a_triton_release_without_a_startscript() -> None:
+    header, sections = parse_definition(APPTAINER / "tritonserver.def")
+    assert header["From"] == "nvcr.io/nvidia/tritonserver:{{ TRITON_RELEASE }}-py3"
+    assert re.fullmatch(r"[0-9]{2}\.[0-9]{2}", arguments(sections)["TRITON_RELEASE"])
+    assert "startscript" not in sections  # `instance start` must not start a server of its own
+    assert "mkdir -p /models" in sections["post"]  # the bind target of the model repository
+    assert "command -v tritonserver" in sections["test"]
+
+
+def test_client_image_copies_existing_files_and_installs_the_client_packages() -> None:
+    header, sections = parse_definition(APPTAINER / "tritonclient.def")
+    assert header["From"] == "python:{{ PYTHON_VERSION }}-slim"
+    for line in sections["files"]:
+        source, destination = line.split()
+        assert (REPO / source).exists(), f"%files source {source} is missing"
+        assert destination.startswith("/opt/glidein-triton/")
+    post = " ".join(sections["post"])
+    assert '"tritonclient[grpc,http]=={{ TRITONCLIENT_VERSION }}"' in post
+    assert '"numpy=={{ NUMPY_VERSION }}"' in post
+    assert "import numpy, tritonclient.grpc, tritonclient.http, glidein_triton.client" in sections["test"][0]
+
+
+def test_client_dockerfile_builds_the_same_image() -> None:
+    dockerfile = (APPTAINER / "tritonclient.Dockerfile").read_text()
+    _, sections = parse_definition(APPTAINER / "tritonclient.def")
+    for name, value in arguments(sections).items():
+        assert f"ARG {name}={value}\n" in dockerfile, f"{name} differs between the .def and the Dockerfile"
+    copied = {line.split()[0] for line in sections["files"]}
+    dockerfile_copies = {
+        word for line in dockerfile.splitlines() if line.startswith("COPY") for word in line.split()[1:-1]
+    }
+    assert copied == dockerfile_copies
+    assert '"tritonclient[grpc,http]==${TRITONCLIENT_VERSION}" "numpy==${NUMPY_VERSION}"' in dockerfile
+
+
+def test_client_helper_in_the_image_needs_nothing_else_from_the_package() -> None:
+    source = (REPO / "glidein_triton" / "client.py").read_text()
+    assert not re.search(r"^from \.|^import glidein_triton|^from glidein_triton", source, re.MULTILINE)

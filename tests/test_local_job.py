@@ -1,0 +1,124 @@
+"""``glidein-triton local-job``: the job environment it gives, its exit code, and the commands of
+examples/README.md run exactly as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from glidein_triton import local_job
+from glidein_triton.glidein_sim import ScriptResult, SimulatedGlidein
+from glidein_triton.local_job import LocalGlidein, add_models
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "examples" / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """The shell commands in the README's bash blocks (continuation lines joined)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.DOTALL)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def fake_glidein(tmp_path: Path) -> LocalGlidein:
+    machine_ad = tmp_path / ".machine.ad"
+    machine_ad.write_text("HasTriton = True\n")
+    return LocalGlidein(
+        glidein=SimulatedGlidein(tmp_path),
+        startup=ScriptResult(0, "", ""),
+        attributes={"HasTriton": "True"},
+        job_environment={"HAS_TRITON": "True", "TRITON_GRPC_URL": "127.0.0.1:1", "TRITON_TOKEN_FILE": "/t"},
+        machine_ad=machine_ad,
+    )
+
+
+def test_job_environment_with_and_without_the_published_variables(tmp_path: Path) -> None:
+    glidein = fake_glidein(tmp_path)
+    base = {"PATH": "/bin", "TRITON_GRPC_URL": "stale:1"}
+    assert glidein.environment(base) == {
+        "PATH": "/bin",
+        "HAS_TRITON": "True",
+        "TRITON_GRPC_URL": "127.0.0.1:1",
+        "TRITON_TOKEN_FILE": "/t",
+        "_CONDOR_MACHINE_AD": str(glidein.machine_ad),
+    }
+    assert glidein.environment(base, machine_ad_only=True) == {
+        "PATH": "/bin",
+        "HAS_TRITON": "True",
+        "TRITON_TOKEN_FILE": "/t",
+        "_CONDOR_MACHINE_AD": str(glidein.machine_ad),
+    }
+
+
+def test_add_models_refuses_clashes_and_missing_repositories(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    (repository / "simple").mkdir(parents=True)
+    extra = tmp_path / "extra"
+    (extra / "simple").mkdir(parents=True)
+    with pytest.raises(ValueError, match=f"model 'simple' of {extra} is already in the repository"):
+        add_models(repository, [extra])
+    with pytest.raises(ValueError, match=r"model repository .*missing is not a directory"):
+        add_models(repository, [tmp_path / "missing"])
+    (extra / "simple").rename(extra / "other")
+    add_models(repository, [extra])
+    assert sorted(path.name for path in repository.iterdir()) == ["other", "simple"]
+
+
+def test_main_passes_the_environment_and_returns_the_job_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextmanager
+    def started(root: Path, repositories: list[Path], models: str) -> Iterator[LocalGlidein]:
+        yield fake_glidein(tmp_path)
+
+    monkeypatch.setattr(local_job, "local_glidein", started)
+    check = "import os, sys; sys.exit(3 if 'TRITON_GRPC_URL' in os.environ else 4)"
+    assert local_job.main(["--", sys.executable, "-c", check]) == 3
+    assert local_job.main(["--machine-ad-only", "--", sys.executable, "-c", check]) == 4
+
+
+def test_main_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        local_job.main(["--models", "simple"])
+    assert exited.value.code == 2
+    assert "no command to run" in capsys.readouterr().err
+
+
+def test_every_readme_command_names_files_that_exist() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 8
+    for command in commands:
+        for word in shlex.split(command):
+            if word.startswith("examples/"):
+                assert (REPO / word).exists(), f"{word} in {command!r}"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    "command",
+    [command for command in readme_commands() if command.startswith("glidein-triton local-job")][:2],
+)
+def test_readme_commands_run_as_written(command: str) -> None:
+    environment = dict(os.environ)
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    result = subprocess.run(
+        ["sh", "-c", command],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "local-job: Triton ready at gRPC 127.0.0.1:" in result.stderr
+    assert "grpc: 10 requests" in result.stdout
