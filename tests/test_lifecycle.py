@@ -83,7 +83,7 @@ def test_process_runtime_whole_lifecycle(served_glidein: demo.DemoGlidein) -> No
     assert processes.is_running(state.pid, state.start_ticks)
     cleanups = glidein.run_cleanup(environment)
     assert [c.returncode for c in cleanups] == [0]
-    assert "nothing left running" in cleanups[0].stderr
+    assert "nothing left running" in cleanups[0].stderr, cleanups[0].stderr
     assert_nothing_left(glidein, state)
     # Cleanup is safe to run twice.
     again = glidein.run_cleanup(environment)
