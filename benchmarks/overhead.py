@@ -74,12 +74,12 @@ def switch_off(root: Path, rounds: int) -> Comparison:
     minimal = root / "minimal.sh"
     minimal.write_text(MINIMAL_SCRIPT)
     minimal.chmod(0o755)
-    setup = glidein.entry_dir / "glidein_triton_setup.sh"
+    setup = glidein.startup_script
 
     def run(script: Path) -> float:
         return timed(
             lambda: subprocess.run(
-                [str(script), "glidein_config", "entry"],
+                [str(script), "glidein_config", "main"],
                 cwd=glidein.root,
                 stdin=subprocess.DEVNULL,
                 check=True,

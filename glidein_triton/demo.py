@@ -149,10 +149,7 @@ def run(root: Path, runtime: str) -> int:
     print(f"== glidein work directory: {root}")
     demo = prepare(root, runtime)
     glidein = demo.glidein
-    print(
-        f"== 1. startup script ({runtime} runtime): "
-        f"entry_{glidein.entry}/glidein_triton_setup.sh glidein_config entry"
-    )
+    print(f"== 1. startup script ({runtime} runtime): main/glidein_triton_setup.sh glidein_config main")
     started = time.perf_counter()
     result = glidein.run_startup(demo.environment)
     print(f"  took {time.perf_counter() - started:.2f} s")

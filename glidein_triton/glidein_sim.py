@@ -111,8 +111,13 @@ class SimulatedGlidein:
             config.write(f"{key} {value}\n")
 
     def install_payload(self) -> None:
-        """Download the startup script and untar the worker code, as for entry files of the factory."""
-        setup = self.entry_dir / payload.SETUP_SCRIPT
+        """Download the plugin's files as the factory XML templates list them.
+
+        The worker tarball is an entry file, untarred into ``entry_<name>/triton_code`` (GlideinWMS writes
+        ``ENTRY_GLIDEIN_TRITON_DIR``); the startup script is a global file placed after the entry files
+        (``after_entry="True"``), so it is saved in ``main/`` and runs with id ``main``.
+        """
+        setup = self.startup_script
         shutil.copyfile(payload.SCRIPTS_DIR / payload.SETUP_SCRIPT, setup)
         setup.chmod(0o755)
         untar_dir = self.entry_dir / payload.UNTAR_DIR
@@ -120,6 +125,10 @@ class SimulatedGlidein:
         with tarfile.open(fileobj=io.BytesIO(payload.worker_tarball_bytes()), mode="r:gz") as tar:
             tar.extractall(untar_dir, filter="data")
         self.set(f"ENTRY_{payload.CODE_DIR_ATTRIBUTE}", str(untar_dir))
+
+    @property
+    def startup_script(self) -> Path:
+        return self.main_dir / payload.SETUP_SCRIPT
 
     def config(self) -> dict[str, str]:
         return parse_glidein_config(self.config_path.read_text())
@@ -143,9 +152,8 @@ class SimulatedGlidein:
         return outcome
 
     def run_startup(self, env: Mapping[str, str] | None = None, timeout: float = 600) -> ScriptResult:
-        """Run the startup script as glidein_startup.sh does: ``<script> glidein_config entry``."""
-        script = self.entry_dir / payload.SETUP_SCRIPT
-        return self._run([str(script), "glidein_config", "entry"], self.root, env, timeout)
+        """Run the startup script as glidein_startup.sh does: ``<script> glidein_config main``."""
+        return self._run([str(self.startup_script), "glidein_config", "main"], self.root, env, timeout)
 
     def run_cleanup(self, env: Mapping[str, str] | None = None, timeout: float = 120) -> list[ScriptResult]:
         """Run every executable of .gwms.d/exec/cleanup as gwms_process_scripts does."""
