@@ -1,0 +1,120 @@
+"""Run every benchmark side by side, print the results, write docs/benchmarks.md with plots.
+
+    python -m benchmarks [--quick] [--no-check]
+
+Exits 1 when a target is missed (unless --no-check). Timings are taken in one run, alternating the
+compared sides, because these machines are shared and noisy: ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from . import overhead, pool, report, sharing
+
+SHARING_TARGETS = {"throughput": 0.9, "memory": 0.5}
+
+
+def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, no GPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and job counts (a smoke run)")
+    parser.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
+    args = parser.parse_args(argv)
+    rounds_off, rounds_on = (10, 2) if args.quick else (40, 5)
+    job_counts = (1, 8) if args.quick else (1, 2, 4, 8, 16, 32)
+    seconds = 3.0 if args.quick else 6.0
+
+    print("== overhead (alternating runs)", file=sys.stderr)
+    comparisons = overhead.run(rounds_off, rounds_on)
+    print("== sharing gain", file=sys.stderr)
+    shared = sharing.run(job_counts, seconds)
+    print("== pool simulation", file=sys.stderr)
+    scenario, protodune_analytic, protodune_simulated = pool.protodune()
+
+    at_eight = {r.mode: r for r in shared if r.jobs == 8}
+    throughput_ratio = at_eight["server"].throughput / at_eight["in-process"].throughput
+    memory_ratio = at_eight["server"].memory_mb / at_eight["in-process"].memory_mb
+    misses = [c.name for c in comparisons if c.ratio > c.target]
+    if throughput_ratio < SHARING_TARGETS["throughput"]:
+        misses.append(f"8 jobs: throughput ratio {throughput_ratio:.2f} < {SHARING_TARGETS['throughput']}")
+    if memory_ratio > SHARING_TARGETS["memory"]:
+        misses.append(f"8 jobs: memory ratio {memory_ratio:.2f} > {SHARING_TARGETS['memory']}")
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured with `python -m benchmarks` on {datetime.date.today()}, {machine()}. Every comparison is",
+        "taken side by side in one run (alternating where possible): read the ratios, not the absolute times.",
+        "",
+        "## Overhead",
+        "",
+        *report.overhead_rows(comparisons),
+        "",
+        "- *minimal custom script*: sources `add_config_line.source`, reads one key, publishes one attribute",
+        "  (`gconfig_add` + `add_condor_vars_line`), reports with `error_gen -ok`.",
+        "- *tritonserver by hand*: the same binary, options and model, polled every 10 ms until ready. The",
+        "  startup uses `GLIDEIN_TRITON_PYTHON` set to the real interpreter: here `python3` is a pyenv shim",
+        "  that costs about 90 ms per start, which a worker node's `/usr/bin/python3` does not.",
+        "- *cleanup*: ours stops the server with a 1.5 s grace (`GLIDEIN_TRITON_STOP_GRACE`), then SIGKILL and",
+        "  removal of its shared memory; by hand waits for Triton's own graceful exit.",
+        "",
+        "## Sharing one server (8 jobs: the target)",
+        "",
+        "The model is a ~100 MB MLP (25 M float32 weights, `benchmarks/models/mlp`) on the python backend; each",
+        "job infers one event at a time. In-process jobs run it with one BLAS thread each (one core per job);",
+        "the shared server may use every core of the glidein. Memory is the PSS summed over all processes of",
+        "a side (jobs, plus the server and its python-backend stub). Both sides use OpenBLAS's AVX2 kernels",
+        "(`OPENBLAS_CORETYPE=Zen`): on this CPU its default AVX-512 sgemm is 2x slower for small batches,",
+        "while one-event products run the same.",
+        "",
+        *report.sharing_rows(shared),
+        "",
+        f"At 8 jobs: throughput ratio **{throughput_ratio:.2f}** (target >= 0.9), memory ratio "
+        f"**{memory_ratio:.2f}** (target <= 0.5).",
+        "",
+        f"![sharing](images/{report.plot_sharing(shared).name})",
+        "",
+        "## Pool-scale simulation",
+        "",
+        pool.__doc__.strip().replace("\n", " "),
+        "",
+        "ProtoDUNE check (Wang et al. 2020: inference 17x faster on the GPU, jobs 2.7x faster, one GPU for 68",
+        f"CPU threads): the inference fraction that follows is f = {scenario.inference_fraction:.3f}. With 68 jobs",
+        f"per GPU and a GPU capacity of {scenario.capacity:.0f} cores' worth of inference, the closed form gives a",
+        f"{protodune_analytic:.2f}x gain and the event simulation {protodune_simulated:.2f}x (queueing near",
+        f"saturation); the GPU saturates at {pool.jobs_per_gpu_at_saturation(scenario):.0f} jobs. Sending inference",
+        "away pays off once the inference fraction exceeds overhead / (1 - 1/s): "
+        f"{pool.break_even_fraction(replace(scenario, overhead=0.005)):.4f} for an overhead of 0.5 % of a job.",
+        "",
+        f"![pool](images/{report.plot_pool(scenario).name})",
+        "",
+        "## GPU",
+        "",
+        "No GPU machine was lent to this task, so the GPU benchmark (>= 5x the in-process CPU rate) was not run.",
+        "The same `python -m benchmarks` runs on a GPU node; GPU detection is tested on captured nvidia-smi outputs.",
+        "",
+        "## Targets missed",
+        "",
+        *([f"- {miss}" for miss in misses] or ["None."]),
+        "",
+    ]
+    text = "\n".join(lines)
+    (report.DOCS / "benchmarks.md").write_text(text)
+    print(text)
+    return 1 if misses and not args.no_check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
