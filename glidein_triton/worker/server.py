@@ -42,20 +42,27 @@ def _evidence(argv: list[str], code: int | None, log_path: str | Path) -> str:
     return f"command: {' '.join(argv)}\n{status}\nlast lines of {log_path}:\n{log_tail(log_path)}"
 
 
+def run_command(
+    argv: list[str], environment: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a runtime command (instance start or stop) to completion, output captured, no stdin."""
+    LOG.info("running %s", argv)
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=dict(environment),
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def run_prepare(plan: LaunchPlan, environment: Mapping[str, str]) -> None:
     """Run the plan's preparation commands (an instance start) to completion."""
     for argv in plan.prepare:
-        LOG.info("running %s", argv)
         try:
-            result = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=PREPARE_TIMEOUT,
-                check=False,
-                env=dict(environment),
-                stdin=subprocess.DEVNULL,
-            )
+            result = run_command(argv, environment, PREPARE_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise ServerStartError(f"{plan.runtime} instance could not be started: {error}") from error
         if result.returncode != 0:
@@ -153,17 +160,8 @@ def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:
     if state.pid:
         _exit_code(state.pid)
     for argv in state.teardown:
-        LOG.info("running %s", argv)
         try:
-            result = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=TEARDOWN_TIMEOUT,
-                check=False,
-                env=dict(environment),
-                stdin=subprocess.DEVNULL,
-            )
+            result = run_command(argv, environment, TEARDOWN_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as error:
             problems.append(f"{' '.join(argv)}: {error}")
             continue
