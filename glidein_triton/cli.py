@@ -1,4 +1,4 @@
-"""The ``glidein-triton`` command: one subcommand per operator or user task."""
+"""glidein-triton: a Triton Inference Server for the jobs of a GlideinWMS glidein. One subcommand per task."""
 
 from __future__ import annotations
 
