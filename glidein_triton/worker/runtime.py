@@ -38,11 +38,17 @@ class LaunchPlan:
 
 
 def server_options(
-    model_repository: str, ports: Ports, models: Sequence[str], extra: Sequence[str], address: str = LOOPBACK
+    model_repository: str,
+    ports: Ports,
+    models: Sequence[str],
+    extra: Sequence[str],
+    address: str = LOOPBACK,
+    more_repositories: Sequence[str] = (),
 ) -> list[str]:
     """tritonserver's options: explicit model control, every endpoint on ``address`` (loopback)."""
     options = [
         f"--model-repository={model_repository}",
+        *(f"--model-repository={repository}" for repository in more_repositories),
         "--model-control-mode=explicit",
         f"--http-address={address}",
         f"--http-port={ports.http}",
@@ -73,6 +79,7 @@ def process_plan(
     extra: Sequence[str],
     gpus: Sequence[GPU],
     search_path: str | None = None,
+    more_repositories: Sequence[str] = (),
 ) -> LaunchPlan:
     """Run ``binary`` (a path, or a name found on PATH) directly."""
     executable = shutil.which(binary, path=search_path)
@@ -82,7 +89,10 @@ def process_plan(
         )
     return LaunchPlan(
         runtime="process",
-        server=[executable, *server_options(model_repository, ports, models, extra)],
+        server=[
+            executable,
+            *server_options(model_repository, ports, models, extra, more_repositories=more_repositories),
+        ],
         environment=cuda_environment(gpus),
     )
 
@@ -97,19 +107,30 @@ def container_plan(
     extra: Sequence[str],
     gpus: Sequence[GPU],
     instance: str,
+    more_repositories: Sequence[str] = (),
+    same_path_binds: Sequence[str] = (),
 ) -> LaunchPlan:
-    """Start an Apptainer/Singularity instance of ``image`` and run the server inside it."""
+    """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
+
+    ``same_path_binds`` are host directories bound read-only at the same path, so that ``more_repositories``
+    (given as host paths) and the targets of the links in them resolve inside the instance too.
+    """
     start = [singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
-    start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro", image, instance]
+    start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
+    for path in same_path_binds:
+        start += ["--bind", f"{path}:{path}:ro"]
+    start += [image, instance]
     run = [singularity_path, "exec"]
     for name, value in sorted(cuda_environment(gpus).items()):
         run += ["--env", f"{name}={value}"]
     run += [
         f"instance://{instance}",
         CONTAINER_SERVER,
-        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra),
+        *server_options(
+            CONTAINER_MODEL_REPOSITORY, ports, models, extra, more_repositories=more_repositories
+        ),
     ]
     return LaunchPlan(
         runtime=runtime,

@@ -88,6 +88,13 @@ def parse_seconds(key: str, value: str, low: float, high: float) -> float:
     return seconds
 
 
+def parse_count(key: str, value: str, low: int, high: int) -> int:
+    word = _trimmed(value)
+    if not word.isdigit() or not low <= int(word) <= high:
+        raise ConfigError(f"{key}={value!r} is not a whole number from {low} to {high}")
+    return int(word)
+
+
 def parse_server_args(key: str, value: str) -> tuple[str, ...]:
     """Extra tritonserver options: shell-like words, each ``--option[=value]`` from the allow-list."""
     try:
@@ -202,6 +209,24 @@ SETTINGS = (
         "How long cleanup waits after SIGTERM before SIGKILL.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_LOAD_TIMEOUT",
+        "300",
+        "1-3600 seconds",
+        "How long the pre-job hook waits for Triton to load a model a job asked for.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RESTART_LIMIT",
+        "3",
+        "0-100",
+        "How many times the periodic script restarts a crashed or hung server (0: never).",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RESTART_BACKOFF",
+        "60",
+        "0-3600 seconds",
+        "Wait before the second restart; it doubles for each further restart.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "",
         "--option=value words from an allow-list",
@@ -229,6 +254,9 @@ class Settings:
     ready_timeout: float
     stop_grace: float
     server_args: tuple[str, ...]
+    load_timeout: float = 300.0
+    restart_limit: int = 3
+    restart_backoff: float = 60.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:
@@ -259,6 +287,15 @@ class Settings:
             ),
             stop_grace=parse_seconds("GLIDEIN_TRITON_STOP_GRACE", get("GLIDEIN_TRITON_STOP_GRACE"), 0, 300),
             server_args=parse_server_args("GLIDEIN_TRITON_SERVER_ARGS", get("GLIDEIN_TRITON_SERVER_ARGS")),
+            load_timeout=parse_seconds(
+                "GLIDEIN_TRITON_LOAD_TIMEOUT", get("GLIDEIN_TRITON_LOAD_TIMEOUT"), 1, 3600
+            ),
+            restart_limit=parse_count(
+                "GLIDEIN_TRITON_RESTART_LIMIT", get("GLIDEIN_TRITON_RESTART_LIMIT"), 0, 100
+            ),
+            restart_backoff=parse_seconds(
+                "GLIDEIN_TRITON_RESTART_BACKOFF", get("GLIDEIN_TRITON_RESTART_BACKOFF"), 0, 3600
+            ),
         )
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from . import gpus as gpu_discovery
-from . import health, logs, publish, runtime, server
+from . import health, hooks, logs, publish, runtime, server, supervisor
+from .accounting import accounting_path
 from .errors import CorruptionError, PortInUseError, ServerStartError, TritonSetupError, VOConfigError
 from .glidein_config import GlideinConfig
 from .glidein_config import publish as publish_config
@@ -27,7 +28,7 @@ from .gpus import GPU
 from .ports import LOOPBACK, Ports, allocate
 from .report import Reporter
 from .settings import Settings, required_flag
-from .state import EMPTY_REPOSITORY, LOG_FILE_NAME, STATE_FILE_NAME, ServerState, state_dir
+from .state import EMPTY_REPOSITORY, JOB_REPOSITORY, LOG_FILE_NAME, STATE_FILE_NAME, ServerState, state_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -87,8 +88,13 @@ def plan_for(
     repository: str,
     ports: Ports,
     devices: Sequence[GPU],
+    job_repository: str = "",
+    same_path_binds: Sequence[str] = (),
 ) -> runtime.LaunchPlan:
+    """The launch plan; ``job_repository`` is served too (in a container, found via ``same_path_binds``)."""
     search_path = environment.get("PATH")
+    more_repositories = [job_repository] if job_repository else []
+    server_args = [*hooks.default_server_args(settings.server_args), *settings.server_args]
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
     if chosen == "process":
         return runtime.process_plan(
@@ -96,9 +102,10 @@ def plan_for(
             repository,
             ports,
             settings.models,
-            settings.server_args,
+            server_args,
             devices,
             search_path,
+            more_repositories,
         )
     runtime.check_image(settings.image)
     executable = runtime.find_container_runtime(chosen, config, search_path)
@@ -109,9 +116,11 @@ def plan_for(
         repository,
         ports,
         settings.models,
-        settings.server_args,
+        server_args,
         devices,
         runtime.instance_name(),
+        more_repositories,
+        same_path_binds,
     )
 
 
@@ -123,13 +132,16 @@ def start_server(config: GlideinConfig, settings: Settings, environment: Mapping
     if settings.gpu_mode == "gpu" and not devices:
         raise TritonSetupError("GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU")
     repository = model_repository(settings, directory)
+    job_repository = directory / JOB_REPOSITORY
+    job_repository.mkdir(exist_ok=True)
+    roots = supervisor.same_path_roots(config.work_dir)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
     attempt = 0
     while True:
         attempt += 1
         ports = allocate(requested)
-        plan = plan_for(settings, config, environment, repository, ports, devices)
+        plan = plan_for(settings, config, environment, repository, ports, devices, str(job_repository), roots)
         state = ServerState(
             runtime=plan.runtime,
             instance=plan.instance,
@@ -144,6 +156,7 @@ def start_server(config: GlideinConfig, settings: Settings, environment: Mapping
             server.run_prepare(plan, environment)
             state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
             state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
+            supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
             state.save(state_path)
             server.wait_ready(state, settings.ready_timeout)
         except PortInUseError:
@@ -174,6 +187,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
+        hooks.install_prejob(config.work_dir, sys.executable)
         running = start_server(config, settings, environment)
         state = running.state
         values = publish.server_values(
@@ -186,7 +200,8 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             state.runtime,
             running.model_repository,
         )
-        publish_config(config, values, publish.condor_vars(values))
+        hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
+        publish_config(config, [*values, *hook_values], publish.condor_vars(values))
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
     except Interrupted as interrupted:
