@@ -200,7 +200,12 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             state.runtime,
             running.model_repository,
         )
-        hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
+        hook_values = [
+            ("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir))),
+            # The interpreter itself: the periodic script starts it every period, and a wrapper found on
+            # PATH (e.g. a pyenv shim) can cost more than the whole periodic run.
+            ("GLIDEIN_TRITON_PYTHON", sys.executable),
+        ]
         publish_config(config, [*values, *hook_values], publish.condor_vars(values))
     except TritonSetupError as error:
         return fail(config, reporter, error, required)

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import processes, server
-from .errors import ServerStartError
-from .gpus import GPU
-from .runtime import LaunchPlan
-from .settings import Settings
+from . import processes
 from .state import ServerState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .gpus import GPU
+    from .runtime import LaunchPlan
+    from .settings import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -112,6 +115,12 @@ def restart(state: ServerState, state_path: Path) -> str:
     The attempt is counted (and saved) before it is made. A server that is still starting after
     RESTART_READY_WAIT seconds is left to start: the next periodic run sees it ready or not.
     """
+    # Imported here: they bring subprocess and urllib (40 ms), which a periodic run of a healthy server
+    # does not need.
+    from . import server  # noqa: PLC0415
+    from .errors import ServerStartError  # noqa: PLC0415
+    from .runtime import LaunchPlan  # noqa: PLC0415
+
     environment = launch_environment(state)
     for problem in server.stop(state, environment):
         LOG.warning("while stopping what was left of the server: %s", problem)
