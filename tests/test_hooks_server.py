@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +37,17 @@ from .hooks_support import (
 
 pytestmark = pytest.mark.server
 
-PYTHON39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
+
+def oldest_python() -> str:
+    """Python 3.9 (the oldest the worker code supports) when this machine has one, else this Python."""
+    found = shutil.which("python3.9")
+    if found:
+        resolved = subprocess.run(
+            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, check=False
+        )
+        if resolved.returncode == 0 and resolved.stdout.strip():
+            return resolved.stdout.strip()
+    return sys.executable
 
 
 class Served:
@@ -163,11 +176,17 @@ def test_model_name_of_the_server_repository_is_refused_from_a_job_repository(
     assert served.periodic()["TritonLoadedModels"] == '"simple"'
 
 
-def test_container_jobs_hidden_and_visible_glidein_directory(served: Served, repository: Path) -> None:
-    environment = served.job_environment
-    if PYTHON39.exists():  # the container's own python3, the oldest one supported
-        environment["PATH"] = f"{PYTHON39.parent}:{environment['PATH']}"
-    served.environment = {**served.environment, "PATH": environment["PATH"]}
+def test_container_jobs_hidden_and_visible_glidein_directory(
+    served: Served, repository: Path, tmp_path: Path
+) -> None:
+    # The host's Python path does not exist in the container: the hook takes the container's python3,
+    # here the oldest Python supported when there is one, behind a wrapper that notes each use.
+    container_bin = tmp_path / "container_bin"
+    container_bin.mkdir()
+    used = tmp_path / "python3_used"
+    (container_bin / "python3").write_text(f'#!/bin/sh\necho used >> {used}\nexec {oldest_python()} "$@"\n')
+    (container_bin / "python3").chmod(0o755)
+    served.environment = {**served.environment, "PATH": f"{container_bin}:{os.environ['PATH']}"}
     hidden = served.job(job_ad(models=["simple"]), container="hidden")
     assert job_report(hidden) == ("ready", ["simple"], [])
     refused = served.job(job_ad(repository, ["alpha"]), SHORT_JOB, container="hidden")
@@ -186,6 +205,7 @@ def test_container_jobs_hidden_and_visible_glidein_directory(served: Served, rep
     holders = registry(served.glidein)["beta"]["holders"]
     assert [record["sandbox"] for record in holders.values()] == [str(job.sandbox)]  # type: ignore[attr-defined]
     assert reference_counts(served.glidein) == {"beta": 1}  # the hidden one is only a claim so far
+    assert len(used.read_text().splitlines()) == 3  # every containerised pre-job ran with it
     served.periodic()  # adopts the claim of the job that could not see the registry
     assert reference_counts(served.glidein) == {"beta": 1, "simple": 1}
     job.end()

@@ -296,7 +296,8 @@ def run(config_path: str, environment: Mapping[str, str]) -> int:
             return 0
         if request.repository and not os.path.isabs(request.repository):
             if not sandbox:
-                raise RequestError(f"{request.repository}: a relative repository needs the job's sandbox")
+                message = f"{request.repository}: a relative repository needs the job's sandbox"
+                raise RequestError(message, request.required)
             request.repository = os.path.join(sandbox, request.repository)
         models = requested_models(request)
     except RequestError as error:
