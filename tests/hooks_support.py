@@ -5,6 +5,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -128,3 +131,21 @@ def leftovers_after_cleanup(glidein: SimulatedGlidein, recorded: ServerState | N
     left += [f"held lock {path}" for path in held_locks(glidein.root)]
     left += [f"file {path}" for path in directory.rglob("*") if path.name != "server.log"]
     return left
+
+
+def oldest_python() -> str:
+    """Python 3.9 (the oldest the worker code supports) when this machine has one, else this Python."""
+    candidates = [
+        shutil.which("python3.9"),
+        *map(str, Path.home().glob(".pyenv/versions/3.9*/bin/python3.9")),
+    ]
+    for candidate in filter(None, candidates):
+        resolved = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if resolved.returncode == 0 and resolved.stdout.strip():
+            return resolved.stdout.strip()
+    return sys.executable

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,24 +27,13 @@ from .hooks_support import (
     job_report,
     leftovers_after_cleanup,
     loads_in_log,
+    oldest_python,
     reference_counts,
     registry,
     state,
 )
 
 pytestmark = pytest.mark.server
-
-
-def oldest_python() -> str:
-    """Python 3.9 (the oldest the worker code supports) when this machine has one, else this Python."""
-    found = shutil.which("python3.9")
-    if found:
-        resolved = subprocess.run(
-            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, check=False
-        )
-        if resolved.returncode == 0 and resolved.stdout.strip():
-            return resolved.stdout.strip()
-    return sys.executable
 
 
 class Served:

@@ -22,6 +22,8 @@ from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
+from .hooks_support import oldest_python
+
 SCRIPTS = payload.SCRIPTS_DIR
 ENV_SNIPPET = """
 exit_wrapper() { echo "exit_wrapper: $1 ($2)"; exit 7; }
@@ -51,6 +53,20 @@ def test_payload_ships_the_hooks() -> None:
         "glidein_triton/worker/accounting.py",
     ):
         assert name in names
+
+
+def test_hook_modules_import_on_the_oldest_python() -> None:
+    modules = ("prejob", "periodic", "reaper", "accounting", "supervisor", "cleanup", "startup")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); " + "; ".join(
+        f"import glidein_triton.worker.{module}" for module in modules
+    )
+    result = subprocess.run(
+        [oldest_python(), "-I", "-c", code, str(Path(payload.PACKAGE_DIR).parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_install_prejob_hook_and_code_copy(tmp_path: Path) -> None:
