@@ -266,6 +266,42 @@ def test_restart_limit_and_backoff(tmp_path: Path) -> None:
         assert leftovers_after_cleanup(prepared.glidein, recorded_state) == []
 
 
+def test_hung_server_is_restarted_then_stopped_for_good(tmp_path: Path) -> None:
+    settings = {
+        "GLIDEIN_TRITON_RESTART_LIMIT": "1",
+        "GLIDEIN_TRITON_READY_TIMEOUT": "10",
+        "GLIDEIN_TRITON_STOP_GRACE": "1",  # a stopped process handles SIGTERM only when it runs again
+    }
+    prepared = Served(demo.prepare(tmp_path / "glidein", settings=settings))
+    prepared.start()
+
+    def three_checks_past_the_readiness_timeout() -> list[dict[str, str]]:
+        runs = [prepared.periodic() for _ in range(2)]
+        time.sleep(max(0.0, state(prepared.glidein).started_at + 10.5 - time.time()))
+        return [*runs, prepared.periodic()]
+
+    try:
+        hung = state(prepared.glidein)
+        os.kill(hung.pid, signal.SIGSTOP)  # alive, but it answers nothing
+        runs = three_checks_past_the_readiness_timeout()
+        assert [(run["TritonReady"], run["TritonRestarts"]) for run in runs] == [
+            ("False", "0"),
+            ("False", "0"),
+            ("True", "1"),  # the third miss in a row, past its readiness timeout: hung
+        ]
+        assert not processes.is_running(hung.pid)
+        second = state(prepared.glidein)
+        os.kill(second.pid, signal.SIGSTOP)
+        runs = three_checks_past_the_readiness_timeout()
+        assert [run["HasTriton"] for run in runs] == ["True", "True", "False"]
+        assert not processes.is_running(second.pid)  # given up: the hung server was stopped, not left
+        assert processes.group_members(second.pgid) == []
+    finally:
+        recorded = state(prepared.glidein)
+        prepared.glidein.run_cleanup(prepared.environment)
+        assert leftovers_after_cleanup(prepared.glidein, recorded) == []
+
+
 def test_accounting_counts_every_request_across_a_restart(served: Served, repository: Path) -> None:
     holder = served.job(job_ad(repository, ["delta"]))
     assert job_report(holder)[0] == "ready"

@@ -73,8 +73,9 @@ class Check:
         loads or unloads): it is reported not ready, and never restarted for that.
         """
         state = self.state
-        ready = self.server.is_ready(CHECK_TIMEOUT)
-        if ready or self.server.is_live(CHECK_TIMEOUT):
+        status = self.server.exchange("GET", "/v2/health/ready", timeout=CHECK_TIMEOUT)[0]
+        ready = status == 200
+        if ready or (status and self.server.is_live(CHECK_TIMEOUT)):  # no answer at all: no use asking
             if state.health_misses:
                 state.health_misses = 0
                 state.save(self.state_path)
@@ -109,7 +110,8 @@ class Check:
         return True, True, ""
 
     def give_up(self, refusal: str) -> None:
-        """Note in the glidein log that the server stays down, and forget its pid (so this happens once)."""
+        """Stop what is left (a hung server), note in the glidein log that it stays down, forget its pid."""
+        supervisor.stop_leftovers(self.state)
         note_exit_message(self.work_dir, f"tritonserver is down and stays down: {refusal}")
         self.state.pid = self.state.pgid = self.state.start_ticks = 0
         self.state.save(self.state_path)

@@ -109,6 +109,14 @@ def launch_environment(state: ServerState) -> dict[str, str]:
     }
 
 
+def stop_leftovers(state: ServerState) -> None:
+    """Stop what is left of the server (a hung process, its group, the instance), logging any problem."""
+    from . import server  # noqa: PLC0415  (see restart)
+
+    for problem in server.stop(state, launch_environment(state)):
+        LOG.warning("while stopping what was left of the server: %s", problem)
+
+
 def restart(state: ServerState, state_path: Path) -> str:
     """Restart the server from the recorded plan; returns "" when it is ready, else what went wrong.
 
@@ -122,8 +130,7 @@ def restart(state: ServerState, state_path: Path) -> str:
     from .runtime import LaunchPlan  # noqa: PLC0415
 
     environment = launch_environment(state)
-    for problem in server.stop(state, environment):
-        LOG.warning("while stopping what was left of the server: %s", problem)
+    stop_leftovers(state)
     state.restarts += 1
     state.last_restart_at = time.time()
     state.health_misses = 0
