@@ -191,7 +191,7 @@ def test_prejob_request_errors_and_no_server(tmp_path: Path) -> None:
 
 def test_prejob_lists_a_repository_and_translates_sandbox_paths(tmp_path: Path) -> None:
     repository = tmp_path / "repository"
-    for name in ("b", "a", ".hidden"):
+    for name in ("b", "a", ".hidden", "not a name"):
         (repository / name).mkdir(parents=True)
     (repository / "README").write_text("not a model")
     request = prejob.read_request({"TRITON_JOB_MODEL_REPOSITORY": str(repository)}, "")

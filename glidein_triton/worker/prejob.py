@@ -28,7 +28,7 @@ import sys
 import time
 
 from . import model_registry
-from .job_request import JobRequest, RequestError, classad_attributes, read_request
+from .job_request import MODEL_NAME_CHARACTERS, JobRequest, RequestError, classad_attributes, read_request
 from .triton_api import LOOPBACK, Server, TritonAPIError
 
 TYPE_CHECKING = False
@@ -127,7 +127,9 @@ def requested_models(request: JobRequest) -> list[str]:
     return [
         name
         for name in entries
-        if not name.startswith(".") and os.path.isdir(os.path.join(request.repository, name))
+        if not name.startswith(".")
+        and set(name) <= MODEL_NAME_CHARACTERS
+        and os.path.isdir(os.path.join(request.repository, name))
     ]
 
 
