@@ -31,16 +31,20 @@ class CannedServer:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
+            self.open.append(connection)
             self.requests.append(connection.recv(65536))
             if self.answer:
                 connection.sendall(self.answer)
             if self.close:
                 connection.close()
-            else:
-                self.open.append(connection)
 
     def stop(self) -> None:
+        """Stop accepting (shutdown wakes the thread's accept), then close every connection; once."""
+        if self.listener.fileno() == -1:
+            return
+        self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        self.thread.join(timeout=5)
         for connection in self.open:
             connection.close()
 
