@@ -32,10 +32,12 @@ def test_the_payload_has_the_scripts_the_tarball_and_their_checksums(
     build(directory, capsys)
     assert sorted(path.name for path in directory.iterdir()) == [
         "SHA256SUMS",
+        "glidein_triton_periodic.sh",
         "glidein_triton_setup.sh",
         "glidein_triton_worker.tgz",
     ]
     assert (directory / payload.SETUP_SCRIPT).stat().st_mode & 0o777 == 0o755
+    assert (directory / payload.PERIODIC_SCRIPT).stat().st_mode & 0o777 == 0o755
     assert (directory / payload.WORKER_TARBALL).stat().st_mode & 0o777 == 0o644
     assert (directory / payload.WORKER_TARBALL).read_bytes() == payload.worker_tarball_bytes()
     assert (directory / payload.SETUP_SCRIPT).read_bytes() == (
@@ -44,7 +46,7 @@ def test_the_payload_has_the_scripts_the_tarball_and_their_checksums(
     sums = (directory / "SHA256SUMS").read_text().splitlines()
     assert sums == [
         f"{hashlib.sha256((directory / name).read_bytes()).hexdigest()}  {name}"
-        for name in (payload.SETUP_SCRIPT, payload.WORKER_TARBALL)
+        for name in (payload.SETUP_SCRIPT, payload.WORKER_TARBALL, payload.PERIODIC_SCRIPT)
     ]
     checked = subprocess.run(
         ["sha256sum", "-c", "SHA256SUMS"], check=False, cwd=directory, capture_output=True, text=True
@@ -61,11 +63,14 @@ def test_the_printed_xml_lists_the_files_by_their_absolute_paths(
     files = snippet.findall("file")
     assert [file.get("absfname") for file in files] == [
         str(directory / payload.SETUP_SCRIPT),
+        str(directory / payload.PERIODIC_SCRIPT),
         str(directory / payload.WORKER_TARBALL),
     ]
     assert all(Path(file.get("absfname", "")).is_file() for file in files)
     assert files[0].get("after_entry") == "True"
-    assert files[1].find("untar_options").get("absdir_outattr") == payload.CODE_DIR_ATTRIBUTE  # type: ignore[union-attr]
+    assert files[1].get("after_entry") == "True"
+    assert int(files[1].get("period", "0")) > 0
+    assert files[2].find("untar_options").get("absdir_outattr") == payload.CODE_DIR_ATTRIBUTE  # type: ignore[union-attr]
     assert [attr.get("name") for attr in snippet.findall("attr")] == [
         "GLIDEIN_TRITON",
         "GLIDEIN_Resource_Slots",

@@ -107,6 +107,12 @@ def test_choose_runtime(tmp_path: Path) -> None:
     assert runtime.choose_runtime("singularity", "/img", {}, None) == "singularity"
 
 
+def test_auto_names_the_runtime_it_found(tmp_path: Path) -> None:
+    write_executable(tmp_path / "singularity", "#!/bin/sh\n")
+    assert runtime.choose_runtime("auto", "/img", {}, str(tmp_path)) == "singularity"
+    assert runtime.find_container_runtime("singularity", {}, str(tmp_path)) == str(tmp_path / "singularity")
+
+
 def test_find_container_runtime(tmp_path: Path) -> None:
     write_executable(tmp_path / "singularity", "#!/bin/sh\n")
     assert runtime.find_container_runtime("auto", {}, str(tmp_path)) == str(tmp_path / "singularity")

@@ -15,7 +15,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton import demo
-from glidein_triton.worker import access, token
+from glidein_triton.worker import access, hooks, token
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
@@ -91,6 +91,9 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
     secret = token.read(token_path)
     assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
     assert stat.S_IMODE((state_dir(glidein.root) / STATE_FILE_NAME).stat().st_mode) == 0o600
+    bundled = hooks.bundled_token(glidein.root)  # the copy that travels with .gwms.d into job containers
+    assert token.read(bundled) == secret
+    assert stat.S_IMODE(bundled.stat().st_mode) == 0o600
     assert attributes["TritonAuth"] == '"token"'
     assert "TritonTokenFile" not in attributes
 
@@ -137,6 +140,7 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
     outputs += [(state_dir(glidein.root) / "server.log").read_text()]
     assert all(secret not in text for text in outputs)
     assert not token_path.exists()
+    assert not bundled.exists()
 
 
 @pytest.mark.server

@@ -58,6 +58,9 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_TLS_CERT",
         "GLIDEIN_TRITON_TLS_KEY",
         "GLIDEIN_TRITON_TLS_ROOT_CERT",
+        "GLIDEIN_TRITON_LOAD_TIMEOUT",
+        "GLIDEIN_TRITON_RESTART_LIMIT",
+        "GLIDEIN_TRITON_RESTART_BACKOFF",
     }
 
 

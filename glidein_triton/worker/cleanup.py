@@ -1,8 +1,9 @@
 """Cleanup script, run at glidein exit from ``.gwms.d/exec/cleanup`` as ``./<script> <glidein_config>``.
 
-Stops the server (SIGTERM, then SIGKILL after the grace period), stops the container instance, removes the
-plugin's temporary files and checks that nothing is left. Safe to run twice, or without a startup; it
-always exits 0 (GlideinWMS ignores cleanup exit codes) and logs what it did.
+Writes the usage accounting (:mod:`accounting`) while the server still answers, stops the server (SIGTERM,
+then SIGKILL after the grace period), stops the container instance, removes the plugin's temporary files
+(job model links, reference counts, locks) and checks that nothing is left. Safe to run twice, or without
+a startup; it always exits 0 (GlideinWMS ignores cleanup exit codes) and logs what it did.
 """
 
 from __future__ import annotations
@@ -15,11 +16,35 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import logs, processes, server
+from . import accounting, hooks, logs, model_registry, processes, server, token
 from .ports import is_listening
-from .state import EMPTY_REPOSITORY, STATE_FILE_NAME, TOKEN_FILE_NAME, ServerState, state_dir
+from .state import EMPTY_REPOSITORY, JOB_REPOSITORY, STATE_FILE_NAME, ServerState, state_dir
+from .triton_api import Server, TritonAPIError
+
+#: The hooks' files in the plugin directory, removed at cleanup (the server log stays).
+HOOK_FILES = (model_registry.REGISTRY_FILE, model_registry.USAGE_FILE, model_registry.LOCK_FILE)
+HOOK_DIRS = (JOB_REPOSITORY, model_registry.MODEL_LOCKS_DIR, EMPTY_REPOSITORY)
 
 LOG = logging.getLogger(__name__)
+
+
+def account(work_dir: Path, state: ServerState) -> None:
+    """Write the accounting JSON and log its summary line; never fails the cleanup."""
+    registry = model_registry.Registry(str(state_dir(work_dir)), lock_timeout=10.0)
+    try:
+        server = Server(state.http_port, headers=token.headers(state_dir(work_dir) / token.TOKEN_FILE_NAME))
+        current = accounting.model_totals(server.model_statistics(timeout=5.0))
+    except TritonAPIError as error:
+        LOG.warning("no live statistics (%s): accounting up to the last periodic check", error)
+        current = None
+    try:
+        totals = accounting.Usage(registry).totals(current) if registry.exists() else current or {}
+        document = accounting.report(state, totals, complete=current is not None)
+        path = accounting.write(work_dir, document)
+    except OSError as error:
+        LOG.error("could not write the accounting: %s", error)
+        return
+    LOG.info("%s", accounting.summary_line(document, path))
 
 
 def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
@@ -31,6 +56,7 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
         LOG.info("no Triton server recorded in %s: nothing to clean up", directory)
         return []
     uptime = time.time() - state.started_at if state.started_at else 0.0
+    account(work_dir, state)
     problems = server.stop(state, environment)
     if state.pgid and processes.group_members(state.pgid):
         problems.append(f"process group {state.pgid} still has {processes.group_members(state.pgid)}")
@@ -39,8 +65,12 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
     ]
     if listening:
         problems.append(f"ports {listening} still accept connections")
-    shutil.rmtree(directory / EMPTY_REPOSITORY, ignore_errors=True)
-    (directory / TOKEN_FILE_NAME).unlink(missing_ok=True)
+    (directory / token.TOKEN_FILE_NAME).unlink(missing_ok=True)
+    hooks.bundled_token(work_dir).unlink(missing_ok=True)
+    for name in HOOK_DIRS:
+        shutil.rmtree(directory / name, ignore_errors=True)  # links are removed, never followed
+    for name in HOOK_FILES:
+        (directory / name).unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     LOG.info(
         "stopped tritonserver (pid %d, %s%s) after %.0f s: %s",

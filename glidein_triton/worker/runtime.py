@@ -43,11 +43,13 @@ def server_options(
     models: Sequence[str],
     extra: Sequence[str],
     grpc_address: str = LOOPBACK,
+    more_repositories: Sequence[str] = (),
 ) -> list[str]:
     """tritonserver's options: explicit model control; HTTP and metrics on loopback, gRPC on ``grpc_address``
     (loopback too unless in remote mode)."""
     options = [
         f"--model-repository={model_repository}",
+        *(f"--model-repository={repository}" for repository in more_repositories),
         "--model-control-mode=explicit",
         f"--http-address={LOOPBACK}",
         f"--http-port={ports.http}",
@@ -79,6 +81,7 @@ def process_plan(
     gpus: Sequence[GPU],
     search_path: str | None = None,
     grpc_address: str = LOOPBACK,
+    more_repositories: Sequence[str] = (),
 ) -> LaunchPlan:
     """Run ``binary`` (a path, or a name found on PATH) directly."""
     executable = shutil.which(binary, path=search_path)
@@ -88,7 +91,10 @@ def process_plan(
         )
     return LaunchPlan(
         runtime="process",
-        server=[executable, *server_options(model_repository, ports, models, extra, grpc_address)],
+        server=[
+            executable,
+            *server_options(model_repository, ports, models, extra, grpc_address, more_repositories),
+        ],
         environment=cuda_environment(gpus),
     )
 
@@ -104,17 +110,20 @@ def container_plan(
     gpus: Sequence[GPU],
     instance: str,
     grpc_address: str = LOOPBACK,
-    files: Sequence[str] = (),
+    more_repositories: Sequence[str] = (),
+    same_path_binds: Sequence[str] = (),
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
 
-    ``files`` (e.g. TLS certificates) are bound read-only at their own paths.
+    ``same_path_binds`` (host directories, TLS files) are bound read-only at the same path, so that
+    ``more_repositories`` (given as host paths), the targets of the links in them and the TLS files
+    resolve inside the instance too.
     """
     start = [singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
     start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
-    for path in files:
+    for path in same_path_binds:
         start += ["--bind", f"{path}:{path}:ro"]
     start += [image, instance]
     run = [singularity_path, "exec"]
@@ -123,7 +132,7 @@ def container_plan(
     run += [
         f"instance://{instance}",
         CONTAINER_SERVER,
-        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address),
+        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address, more_repositories),
     ]
     return LaunchPlan(
         runtime=runtime,
@@ -165,8 +174,8 @@ def choose_runtime(requested: str, image: str, config: Mapping[str, str], search
         return requested
     if image:
         try:
-            find_container_runtime(requested, config, search_path)
+            found = find_container_runtime(requested, config, search_path)
         except RuntimeNotFoundError:
             return "process"
-        return "apptainer"
+        return "singularity" if Path(found).name.startswith("singularity") else "apptainer"
     return "process"

@@ -101,6 +101,13 @@ def parse_address(key: str, value: str) -> str:
     return word
 
 
+def parse_count(key: str, value: str, low: int, high: int) -> int:
+    word = _trimmed(value)
+    if not word.isdigit() or not low <= int(word) <= high:
+        raise ConfigError(f"{key}={value!r} is not a whole number from {low} to {high}")
+    return int(word)
+
+
 def parse_server_args(key: str, value: str) -> tuple[str, ...]:
     """Extra tritonserver options: shell-like words, each ``--option[=value]`` from the allow-list."""
     try:
@@ -247,6 +254,24 @@ SETTINGS = (
         "CA certificate (PEM): when set, gRPC clients must present a certificate it signed (mutual TLS).",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_LOAD_TIMEOUT",
+        "300",
+        "1-3600 seconds",
+        "How long the pre-job hook waits for Triton to load a model a job asked for.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RESTART_LIMIT",
+        "3",
+        "0-100",
+        "How many times the periodic script restarts a crashed or hung server (0: never).",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RESTART_BACKOFF",
+        "60",
+        "0-3600 seconds",
+        "Wait before the second restart; it doubles for each further restart.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "",
         "--option=value words from an allow-list",
@@ -280,6 +305,9 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_root_cert: str = ""
+    load_timeout: float = 300.0
+    restart_limit: int = 3
+    restart_backoff: float = 60.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:
@@ -316,6 +344,15 @@ class Settings:
             tls_cert=_trimmed(get("GLIDEIN_TRITON_TLS_CERT")),
             tls_key=_trimmed(get("GLIDEIN_TRITON_TLS_KEY")),
             tls_root_cert=_trimmed(get("GLIDEIN_TRITON_TLS_ROOT_CERT")),
+            load_timeout=parse_seconds(
+                "GLIDEIN_TRITON_LOAD_TIMEOUT", get("GLIDEIN_TRITON_LOAD_TIMEOUT"), 1, 3600
+            ),
+            restart_limit=parse_count(
+                "GLIDEIN_TRITON_RESTART_LIMIT", get("GLIDEIN_TRITON_RESTART_LIMIT"), 0, 100
+            ),
+            restart_backoff=parse_seconds(
+                "GLIDEIN_TRITON_RESTART_BACKOFF", get("GLIDEIN_TRITON_RESTART_BACKOFF"), 0, 3600
+            ),
         ).checked()
 
     def checked(self) -> Settings:

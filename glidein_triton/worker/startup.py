@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import access, health, logs, publish, runtime, server
+from . import access, health, hooks, logs, publish, runtime, server, supervisor, token
 from . import gpus as gpu_discovery
+from .accounting import accounting_path
 from .errors import CorruptionError, PortInUseError, ServerStartError, TritonSetupError, VOConfigError
 from .glidein_config import GlideinConfig
 from .glidein_config import publish as publish_config
@@ -27,7 +28,14 @@ from .gpus import GPU
 from .ports import LOOPBACK, Ports, allocate
 from .report import Reporter
 from .settings import Settings, required_flag
-from .state import EMPTY_REPOSITORY, LOG_FILE_NAME, STATE_FILE_NAME, TOKEN_FILE_NAME, ServerState, state_dir
+from .state import (
+    EMPTY_REPOSITORY,
+    JOB_REPOSITORY,
+    LOG_FILE_NAME,
+    STATE_FILE_NAME,
+    ServerState,
+    state_dir,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -100,10 +108,18 @@ def plan_for(
     ports: Ports,
     devices: Sequence[GPU],
     server_access: access.Access,
+    job_repository: str = "",
+    same_path_binds: Sequence[str] = (),
 ) -> runtime.LaunchPlan:
+    """The launch plan; ``job_repository`` is served too (in a container, found via ``same_path_binds``)."""
     search_path = environment.get("PATH")
+    more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
-    options = [*settings.server_args, *server_access.options]
+    options = [
+        *hooks.default_server_args(settings.server_args),
+        *settings.server_args,
+        *server_access.options,
+    ]
     if chosen == "process":
         return runtime.process_plan(
             settings.server_binary,
@@ -114,6 +130,7 @@ def plan_for(
             devices,
             search_path,
             server_access.grpc_address,
+            more_repositories,
         )
     runtime.check_image(settings.image)
     executable = runtime.find_container_runtime(chosen, config, search_path)
@@ -128,7 +145,8 @@ def plan_for(
         devices,
         runtime.instance_name(),
         server_access.grpc_address,
-        server_access.files,
+        more_repositories,
+        [*same_path_binds, *server_access.files],
     )
 
 
@@ -149,13 +167,26 @@ def start_server(
         raise TritonSetupError("GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU")
     repository = model_repository(settings, directory)
     server_access = access.prepare(settings, directory)
+    job_repository = directory / JOB_REPOSITORY
+    job_repository.mkdir(exist_ok=True)
+    roots = supervisor.same_path_roots(config.work_dir)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
     attempt = 0
     while True:
         attempt += 1
         ports = allocate(requested)
-        plan = plan_for(settings, config, environment, repository, ports, devices, server_access)
+        plan = plan_for(
+            settings,
+            config,
+            environment,
+            repository,
+            ports,
+            devices,
+            server_access,
+            str(job_repository),
+            roots,
+        )
         state = ServerState(
             runtime=plan.runtime,
             instance=plan.instance,
@@ -170,6 +201,7 @@ def start_server(
             server.run_prepare(plan, environment)
             state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
             state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
+            supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
             state.save(state_path)
             announce(RunningServer(state, devices, "", repository, server_access))
             server.wait_ready(state, settings.ready_timeout)
@@ -177,14 +209,14 @@ def start_server(
             server.stop(state, environment)
             if 0 not in (requested.http, requested.grpc, requested.metrics) or attempt >= PORT_ATTEMPTS:
                 state_path.unlink(missing_ok=True)
-                (directory / TOKEN_FILE_NAME).unlink(missing_ok=True)
+                (directory / token.TOKEN_FILE_NAME).unlink(missing_ok=True)
                 raise
             LOG.warning("ports %s were taken before tritonserver bound them; trying new ones", ports)
             continue
         except BaseException:
             server.stop(state, environment)
             state_path.unlink(missing_ok=True)
-            (directory / TOKEN_FILE_NAME).unlink(missing_ok=True)
+            (directory / token.TOKEN_FILE_NAME).unlink(missing_ok=True)
             raise
         state.save(state_path)
         version = str(health.server_metadata(state.http_port).get("version", "unknown"))
@@ -212,10 +244,14 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
+        hooks.install_prejob(config.work_dir, sys.executable)
         running = start_server(config, settings, environment, lambda launched: announce(config, launched))
         state = running.state
         endpoint = running.endpoint()
-        publish_config(config, publish.ready_values(running.version), [])
+        if running.access.token_file:
+            token.copy(Path(running.access.token_file), hooks.bundled_token(config.work_dir))
+        hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
+        publish_config(config, [*publish.ready_values(running.version), *hook_values], [])
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
     except Interrupted as interrupted:

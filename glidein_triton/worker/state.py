@@ -12,7 +12,8 @@ STATE_DIR_NAME = "triton"
 STATE_FILE_NAME = "state.json"
 LOG_FILE_NAME = "server.log"
 EMPTY_REPOSITORY = "empty_model_repository"
-TOKEN_FILE_NAME = "token"  # noqa: S105 (the file name of the token, not a secret)
+#: The second model repository the server serves: links to the model directories that jobs ask for.
+JOB_REPOSITORY = "job_models"
 
 
 def state_dir(work_dir: Path) -> Path:
@@ -22,7 +23,11 @@ def state_dir(work_dir: Path) -> Path:
 
 @dataclass
 class ServerState:
-    """What cleanup needs to stop everything the startup script started."""
+    """What cleanup needs to stop everything the startup script started, and what the hooks need.
+
+    The fields after ``argv`` were added for the pre-job, periodic and cleanup hooks; state files written
+    without them load with the defaults (no restart plan: the periodic script then never restarts).
+    """
 
     runtime: str
     pid: int = 0
@@ -38,6 +43,23 @@ class ServerState:
     started_at: float = 0.0
     ready_at: float = 0.0
     argv: list[str] = field(default_factory=list)
+    # The rest of the launch plan, to restart the server exactly as it was started (same ports).
+    prepare: list[list[str]] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    # What the hooks need to know about the server.
+    gpus: list[str] = field(default_factory=list)
+    pinned_models: list[str] = field(default_factory=list)
+    model_repository: str = ""
+    visible_roots: list[str] = field(default_factory=list)
+    ready_timeout: float = 240.0
+    load_timeout: float = 300.0
+    # Supervision by the periodic script.
+    launched_at: float = 0.0
+    restart_limit: int = 0
+    restart_backoff: float = 60.0
+    restarts: int = 0
+    last_restart_at: float = 0.0
+    health_misses: int = 0
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename) so a reader never sees half a file.

@@ -11,7 +11,7 @@ import base64
 import os
 from pathlib import Path
 
-from .state import TOKEN_FILE_NAME
+TOKEN_FILE_NAME = "token"  # noqa: S105 (the name of the token's file in the plugin directory)
 
 #: The header key of the restricted APIs: HTTP clients send ``triton-token: <token>``, gRPC clients the
 #: metadata ``triton-grpc-protocol-triton-token: <token>``.
@@ -33,6 +33,29 @@ def create(directory: Path) -> tuple[str, Path]:
 
 def read(path: Path) -> str:
     return path.read_text().strip()
+
+
+#: Where the hooks' own copy of the worker code keeps a copy of the token (``.gwms.d/lib/glidein_triton``):
+#: GlideinWMS copies ``.gwms.d`` into a containerised job's sandbox, where the glidein directory is not seen.
+BUNDLED_TOKEN = Path(__file__).resolve().parents[2] / TOKEN_FILE_NAME
+
+
+def headers(*paths: Path) -> dict[str, str]:
+    """The token header, from the first of ``paths`` that exists; none when the token is off."""
+    for path in paths:
+        try:
+            return {HEADER: read(path)}
+        except OSError:
+            continue
+    return {}
+
+
+def copy(source: Path, target: Path) -> None:
+    """A private copy of the token file (mode 0600 from the start)."""
+    target.unlink(missing_ok=True)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as token_file:
+        token_file.write(read(source))
 
 
 def server_options(token: str) -> list[str]:

@@ -1,0 +1,151 @@
+"""How long the hooks take on the real local tritonserver: ``python benchmarks/hooks.py [--runs N]``.
+
+Each hook runs as GlideinWMS runs it, as a new process (the time includes starting the shell and Python):
+
+Each measurement starts after the machine settled (SETTLE_SECONDS) and one warm-up run.
+
+* pre-job, nothing asked for: the job wrapper runs the hook before every job;
+* pre-job, a model that is loaded already (and held by the earlier jobs): target <= 50 ms;
+* pre-job, a job model that has to be linked and loaded (the first job that asks for it);
+* periodic script on a healthy server, as script_wrapper.sh runs it: target <= 100 ms.
+
+Prints the median, 90th percentile and maximum of each, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from glidein_triton import demo, hooks_sim
+from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.worker import hooks
+
+JOB_NUMBERS = itertools.count()
+
+
+def add_model(repository: Path, name: str) -> None:
+    """A copy of the bundled ``simple`` model under another name."""
+    shutil.copytree(demo.MODELS_DIR / "simple", repository / name)
+    config = repository / name / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "simple"', f'name: "{name}"'))
+
+
+SETTLE_SECONDS = 3.0  # after the server started or loaded models (python stubs starting take the CPUs)
+
+
+def timed(action: Callable[[], None], runs: int) -> list[float]:
+    """Wall times of ``runs`` calls, after the machine settled and one warm-up call."""
+    time.sleep(SETTLE_SECONDS)
+    action()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def measure_once(action: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    return (time.perf_counter() - started) * 1000
+
+
+def show(name: str, times: list[float]) -> None:
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    print(
+        f"{name:52} median {statistics.median(ordered):7.1f}  p90 {p90:7.1f}  max {ordered[-1]:7.1f} ms"
+        f"  ({len(ordered)} runs)"
+    )
+
+
+def prejob_runner(glidein: SimulatedGlidein, environment: Mapping[str, str], ad: str) -> Callable[[], None]:
+    """Run the installed hook as gwms_process_scripts does, for a new job (sandbox, job ad) each time."""
+    prejob_dir = glidein.gwms_dir / "exec" / "prejob"
+    hook = hooks.PREJOB_FILES[0][1]
+
+    def run() -> None:
+        sandbox = glidein.root / "execute" / f"dir_bench_{next(JOB_NUMBERS)}"
+        sandbox.mkdir(parents=True)
+        (sandbox / ".job.ad").write_text(f'GlobalJobId = "bench#{sandbox.name}"\n{ad}')
+        env = {**environment, "_CONDOR_SCRATCH_DIR": str(sandbox), "_CONDOR_JOB_AD": str(sandbox / ".job.ad")}
+        result = subprocess.run(
+            [f"./{hook}", str(glidein.config_path)],
+            cwd=prejob_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 or (ad and "models ready" not in result.stderr):
+            raise RuntimeError(f"pre-job failed: {result.stderr}")
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="glidein-triton-bench-"))
+    prepared = demo.prepare(root / "glidein")
+    glidein, environment = prepared.glidein, prepared.environment
+    try:
+        result = glidein.run_startup(environment)
+        if result.returncode != 0:
+            print(result.stderr, file=sys.stderr)
+            return 1
+        job_environment = {**environment, **glidein.published()[1]}
+        python = (glidein.gwms_dir / hooks.CODE_COPY / hooks.PYTHON_FILE).read_text().strip()
+        print(f"hooks run with {python} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+        show("pre-job, nothing asked for", timed(prejob_runner(glidein, job_environment, ""), args.runs))
+        loaded = prejob_runner(glidein, job_environment, 'TritonModels = "simple"\n')
+        show("pre-job, model loaded already", timed(loaded, args.runs))
+        repository = root / "job_repository"
+        names = [f"bench{number}" for number in range(3)]
+        for name in names:
+            add_model(repository, name)
+        first_loads = [
+            prejob_runner(
+                glidein, job_environment, f'TritonModelRepository = "{repository}"\nTritonModels = "{name}"\n'
+            )
+            for name in names
+        ]
+        show("pre-job, job model linked and loaded", [measure_once(run) for run in first_loads])
+        hooks_sim.install_periodic(glidein)
+        script = glidein.entry_dir / hooks_sim.PERIODIC_SCRIPT
+        workdir = Path(tempfile.mkdtemp(dir=glidein.root))
+        periodic_env = {**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"}
+
+        def periodic() -> None:
+            result = subprocess.run(
+                [str(script), str(glidein.config_path), "entry"],
+                cwd=workdir,
+                env=periodic_env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if "TritonReady = True" not in result.stdout:
+                raise RuntimeError(f"periodic run: {result.stdout} {result.stderr}")
+
+        show("periodic script, healthy server", timed(periodic, max(10, args.runs // 2)))
+    finally:
+        glidein.run_cleanup(environment)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+#!/bin/bash
+# glidein-triton periodic script. The factory lists it with period="N" (and prefix="NOPREFIX", so that the
+# attributes keep their names). GlideinWMS runs it once at startup as glidein_triton_periodic.sh glidein_config
+# <id> (cwd: the glidein directory), then through script_wrapper.sh from HTCondor's startd cron (absolute
+# glidein_config path, a fresh temporary cwd). It prints machine ad lines (Name = value) and always exits 0.
+
+glidein_config="$1"
+# One pass over glidein_config for both keys (the last line of a key wins).
+{ read -r code_dir; read -r python; } < <(awk '
+    index($0, "GLIDEIN_TRITON_CODE_DIR ") == 1 { code = substr($0, 25) }
+    index($0, "GLIDEIN_TRITON_PYTHON ") == 1 { python = substr($0, 23) }
+    END { print code; print python }' "$glidein_config" 2> /dev/null)
+if [ ! -x "$python" ] || [ ! -f "$code_dir/glidein_triton/worker/periodic.py" ]; then
+    # No server was set up by this glidein (Triton off, or the startup script has not run yet).
+    echo "TritonReady = False"
+    exit 0
+fi
+exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.periodic import main; sys.exit(main())' \
+    "$code_dir" "$@"

@@ -1,0 +1,138 @@
+"""What a job asks of the glidein's Triton server: read from its environment and its job ClassAd.
+
+Job ClassAd attributes (``+Name = value`` in the submit file; the ad is the file ``$_CONDOR_JOB_AD`` in old
+ClassAd syntax, one ``Name = expression`` a line):
+
+* ``TritonModelRepository``: a model repository directory, e.g. on /cvmfs; a relative path is in the job's
+  sandbox (where HTCondor puts the job's input files);
+* ``TritonModels``: model names, separated by commas or spaces (default: every model of the repository);
+* ``TritonModelsRequired``: ``True`` when the job cannot run without them.
+
+The same from the job's environment, which wins over the ad: ``TRITON_JOB_MODEL_REPOSITORY``,
+``TRITON_MODELS``, ``TRITON_MODELS_REQUIRED``. (``TRITON_MODEL_REPOSITORY`` is taken: the glidein publishes
+its server's own repository there.)
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+#: (job ad attribute, environment variable) for each part of the request.
+REPOSITORY = ("TritonModelRepository", "TRITON_JOB_MODEL_REPOSITORY")
+MODELS = ("TritonModels", "TRITON_MODELS")
+REQUIRED = ("TritonModelsRequired", "TRITON_MODELS_REQUIRED")
+JOB_ID = "GlobalJobId"
+MODEL_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+TRUE_WORDS = ("TRUE", "T", "YES", "Y", "1")
+FALSE_WORDS = ("FALSE", "F", "NO", "N", "0", "")
+
+
+class RequestError(ValueError):
+    """The job's request cannot be understood (a bad model name, a value that is not a truth value).
+
+    ``required`` says whether the job needs its models, as far as that part could be read (a required
+    flag that cannot be read counts as required: failing loudly is safer).
+    """
+
+    def __init__(self, message: str, required: bool = True) -> None:
+        super().__init__(message)
+        self.required = required
+
+
+class JobRequest:
+    """The models a job asks for, where they are, and whether it needs them."""
+
+    def __init__(self, repository: str, models: list[str], required: bool, job_id: str) -> None:
+        self.repository = repository
+        self.models = models
+        self.required = required
+        self.job_id = job_id
+
+    @property
+    def empty(self) -> bool:
+        return not self.repository and not self.models
+
+
+def classad_string(expression: str) -> str | None:
+    """The value of an old-syntax ClassAd string literal (``"a \\"b\\""``); None when it is not one."""
+    text = expression.strip()
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return None
+    characters: list[str] = []
+    escaped = False
+    for character in text[1:-1]:
+        if escaped:
+            characters.append(character)
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        elif character == '"':
+            return None  # two literals, or an expression: not one plain string
+        else:
+            characters.append(character)
+    return "".join(characters)
+
+
+def classad_attributes(text: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The literal values of ``names`` in a job ad: strings unquoted, other literals as written.
+
+    ClassAd attribute names are case-insensitive; the keys of the result are spelled as in ``names``.
+    """
+    wanted = {name.lower(): name for name in names}
+    values = {}
+    for line in text.splitlines():
+        name, separator, expression = line.partition("=")
+        key = wanted.get(name.strip().lower())
+        if separator and key:
+            string = classad_string(expression)
+            values[key] = expression.strip() if string is None else string
+    return values
+
+
+def parse_names(source: str, value: str) -> list[str]:
+    """Model names separated by commas or spaces, in order, without repeats; a bad name is an error."""
+    names: list[str] = []
+    for name in value.replace(",", " ").split():
+        if not set(name) <= MODEL_NAME_CHARACTERS or name in (".", ".."):
+            raise RequestError(f"{source}: {name!r} is not a model name (letters, digits, '_', '.', '-')")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def parse_truth(source: str, value: str) -> bool:
+    word = value.strip().strip('"').upper()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise RequestError(f"{source}={value!r} is not a truth value (True or False)")
+
+
+def read_request(environment: Mapping[str, str], job_ad_text: str) -> JobRequest:
+    """The job's request: each part from the environment when set there, else from the job ad."""
+    names = (REPOSITORY[0], MODELS[0], REQUIRED[0], JOB_ID)
+    ad = classad_attributes(job_ad_text, names)
+
+    def part(pair: tuple[str, str]) -> tuple[str, str]:
+        attribute, variable = pair
+        if environment.get(variable, "").strip():
+            return variable, environment[variable].strip()
+        return attribute, ad.get(attribute, "").strip()
+
+    required = parse_truth(*part(REQUIRED))
+    repository = part(REPOSITORY)[1]
+    try:
+        models = parse_names(*part(MODELS))
+    except RequestError as error:
+        raise RequestError(str(error), required) from error
+    return JobRequest(
+        repository=os.path.normpath(repository) if repository else "",
+        models=models,
+        required=required,
+        job_id=ad.get(JOB_ID, ""),
+    )

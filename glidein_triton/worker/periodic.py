@@ -1,0 +1,199 @@
+"""Periodic script: ``glidein_triton_periodic.sh glidein_config <id>``, run by HTCondor's startd cron.
+
+GlideinWMS runs it once at startup (the glidein fails if that run exits non-zero: it always exits 0), then
+every ``period`` seconds through script_wrapper.sh, which turns the ``Name = value`` lines printed on stdout
+into machine ad attributes. Each run:
+
+* checks ``/v2/health/ready`` (and ``live``); restarts a crashed or hung server (:mod:`supervisor`);
+* reaps models that no live job holds any more (:mod:`reaper`), keeping their statistics;
+* prints ``HasTriton``, ``TritonReady``, ``TritonLoadedModels``, ``TritonInferenceCount``,
+  ``TritonAverageQueueMicroseconds``, ``TritonGPUUtilization`` (with GPUs only) and ``TritonRestarts``.
+
+Each HTTP call has a timeout of a few seconds; a restart waits at most supervisor.RESTART_READY_WAIT for
+readiness. Restarts and a final give-up are also written to the glidein's ``exit_message`` file, which
+glidein_startup.sh prints into the glidein log at exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import accounting, logs, supervisor, token
+from .model_registry import Registry
+from .reaper import Reaper
+from .state import STATE_FILE_NAME, ServerState, state_dir
+from .triton_api import Server, TritonAPIError, gauge_values
+
+LOG = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0
+EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config: <work dir>/execute
+EXIT_MESSAGE_FILE = "exit_message"
+
+
+def ad_line(name: str, value: object) -> str:
+    """One startd cron line: strings quoted (without quotes or backslashes inside), the rest as is."""
+    if isinstance(value, bool):
+        return f"{name} = {value}"
+    if isinstance(value, str):
+        cleaned = value.replace('"', "").replace("\\", "").replace("\n", " ")
+        return f'{name} = "{cleaned}"'
+    return f"{name} = {value}"
+
+
+def note_exit_message(work_dir: Path, message: str) -> None:
+    """A line for the glidein log, printed by glidein_startup.sh when the glidein exits."""
+    LOG.warning("%s", message)
+    try:
+        with (work_dir / EXIT_MESSAGE_FILE).open("a") as stream:
+            stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} glidein-triton: {message}\n")
+    except OSError as error:
+        LOG.error("cannot write %s: %s", work_dir / EXIT_MESSAGE_FILE, error)
+
+
+class Check:
+    """One periodic run for the glidein whose work directory is ``work_dir``."""
+
+    def __init__(self, work_dir: Path, state: ServerState) -> None:
+        self.work_dir = work_dir
+        self.directory = state_dir(work_dir)
+        self.state_path = self.directory / STATE_FILE_NAME
+        self.state = state
+        self.server = Server(
+            state.http_port, state.metrics_port, headers=token.headers(self.directory / token.TOKEN_FILE_NAME)
+        )
+        self.registry = Registry(str(self.directory), lock_timeout=10.0)
+
+    def status(self) -> tuple[bool, bool, str]:
+        """(ready, answering, final failure or ""), restarting the server when it is down or hung.
+
+        A server that answers ``live`` but not ``ready`` is up (e.g. with strict readiness, while a model
+        loads or unloads): it is reported not ready, and never restarted for that.
+        """
+        state = self.state
+        status = self.server.exchange("GET", "/v2/health/ready", timeout=CHECK_TIMEOUT)[0]
+        ready = status == 200
+        if ready or (status and self.server.is_live(CHECK_TIMEOUT)):  # no answer at all: no use asking
+            if state.health_misses:
+                state.health_misses = 0
+                state.save(self.state_path)
+            return ready, True, ""
+        now = time.time()
+        if supervisor.is_alive(state):
+            state.health_misses += 1
+            state.save(self.state_path)
+            if not supervisor.is_hung(state, now):
+                LOG.info("tritonserver (pid %d) does not answer (check %d)", state.pid, state.health_misses)
+                return False, False, ""
+            LOG.warning(
+                "tritonserver (pid %d) is hung: %d checks without an answer", state.pid, state.health_misses
+            )
+        refusal = supervisor.restart_refusal(state, now)
+        if refusal:
+            if supervisor.gave_up(refusal):
+                if state.pid:
+                    self.give_up(refusal)
+                return False, False, f"server down, not restarted: {refusal}"
+            LOG.info("tritonserver is down; %s", refusal)
+            return False, False, ""
+        accounting.Usage(self.registry).close_life()
+        note_exit_message(
+            self.work_dir, f"tritonserver was down; restart {state.restarts + 1} of {state.restart_limit}"
+        )
+        problem = supervisor.restart(state, self.state_path)
+        if problem:
+            LOG.error("restart failed: %s", problem)
+            return False, False, ""
+        self.reload_held()
+        return True, True, ""
+
+    def give_up(self, refusal: str) -> None:
+        """Stop what is left (a hung server), note in the glidein log that it stays down, forget its pid."""
+        supervisor.stop_leftovers(self.state)
+        note_exit_message(self.work_dir, f"tritonserver is down and stays down: {refusal}")
+        self.state.pid = self.state.pgid = self.state.start_ticks = 0
+        self.state.save(self.state_path)
+
+    def reload_held(self) -> None:
+        """After a restart, load again the models live jobs hold (pinned ones come back by themselves)."""
+        if not self.registry.exists():
+            return
+        with self.registry.lock():
+            models = self.registry.models()
+        for model, entry in sorted(models.items()):
+            if entry.get("holders"):
+                try:
+                    self.server.load(model, self.state.load_timeout)
+                except TritonAPIError as error:
+                    LOG.error("could not load %s again after the restart: %s", model, error)
+
+    def lines(self) -> list[str]:
+        """The startd cron lines of this run."""
+        ready, answering, failure = self.status()
+        tail = [ad_line("TritonRestarts", self.state.restarts), ad_line("TritonFailure", failure)]
+        if not answering:
+            return [
+                ad_line("HasTriton", not failure),
+                ad_line("TritonReady", False),
+                ad_line("TritonLoadedModels", ""),
+                *tail,
+            ]
+        Reaper(
+            self.registry, self.server, str(self.work_dir / EXECUTE_DIR_NAME), self.state.pinned_models
+        ).reap()
+        try:
+            current = accounting.model_totals(self.server.model_statistics(timeout=CHECK_TIMEOUT))
+        except TritonAPIError as error:
+            LOG.warning("no statistics: %s", error)
+            current = {}
+        usage = accounting.Usage(self.registry)
+        if self.registry.exists():
+            usage.record_seen(current)
+            totals = accounting.everything(usage.totals(current))
+        else:
+            totals = accounting.everything(current)
+        queued = totals["queue_ns"] / 1000 / totals["success_count"] if totals["success_count"] else 0.0
+        lines = [
+            ad_line("HasTriton", True),
+            ad_line("TritonReady", ready),
+            ad_line("TritonLoadedModels", ",".join(sorted(current))),
+            ad_line("TritonInferenceCount", totals["inference_count"]),
+            ad_line("TritonAverageQueueMicroseconds", round(queued, 1)),
+        ]
+        if self.state.gpus:
+            utilization = gauge_values(self.server.metrics(CHECK_TIMEOUT), "nv_gpu_utilization")
+            if utilization:
+                lines.append(ad_line("TritonGPUUtilization", round(sum(utilization) / len(utilization), 3)))
+        return [*lines, *tail]
+
+
+def run(config_path: str) -> list[str]:
+    """The lines to print for the glidein of ``config_path``."""
+    work_dir = Path(config_path).resolve().parent
+    state = ServerState.load(state_dir(work_dir) / STATE_FILE_NAME)
+    if state is None:
+        return [ad_line("TritonReady", False)]
+    return Check(work_dir, state).lines()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    logs.configure("glidein-triton-periodic")
+    started = time.monotonic()
+    try:
+        lines = run(arguments[0] if arguments else "glidein_config")
+    except Exception:  # a bug must neither fail the glidein (first run) nor stop the cron
+        LOG.exception("periodic check failed")
+        lines = [ad_line("TritonReady", False)]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+    LOG.debug("periodic check took %.1f ms", (time.monotonic() - started) * 1000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

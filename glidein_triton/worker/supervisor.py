@@ -1,0 +1,164 @@
+"""Health of the running server, and its restart from the launch plan recorded at startup.
+
+A server that does not answer ``/v2/health/ready`` is restarted when its process is gone, or when it is
+still there but has missed several checks in a row after its readiness timeout (hung). A restart stops
+what is left (process group, container instance), then runs the recorded plan again: the instance start,
+and the server with the same argv (so the same ports: the URLs in the machine ad were published once,
+and condor_startup.sh does not read them again) and the environment the startup script had. Restarts are
+limited (GLIDEIN_TRITON_RESTART_LIMIT) and spaced: the n-th waits GLIDEIN_TRITON_RESTART_BACKOFF * 2^(n-2)
+seconds after the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from . import processes
+from .state import ServerState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .gpus import GPU
+    from .runtime import LaunchPlan
+    from .settings import Settings
+
+LOG = logging.getLogger(__name__)
+
+MISS_LIMIT = 3
+RESTART_READY_WAIT = 30.0
+#: Environment variables HTCondor's procd follows process families with: not given to a restarted server,
+#: which must not be counted in (and killed with) the periodic script's own family.
+PROCESS_FAMILY_MARKERS = ("_CONDOR_ANCESTOR_", "_CONDOR_PARENT_UNIQUE_ID", "_CONDOR_UNIQUE_ID")
+#: Words in the names of environment variables that are not written into the state file.
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+#: Shared file systems that job model repositories live on, bound into a server container when present.
+SHARED_FILE_SYSTEMS = ("/cvmfs",)
+
+
+def same_path_roots(work_dir: Path) -> list[str]:
+    """Directories a server container gets at their own path, so links to job models resolve in it.
+
+    The glidein directory (job sandboxes are in its execute/ directory) and /cvmfs when the node has it.
+    """
+    return [str(work_dir), *(path for path in SHARED_FILE_SYSTEMS if Path(path).is_dir())]
+
+
+def record_launch(
+    state: ServerState,
+    plan: LaunchPlan,
+    environment: Mapping[str, str],
+    settings: Settings,
+    gpus: Sequence[GPU],
+    model_repository: str,
+    roots: Sequence[str],
+) -> None:
+    """Put into ``state`` what a restart needs (the plan, the environment) and what the hooks need."""
+    state.prepare = plan.prepare
+    state.environment = {
+        name: value
+        for name, value in {**environment, **plan.environment}.items()
+        if not any(word in name.upper() for word in SECRET_WORDS)
+    }
+    state.gpus = [f"{gpu.label} ({gpu.uuid})" for gpu in gpus]
+    state.pinned_models = list(settings.models)
+    state.model_repository = model_repository
+    state.visible_roots = [] if plan.runtime == "process" else list(roots)
+    state.ready_timeout = settings.ready_timeout
+    state.load_timeout = settings.load_timeout
+    state.restart_limit = settings.restart_limit
+    state.restart_backoff = settings.restart_backoff
+    state.launched_at = state.started_at
+
+
+def is_alive(state: ServerState) -> bool:
+    return bool(state.pid) and processes.is_running(state.pid, state.start_ticks)
+
+
+def is_hung(state: ServerState, now: float) -> bool:
+    """Alive but unready for MISS_LIMIT checks in a row, and past its readiness timeout."""
+    return state.health_misses >= MISS_LIMIT and now - state.started_at > state.ready_timeout
+
+
+def restart_refusal(state: ServerState, now: float) -> str:
+    """Why a restart may not happen now ("" when it may)."""
+    if not state.argv or not state.environment:
+        return "no launch plan recorded at startup"
+    if state.restarts >= state.restart_limit:
+        return f"restart limit reached ({state.restart_limit}, GLIDEIN_TRITON_RESTART_LIMIT)"
+    if state.restarts:
+        wait_until = state.last_restart_at + state.restart_backoff * 2 ** (state.restarts - 1)
+        if now < wait_until:
+            return f"backing off until {time.strftime('%H:%M:%S', time.localtime(wait_until))}"
+    return ""
+
+
+def gave_up(refusal: str) -> bool:
+    """Whether a refusal is final (no restart will ever happen)."""
+    return not refusal.startswith("backing off")
+
+
+def launch_environment(state: ServerState) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in state.environment.items()
+        if not name.startswith(PROCESS_FAMILY_MARKERS)
+    }
+
+
+def stop_leftovers(state: ServerState) -> None:
+    """Stop what is left of the server (a hung process, its group, the instance), logging any problem."""
+    from . import server  # noqa: PLC0415  (see restart)
+
+    for problem in server.stop(state, launch_environment(state)):
+        LOG.warning("while stopping what was left of the server: %s", problem)
+
+
+def restart(state: ServerState, state_path: Path) -> str:
+    """Restart the server from the recorded plan; returns "" when it is ready, else what went wrong.
+
+    The attempt is counted (and saved) before it is made. A server that is still starting after
+    RESTART_READY_WAIT seconds is left to start: the next periodic run sees it ready or not.
+    """
+    # Imported here: they bring subprocess and urllib (40 ms), which a periodic run of a healthy server
+    # does not need.
+    from . import server  # noqa: PLC0415
+    from .errors import ServerStartError  # noqa: PLC0415
+    from .runtime import LaunchPlan  # noqa: PLC0415
+
+    environment = launch_environment(state)
+    stop_leftovers(state)
+    state.restarts += 1
+    state.last_restart_at = time.time()
+    state.health_misses = 0
+    state.pid = state.pgid = state.start_ticks = 0
+    state.save(state_path)
+    plan = LaunchPlan(
+        runtime=state.runtime,
+        server=state.argv,
+        prepare=state.prepare,
+        teardown=state.teardown,
+        instance=state.instance,
+    )
+    try:
+        server.run_prepare(plan, environment)
+        launched = server.launch(plan, Path(state.log_path), environment, state.stop_grace)
+    except ServerStartError as error:
+        state.save(state_path)
+        return error.detail()
+    state.pid, state.pgid, state.start_ticks = launched.pid, launched.pgid, launched.start_ticks
+    state.started_at = launched.started_at
+    state.save(state_path)
+    LOG.info(
+        "restarted tritonserver (restart %d of %d), pid %d", state.restarts, state.restart_limit, state.pid
+    )
+    try:
+        server.wait_ready(state, min(RESTART_READY_WAIT, state.ready_timeout))
+    except ServerStartError as error:
+        state.save(state_path)
+        return error.detail()
+    state.save(state_path)
+    return ""

@@ -1,0 +1,379 @@
+"""The pre-job, periodic and cleanup hooks against the real tritonserver (process runtime, and the stand-in
+apptainer), with jobs run the way GlideinWMS's job wrapper runs them (see glidein_triton.hooks_sim)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glidein_triton import demo, hooks_sim
+from glidein_triton.worker import processes
+from glidein_triton.worker.ports import is_listening
+from glidein_triton.worker.state import ServerState, state_dir
+
+from .hooks_support import (
+    BROKEN_MODEL,
+    HOLDING_JOB,
+    SHORT_JOB,
+    add_model,
+    infer,
+    job_ad,
+    job_report,
+    leftovers_after_cleanup,
+    loads_in_log,
+    oldest_python,
+    reference_counts,
+    registry,
+    state,
+)
+
+pytestmark = pytest.mark.server
+
+
+class Served:
+    """A started glidein, the environment its jobs get, and the jobs started on it."""
+
+    def __init__(self, prepared: demo.DemoGlidein) -> None:
+        self.glidein = prepared.glidein
+        self.environment = prepared.environment
+        self.jobs: list[hooks_sim.Job] = []
+
+    @property
+    def job_environment(self) -> dict[str, str]:
+        return {**self.environment, **self.glidein.published()[1]}
+
+    def start(self) -> None:
+        result = self.glidein.run_startup(self.environment)
+        assert result.returncode == 0, result.stderr
+        assert self.glidein.published()[0]["HasTriton"] == "True", result.stderr
+
+    def job(self, ad: dict[str, str], command: list[str] = HOLDING_JOB, **options: str) -> hooks_sim.Job:
+        job = hooks_sim.start_job(self.glidein, command, self.job_environment, ad, **options)
+        self.jobs.append(job)
+        return job
+
+    def periodic(self) -> dict[str, str]:
+        code, attributes, stderr = hooks_sim.run_periodic(self.glidein, self.environment)
+        assert code == 0, stderr
+        return attributes
+
+    @property
+    def http_url(self) -> str:
+        return self.glidein.published()[1]["TRITON_HTTP_URL"]
+
+    @property
+    def token(self) -> str:
+        return Path(self.glidein.published()[1]["TRITON_TOKEN_FILE"]).read_text().strip()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A glidein with the real server started (model ``simple`` pinned); after the test, its jobs end, the
+    cleanup runs, and nothing may be left: no process, no listening port, no lock, no hook file."""
+    prepared = Served(demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_RESTART_BACKOFF": "0"}))
+    prepared.start()
+    yield prepared
+    for job in prepared.jobs:
+        job.end()
+    recorded = ServerState.load(state_dir(prepared.glidein.root) / "state.json")  # None: cleaned already
+    results = prepared.glidein.run_cleanup(prepared.environment)
+    assert [result.returncode for result in results] == [0]
+    assert leftovers_after_cleanup(prepared.glidein, recorded) == []
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    """A job's own model repository with five tiny models and one that cannot load."""
+    path = tmp_path / "job_repository"
+    for name in ("alpha", "beta", "gamma", "delta", "epsilon"):
+        add_model(path, name)
+    add_model(path, "broken", BROKEN_MODEL)
+    return path
+
+
+def test_two_concurrent_prejobs_share_one_load(served: Served, repository: Path) -> None:
+    jobs = [served.job(job_ad(repository, ["alpha"])) for _ in range(2)]
+    assert [job_report(job) for job in jobs] == [("ready", ["alpha"], [])] * 2
+    assert reference_counts(served.glidein) == {"alpha": 2}
+    assert loads_in_log(served.glidein, "alpha") == 1  # the second pre-job found it loaded: no reload
+    link = state_dir(served.glidein.root) / "job_models" / "alpha"
+    assert link.readlink() == repository / "alpha"
+    assert infer(served.http_url, "alpha", [1, 2, 3, 4], served.token) == 200
+
+
+def test_twenty_concurrent_prejobs_on_five_models(served: Served, repository: Path) -> None:
+    names = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    jobs = [served.job(job_ad(repository, [names[number % 5]])) for number in range(20)]
+    reports = [job_report(job) for job in jobs]
+    assert reports == [("ready", [names[number % 5]], []) for number in range(20)]
+    assert reference_counts(served.glidein) == dict.fromkeys(names, 4)
+    assert [loads_in_log(served.glidein, name) for name in names] == [1] * 5
+    attributes = served.periodic()
+    assert attributes["TritonLoadedModels"] == '"alpha,beta,delta,epsilon,gamma,simple"'
+
+
+def test_reaper_unloads_models_of_jobs_that_are_gone(served: Served, repository: Path) -> None:
+    first, second = (
+        served.job(job_ad(repository, ["alpha", "beta"])),
+        served.job(job_ad(repository, ["beta"])),
+    )
+    pinned_user = served.job(job_ad(models=["simple"]))
+    assert [job_report(job)[0] for job in (first, second, pinned_user)] == ["ready"] * 3
+    assert reference_counts(served.glidein) == {"alpha": 1, "beta": 2, "simple": 1}
+    assert served.periodic()["TritonLoadedModels"] == '"alpha,beta,simple"'  # nothing gone yet
+    first.end()  # the job ends and HTCondor removes its sandbox
+    assert served.periodic()["TritonLoadedModels"] == '"beta,simple"'
+    assert reference_counts(served.glidein) == {"beta": 1, "simple": 1}
+    assert not (state_dir(served.glidein.root) / "job_models" / "alpha").exists()
+    second.process.kill()  # its process is gone while its sandbox is still there
+    second.process.wait()
+    pinned_user.end()
+    attributes = served.periodic()
+    assert attributes["TritonLoadedModels"] == '"simple"', attributes  # the operator's model stays
+    assert reference_counts(served.glidein) == {}
+
+
+def test_failed_model_reported_and_required_job_not_started(served: Served, repository: Path) -> None:
+    optional = served.job(job_ad(repository, ["alpha", "broken"]), SHORT_JOB)
+    code, stdout, stderr = optional.finish()
+    assert (code, stdout) == (0, "failed|alpha|broken\n")
+    assert "model broken is NOT available" in stderr
+    assert "weights missing" in stderr or "failed to load" in stderr
+    required = served.job(job_ad(repository, ["broken"], required=True), SHORT_JOB)
+    code, stdout, stderr = required.finish()
+    assert code == 1
+    assert stdout == ""  # the job itself never ran
+    assert "exit_wrapper: glidein-triton: this job requires Triton models" in stderr
+    assert reference_counts(served.glidein) == {"alpha": 1}  # broken's failed registration was undone
+
+
+def test_model_name_of_the_server_repository_is_refused_from_a_job_repository(
+    served: Served, tmp_path: Path
+) -> None:
+    other = tmp_path / "other_repository"
+    add_model(other, "simple")
+    job = served.job(job_ad(other, ["simple"]), SHORT_JOB)
+    code, stdout, stderr = job.finish()
+    assert (code, stdout) == (0, "failed||simple\n")
+    assert "the server's repository has a model of that name" in stderr
+    assert (
+        infer(served.http_url, "simple", [1, 2, 3, 4], served.token) != 404
+    )  # the pinned model was not disturbed
+    assert served.periodic()["TritonLoadedModels"] == '"simple"'
+
+
+def test_container_jobs_hidden_and_visible_glidein_directory(
+    served: Served, repository: Path, tmp_path: Path
+) -> None:
+    # The host's Python path does not exist in the container: the hook takes the container's python3,
+    # here the oldest Python supported when there is one, behind a wrapper that notes each use.
+    container_bin = tmp_path / "container_bin"
+    container_bin.mkdir()
+    used = tmp_path / "python3_used"
+    (container_bin / "python3").write_text(f'#!/bin/sh\necho used >> {used}\nexec {oldest_python()} "$@"\n')
+    (container_bin / "python3").chmod(0o755)
+    served.environment = {**served.environment, "PATH": f"{container_bin}:{os.environ['PATH']}"}
+    hidden = served.job(job_ad(models=["simple"]), container="hidden")
+    assert job_report(hidden) == ("ready", ["simple"], [])
+    refused = served.job(job_ad(repository, ["alpha"]), SHORT_JOB, container="hidden")
+    code, stdout, stderr = refused.finish()
+    assert (code, stdout) == (0, "failed||alpha\n")
+    assert "this job's container does not see it" in stderr
+    # A repository shipped in the job's sandbox (/srv inside): a relative path, linked by its path outside.
+    job = served.job(
+        {**job_ad(models=["beta"]), "TritonModelRepository": '"models"'},
+        container="visible",
+        inputs={"models": repository},
+    )
+    assert job_report(job) == ("ready", ["beta"], [])
+    link = state_dir(served.glidein.root) / "job_models" / "beta"
+    assert link.readlink() == job.sandbox / "models" / "beta"
+    holders = registry(served.glidein)["beta"]["holders"]
+    assert [record["sandbox"] for record in holders.values()] == [str(job.sandbox)]  # type: ignore[attr-defined]
+    assert reference_counts(served.glidein) == {"beta": 1}  # the hidden one is only a claim so far
+    assert len(used.read_text().splitlines()) == 3  # every containerised pre-job ran with it
+    served.periodic()  # adopts the claim of the job that could not see the registry
+    assert reference_counts(served.glidein) == {"beta": 1, "simple": 1}
+    job.end()
+    assert served.periodic()["TritonLoadedModels"] == '"simple"'
+
+
+def test_killed_server_is_restarted_on_the_same_ports_then_the_limit_holds(
+    served: Served, repository: Path
+) -> None:
+    holder = served.job(job_ad(repository, ["gamma"]))
+    assert job_report(holder)[0] == "ready"
+    before = state(served.glidein)
+    attributes = served.periodic()
+    assert (attributes["TritonReady"], attributes["TritonRestarts"]) == ("True", "0")
+    os.kill(before.pid, signal.SIGKILL)
+    attributes = served.periodic()
+    assert attributes["TritonReady"] == "True"
+    assert attributes["TritonRestarts"] == "1"
+    assert attributes["HasTriton"] == "True"
+    assert attributes["TritonLoadedModels"] == '"gamma,simple"'  # the held job model came back too
+    after = state(served.glidein)
+    assert after.pid != before.pid
+    assert (after.http_port, after.grpc_port, after.metrics_port) == (
+        before.http_port,
+        before.grpc_port,
+        before.metrics_port,
+    )
+    assert (
+        infer(served.http_url, "gamma", [4, 3, 2, 1], served.token) == 200
+    )  # at the URL published at startup
+    exit_messages = (served.glidein.root / "exit_message").read_text()
+    assert "restart 1 of 3" in exit_messages
+
+
+def test_restart_limit_and_backoff(tmp_path: Path) -> None:
+    prepared = Served(
+        demo.prepare(
+            tmp_path / "glidein",
+            settings={"GLIDEIN_TRITON_RESTART_LIMIT": "2", "GLIDEIN_TRITON_RESTART_BACKOFF": "3600"},
+        )
+    )
+    prepared.start()
+    try:
+        os.kill(state(prepared.glidein).pid, signal.SIGKILL)
+        assert prepared.periodic()["TritonRestarts"] == "1"
+        second = state(prepared.glidein)
+        os.kill(second.pid, signal.SIGKILL)
+        attributes = prepared.periodic()  # the second restart waits an hour
+        assert (attributes["HasTriton"], attributes["TritonReady"], attributes["TritonRestarts"]) == (
+            "True",
+            "False",
+            "1",
+        )
+        with (state_dir(prepared.glidein.root) / "state.json").open("r+") as stream:  # an hour later
+            recorded = json.load(stream)
+            recorded["last_restart_at"] -= 3600
+            stream.seek(0)
+            stream.truncate()
+            json.dump(recorded, stream)
+        assert prepared.periodic()["TritonRestarts"] == "2"
+        os.kill(state(prepared.glidein).pid, signal.SIGKILL)
+        attributes = prepared.periodic()
+        assert (attributes["HasTriton"], attributes["TritonReady"], attributes["TritonRestarts"]) == (
+            "False",
+            "False",
+            "2",
+        )
+        assert "restart limit reached (2" in attributes["TritonFailure"]
+        assert not is_listening(second.http_port)  # no third server
+        assert "stays down" in (prepared.glidein.root / "exit_message").read_text()
+    finally:
+        recorded_state = state(prepared.glidein)
+        prepared.glidein.run_cleanup(prepared.environment)
+        assert leftovers_after_cleanup(prepared.glidein, recorded_state) == []
+
+
+def test_hung_server_is_restarted_then_stopped_for_good(tmp_path: Path) -> None:
+    settings = {
+        "GLIDEIN_TRITON_RESTART_LIMIT": "1",
+        "GLIDEIN_TRITON_READY_TIMEOUT": "10",
+        "GLIDEIN_TRITON_STOP_GRACE": "1",  # a stopped process handles SIGTERM only when it runs again
+    }
+    prepared = Served(demo.prepare(tmp_path / "glidein", settings=settings))
+    prepared.start()
+
+    def three_checks_past_the_readiness_timeout() -> list[dict[str, str]]:
+        runs = [prepared.periodic() for _ in range(2)]
+        time.sleep(max(0.0, state(prepared.glidein).started_at + 10.5 - time.time()))
+        return [*runs, prepared.periodic()]
+
+    try:
+        hung = state(prepared.glidein)
+        os.kill(hung.pid, signal.SIGSTOP)  # alive, but it answers nothing
+        runs = three_checks_past_the_readiness_timeout()
+        assert [(run["TritonReady"], run["TritonRestarts"]) for run in runs] == [
+            ("False", "0"),
+            ("False", "0"),
+            ("True", "1"),  # the third miss in a row, past its readiness timeout: hung
+        ]
+        assert not processes.is_running(hung.pid)
+        second = state(prepared.glidein)
+        os.kill(second.pid, signal.SIGSTOP)
+        runs = three_checks_past_the_readiness_timeout()
+        assert [run["HasTriton"] for run in runs] == ["True", "True", "False"]
+        assert not processes.is_running(second.pid)  # given up: the hung server was stopped, not left
+        assert processes.group_members(second.pgid) == []
+    finally:
+        recorded = state(prepared.glidein)
+        prepared.glidein.run_cleanup(prepared.environment)
+        assert leftovers_after_cleanup(prepared.glidein, recorded) == []
+
+
+def test_accounting_counts_every_request_across_a_restart(served: Served, repository: Path) -> None:
+    holder = served.job(job_ad(repository, ["delta"]))
+    assert job_report(holder)[0] == "ready"
+    statuses = [infer(served.http_url, "delta", [number, 1, 2, 3], served.token) for number in (1, 2, -1)]
+    assert statuses[:2] == [200, 200]
+    assert statuses[2] != 200
+    assert served.periodic()["TritonInferenceCount"] == "2"  # a snapshot the ledger keeps
+    os.kill(state(served.glidein).pid, signal.SIGKILL)
+    assert served.periodic()["TritonRestarts"] == "1"
+    assert [infer(served.http_url, "delta", [5, 6, 7, 8], served.token) for _ in range(3)] == [200] * 3
+    attributes = served.periodic()
+    assert attributes["TritonInferenceCount"] == "5"
+    recorded = state(served.glidein)
+    holder.end()
+    results = served.glidein.run_cleanup(served.environment)
+    path = served.glidein.root / "log" / "glidein_triton_accounting.json"
+    document = json.loads(path.read_text())
+    assert document["complete"] is True
+    assert document["server"]["restarts"] == 1
+    assert document["server"]["gpus"] == []
+    assert document["server"]["seconds"] >= time.time() - recorded.launched_at - 60
+    delta = document["models"]["delta"]
+    assert (delta["success_count"], delta["failure_count"], delta["inference_count"]) == (5, 1, 5)
+    assert delta["compute_seconds"] > 0
+    assert delta["queue_seconds"] >= 0
+    assert document["models"]["simple"]["success_count"] == 0
+    assert document["totals"]["success_count"] == 5
+    summary = [line for line in results[0].stderr.splitlines() if "Triton accounting" in line]
+    assert len(summary) == 1
+    assert "1 restarts; 5 requests ok, 1 failed" in summary[0]
+    assert "delta=5/1" in summary[0]
+    assert leftovers_after_cleanup(served.glidein, recorded) == []
+
+
+def test_periodic_before_startup_and_with_triton_off(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON": "False"})
+    code, attributes, _ = hooks_sim.run_periodic(prepared.glidein, prepared.environment, first=True)
+    assert (code, attributes) == (0, {"TritonReady": "False"})  # the startup script has not run yet
+    assert prepared.glidein.run_startup(prepared.environment).returncode == 0
+    code, attributes, _ = hooks_sim.run_periodic(prepared.glidein, prepared.environment)
+    assert (code, attributes) == (0, {"TritonReady": "False"})
+    job = hooks_sim.start_job(prepared.glidein, SHORT_JOB, prepared.environment, job_ad(models=["simple"]))
+    code, stdout, _ = job.finish()
+    assert (code, stdout) == (0, "||\n")  # no pre-job hook is installed when Triton is off
+
+
+def test_apptainer_runtime_restart_starts_the_instance_again(tmp_path: Path) -> None:
+    prepared = Served(demo.prepare(tmp_path / "glidein", runtime="apptainer"))
+    prepared.start()
+    records = Path(prepared.environment["APPTAINER_STANDIN_STATE"])
+    try:
+        before = state(prepared.glidein)
+        root = prepared.glidein.root
+        assert ["--bind", f"{root}:{root}:ro"] == before.prepare[0][-4:-2]  # job model links resolve inside
+        instance_before = json.loads((records / f"{before.instance}.json").read_text())
+        os.kill(before.pid, signal.SIGKILL)
+        attributes = prepared.periodic()
+        assert (attributes["TritonReady"], attributes["TritonRestarts"]) == ("True", "1")
+        instance_after = json.loads((records / f"{before.instance}.json").read_text())
+        assert instance_after["pid"] != instance_before["pid"]  # stopped and started again
+        assert not processes.is_running(instance_before["pid"])
+        assert processes.is_running(instance_after["pid"])
+    finally:
+        recorded = state(prepared.glidein)
+        prepared.glidein.run_cleanup(prepared.environment)
+        assert leftovers_after_cleanup(prepared.glidein, recorded) == []
+    assert list(records.glob("*.json")) == []

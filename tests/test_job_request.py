@@ -1,0 +1,73 @@
+"""Reading a job's request from its ClassAd (old syntax) and its environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from glidein_triton.worker.job_request import (
+    RequestError,
+    classad_attributes,
+    classad_string,
+    parse_names,
+    read_request,
+)
+
+JOB_AD = """MyType = "Job"
+GlobalJobId = "schedd.example.org#12.0#1700000000"
+TritonModelRepository = "/cvmfs/example.org/models/"
+tritonmodels = "resnet, bert  ,resnet"
+TritonModelsRequired = true
+Environment = "A=1 B=2"
+"""
+
+
+def test_classad_string_literals() -> None:
+    assert classad_string(' "plain" ') == "plain"
+    assert classad_string(r'"with \"quotes\" and \\ backslash"') == 'with "quotes" and \\ backslash'
+    assert classad_string('"a" + "b"') is None
+    assert classad_string("true") is None
+    assert classad_string('"') is None
+
+
+def test_classad_attributes_case_insensitive_literals() -> None:
+    values = classad_attributes(JOB_AD, ("TritonModels", "TritonModelsRequired", "Missing"))
+    assert values == {"TritonModels": "resnet, bert  ,resnet", "TritonModelsRequired": "true"}
+
+
+def test_request_from_the_job_ad() -> None:
+    request = read_request({}, JOB_AD)
+    assert request.repository == "/cvmfs/example.org/models"
+    assert request.models == ["resnet", "bert"]
+    assert request.required is True
+    assert request.job_id == "schedd.example.org#12.0#1700000000"
+    assert not request.empty
+
+
+def test_environment_wins_over_the_job_ad() -> None:
+    environment = {
+        "TRITON_MODELS": "gpt",
+        "TRITON_JOB_MODEL_REPOSITORY": "models",
+        "TRITON_MODELS_REQUIRED": "no",
+        "TRITON_MODEL_REPOSITORY": "/the/server/repository",  # published by the glidein: not a request
+    }
+    request = read_request(environment, JOB_AD)
+    assert (request.repository, request.models, request.required) == ("models", ["gpt"], False)
+
+
+def test_empty_request() -> None:
+    request = read_request({"TRITON_MODEL_REPOSITORY": "/served"}, 'MyType = "Job"\n')
+    assert request.empty
+    assert (request.models, request.required, request.job_id) == ([], False, "")
+
+
+def test_bad_names_and_truth_values() -> None:
+    with pytest.raises(RequestError, match=r"'\.\./etc' is not a model name") as raised:
+        read_request({"TRITON_MODELS": "ok,../etc"}, "")
+    assert raised.value.required is False
+    with pytest.raises(RequestError, match=r"'a/b' is not a model name") as raised:
+        read_request({"TRITON_MODELS": "a/b", "TRITON_MODELS_REQUIRED": "1"}, "")
+    assert raised.value.required is True
+    with pytest.raises(RequestError, match=r"TritonModelsRequired='MY\.X > 1' is not a truth value"):
+        read_request({}, 'TritonModels = "a"\nTritonModelsRequired = MY.X > 1\n')
+    with pytest.raises(RequestError, match=r"'\.\.' is not a model name"):
+        parse_names("TRITON_MODELS", "..")

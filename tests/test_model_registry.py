@@ -1,0 +1,102 @@
+"""Locks, holders and claims of the reference counts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.worker import model_registry
+from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive, locked
+
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from glidein_triton.worker.model_registry import locked
+with locked(sys.argv[2], 5):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))
+"""
+REPO = Path(__file__).resolve().parent.parent
+
+
+def hold_lock_in_another_process(path: Path, seconds: float) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(REPO), str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def test_lock_excludes_other_processes_until_released(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.lock"
+    holder = hold_lock_in_another_process(path, 60)
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(LockTimeoutError, match=r"still locked by another process after 0\.3 s"),
+            locked(str(path), 0.3),
+        ):
+            pass
+        assert 0.3 <= time.monotonic() - started < 2
+    finally:
+        holder.kill()
+        holder.communicate()
+    with locked(str(path), 1):  # a process that dies releases its lock
+        pass
+
+
+def test_lock_waits_for_a_short_holder(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.lock"
+    holder = hold_lock_in_another_process(path, 0.5)
+    with locked(str(path), 10):
+        holder.communicate(timeout=10)
+        assert holder.returncode == 0  # it finished before we got the lock
+
+
+def test_holder_alive(tmp_path: Path) -> None:
+    sandbox = tmp_path / "execute" / "dir_1"
+    sandbox.mkdir(parents=True)
+    me = {"pid": os.getpid(), "ticks": model_registry.process_start_ticks(os.getpid())}
+    assert me["ticks"] > 0
+    assert holder_alive({"sandbox": str(sandbox), **me})
+    assert holder_alive({"sandbox": str(sandbox)})  # in a container: the sandbox alone tells
+    assert not holder_alive({"sandbox": str(tmp_path / "gone"), **me})
+    assert not holder_alive({**me, "ticks": me["ticks"] + 1})  # the pid is another process now
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert not holder_alive({"pid": dead.pid, "ticks": 1})
+
+
+def test_claims_are_found_in_sandboxes(tmp_path: Path) -> None:
+    execute = tmp_path / "execute"
+    for number in (1, 2):
+        model_registry.write_claim(str(execute / f"dir_{number}"), f"job{number}", {"job": "x"}, ["m"])
+    (execute / "dir_3").mkdir()  # a job that asked for nothing
+    (execute / "dir_4" / model_registry.JOB_DIR).mkdir(parents=True)
+    (execute / "dir_4" / model_registry.JOB_DIR / model_registry.CLAIM_FILE).write_text("{not json")
+    found = list(model_registry.claims(str(execute)))
+    assert [(Path(sandbox).name, claim["holder"], claim["models"]) for sandbox, claim in found] == [
+        ("dir_1", "job1", ["m"]),
+        ("dir_2", "job2", ["m"]),
+    ]
+    assert list(model_registry.claims(str(tmp_path / "no_execute_dir_yet"))) == []
+
+
+def test_registry_round_trip_and_counts(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    assert registry.reference_counts() == {}
+    with registry.lock():
+        registry.save(
+            {"a": {"source": "", "holders": {"j1": {}, "j2": {}}}, "b": {"source": "/x", "holders": {}}}
+        )
+    assert registry.reference_counts() == {"a": 2, "b": 0}
+    (tmp_path / model_registry.REGISTRY_FILE).write_text("[]")  # damaged: read as empty, not a crash
+    assert registry.models() == {}
