@@ -86,7 +86,7 @@ def check_runtime(context: NodeContext) -> tuple[Finding, ServerRuntime]:
     if code != 0:
         summary = f"{executable} --version exited with {code}: {last_line(output)}"
         return Finding("runtime", FAIL, summary), ServerRuntime(chosen, executable)
-    summary = f"{chosen}: {executable} ({last_line(output)})"
+    summary = f"{executable}: {last_line(output)}"
     return Finding("runtime", OK, summary), ServerRuntime(chosen, executable)
 
 
@@ -121,7 +121,7 @@ def sandbox_server(image: Path) -> str:
 def check_local_image(path: Path) -> Finding:
     """An image on this node's file system: a SIF file, or a sandbox directory holding tritonserver."""
     if not path.exists():
-        notes = ()
+        notes: tuple[str, ...] = ()
         if str(path).startswith("/cvmfs/"):
             notes = ("is CVMFS mounted here? (autofs mounts a repository on first access)",)
         return Finding("image", FAIL, f"server image {path} does not exist on this node", notes)
