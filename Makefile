@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit venv clean
+.PHONY: demo test lint unit venv clean docs
 
 venv: $(STAMP)
 
@@ -25,8 +25,12 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not server'
 
-test: lint
+# The documentation site, into site/; --strict fails on any warning (broken links, pages not in the nav).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache
