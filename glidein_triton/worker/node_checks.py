@@ -86,13 +86,10 @@ def check_driver(context: NodeContext, found: Sequence[GPU]) -> Finding:
             "name has it, to compare",
         )
     verdict = cuda_support.judge(driver, context.release)
-    if verdict.status == "ok":
-        return Finding("driver", OK, verdict.message)
-    if verdict.status == "unknown":
-        return Finding("driver", WARN, verdict.message)
-    if verdict.status == "warn":
-        return Finding("driver", WARN, verdict.message)
-    return gpu_problem(context, "driver", verdict.message)
+    if verdict.status == "fail":
+        return gpu_problem(context, "driver", verdict.message)
+    # "unknown" (a release not in the table) is a warning: the driver may or may not do.
+    return Finding("driver", OK if verdict.status == "ok" else WARN, verdict.message)
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
