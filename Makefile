@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit venv clean bench
+.PHONY: demo test lint unit venv clean docs bench
 
 venv: $(STAMP)
 
@@ -25,7 +25,11 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not server'
 
-test: lint
+# The documentation site, into site/; --strict fails on any warning (broken links, pages not in the nav).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -33,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache

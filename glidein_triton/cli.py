@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run a command as a job of a simulated glidein with the real local Triton server",
         "glidein_triton.local_job:main",
     ),
+    "check": (
+        "check whether Triton can run on this node (worker node or test glidein)",
+        "glidein_triton.worker.check:main",
+    ),
 }
 
 

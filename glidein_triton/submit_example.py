@@ -102,7 +102,7 @@ def submit_description(request: JobRequest) -> str:
 
 def job_script() -> str:
     """The example job script shipped with the package."""
-    return (resources.files("glidein_triton") / "templates" / JOB_SCRIPT).read_text()
+    return (resources.files("glidein_triton") / "job_templates" / JOB_SCRIPT).read_text()
 
 
 def write(directory: Path, request: JobRequest, force: bool = False) -> list[Path]:

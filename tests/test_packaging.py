@@ -1,14 +1,23 @@
-"""The templates ship in the wheel as package data and load from there; no package is left out."""
+"""Release artifacts: ``python -m build`` gives an sdist and a wheel built from it, with everything that ships.
+
+The build runs offline (``--no-isolation``, with the setuptools and wheel of the test environment) on a
+clean copy of the files git knows, once for this module.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
+import glidein_triton
 from glidein_triton import templates
 
 try:
@@ -17,23 +26,156 @@ except ModuleNotFoundError:  # Python < 3.11: the copy setuptools carries
     from setuptools._vendor import tomli as tomllib  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parent.parent
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+VERSION = glidein_triton.__version__
+#: Files the scripts and stand-ins are run as: executable in both artifacts.
+EXECUTABLES = (
+    "glidein_triton/scripts/glidein_triton_setup.sh",
+    "glidein_triton/scripts/glidein_triton_cleanup.sh",
+    "glidein_triton/scripts/publish_config.sh",
+    "glidein_triton/standins/apptainer",
+    "glidein_triton/glidein_doubles/error_gen.sh",
+)
 
 
-def test_every_python_package_is_listed_in_pyproject() -> None:
-    listed = set(PYPROJECT["packages"])
-    found = {
-        ".".join(path.parent.relative_to(REPO).parts)
-        for path in (REPO / "glidein_triton").rglob("__init__.py")
-        if "models" not in path.parts
+def clean_copy(target: Path) -> Path:
+    """The files git knows (tracked, and new but not ignored), copied to ``target``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    return target
+
+
+class Artifacts:
+    def __init__(self, sdist: Path, wheel: Path, log: str) -> None:
+        self.sdist = sdist
+        self.wheel = wheel
+        self.log = log
+        self.wheel_files = {info.filename: info for info in zipfile.ZipFile(wheel).infolist()}
+        with tarfile.open(sdist) as archive:
+            prefix = f"glidein_triton-{VERSION}/"
+            self.sdist_files = {
+                member.name.removeprefix(prefix): member for member in archive.getmembers() if member.isfile()
+            }
+            self.pkg_info = archive.extractfile(f"{prefix}PKG-INFO").read().decode()  # type: ignore[union-attr]
+        self.metadata = zipfile.ZipFile(wheel).read(f"glidein_triton-{VERSION}.dist-info/METADATA").decode()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    root = tmp_path_factory.mktemp("build")
+    source = clean_copy(root / "source")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(root / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    (sdist,) = (root / "dist").glob("glidein_triton-*.tar.gz")
+    (wheel,) = (root / "dist").glob("glidein_triton-*-py3-none-any.whl")
+    return Artifacts(sdist, wheel, log)
+
+
+def shipped_data(source: bool = False) -> list[str]:
+    """Every data file the package ships: its path in the installed package, or in the source tree."""
+    mapped = "" if source else "glidein_triton/"
+    names = [f"{mapped}{name}" for name in templates.template_names()]
+    names += [f"{mapped}apptainer/{path.name}" for path in sorted((REPO / "apptainer").glob("*.def"))]
+    names += [f"{mapped}apptainer/tritonclient.Dockerfile"]
+    package = REPO / "glidein_triton"
+    for pattern in ("scripts/*.sh", "worker/*.py", "glidein_doubles/*", "standins/*", "job_templates/*.py"):
+        names += [f"glidein_triton/{path.relative_to(package)}" for path in sorted(package.glob(pattern))]
+    names += ["glidein_triton/models/simple/config.pbtxt", "glidein_triton/models/simple/1/model.py"]
+    return names
+
+
+def test_every_importable_directory_is_a_listed_package() -> None:
+    """setuptools counts every directory with an importable name as a package: none may be left out."""
+    found = {"glidein_triton"} | {
+        ".".join(path.relative_to(REPO).parts)
+        for path in (REPO / "glidein_triton").rglob("*")
+        if path.is_dir()
+        and path.name != "__pycache__"
+        and all(part.isidentifier() for part in path.relative_to(REPO).parts)
     }
-    mapped = {
-        package
-        for package, directory in PYPROJECT["package-dir"].items()
-        if (REPO / directory / "__init__.py").is_file()
-    }
-    assert listed == found | mapped
-    assert mapped == set(templates.TEMPLATE_PACKAGES.values())
+    mapped = SETUPTOOLS["package-dir"]
+    assert set(SETUPTOOLS["packages"]) == found | set(mapped)
+    assert all((REPO / directory / "__init__.py").is_file() for directory in mapped.values())
+    assert set(templates.TEMPLATE_PACKAGES.values()) <= set(mapped)
+    assert "glidein_triton.templates" not in SETUPTOOLS["packages"], "templates.py is a module"
+
+
+def test_the_build_is_clean_and_the_wheel_comes_from_the_sdist(artifacts: Artifacts) -> None:
+    assert "Building wheel from sdist" in artifacts.log
+    assert "is absent from the `packages` configuration" not in artifacts.log
+    assert "BuildBackendWarning" not in artifacts.log
+
+
+def test_the_wheel_carries_templates_images_scripts_models_and_doubles(artifacts: Artifacts) -> None:
+    files = artifacts.wheel_files
+    missing = [name for name in shipped_data() if name not in files]
+    assert missing == []
+    assert "glidein_triton/worker/check.py" in files
+    assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+    assert not [name for name in files if name.startswith(("tests/", "benchmarks/", "docs/"))]
+    for name in EXECUTABLES:
+        assert files[name].external_attr >> 16 & 0o777 == 0o755, name
+
+
+def test_the_sdist_carries_the_sources_docs_and_tests(artifacts: Artifacts) -> None:
+    files = artifacts.sdist_files
+    expected = [
+        "pyproject.toml",
+        "setup.cfg",
+        "README.md",
+        "LICENSE",
+        "CHANGELOG.md",
+        "Makefile",
+        "mkdocs.yml",
+        "docs/hooks.py",
+        "docs/troubleshooting.md",
+        "docs/settings.md",
+        "docs/examples/glideinWMS.xml",
+        "tests/test_packaging.py",
+        "tests/fixtures/factory/glideinWMS.xml",
+        "examples/README.md",
+        "benchmarks/overhead.py",
+        "factory_xml/__init__.py",
+        "apptainer/__init__.py",
+        *shipped_data(source=True),
+    ]
+    missing = [name for name in expected if name not in files]
+    assert missing == []
+    assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+    for name in EXECUTABLES:
+        assert files[name].mode & 0o777 == 0o755, name
+
+
+def test_one_version_everywhere(artifacts: Artifacts) -> None:
+    source = (REPO / "glidein_triton" / "__init__.py").read_text()
+    assert re.findall(r'^__version__ = "([^"]+)"$', source, re.MULTILINE) == [VERSION]
+    assert "version" in PYPROJECT["project"]["dynamic"]
+    assert "version" not in PYPROJECT["project"]
+    assert SETUPTOOLS["dynamic"]["version"] == {"attr": "glidein_triton.__version__"}
+    assert f"\nVersion: {VERSION}\n" in artifacts.metadata
+    assert f"\nVersion: {VERSION}\n" in artifacts.pkg_info
+    assert artifacts.wheel.name == f"glidein_triton-{VERSION}-py3-none-any.whl"
+    assert "\nLicense-Expression: Apache-2.0\n" in artifacts.metadata
+    command = shutil.which("glidein-triton", path=str(Path(sys.executable).parent))
+    assert command is not None
+    printed = subprocess.run([command, "--version"], capture_output=True, text=True, check=True).stdout
+    assert printed == f"glidein-triton {VERSION}\n"
+    assert f"\n## [{VERSION}] - " in (REPO / "CHANGELOG.md").read_text(), "CHANGELOG.md has no entry for it"
 
 
 def test_the_editable_install_finds_the_templates_in_the_top_level_directories() -> None:
@@ -44,55 +186,29 @@ def test_the_editable_install_finds_the_templates_in_the_top_level_directories()
     assert templates.template_source("elsewhere/x.j2") is None
 
 
-def test_a_built_wheel_carries_the_templates_and_renders_them(tmp_path: Path) -> None:
-    """Build the wheel offline from the files git knows, then render every template from the wheel alone."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    source = tmp_path / "source"
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, source / name)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = tmp_path.glob("glidein_triton-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for name in templates.template_names():
-        directory, _, file_name = name.partition("/")
-        assert f"glidein_triton/{directory}/{file_name}" in names
+def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(artifacts: Artifacts) -> None:
     # -S: no site, so no editable-install finder; the wheel first, then the dependencies.
     code = (
         "import sys; sys.path[:0] = sys.argv[1:3]\n"
         "import glidein_triton\n"
         "assert glidein_triton.__file__.startswith(sys.argv[1]), glidein_triton.__file__\n"
+        "from importlib import resources\n"
         "from glidein_triton import templates\n"
         "from glidein_triton.factory_patch import FactoryOptions, snippet\n"
-        "print(len(templates.template_names()), snippet(FactoryOptions(('E',), '/p')).count('<file '))\n"
+        "definition = resources.files('glidein_triton.apptainer').joinpath('tritonserver.def').read_text()\n"
+        "print(len(templates.template_names()), snippet(FactoryOptions(('E',), '/p')).count('<file '),\n"
+        "      definition.splitlines()[0])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code, str(wheel), sysconfig.get_paths()["purelib"]],
+        [sys.executable, "-S", "-c", code, str(artifacts.wheel), sysconfig.get_paths()["purelib"]],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(len(templates.template_names())), "3"]
+    first_line = (REPO / "apptainer" / "tritonserver.def").read_text().splitlines()[0]
+    assert result.stdout.rstrip("\n").split(maxsplit=2) == [
+        str(len(templates.template_names())),
+        "3",
+        first_line,
+    ]

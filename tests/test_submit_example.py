@@ -80,7 +80,7 @@ def test_writes_the_description_and_an_executable_job_script(tmp_path: Path) -> 
     assert [path.name for path in written] == ["triton_job.sub", "triton_job.py"]
     script = tmp_path / "job" / "triton_job.py"
     assert script.stat().st_mode & stat.S_IXUSR
-    assert script.read_text() == (REPO / "glidein_triton" / "templates" / "triton_job.py").read_text()
+    assert script.read_text() == (REPO / "glidein_triton" / "job_templates" / "triton_job.py").read_text()
 
 
 def test_existing_files_are_kept_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

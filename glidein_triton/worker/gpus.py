@@ -149,6 +149,17 @@ def _run(argv: Sequence[str]) -> str:
     return result.stdout
 
 
+#: What :func:`query` raises when nvidia-smi cannot be run or its output cannot be read.
+QUERY_ERRORS = (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired)
+
+
+def query(nvidia_smi: str, environment: Mapping[str, str]) -> list[GPU]:
+    """The devices ``nvidia_smi`` reports that the environment lets this glidein use; raises QUERY_ERRORS."""
+    gpus = parse_query_csv(_run([nvidia_smi, *QUERY_ARGS]))
+    slices = parse_list(_run([nvidia_smi, *LIST_ARGS]))
+    return visible_devices(devices(gpus, slices), environment)
+
+
 def detect(environment: Mapping[str, str]) -> list[GPU]:
     """The GPUs this glidein may use; none when nvidia-smi is missing or fails (then CPU mode)."""
     nvidia_smi = shutil.which("nvidia-smi", path=environment.get("PATH"))
@@ -156,11 +167,9 @@ def detect(environment: Mapping[str, str]) -> list[GPU]:
         LOG.info("no nvidia-smi on PATH: CPU mode")
         return []
     try:
-        gpus = parse_query_csv(_run([nvidia_smi, *QUERY_ARGS]))
-        slices = parse_list(_run([nvidia_smi, *LIST_ARGS]))
-    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+        found = query(nvidia_smi, environment)
+    except QUERY_ERRORS as error:
         LOG.warning("nvidia-smi failed, so no GPU is used: %s", error)
         return []
-    found = visible_devices(devices(gpus, slices), environment)
     LOG.info("GPUs for Triton: %s", ", ".join(f"{gpu.uuid} ({gpu.label})" for gpu in found) or "none")
     return found
