@@ -213,11 +213,19 @@ def test_a_runtime_without_instance_support_fails(node: Node, capsys: pytest.Cap
     )
 
 
-def test_auto_with_singularity_on_path_only_reports_what_startup_would_do(
+def test_auto_with_singularity_on_path_only_uses_it(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    singularity = write_executable(node.bin / "singularity", "#!/bin/sh\necho singularity version 3.8.7\n")
+    _, report = run_check(capsys, "--image", str(node.image()))
+    assert by_name(report)["runtime"]["status"] != "fail"
+    assert str(singularity) in by_name(report)["runtime"]["summary"]
+
+
+def test_apptainer_asked_for_with_singularity_on_path_only(
     node: Node, capsys: pytest.CaptureFixture[str]
 ) -> None:
     singularity = write_executable(node.bin / "singularity", "#!/bin/sh\necho singularity version 3.8.7\n")
-    code, report = run_check(capsys, "--image", str(node.image()))
+    config = node.glidein_config(GLIDEIN_TRITON_RUNTIME="apptainer", GLIDEIN_TRITON_IMAGE=str(node.image()))
+    code, report = run_check(capsys, "--glidein-config", str(config))
     runtime = by_name(report)["runtime"]
     assert code == 1
     assert runtime["status"] == "fail"

@@ -79,7 +79,7 @@ def check_runtime(context: NodeContext) -> tuple[Finding, ServerRuntime]:
         notes: tuple[str, ...] = ()
         other = shutil.which("singularity", path=path)
         if chosen == "apptainer" and other:
-            # choose_runtime resolves auto to "apptainer"; find_container_runtime then tries apptainer only.
+            # GLIDEIN_TRITON_RUNTIME=apptainer asks for apptainer only.
             notes = (f"{other} is there: set SINGULARITY_PATH or GLIDEIN_TRITON_RUNTIME=singularity",)
         return Finding("runtime", FAIL, error.message, notes), ServerRuntime(chosen)
     code, output = run_command([executable, "--version"])
