@@ -12,13 +12,16 @@ import argparse
 import datetime
 import os
 import platform
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import overhead, pool, report, sharing
+from . import hooks, overhead, pool, report, sharing
 
 SHARING_TARGETS = {"throughput": 0.9, "memory": 0.5}
+CLEANUP = "cleanup script (stop, check, remove)"
+CLEANUP_TARGET_MS = 2000.0
 
 
 def machine() -> str:
@@ -38,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print("== overhead (alternating runs)", file=sys.stderr)
     comparisons = overhead.run(rounds_off, rounds_on)
+    print("== hooks", file=sys.stderr)
+    hook_timings = hooks.run(20 if args.quick else 50)
+    cleanup = next(c for c in comparisons if c.name.startswith("cleanup"))
+    hook_timings[CLEANUP] = [seconds * 1000 for seconds in cleanup.ours]
+    hook_targets = {**hooks.TARGETS_MS, CLEANUP: CLEANUP_TARGET_MS}
     print("== sharing gain", file=sys.stderr)
     shared = sharing.run(job_counts, seconds)
     print("== pool simulation", file=sys.stderr)
@@ -47,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     throughput_ratio = at_eight["server"].throughput / at_eight["in-process"].throughput
     memory_ratio = at_eight["server"].memory_mb / at_eight["in-process"].memory_mb
     misses = [c.name for c in comparisons if c.ratio > c.target]
+    misses += [
+        f"{name}: median {statistics.median(hook_timings[name]):.0f} ms > {target:.0f} ms"
+        for name, target in hook_targets.items()
+        if statistics.median(hook_timings[name]) > target
+    ]
     if throughput_ratio < SHARING_TARGETS["throughput"]:
         misses.append(f"8 jobs: throughput ratio {throughput_ratio:.2f} < {SHARING_TARGETS['throughput']}")
     if memory_ratio > SHARING_TARGETS["memory"]:
@@ -69,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         "  that costs about 90 ms per start, which a worker node's `/usr/bin/python3` does not.",
         "- *cleanup*: ours stops the server with a 1.5 s grace (`GLIDEIN_TRITON_STOP_GRACE`), then SIGKILL and",
         "  removal of its shared memory; by hand waits for Triton's own graceful exit.",
+        "",
+        "## Hooks",
+        "",
+        "Each hook runs as a new process, as GlideinWMS runs it (shell and Python start included).",
+        "",
+        *report.absolute_rows(hook_timings, hook_targets),
         "",
         "## Sharing one server (8 jobs: the target)",
         "",

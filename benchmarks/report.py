@@ -34,16 +34,19 @@ def overhead_rows(comparisons: Sequence[Comparison]) -> list[str]:
     return rows
 
 
-def absolute_rows(timings: dict[str, list[float]], targets: dict[str, float]) -> list[str]:
-    rows = ["| hook | median | p95 | target | met |", "|---|---|---|---|---|"]
-    for name, values in timings.items():
+def absolute_rows(timings_ms: dict[str, list[float]], targets_ms: dict[str, float]) -> list[str]:
+    """Hook timings (milliseconds) with their targets, where they have one."""
+    rows = ["| what | median | p90 | runs | target | met |", "|---|---|---|---|---|---|"]
+    for name, values in timings_ms.items():
         ordered = sorted(values)
-        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
         median = statistics.median(values)
-        target = targets[name]
+        target = targets_ms.get(name)
+        judged = (
+            ("-", "-") if target is None else (f"<= {target:.0f} ms", "yes" if median <= target else "**no**")
+        )
         rows.append(
-            f"| {name} | {median * 1000:.1f} ms | {p95 * 1000:.1f} ms | <= {target * 1000:.0f} ms | "
-            f"{'yes' if median <= target else '**no**'} |"
+            f"| {name} | {median:.1f} ms | {p90:.1f} ms | {len(values)} | {judged[0]} | {judged[1]} |"
         )
     return rows
 
