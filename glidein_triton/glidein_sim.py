@@ -135,7 +135,7 @@ class SimulatedGlidein:
         return self.main_dir / payload.SETUP_SCRIPT
 
     def config(self) -> dict[str, str]:
-        return parse_glidein_config(self.config_path.read_text())
+        return parse_glidein_config(self.config_path.read_bytes().decode("utf-8", errors="surrogateescape"))
 
     def _run(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None, timeout: float) -> ScriptResult:
         report = self.root / "otrb_output.xml"
