@@ -22,6 +22,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "payload": ("build the files the factory serves, and print their XML", "glidein_triton.payload_cli:main"),
     "settings-doc": ("print the settings reference (docs/settings.md)", "glidein_triton.settings_doc:main"),
+    "reliability-doc": (
+        "print the table of faults tried and what happens (docs/reliability.md)",
+        "glidein_triton.reliability:main",
+    ),
+    "soak": (
+        "run start/stop cycles of a simulated glidein and check that nothing grows",
+        "glidein_triton.soak:main",
+    ),
     "discover": ("list the Triton-capable slots of an HTCondor pool", "glidein_triton.discover:main"),
     "submit-example": (
         "write a submit description and job script for a job that uses Triton",

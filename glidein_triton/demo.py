@@ -60,8 +60,20 @@ def prepare(root: Path, runtime: str = "process", settings: Mapping[str, str] | 
     """A glidein under ``root`` whose startup script will run the real local tritonserver."""
     glidein = SimulatedGlidein(root).layout()
     glidein.install_payload()
-    launcher = local_server.prepare(root / "tritonserver-home")
-    repository = root / "model_repository"
+    values, environment = server_settings(root, runtime)
+    values.update(settings or {})
+    for key, value in values.items():
+        glidein.set(key, value)
+    return DemoGlidein(glidein, environment)
+
+
+def server_settings(home: Path, runtime: str = "process") -> tuple[dict[str, str], dict[str, str]]:
+    """(glidein_config settings, environment) that run the local server laid out under ``home``.
+
+    The launcher, a copy of the bundled models and, for the apptainer runtime, the stand-in's image.
+    """
+    launcher = local_server.prepare(home / "tritonserver-home")
+    repository = home / "model_repository"
     shutil.copytree(MODELS_DIR, repository, dirs_exist_ok=True)
     environment = dict(os.environ)
     values = {
@@ -77,12 +89,9 @@ def prepare(root: Path, runtime: str = "process", settings: Mapping[str, str] | 
         # What singularity_setup.sh would publish, pointing at the stand-in (see standins/apptainer).
         values["SINGULARITY_PATH"] = str(STANDIN_APPTAINER)
         values["HAS_SINGULARITY"] = "True"
-        values["GLIDEIN_TRITON_IMAGE"] = str(make_standin_image(root / "images", launcher))
-        environment["APPTAINER_STANDIN_STATE"] = str(root / "apptainer-standin-state")
-    values.update(settings or {})
-    for key, value in values.items():
-        glidein.set(key, value)
-    return DemoGlidein(glidein, environment)
+        values["GLIDEIN_TRITON_IMAGE"] = str(make_standin_image(home / "images", launcher))
+        environment["APPTAINER_STANDIN_STATE"] = str(home / "apptainer-standin-state")
+    return values, environment
 
 
 def job_requirements_match(attributes: Mapping[str, str], requirements: str = JOB_REQUIREMENTS) -> bool:

@@ -38,6 +38,10 @@ def helper_scripts_dir() -> Path:
     return Path(real) if real else DOUBLES_DIR
 
 
+#: ScriptResult.status when error_gen left an otrb_output.xml that is not XML (it could not write it all).
+UNREADABLE_REPORT = "UNREADABLE"
+
+
 @dataclass
 class ScriptResult:
     """A script's exit code and output, and what it reported through error_gen (otrb_output.xml)."""
@@ -131,11 +135,12 @@ class SimulatedGlidein:
         return self.main_dir / payload.SETUP_SCRIPT
 
     def config(self) -> dict[str, str]:
-        return parse_glidein_config(self.config_path.read_text())
+        return parse_glidein_config(self.config_path.read_bytes().decode("utf-8", errors="surrogateescape"))
 
     def _run(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None, timeout: float) -> ScriptResult:
         report = self.root / "otrb_output.xml"
-        report.unlink(missing_ok=True)
+        if report.exists():  # not unlink(missing_ok=True): a read-only work directory refuses that too
+            report.unlink()
         result = subprocess.run(
             argv,
             cwd=cwd,
@@ -148,7 +153,11 @@ class SimulatedGlidein:
         )
         outcome = ScriptResult(result.returncode, result.stdout, result.stderr)
         if report.exists():
-            outcome.status, outcome.metrics, outcome.detail = read_report(report)
+            try:
+                outcome.status, outcome.metrics, outcome.detail = read_report(report)
+            except ET.ParseError:
+                # error_gen could not finish the file (e.g. the disk is full): no report.
+                outcome.status = UNREADABLE_REPORT
         return outcome
 
     def run_startup(self, env: Mapping[str, str] | None = None, timeout: float = 600) -> ScriptResult:

@@ -61,6 +61,17 @@ def assert_nothing_left(glidein: SimulatedGlidein, state: ServerState | None) ->
     assert recorded_state(glidein) is None
 
 
+def add_model(repository: Path, name: str, source: str) -> None:
+    """A python-backend model ``name`` with ``source`` as its model.py, in ``repository``."""
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
+    )
+    (repository / name / "1" / "model.py").write_text(source)
+
+
 def write_executable(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -21,7 +21,7 @@ from glidein_triton.worker.ports import Ports, is_listening
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import ServerState
 
-from .conftest import assert_nothing_left, recorded_state
+from .conftest import add_model, assert_nothing_left, recorded_state
 
 pytestmark = pytest.mark.server
 
@@ -37,17 +37,6 @@ class TritonPythonModel:
     def initialize(self, args):
         time.sleep(60)
 """
-
-
-def add_model(repository: Path, name: str, source: str) -> None:
-    """A python-backend model ``name`` with ``source`` as its model.py, in ``repository``."""
-    (repository / name / "1").mkdir(parents=True)
-    (repository / name / "config.pbtxt").write_text(
-        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [ { name: "IN", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
-        'output [ { name: "OUT", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
-    )
-    (repository / name / "1" / "model.py").write_text(source)
 
 
 def standin_instances(environment: dict[str, str]) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from glidein_triton.demo import STANDIN_APPTAINER
 from glidein_triton.worker import runtime
-from glidein_triton.worker.errors import RuntimeNotFoundError, VOConfigError
+from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import Ports
 
@@ -189,3 +189,35 @@ def test_standin_exec_needs_the_command_in_the_image(tmp_path: Path, sandbox: Pa
     assert missing.returncode == 255
     assert "executable file not found" in missing.stderr
     standin("instance", "stop", "cmd", state=state)
+
+
+@pytest.mark.parametrize("name", ["model repo", "modèles", "repo$HOME", "repo;ls"])
+def test_python_backend_models_need_a_shell_safe_path(tmp_path: Path, name: str) -> None:
+    repository = tmp_path / name
+    (repository / "onnx_model").mkdir(parents=True)
+    (repository / "onnx_model" / "config.pbtxt").write_text('backend: "onnxruntime"\n')
+    runtime.check_python_backend_path(str(repository), ["*"])
+    (repository / "py_model").mkdir()
+    (repository / "py_model" / "config.pbtxt").write_text('name: "py_model"\n  backend : "python"\n')
+    runtime.check_python_backend_path(str(repository), ["onnx_model"])
+    with pytest.raises(VOConfigError, match="model py_model uses Triton's python backend, which cannot load"):
+        runtime.check_python_backend_path(str(repository), ["*"])
+    with pytest.raises(VOConfigError, match="GLIDEIN_TRITON_MODEL_REPOSITORY"):
+        runtime.check_python_backend_path(str(repository), ["py_model"])
+
+
+def test_python_backend_paths_that_work(tmp_path: Path) -> None:
+    repository = tmp_path / "models_v2.1-cms+gpu@site"
+    (repository / "py_model").mkdir(parents=True)
+    (repository / "py_model" / "config.pbtxt").write_text('backend: "python"\n')
+    runtime.check_python_backend_path(str(repository), ["*"])
+
+
+@pytest.mark.parametrize("repository", ["/cvmfs/repo:v2", "/data/a,b"])
+def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> None:
+    with pytest.raises(VOConfigError, match="cannot be bound into the container"):
+        runtime.container_plan("apptainer", "/a", "/img", repository, PORTS, [], [], [], "gt-3")
+    with pytest.raises(ConfigError, match="GLIDEIN_TRITON_TLS_"):
+        runtime.container_plan(
+            "apptainer", "/a", "/img", "/repo", PORTS, [], [], [], "gt-3", same_path_binds=[repository]
+        )

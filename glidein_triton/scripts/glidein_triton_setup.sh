@@ -5,9 +5,35 @@
 
 glidein_config="$1"
 script_name=glidein_triton_setup.sh
+
+report() {
+    # error_gen -ok|-error ...; without an error_gen (no ERROR_GEN_PATH) the result goes to stderr only.
+    if [ -x "$error_gen" ]; then
+        "$error_gen" "$@"
+    else
+        echo "glidein-triton: no error_gen (ERROR_GEN_PATH='$error_gen'); not reported: $*" >&2
+    fi
+}
+
+switch_off() { [[ "${1^^}" =~ ^(|FALSE|F|NO|N|0+)$ ]]; }
+
 add_config_line_source=$(grep -m1 '^ADD_CONFIG_LINE_SOURCE ' "$glidein_config" | cut -d ' ' -f 2-)
 # shellcheck source=/dev/null
-source "$add_config_line_source"
+if ! { [ -f "$add_config_line_source" ] && source "$add_config_line_source"; }; then
+    # A damaged glidein: nothing can be published. Report it, reading glidein_config with grep.
+    value() { grep "^$1 " "$glidein_config" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2- | tr -d ' \t\r\n'; }
+    error_gen=$(grep "^ERROR_GEN_PATH " "$glidein_config" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2-)
+    detail="cannot source ADD_CONFIG_LINE_SOURCE='$add_config_line_source' of $glidein_config: nothing published"
+    echo "glidein-triton: $detail" >&2
+    switch_off "$(value GLIDEIN_TRITON)" && { report -ok "$script_name" HasTriton False; exit 0; }
+    required=$(value GLIDEIN_TRITON_REQUIRED)
+    if [[ "${required^^}" =~ ^(TRUE|T|YES|Y|0*[1-9][0-9]*)$ ]]; then
+        report -error "$script_name" Corruption "$detail" HasTriton False
+        exit 1
+    fi
+    report -ok "$script_name" HasTriton False TritonFailure Corruption
+    exit 0
+fi
 condor_vars_file=$(gconfig_get CONDOR_VARS_FILE "$glidein_config")
 error_gen=$(gconfig_get ERROR_GEN_PATH "$glidein_config")
 
@@ -16,22 +42,22 @@ no_triton() {
     gconfig_add HAS_TRITON False
     add_condor_vars_line HAS_TRITON C - HasTriton N Y HAS_TRITON
     if [ -z "$1" ]; then
-        "$error_gen" -ok "$script_name" HasTriton False
+        report -ok "$script_name" HasTriton False
         exit 0
     fi
     echo "glidein-triton: $2" >&2
     gconfig_add TRITON_FAILURE "$1: $2"
     add_condor_vars_line TRITON_FAILURE S - TritonFailure N Y -
     if gconfig_get_bool GLIDEIN_TRITON_REQUIRED "$glidein_config"; then
-        "$error_gen" -error "$script_name" "$1" "$2" HasTriton False
+        report -error "$script_name" "$1" "$2" HasTriton False
         exit 1
     fi
-    "$error_gen" -ok "$script_name" HasTriton False TritonFailure "$1"
+    report -ok "$script_name" HasTriton False TritonFailure "$1"
     exit 0
 }
 
 switch=$(gconfig_get GLIDEIN_TRITON "$glidein_config" | tr -d ' \t\r\n')
-if [[ "${switch^^}" =~ ^(|FALSE|F|NO|N|0+)$ ]]; then
+if switch_off "$switch"; then
     no_triton
 fi
 

@@ -53,6 +53,8 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
     state_path = directory / STATE_FILE_NAME
     state = ServerState.load(state_path)
     if state is None:
+        # A token without a state file: the startup was killed before it recorded a server.
+        remove(directory / token.TOKEN_FILE_NAME)
         LOG.info("no Triton server recorded in %s: nothing to clean up", directory)
         return []
     uptime = time.time() - state.started_at if state.started_at else 0.0
@@ -65,13 +67,13 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
     ]
     if listening:
         problems.append(f"ports {listening} still accept connections")
-    (directory / token.TOKEN_FILE_NAME).unlink(missing_ok=True)
-    hooks.bundled_token(work_dir).unlink(missing_ok=True)
+    remove(directory / token.TOKEN_FILE_NAME)
+    remove(hooks.bundled_token(work_dir))
     for name in HOOK_DIRS:
         shutil.rmtree(directory / name, ignore_errors=True)  # links are removed, never followed
     for name in HOOK_FILES:
-        (directory / name).unlink(missing_ok=True)
-    state_path.unlink(missing_ok=True)
+        remove(directory / name)
+    remove(state_path)
     LOG.info(
         "stopped tritonserver (pid %d, %s%s) after %.0f s: %s",
         state.pid,
@@ -81,6 +83,16 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
         "nothing left running" if not problems else "; ".join(problems),
     )
     return problems
+
+
+def remove(path: Path) -> None:
+    """Remove one of the plugin's files; a failure (e.g. a read-only directory) is logged, not raised."""
+    if not os.path.lexists(path):
+        return  # a read-only file system refuses even to unlink what is not there
+    try:
+        path.unlink()
+    except OSError as error:
+        LOG.error("cannot remove %s: %s", path, error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,12 @@ class ReadinessTimeoutError(ServerStartError):
     failure_type = "WN_Resource"
 
 
+class WorkDirectoryError(TritonSetupError):
+    """The plugin cannot write its files in the glidein's work directory (read-only, full, over quota)."""
+
+    failure_type = "WN_Resource"
+
+
 class CorruptionError(TritonSetupError):
     """Files of the plugin itself are missing or damaged."""
 

@@ -45,7 +45,8 @@ class GlideinConfig(Mapping[str, str]):
         """Read ``path``; a missing or unreadable file is a corruption of the glidein."""
         resolved = Path(path).resolve()
         try:
-            text = resolved.read_text(encoding="utf-8", errors="surrogateescape")
+            # Bytes, then decoded: read_text() would turn a carriage return inside a value into a line end.
+            text = resolved.read_bytes().decode("utf-8", errors="surrogateescape")
         except OSError as error:
             raise CorruptionError(f"cannot read glidein_config {resolved}: {error.strerror}") from error
         return cls(resolved, parse_glidein_config(text))

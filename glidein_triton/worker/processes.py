@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -27,10 +28,28 @@ def start_ticks(pid: int) -> int:
     return int(fields[19]) if fields else 0
 
 
+def _alive(pid: int, fields: list[str]) -> bool:
+    """Not a zombie; or a zombie whose other threads still exit (and still hold its sockets and files)."""
+    if fields[0] not in ("Z", "X"):
+        return True
+    try:
+        tasks = [task for task in (PROC / str(pid) / "task").iterdir() if task.name != str(pid)]
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
+
+
 def is_running(pid: int, ticks: int = 0) -> bool:
     """Whether ``pid`` is alive (zombies are not), and is still the process started at ``ticks``."""
     fields = _stat_fields(pid)
-    if not fields or fields[0] in ("Z", "X"):
+    if not fields or not _alive(pid, fields):
         return False
     return not ticks or int(fields[19]) == ticks
 
@@ -41,7 +60,7 @@ def group_members(pgid: int) -> list[int]:
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
-            if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            if fields and int(fields[2]) == pgid and _alive(int(entry.name), fields):
                 members.append(int(entry.name))
     return members
 
@@ -92,7 +111,12 @@ def stop_group(pgid: int, grace: float) -> bool:
     signal_group(pgid, signal.SIGKILL)
     gone = wait_group_gone(pgid, 5.0)
     if gone:
-        for path in leftovers:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        remove_files(leftovers)
     return gone
+
+
+def remove_files(paths: Iterable[str | Path]) -> None:
+    """Remove files that may already be gone."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            Path(path).unlink()

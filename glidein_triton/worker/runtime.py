@@ -9,19 +9,24 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RuntimeNotFoundError, VOConfigError
+from .errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
 from .gpus import GPU
 from .ports import LOOPBACK, Ports
 
 CONTAINER_MODEL_REPOSITORY = "/models"
 CONTAINER_SERVER = "tritonserver"
 CONTAINER_RUNTIMES = ("apptainer", "singularity")
+BIND_SEPARATORS = (",", ":")
+SHELL_SAFE_PUNCTUATION = "_-.,+:@%=/"
+SHELL_SAFE_PATH = re.compile(rf"^[A-Za-z0-9{re.escape(SHELL_SAFE_PUNCTUATION)}]*$")
+PYTHON_BACKEND = re.compile(r'^\s*backend\s*:\s*"python"', re.MULTILINE)
 IMAGE_URI_SCHEMES = ("docker://", "oras://", "library://", "shub://", "http://", "https://")
 
 
@@ -89,6 +94,7 @@ def process_plan(
         raise RuntimeNotFoundError(
             f"tritonserver binary {binary!r} not found or not executable (GLIDEIN_TRITON_SERVER_BINARY)"
         )
+    check_python_backend_path(model_repository, models)
     return LaunchPlan(
         runtime="process",
         server=[
@@ -97,6 +103,32 @@ def process_plan(
         ],
         environment=cuda_environment(gpus),
     )
+
+
+def check_python_backend_path(model_repository: str, models: Sequence[str]) -> None:
+    """Triton's python backend cannot serve models from a path with blanks, shell characters or non-ASCII.
+
+    It starts each model's stub with ``bash -c`` and the path unquoted (a blank makes the server wait
+    forever), and the stub's embedded Python reads paths as ASCII. In a container the path is /models.
+    """
+    if SHELL_SAFE_PATH.match(model_repository):
+        return
+    repository = Path(model_repository)
+    try:
+        names = sorted(path.name for path in repository.iterdir()) if list(models) == ["*"] else models
+    except OSError:
+        return  # the repository itself is checked elsewhere
+    for name in names:
+        try:
+            config = (repository / name / "config.pbtxt").read_text(errors="replace")
+        except OSError:
+            continue
+        if PYTHON_BACKEND.search(config):
+            raise VOConfigError(
+                f"model {name} uses Triton's python backend, which cannot load models from "
+                f"{model_repository}: use a path of letters, digits and {SHELL_SAFE_PUNCTUATION} only "
+                "(GLIDEIN_TRITON_MODEL_REPOSITORY), or a container runtime, where it is /models"
+            )
 
 
 def container_plan(
@@ -119,6 +151,9 @@ def container_plan(
     ``more_repositories`` (given as host paths), the targets of the links in them and the TLS files
     resolve inside the instance too.
     """
+    bindable(model_repository, "GLIDEIN_TRITON_MODEL_REPOSITORY", VOConfigError)
+    for path in same_path_binds:
+        bindable(path, "GLIDEIN_TRITON_TLS_* or the glidein directory", ConfigError)
     start = [singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
@@ -141,6 +176,15 @@ def container_plan(
         teardown=[[singularity_path, "instance", "stop", instance]],
         instance=instance,
     )
+
+
+def bindable(path: str, setting: str, error: type[TritonSetupError]) -> None:
+    """Apptainer splits ``--bind`` values on ``,`` (several binds) and ``:`` (source:destination:options)."""
+    if any(separator in path for separator in BIND_SEPARATORS):
+        raise error(
+            f"{path} cannot be bound into the container: Apptainer's --bind splits paths "
+            f"on {' and '.join(repr(s) for s in BIND_SEPARATORS)} ({setting})"
+        )
 
 
 def find_container_runtime(runtime: str, config: Mapping[str, str], search_path: str | None) -> str:

@@ -157,6 +157,9 @@ def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:
         problems.append(
             f"processes {processes.group_members(state.pgid)} of group {state.pgid} survived SIGKILL"
         )
+    else:
+        # A server that was killed (or crashed) before this stop could not remove its shared memory.
+        processes.remove_files(state.shared_memory)
     if state.pid:
         _exit_code(state.pid)
     for argv in state.teardown:

@@ -52,6 +52,11 @@ def _trimmed(value: str) -> str:
     return value.strip(" \t\n\r")
 
 
+def _digits(word: str) -> bool:
+    """ASCII digits only, as GlideinWMS's ``[0-9]+`` (str.isdigit also takes "²", which int() refuses)."""
+    return word.isascii() and word.isdigit()
+
+
 def parse_bool(key: str, value: str) -> bool:
     """A truth value as ``gconfig_get_bool`` reads it; anything it would not recognise is an error."""
     word = _trimmed(value).upper()
@@ -59,7 +64,7 @@ def parse_bool(key: str, value: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    if word.isdigit():
+    if _digits(word):
         return int(word) != 0
     raise ConfigError(f"{key}={value!r} is not a truth value: use True/False (also T/F, Yes/No, Y/N, 1/0)")
 
@@ -74,7 +79,7 @@ def parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
 def parse_port(key: str, value: str) -> int:
     """0 (choose a free port) or a port number from 1024 to 65535."""
     word = _trimmed(value)
-    if not word.isdigit() or not (int(word) == 0 or 1024 <= int(word) <= 65535):
+    if not _digits(word) or not (int(word) == 0 or 1024 <= int(word) <= 65535):
         raise ConfigError(f"{key}={value!r} is not a port: use 0 (choose a free port) or 1024-65535")
     return int(word)
 

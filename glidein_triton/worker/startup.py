@@ -7,21 +7,29 @@ reports through error_gen. A failure is fatal to the glidein only when GLIDEIN_T
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import access, health, hooks, logs, publish, runtime, server, supervisor, token
+from . import access, health, hooks, logs, processes, publish, runtime, server, supervisor, token
 from . import gpus as gpu_discovery
 from .accounting import accounting_path
-from .errors import CorruptionError, PortInUseError, ServerStartError, TritonSetupError, VOConfigError
+from .errors import (
+    CorruptionError,
+    PortInUseError,
+    ServerStartError,
+    TritonSetupError,
+    VOConfigError,
+    WorkDirectoryError,
+)
 from .glidein_config import GlideinConfig
 from .glidein_config import publish as publish_config
 from .gpus import GPU
@@ -70,19 +78,24 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # A second SIGTERM must not cut short the stop of the server and the report that this one starts.
+    signal.signal(signum, signal.SIG_IGN)
     raise Interrupted(f"signal {signum}")
 
 
 def install_cleanup_script(work_dir: Path) -> Path:
     """Copy the cleanup script into ``.gwms.d/exec/cleanup``, which glidein_startup.sh runs at exit."""
+    source = SCRIPTS_DIR / CLEANUP_SCRIPT
+    if not source.is_file():
+        raise CorruptionError(f"the cleanup script {source} is missing from the plugin's files")
     target_dir = work_dir / ".gwms.d" / "exec" / "cleanup"
     target = target_dir / CLEANUP_SCRIPT
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(SCRIPTS_DIR / CLEANUP_SCRIPT, target)
+        shutil.copyfile(source, target)
         target.chmod(0o755)
     except OSError as error:
-        raise CorruptionError(f"cannot install the cleanup script into {target_dir}: {error}") from error
+        raise WorkDirectoryError(f"cannot install the cleanup script into {target_dir}: {error}") from error
     return target
 
 
@@ -158,17 +171,51 @@ def start_server(
 ) -> RunningServer:
     """Start the server and wait for it; on any failure, stop what was started and re-raise.
 
-    ``announce`` is called right after the launch, while the server loads its models.
+    ``announce`` is called right after the launch, while the server loads its models. A failure leaves no
+    state or token file behind.
     """
     directory = state_dir(config.work_dir)
-    directory.mkdir(parents=True, exist_ok=True)
     devices = [] if settings.gpu_mode == "cpu" else gpu_discovery.detect(environment)
     if settings.gpu_mode == "gpu" and not devices:
         raise TritonSetupError("GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU")
-    repository = model_repository(settings, directory)
-    server_access = access.prepare(settings, directory)
-    job_repository = directory / JOB_REPOSITORY
-    job_repository.mkdir(exist_ok=True)
+    try:
+        with writing_in(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            repository = model_repository(settings, directory)
+            server_access = access.prepare(settings, directory)
+            job_repository = directory / JOB_REPOSITORY
+            job_repository.mkdir(exist_ok=True)
+        return _launch_until_ready(
+            config, settings, environment, announce, devices, repository, server_access, str(job_repository)
+        )
+    except BaseException:
+        for name in (STATE_FILE_NAME, token.TOKEN_FILE_NAME):
+            with contextlib.suppress(OSError):  # a read-only directory cannot have them either
+                (directory / name).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def writing_in(directory: Path) -> Iterator[None]:
+    """A failed write of the plugin's files (read-only, full, over quota) is a worker node failure."""
+    try:
+        yield
+    except OSError as error:
+        raise WorkDirectoryError(f"cannot write the plugin's files in {directory}: {error}") from error
+
+
+def _launch_until_ready(
+    config: GlideinConfig,
+    settings: Settings,
+    environment: Mapping[str, str],
+    announce: Callable[[RunningServer], None],
+    devices: list[GPU],
+    repository: str,
+    server_access: access.Access,
+    job_repository: str,
+) -> RunningServer:
+    """Launch and wait, with new ports after a clash (when they are chosen here); stop it on failure."""
+    directory = state_dir(config.work_dir)
     roots = supervisor.same_path_roots(config.work_dir)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
@@ -184,7 +231,7 @@ def start_server(
             ports,
             devices,
             server_access,
-            str(job_repository),
+            job_repository,
             roots,
         )
         state = ServerState(
@@ -196,29 +243,28 @@ def start_server(
             metrics_port=ports.metrics,
             stop_grace=settings.stop_grace,
         )
-        state.save(state_path)
         try:
-            server.run_prepare(plan, environment)
-            state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
-            state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
-            supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
-            state.save(state_path)
-            announce(RunningServer(state, devices, "", repository, server_access))
-            server.wait_ready(state, settings.ready_timeout)
+            with writing_in(directory):
+                state.save(state_path)  # before anything starts: cleanup finds the instance to stop
+                server.run_prepare(plan, environment)
+                state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
+                state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
+                supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
+                state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
+                announce(RunningServer(state, devices, "", repository, server_access))
+                server.wait_ready(state, settings.ready_timeout)
+                members = processes.group_members(state.pgid)
+                state.shared_memory = sorted(str(path) for path in processes.shared_memory_files(members))
+                state.save(state_path)
         except PortInUseError:
             server.stop(state, environment)
             if 0 not in (requested.http, requested.grpc, requested.metrics) or attempt >= PORT_ATTEMPTS:
-                state_path.unlink(missing_ok=True)
-                (directory / token.TOKEN_FILE_NAME).unlink(missing_ok=True)
                 raise
             LOG.warning("ports %s were taken before tritonserver bound them; trying new ones", ports)
             continue
         except BaseException:
             server.stop(state, environment)
-            state_path.unlink(missing_ok=True)
-            (directory / token.TOKEN_FILE_NAME).unlink(missing_ok=True)
             raise
-        state.save(state_path)
         version = str(health.server_metadata(state.http_port).get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access)
@@ -273,7 +319,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
 
 def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, required: bool) -> int:
     """Publish HasTriton = False, report the failure, and decide the exit code from REQUIRED."""
-    LOG.error("Triton is not available: %s", error.detail())
+    LOG.error("Triton is not available (%s): %s", error.failure_type, error.detail())
     try:
         values = publish.off_values(f"{error.failure_type}: {error.message}")
         publish_config(config, [*values, *publish.cleared_values()], publish.condor_vars(values))

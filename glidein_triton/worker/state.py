@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,8 @@ class ServerState:
     restarts: int = 0
     last_restart_at: float = 0.0
     health_misses: int = 0
+    #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
+    shared_memory: list[str] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename) so a reader never sees half a file.
@@ -70,9 +73,14 @@ class ServerState:
         temporary = path.with_name(f".{path.name}.{os.getpid()}")
         temporary.unlink(missing_ok=True)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as state_file:
-            state_file.write(json.dumps(asdict(self), indent=1))
-        temporary.replace(path)
+        try:
+            with os.fdopen(descriptor, "w") as state_file:
+                state_file.write(json.dumps(asdict(self), indent=1))
+            temporary.replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # e.g. the disk is full: leave no half-written file behind
+                temporary.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: Path) -> ServerState | None:

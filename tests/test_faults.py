@@ -1,0 +1,742 @@
+"""Faults injected into a simulated glidein on the real tritonserver: each row of docs/reliability.md.
+
+Every test takes its expectations from ``glidein_triton.reliability.FAULTS`` (the error_gen report and
+detail, the exit code with and without GLIDEIN_TRITON_REQUIRED, HasTriton in the machine ad) and checks
+with ``glidein_triton.leaks`` that nothing of the glidein is left: after a failed startup (before cleanup)
+and after cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from glidein_triton import demo, local_server, payload
+from glidein_triton.glidein_sim import UNREADABLE_REPORT, ScriptResult, SimulatedGlidein, read_report
+from glidein_triton.leaks import Watch
+from glidein_triton.reliability import FAULTS, FAULTS_BY_KEY, Fault
+from glidein_triton.worker import health, processes, startup, token
+from glidein_triton.worker import ports as port_allocation
+from glidein_triton.worker.glidein_config import GlideinConfig
+from glidein_triton.worker.ports import Ports
+from glidein_triton.worker.report import Reporter
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.token import TOKEN_FILE_NAME
+
+from .conftest import add_model
+
+EXITING_MODEL = (
+    "import os\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        os._exit(3)\n"
+)
+SEGFAULTING_MODEL = "import ctypes\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        ctypes.string_at(0)\n"
+SERVER_KILLING_MODEL = (
+    "import os\nimport signal\n\nclass TritonPythonModel:\n    def initialize(self, args):\n"
+    "        os.kill(os.getppid(), signal.SIGKILL)\n"
+)
+SLOW_MODEL = (
+    "import time\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(60)\n"
+)
+#: Blank values mean the defaults: an empty repository, load every model (a server ready in 0.1 s).
+NO_MODELS = {"GLIDEIN_TRITON_MODEL_REPOSITORY": "", "GLIDEIN_TRITON_MODELS": ""}
+REQUIRED = pytest.mark.parametrize("required", [False, True], ids=["not-required", "required"])
+
+Watcher = Callable[[demo.DemoGlidein], Watch]
+Mounter = Callable[[Path, str], Path]
+
+
+@pytest.fixture
+def watcher() -> Iterator[Watcher]:
+    """Watches of glideins; whatever they saw still running at the end of a test is killed."""
+    watches: list[Watch] = []
+
+    def watch(prepared: demo.DemoGlidein) -> Watch:
+        watches.append(Watch(prepared.glidein.root))
+        return watches[-1]
+
+    yield watch
+    for started in watches:
+        started.stop()
+        started.kill_leftovers()
+
+
+@pytest.fixture
+def mounter() -> Iterator[Mounter]:
+    """Mount small tmpfs file systems (root only); unmounted at the end of the test."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "glidein-triton-test", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def prepare(
+    root: Path, runtime: str = "process", required: bool = False, **settings: str
+) -> demo.DemoGlidein:
+    return demo.prepare(root, runtime, {"GLIDEIN_TRITON_REQUIRED": str(required), **settings})
+
+
+def container_runtime(prepared: demo.DemoGlidein) -> str:
+    return prepared.glidein.config().get("SINGULARITY_PATH", "")
+
+
+def assert_nothing_left(watch: Watch, prepared: demo.DemoGlidein) -> None:
+    left = watch.leftovers(prepared.glidein.config_path, container_runtime(prepared), prepared.environment)
+    assert left == []
+
+
+def check_startup(fault: Fault, result: ScriptResult, required: bool = False) -> None:
+    """The exit code, the error_gen report and its detail are the ones in the fault's row."""
+    assert result.returncode == (fault.required_exit_code if required else fault.exit_code), result.stderr
+    assert fault.detail in result.stderr
+    if fault.report == "failure":
+        if required:
+            assert (result.status, result.failure) == ("ERROR", fault.failure)
+            assert fault.detail in result.detail
+        else:
+            assert result.status == "OK"
+            assert result.metrics["HasTriton"] == "False"
+            assert result.metrics["TritonFailure"] == fault.failure
+            assert fault.detail in result.metrics.get("TritonFailureDetail", result.stderr)
+    elif fault.report == "ready":
+        assert (result.status, result.metrics["HasTriton"]) == ("OK", "True")
+    elif fault.report == "unreadable":
+        assert result.status == UNREADABLE_REPORT
+    else:
+        assert result.status == ""
+    if fault.report in ("none", "unreadable") and fault.failure:
+        # error_gen could not write its report: the failure type is in stderr only
+        assert f"Triton is not available ({fault.failure})" in result.stderr
+
+
+def check_published(fault: Fault, glidein: SimulatedGlidein) -> None:
+    """HasTriton in the machine ad, and TritonFailure starting with the failure type."""
+    attributes = glidein.published()[0]
+    assert attributes.get("HasTriton", "") == fault.has_triton
+    if fault.has_triton == "False" and fault.failure:
+        assert attributes["TritonFailure"].startswith(f'"{fault.failure}: ')
+
+
+def run_failure(
+    fault: Fault,
+    prepared: demo.DemoGlidein,
+    watch: Watch,
+    required: bool,
+    env: Mapping[str, str] | None = None,
+) -> ScriptResult:
+    """Run the startup; check its row; nothing left, neither now nor after the cleanup scripts."""
+    with watch:
+        result = prepared.glidein.run_startup(env or prepared.environment)
+        check_startup(fault, result, required)
+        check_published(fault, prepared.glidein)
+        assert_nothing_left(watch, prepared)
+        prepared.glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(watch, prepared)
+    return result
+
+
+@REQUIRED
+def test_image_missing(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    image = "/cvmfs/unpacked.cern.ch/registry.example.org/no/such/tritonserver:24.08"
+    prepared = prepare(tmp_path / "glidein", "apptainer", required, GLIDEIN_TRITON_IMAGE=image)
+    result = run_failure(FAULTS_BY_KEY["image_missing"], prepared, watcher(prepared), required)
+    assert image in result.stderr
+
+
+@REQUIRED
+def test_runtime_missing(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(
+        tmp_path / "glidein",
+        "apptainer",
+        required,
+        GLIDEIN_TRITON_RUNTIME="apptainer",
+        SINGULARITY_PATH="/cvmfs/oasis.opensciencegrid.org/mis/apptainer/current/bin/no-such-apptainer",
+    )
+    search_path = [
+        directory
+        for directory in prepared.environment["PATH"].split(os.pathsep)
+        if not any((Path(directory) / name).exists() for name in ("apptainer", "singularity"))
+    ]
+    env = {**prepared.environment, "PATH": os.pathsep.join(search_path)}
+    result = run_failure(FAULTS_BY_KEY["runtime_missing"], prepared, watcher(prepared), required, env)
+    assert "no-such-apptainer" in result.stderr
+
+
+@REQUIRED
+def test_server_binary_missing(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    binary = "/opt/tritonserver/bin/no-such-tritonserver"
+    prepared = prepare(tmp_path / "glidein", "process", required, GLIDEIN_TRITON_SERVER_BINARY=binary)
+    result = run_failure(FAULTS_BY_KEY["server_binary_missing"], prepared, watcher(prepared), required)
+    assert binary in result.stderr
+
+
+@REQUIRED
+def test_instance_start_fails(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    image = tmp_path / "images" / "tritonserver.sif"
+    image.parent.mkdir()
+    image.write_bytes(os.urandom(4096))
+    prepared = prepare(tmp_path / "glidein", "apptainer", required, GLIDEIN_TRITON_IMAGE=str(image))
+    result = run_failure(FAULTS_BY_KEY["instance_start_fails"], prepared, watcher(prepared), required)
+    # The evidence: the instance start command and what the container runtime said.
+    assert "could not open image" in result.stderr
+    assert f"instance start --bind {prepared.glidein.root}/model_repository:/models:ro" in result.stderr
+
+
+@REQUIRED
+def test_image_without_server(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    image = tmp_path / "images" / "busybox.sandbox"
+    (image / "bin").mkdir(parents=True)
+    prepared = prepare(tmp_path / "glidein", "apptainer", required, GLIDEIN_TRITON_IMAGE=str(image))
+    result = run_failure(FAULTS_BY_KEY["image_without_server"], prepared, watcher(prepared), required)
+    assert '"tritonserver": executable file not found' in result.stderr
+    assert "exit code 255" in result.stderr
+
+
+@REQUIRED
+def test_unbindable_repository(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    repository = shutil.copytree(demo.MODELS_DIR, tmp_path / "models:v2")
+    prepared = prepare(
+        tmp_path / "glidein", "apptainer", required, GLIDEIN_TRITON_MODEL_REPOSITORY=str(repository)
+    )
+    result = run_failure(FAULTS_BY_KEY["unbindable_repository"], prepared, watcher(prepared), required)
+    assert "GLIDEIN_TRITON_MODEL_REPOSITORY" in result.stderr
+
+
+@pytest.mark.server
+@REQUIRED
+@pytest.mark.parametrize(
+    ("key", "source", "evidence"),
+    [
+        pytest.param(key, source, evidence, id=key)
+        for key, source, evidence in (
+            ("model_exits_at_load", EXITING_MODEL, "Stub process 'crash_0' is not healthy"),
+            ("model_segfaults_at_load", SEGFAULTING_MODEL, "Stub process 'crash_0' is not healthy"),
+            ("model_kills_server_at_load", SERVER_KILLING_MODEL, "exit code -9"),
+        )
+    ],
+)
+def test_model_crashes_at_load(
+    tmp_path: Path, watcher: Watcher, required: bool, key: str, source: str, evidence: str
+) -> None:
+    prepared = prepare(tmp_path / "glidein", "process", required, GLIDEIN_TRITON_MODELS="crash")
+    add_model(prepared.glidein.root / "model_repository", "crash", source)
+    watch = watcher(prepared)
+    result = run_failure(FAULTS_BY_KEY[key], prepared, watch, required)
+    assert evidence in result.stderr
+    assert "--load-model=crash" in result.stderr
+    assert any("triton_python_backend_stub" in " ".join(p.argv) for p in watch.seen.values())
+
+
+@pytest.mark.server
+@REQUIRED
+def test_readiness_timeout(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(
+        tmp_path / "glidein",
+        "process",
+        required,
+        GLIDEIN_TRITON_MODELS="slow",
+        GLIDEIN_TRITON_READY_TIMEOUT="3",
+    )
+    add_model(prepared.glidein.root / "model_repository", "slow", SLOW_MODEL)
+    watch = watcher(prepared)
+    run_failure(FAULTS_BY_KEY["readiness_timeout"], prepared, watch, required)
+    assert watch.seen, "the server and its stub were seen while they ran"
+
+
+@contextlib.contextmanager
+def listeners(count: int) -> Iterator[list[int]]:
+    """``count`` loopback ports that something else listens on."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for listener in sockets:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        yield [int(listener.getsockname()[1]) for listener in sockets]
+
+
+@pytest.mark.server
+@REQUIRED
+def test_fixed_ports_taken(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    fault = FAULTS_BY_KEY["fixed_ports_taken"]
+    with listeners(3) as (http, grpc, metrics):
+        prepared = prepare(
+            tmp_path / "glidein",
+            "process",
+            required,
+            **NO_MODELS,
+            GLIDEIN_TRITON_HTTP_PORT=str(http),
+            GLIDEIN_TRITON_GRPC_PORT=str(grpc),
+            GLIDEIN_TRITON_METRICS_PORT=str(metrics),
+        )
+        watch = watcher(prepared)
+        with watch:
+            result = prepared.glidein.run_startup(prepared.environment)
+        check_startup(fault, result, required)
+        check_published(fault, prepared.glidein)
+        assert f"--http-port={http}" in result.stderr
+    assert_nothing_left(watch, prepared)
+    prepared.glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(watch, prepared)
+
+
+@pytest.mark.server
+@REQUIRED
+def test_auto_ports_taken(
+    tmp_path: Path,
+    watcher: Watcher,
+    required: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fault = FAULTS_BY_KEY["auto_ports_taken"]
+    prepared = prepare(tmp_path / "glidein", "process", required, **NO_MODELS)
+    glidein = prepared.glidein
+    caplog.set_level(logging.INFO, logger="glidein_triton")
+    monkeypatch.chdir(glidein.root)  # error_gen writes otrb_output.xml in the current directory
+    watch = watcher(prepared)
+    with listeners(3 * startup.PORT_ATTEMPTS) as held:
+        probe = iter(held)
+        chosen: list[Ports] = []
+
+        def allocate_taken(requested: Ports) -> Ports:
+            chosen.append(port_allocation.allocate(requested, probe=lambda: next(probe)))
+            return chosen[-1]
+
+        monkeypatch.setattr(startup, "allocate", allocate_taken)
+        config = GlideinConfig.read(glidein.config_path)
+        with watch:
+            code = startup.run(
+                config, Reporter.from_config(config, startup.SCRIPT_NAME), prepared.environment
+            )
+    assert [set(vars(ports).values()) for ports in chosen] == [set(held[i : i + 3]) for i in (0, 3, 6)]
+    result = ScriptResult(code, "", caplog.text)
+    result.status, result.metrics, result.detail = read_report(glidein.root / "otrb_output.xml")
+    check_startup(fault, result, required)
+    check_published(fault, glidein)
+    assert caplog.text.count("were taken before tritonserver bound them") == startup.PORT_ATTEMPTS - 1
+    assert_nothing_left(watch, prepared)
+
+
+def start_startup(glidein: SimulatedGlidein, env: Mapping[str, str], stderr: Path) -> subprocess.Popen[bytes]:
+    """The startup script started as glidein_startup.sh starts it, without waiting for it."""
+    with stderr.open("wb") as output:
+        return subprocess.Popen(
+            [str(glidein.startup_script), "glidein_config", "main"],
+            cwd=glidein.root,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
+
+
+def wait_for_launch(glidein: SimulatedGlidein, process: subprocess.Popen[bytes]) -> ServerState:
+    """The state file once it records the launched server and the endpoint is published (the last condor_vars
+    line is there): the script is then waiting for the server to get ready."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
+        if (
+            state is not None
+            and state.pid
+            and "TritonVersion" in " ".join(map(" ".join, glidein.condor_vars()))
+        ):
+            return state
+        assert process.poll() is None, "the startup script ended before it launched the server"
+        time.sleep(0.05)
+    raise AssertionError("the startup script did not record a server in time")
+
+
+def finished(glidein: SimulatedGlidein, process: subprocess.Popen[bytes], stderr: Path) -> ScriptResult:
+    result = ScriptResult(process.wait(timeout=120), "", stderr.read_text())
+    report = glidein.root / "otrb_output.xml"
+    if report.exists():
+        result.status, result.metrics, result.detail = read_report(report)
+    return result
+
+
+def slow_glidein(root: Path, runtime: str = "process", required: bool = False) -> demo.DemoGlidein:
+    prepared = prepare(root, runtime, required, GLIDEIN_TRITON_MODELS="slow")
+    add_model(prepared.glidein.root / "model_repository", "slow", SLOW_MODEL)
+    return prepared
+
+
+@pytest.mark.server
+@REQUIRED
+def test_startup_sigterm(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    fault = FAULTS_BY_KEY["startup_sigterm"]
+    prepared = slow_glidein(tmp_path / "glidein", required=required)
+    glidein = prepared.glidein
+    watch = watcher(prepared)
+    with watch:
+        process = start_startup(glidein, prepared.environment, tmp_path / "stderr")
+        state = wait_for_launch(glidein, process)
+        assert processes.is_running(state.pid, state.start_ticks)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # a second one must not cut the stop short
+        result = finished(glidein, process, tmp_path / "stderr")
+    check_startup(fault, result, required)
+    check_published(fault, glidein)
+    assert not processes.is_running(state.pid, state.start_ticks)
+    assert_nothing_left(watch, prepared)  # the script's own handler stopped everything
+    glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(watch, prepared)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("runtime", ["process", "apptainer"])
+def test_startup_sigkill(tmp_path: Path, watcher: Watcher, runtime: str) -> None:
+    fault = FAULTS_BY_KEY["startup_sigkill"]
+    prepared = slow_glidein(tmp_path / "glidein", runtime)
+    glidein = prepared.glidein
+    watch = watcher(prepared)
+    with watch:
+        process = start_startup(glidein, prepared.environment, tmp_path / "stderr")
+        state = wait_for_launch(glidein, process)
+        assert not health.is_ready(state.http_port)  # killed while it waits, before the server is ready
+        process.kill()
+        result = finished(glidein, process, tmp_path / "stderr")
+        check_startup(fault, result)
+        check_published(fault, glidein)
+        # Nothing could run in the script: the server and the token are still there, and recorded.
+        assert processes.is_running(state.pid, state.start_ticks)
+        assert (state_dir(glidein.root) / TOKEN_FILE_NAME).exists()
+        if runtime == "apptainer":
+            assert state.teardown == [[str(demo.STANDIN_APPTAINER), "instance", "stop", state.instance]]
+        assert watch.leftovers(glidein.config_path, container_runtime(prepared), prepared.environment)
+        cleanups = glidein.run_cleanup(prepared.environment)
+    assert [cleanup.returncode for cleanup in cleanups] == [0]
+    assert f"stopped tritonserver (pid {state.pid}" in cleanups[0].stderr
+    assert_nothing_left(watch, prepared)
+
+
+def simple_inputs() -> list[grpcclient.InferInput]:
+    data = np.arange(16, dtype=np.int32).reshape(1, 16)
+    inputs = [
+        grpcclient.InferInput("INPUT0", [1, 16], "INT32"),
+        grpcclient.InferInput("INPUT1", [1, 16], "INT32"),
+    ]
+    for tensor in inputs:
+        tensor.set_data_from_numpy(data)
+    return inputs
+
+
+@pytest.mark.server
+def test_server_killed_mid_job(tmp_path: Path, watcher: Watcher) -> None:
+    fault = FAULTS_BY_KEY["server_killed_mid_job"]
+    prepared = prepare(tmp_path / "glidein")
+    glidein = prepared.glidein
+    watch = watcher(prepared)
+    with watch:
+        result = glidein.run_startup(prepared.environment)
+        check_startup(fault, result)
+        state = ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
+        assert state is not None
+        assert state.shared_memory, "the state records the server's /dev/shm regions once it is ready"
+        job_environment = glidein.published()[1]
+        secret = token.read(Path(job_environment["TRITON_TOKEN_FILE"]))
+        client = grpcclient.InferenceServerClient(url=job_environment["TRITON_GRPC_URL"])
+        answered: list[int] = []
+        errors: list[InferenceServerException] = []
+
+        def job() -> None:
+            try:
+                while True:
+                    client.infer(
+                        "simple",
+                        simple_inputs(),
+                        headers={f"triton-grpc-protocol-{token.HEADER}": secret},
+                        client_timeout=30,
+                    )
+                    answered.append(1)
+            except InferenceServerException as error:
+                errors.append(error)
+
+        sender = threading.Thread(target=job)
+        sender.start()
+        deadline = time.monotonic() + 60
+        while len(answered) < 5 and sender.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(state.pgid, signal.SIGKILL)
+        sender.join(timeout=60)
+        client.close()
+        assert not sender.is_alive()
+        assert len(answered) >= 5
+        assert len(errors) == 1  # the job sees the failure as an error, not a hang
+        check_published(fault, glidein)  # HasTriton stays True until the periodic check
+        # The killed server could not remove its shared memory; cleanup does, from the state file.
+        assert all(Path(path).exists() for path in state.shared_memory)
+        glidein.run_cleanup(prepared.environment)
+    assert not any(Path(path).exists() for path in state.shared_memory)
+    assert_nothing_left(watch, prepared)
+
+
+@pytest.mark.server
+def test_cleanup_twice(tmp_path: Path, watcher: Watcher) -> None:
+    fault = FAULTS_BY_KEY["cleanup_twice"]
+    prepared = prepare(tmp_path / "glidein")
+    glidein = prepared.glidein
+    watch = watcher(prepared)
+    with watch:
+        assert glidein.run_startup(prepared.environment).returncode == 0
+        first = glidein.run_cleanup(prepared.environment)
+        second = glidein.run_cleanup(prepared.environment)
+    assert "nothing left running" in first[0].stderr
+    assert [cleanup.returncode for cleanup in second] == [0]
+    assert fault.detail in second[0].stderr
+    check_published(fault, glidein)
+    assert_nothing_left(watch, prepared)
+
+
+def test_cleanup_without_startup(glidein: SimulatedGlidein) -> None:
+    fault = FAULTS_BY_KEY["cleanup_without_startup"]
+    startup.install_cleanup_script(glidein.root)
+    shell_only = glidein.run_cleanup()
+    assert [cleanup.returncode for cleanup in shell_only] == [0]
+    assert fault.detail in shell_only[0].stderr
+    # With the code found but no state file: a token left by a startup killed before it recorded a server.
+    glidein.set("GLIDEIN_TRITON_CODE_DIR", str(glidein.entry_dir / payload.UNTAR_DIR))
+    glidein.set("GLIDEIN_TRITON_PYTHON", sys.executable)
+    token_file = state_dir(glidein.root) / TOKEN_FILE_NAME
+    token_file.parent.mkdir()
+    token_file.write_text("secret")
+    python = glidein.run_cleanup()
+    assert [cleanup.returncode for cleanup in python] == [0]
+    assert "no Triton server recorded" in python[0].stderr
+    assert fault.detail in python[0].stderr
+    assert not token_file.exists()
+    check_published(fault, glidein)
+
+
+@pytest.mark.server
+def test_two_glideins(tmp_path: Path, watcher: Watcher) -> None:
+    fault = FAULTS_BY_KEY["two_glideins"]
+    first, second = (prepare(tmp_path / name, "apptainer") for name in ("first", "second"))
+    shared = str(tmp_path / "apptainer-standin-state")  # one user: one instance namespace
+    first.environment["APPTAINER_STANDIN_STATE"] = second.environment["APPTAINER_STANDIN_STATE"] = shared
+    first_watch, second_watch = watcher(first), watcher(second)
+    with second_watch:
+        with first_watch, ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda p: p.glidein.run_startup(p.environment), (first, second)))
+            for result, prepared in zip(results, (first, second)):
+                check_startup(fault, result)
+                check_published(fault, prepared.glidein)
+            states = [ServerState.load(state_dir(p.glidein.root) / STATE_FILE_NAME) for p in (first, second)]
+            assert states[0] is not None
+            assert states[1] is not None
+            ports = [{state.http_port, state.grpc_port, state.metrics_port} for state in states]
+            assert ports[0] & ports[1] == set()
+            assert states[0].instance != states[1].instance
+            first.glidein.run_cleanup(first.environment)
+        assert_nothing_left(first_watch, first)
+        # The other glidein's server and instance are untouched.
+        assert processes.is_running(states[1].pid, states[1].start_ticks)
+        assert health.is_ready(states[1].http_port)
+        demo.run_sample_job(second.glidein.published()[1], requests=2)
+        left = second_watch.leftovers(
+            second.glidein.config_path, container_runtime(second), second.environment
+        )
+        assert any(f"instance {states[1].instance} " in problem for problem in left)
+        second.glidein.run_cleanup(second.environment)
+    assert_nothing_left(second_watch, second)
+
+
+def fill(directory: Path) -> None:
+    """Write into ``directory`` until its file system is full."""
+    try:
+        with (directory / "filler").open("wb", buffering=0) as filler:
+            while True:
+                filler.write(bytes(65536))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+
+
+@REQUIRED
+@pytest.mark.parametrize("damage", ["read-only", "full"])
+def test_work_directory_read_only_or_full(
+    tmp_path: Path, watcher: Watcher, mounter: Mounter, required: bool, damage: str
+) -> None:
+    fault = FAULTS_BY_KEY["workdir_read_only" if damage == "read-only" else "workdir_full"]
+    root = mounter(tmp_path / "glidein", "4m")
+    prepared = prepare(root, "process", required)
+    if damage == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+    else:
+        fill(root)
+    run_failure(fault, prepared, watcher(prepared), required)
+
+
+@REQUIRED
+@pytest.mark.parametrize("damage", ["read-only", "full"])
+def test_plugin_directory_read_only_or_full(
+    tmp_path: Path, watcher: Watcher, mounter: Mounter, required: bool, damage: str
+) -> None:
+    fault = FAULTS_BY_KEY["state_dir_read_only" if damage == "read-only" else "state_dir_full"]
+    prepared = prepare(tmp_path / "glidein", "process", required)
+    directory = mounter(state_dir(prepared.glidein.root), "64k")
+    if damage == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+    else:
+        fill(directory)
+    result = run_failure(fault, prepared, watcher(prepared), required)
+    assert f"cannot write the plugin's files in {directory}" in result.stderr
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("runtime", ["process", "apptainer"])
+def test_unusual_paths(tmp_path: Path, watcher: Watcher, runtime: str) -> None:
+    fault = FAULTS_BY_KEY["unusual_paths"]
+    root = tmp_path / "glidein work ü 漢字"
+    # The server's own files are outside the work directory, as on a node or in an image.
+    launcher = local_server.prepare(tmp_path / "tritonserver-home")
+    repository = shutil.copytree(demo.MODELS_DIR, tmp_path / "model_repository")
+    prepared = prepare(
+        root,
+        runtime,
+        GLIDEIN_TRITON_MODEL_REPOSITORY=str(repository),
+        GLIDEIN_TRITON_SERVER_BINARY=str(launcher),
+    )
+    image = demo.make_standin_image(root / "images", launcher)
+    glidein = prepared.glidein
+    watch = watcher(prepared)
+    with watch:
+        result = glidein.run_startup(prepared.environment)
+        check_startup(fault, result)
+        check_published(fault, glidein)
+        state = ServerState.load(state_dir(root) / STATE_FILE_NAME)
+        assert state is not None
+        assert state.log_path.startswith(str(root))
+        if runtime == "apptainer":
+            assert (
+                str(image) in state.teardown[0][0] or str(image) in glidein.config()["GLIDEIN_TRITON_IMAGE"]
+            )
+        job_environment = glidein.published()[1]
+        assert job_environment["TRITON_TOKEN_FILE"].startswith(str(root))
+        assert [line.split()[0] for line in demo.run_sample_job(job_environment, requests=2)] == [
+            "gRPC",
+            "HTTP",
+        ]
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(watch, prepared)
+
+
+@REQUIRED
+def test_python_backend_unusual_path(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(tmp_path / "glidein", "process", required)
+    repository = shutil.copytree(demo.MODELS_DIR, prepared.glidein.root / "model repo é ☃")
+    prepared.glidein.set("GLIDEIN_TRITON_MODEL_REPOSITORY", str(repository))
+    result = run_failure(FAULTS_BY_KEY["python_backend_unusual_path"], prepared, watcher(prepared), required)
+    assert (
+        f"model simple uses Triton's python backend, which cannot load models from {repository}"
+        in result.stderr
+    )
+
+
+def cut_config(glidein: SimulatedGlidein, text: str) -> None:
+    """glidein_config ending in ``text``, without a final newline: a file cut while it was written."""
+    glidein.config_path.write_text(glidein.config_path.read_text() + text)
+
+
+def drop_key(glidein: SimulatedGlidein, key: str) -> None:
+    lines = glidein.config_path.read_text().splitlines(keepends=True)
+    glidein.config_path.write_text("".join(line for line in lines if not line.startswith(f"{key} ")))
+
+
+@REQUIRED
+def test_config_cut_in_value(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(tmp_path / "glidein", "process", required)
+    repository = str(prepared.glidein.root / "model_repository")
+    cut_config(prepared.glidein, f"GLIDEIN_TRITON_MODEL_REPOSITORY {repository[: len(repository) // 2]}")
+    result = run_failure(FAULTS_BY_KEY["config_cut_in_value"], prepared, watcher(prepared), required)
+    assert f"model repository {repository[: len(repository) // 2]} is not a directory" in result.stderr
+    # The lines written after the cut are whole: the cleanup script finds the code.
+    assert prepared.glidein.config()["GLIDEIN_TRITON_CODE_DIR"].endswith(payload.UNTAR_DIR)
+
+
+@REQUIRED
+def test_config_cut_in_switch(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(tmp_path / "glidein", "process", required)
+    cut_config(prepared.glidein, "GLIDEIN_TRITON Tr")
+    result = run_failure(FAULTS_BY_KEY["config_cut_in_switch"], prepared, watcher(prepared), required)
+    assert "GLIDEIN_TRITON='Tr'" in result.stderr
+
+
+@REQUIRED
+def test_config_without_add_config_line_source(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(tmp_path / "glidein", "process", required)
+    drop_key(prepared.glidein, "ADD_CONFIG_LINE_SOURCE")
+    before = prepared.glidein.config_path.read_text()
+    run_failure(FAULTS_BY_KEY["config_without_add_config_line_source"], prepared, watcher(prepared), required)
+    assert prepared.glidein.config_path.read_text() == before
+
+
+@REQUIRED
+def test_config_without_condor_vars_file(tmp_path: Path, watcher: Watcher, required: bool) -> None:
+    prepared = prepare(tmp_path / "glidein", "process", required)
+    drop_key(prepared.glidein, "CONDOR_VARS_FILE")
+    result = run_failure(
+        FAULTS_BY_KEY["config_without_condor_vars_file"], prepared, watcher(prepared), required
+    )
+    assert "CONDOR_VARS_FILE is not set in glidein_config" in result.stderr
+
+
+@pytest.mark.server
+def test_config_without_error_gen(tmp_path: Path, watcher: Watcher) -> None:
+    fault = FAULTS_BY_KEY["config_without_error_gen"]
+    prepared = prepare(tmp_path / "glidein")
+    drop_key(prepared.glidein, "ERROR_GEN_PATH")
+    watch = watcher(prepared)
+    with watch:
+        result = prepared.glidein.run_startup(prepared.environment)
+        check_startup(fault, result)
+        check_published(fault, prepared.glidein)
+        prepared.glidein.run_cleanup(prepared.environment)
+    assert not (prepared.glidein.root / "otrb_output.xml").exists()
+    assert_nothing_left(watch, prepared)
+
+
+def test_every_fault_has_a_test() -> None:
+    names = set(globals())
+    tested = {
+        "model_exits_at_load",
+        "model_segfaults_at_load",
+        "model_kills_server_at_load",
+        "workdir_read_only",
+        "workdir_full",
+        "state_dir_read_only",
+        "state_dir_full",
+    }
+    tested |= {fault.key for fault in FAULTS if f"test_{fault.key}" in names}
+    assert tested == set(FAULTS_BY_KEY)
