@@ -56,16 +56,24 @@ def pss_mb(pids: list[int]) -> float:
     return total / 2**20
 
 
-def run_side(
+def combined(results: list[SideResult], latencies_ms: list[float]) -> SideResult:
+    """Rounds of one side merged: mean throughput, latency percentiles over all requests, largest memory."""
+    first = results[0]
+    percentiles = np.percentile(np.array(latencies_ms), [50, 95, 99])
+    throughput = float(np.mean([result.throughput for result in results]))
+    return SideResult(first.mode, first.jobs, throughput, *percentiles, max(r.memory_mb for r in results))
+
+
+def run_jobs(
     mode: str,
     jobs: int,
     seconds: float,
     environment: dict[str, str],
     server_pids: list[int],
-    url: str = "",
-    token_file: str = "",
-) -> SideResult:
-    """Start ``jobs`` job processes, release them together, sample memory mid-run, collect latencies."""
+    url: str,
+    token_file: str,
+) -> tuple[int, list[float], float]:
+    """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes."""
     argv = [
         sys.executable,
         "-m",
@@ -104,11 +112,12 @@ def run_side(
         count += result["count"]
         latencies += result["latencies"]
     sampler.join()
-    milliseconds = np.array(latencies) * 1000
-    return SideResult(mode, jobs, count / seconds, *np.percentile(milliseconds, [50, 95, 99]), memory[0])
+    return count, latencies, memory[0]
 
 
-def run(job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), seconds: float = 5.0) -> list[SideResult]:
+def run(
+    job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), seconds: float = 5.0, repeats: int = 2
+) -> list[SideResult]:
     """Both sides at each number of jobs, with one glidein server started through the real startup script."""
     environment = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(HERE.parent)}
     results = []
@@ -129,19 +138,22 @@ def run(job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), seconds: float = 5.0
             state = ServerState.load(state_dir(prepared.glidein.root) / STATE_FILE_NAME)
             assert state is not None
             _, job_environment = prepared.glidein.published()
+            server = (job_environment["TRITON_GRPC_URL"], job_environment.get("TRITON_TOKEN_FILE", ""))
             for jobs in job_counts:
-                results.append(run_side("in-process", jobs, seconds, environment, []))
-                results.append(
-                    run_side(
-                        "server",
-                        jobs,
-                        seconds,
-                        environment,
-                        processes.group_members(state.pgid),
-                        job_environment["TRITON_GRPC_URL"],
-                        job_environment.get("TRITON_TOKEN_FILE", ""),
-                    )
-                )
+                # Alternate the sides, ``repeats`` rounds each, so that load changes hit both alike.
+                rounds: dict[str, list[SideResult]] = {"in-process": [], "server": []}
+                latencies: dict[str, list[float]] = {"in-process": [], "server": []}
+                for _ in range(repeats):
+                    for mode, pids, (url, token_file) in (
+                        ("in-process", [], ("", "")),
+                        ("server", processes.group_members(state.pgid), server),
+                    ):
+                        count, round_latencies, memory = run_jobs(
+                            mode, jobs, seconds, environment, pids, url, token_file
+                        )
+                        rounds[mode].append(SideResult(mode, jobs, count / seconds, 0, 0, 0, memory))
+                        latencies[mode] += [value * 1000 for value in round_latencies]
+                results += [combined(rounds[mode], latencies[mode]) for mode in ("in-process", "server")]
                 print(f"  sharing: {jobs} jobs done", file=sys.stderr, flush=True)
         finally:
             prepared.glidein.run_cleanup(prepared.environment)

@@ -34,11 +34,12 @@ if ! { [ -f "$add_config_line_source" ] && source "$add_config_line_source"; }; 
     report -ok "$script_name" HasTriton False TritonFailure Corruption
     exit 0
 fi
-condor_vars_file=$(gconfig_get CONDOR_VARS_FILE "$glidein_config")
-error_gen=$(gconfig_get ERROR_GEN_PATH "$glidein_config")
 
 no_triton() {
     # Publish HasTriton = False; $1 and $2: failure type and detail, when this is a failure.
+    # (Python reads these keys itself: the shell looks them up only on this path.)
+    condor_vars_file=$(gconfig_get CONDOR_VARS_FILE "$glidein_config")
+    error_gen=$(gconfig_get ERROR_GEN_PATH "$glidein_config")
     gconfig_add HAS_TRITON False
     add_condor_vars_line HAS_TRITON C - HasTriton N Y HAS_TRITON
     if [ -z "$1" ]; then

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +73,7 @@ def cuda_environment(gpus: Sequence[GPU]) -> dict[str, str]:
 
 def instance_name() -> str:
     """A name unique per glidein on this node (Apptainer accepts ``[a-zA-Z0-9._-]+``)."""
-    return f"glidein-triton-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"glidein-triton-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def process_plan(

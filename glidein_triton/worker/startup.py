@@ -271,7 +271,9 @@ def _launch_until_ready(
 
 
 def announce(config: GlideinConfig, launched: RunningServer) -> None:
-    """Publish the endpoint and its condor_vars lines while the server loads, with HasTriton still False."""
+    """While the server loads: install the pre-job hook, and publish the endpoint and its condor_vars lines
+    with HasTriton still False."""
+    hooks.install_prejob(config.work_dir, sys.executable)
     values = publish.server_values(
         launched.endpoint(), launched.gpus, launched.state.runtime, launched.model_repository
     )
@@ -290,7 +292,6 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
-        hooks.install_prejob(config.work_dir, sys.executable)
         running = start_server(config, settings, environment, lambda launched: announce(config, launched))
         state = running.state
         endpoint = running.endpoint()
