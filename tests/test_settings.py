@@ -61,6 +61,7 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_LOAD_TIMEOUT",
         "GLIDEIN_TRITON_RESTART_LIMIT",
         "GLIDEIN_TRITON_RESTART_BACKOFF",
+        "GLIDEIN_TRITON_WATCHDOG_PERIOD",
     }
 
 

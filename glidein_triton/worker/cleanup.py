@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,7 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
         LOG.info("no Triton server recorded in %s: nothing to clean up", directory)
         return []
     uptime = time.time() - state.started_at if state.started_at else 0.0
+    stop_watchdog(state)
     account(work_dir, state)
     problems = server.stop(state, environment)
     if state.pgid and processes.group_members(state.pgid):
@@ -83,6 +85,16 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
         "nothing left running" if not problems else "; ".join(problems),
     )
     return problems
+
+
+def stop_watchdog(state: ServerState) -> None:
+    """End the watchdog (unless it is what runs this cleanup): the glidein's own cleanup is running."""
+    pid = state.watchdog_pid
+    if pid and pid != os.getpid() and processes.is_running(pid, state.watchdog_ticks):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        while processes.is_running(pid, state.watchdog_ticks) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def remove(path: Path) -> None:

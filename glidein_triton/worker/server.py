@@ -22,7 +22,7 @@ TEARDOWN_TIMEOUT = 60.0
 LOG_TAIL_LINES = 25
 #: Readiness polls go to loopback and cost about a millisecond: poll often while a server usually gets
 #: ready (a few seconds), then back off for slow model loads.
-FAST_POLL_INTERVAL = 0.02
+FAST_POLL_INTERVAL = 0.01
 FAST_POLL_SECONDS = 5.0
 MAX_POLL_INTERVAL = 0.5
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")

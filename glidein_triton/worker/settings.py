@@ -7,7 +7,6 @@ the value and what is allowed. ``SETTINGS`` is the single source of the settings
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 from collections.abc import Mapping
@@ -99,6 +98,8 @@ def parse_address(key: str, value: str) -> str:
     word = _trimmed(value)
     if not word:
         return ""
+    import ipaddress  # noqa: PLC0415 (only remote mode needs it; the startup imports as little as it can)
+
     try:
         ipaddress.IPv4Address(word)
     except ValueError as error:
@@ -277,6 +278,13 @@ SETTINGS = (
         "Wait before the second restart; it doubles for each further restart.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_WATCHDOG_PERIOD",
+        "30",
+        "0-3600 seconds",
+        "How often the watchdog checks that the glidein (GLIDEIN_STARTUP_PID) is alive; after 3 misses it "
+        "stops the server, in case the glidein ended without its cleanup. 0: no watchdog.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "",
         "--option=value words from an allow-list",
@@ -313,6 +321,7 @@ class Settings:
     load_timeout: float = 300.0
     restart_limit: int = 3
     restart_backoff: float = 60.0
+    watchdog_period: float = 30.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:
@@ -357,6 +366,9 @@ class Settings:
             ),
             restart_backoff=parse_seconds(
                 "GLIDEIN_TRITON_RESTART_BACKOFF", get("GLIDEIN_TRITON_RESTART_BACKOFF"), 0, 3600
+            ),
+            watchdog_period=parse_seconds(
+                "GLIDEIN_TRITON_WATCHDOG_PERIOD", get("GLIDEIN_TRITON_WATCHDOG_PERIOD"), 0, 3600
             ),
         ).checked()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import access, health, hooks, logs, processes, publish, runtime, server, supervisor, token
+from . import access, health, hooks, logs, processes, publish, runtime, server, supervisor, token, watchdog
 from . import gpus as gpu_discovery
 from .accounting import accounting_path
 from .errors import (
@@ -270,6 +270,24 @@ def _launch_until_ready(
         return RunningServer(state, devices, version, repository, server_access)
 
 
+def start_watchdog(
+    config: GlideinConfig, period: float, state: ServerState, environment: Mapping[str, str]
+) -> None:
+    """Start the watchdog on glidein_startup.sh's process, and record it for the cleanup to stop."""
+    glidein_pid = config.get("GLIDEIN_STARTUP_PID", "").strip()
+    if period <= 0 or not glidein_pid.isdigit() or not processes.is_running(int(glidein_pid)):
+        LOG.info(
+            "no watchdog (GLIDEIN_TRITON_WATCHDOG_PERIOD=%g, GLIDEIN_STARTUP_PID=%r)", period, glidein_pid
+        )
+        return
+    with writing_in(state_dir(config.work_dir)):
+        state.watchdog_pid, state.watchdog_ticks = watchdog.spawn(
+            config.work_dir, int(glidein_pid), period, environment
+        )
+        state.save(state_dir(config.work_dir) / STATE_FILE_NAME)
+    LOG.info("watchdog %d follows the glidein (pid %s) every %g s", state.watchdog_pid, glidein_pid, period)
+
+
 def announce(config: GlideinConfig, launched: RunningServer) -> None:
     """While the server loads: install the pre-job hook, and publish the endpoint and its condor_vars lines
     with HasTriton still False."""
@@ -299,6 +317,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             token.copy(Path(running.access.token_file), hooks.bundled_token(config.work_dir))
         hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
         publish_config(config, [*publish.ready_values(running.version), *hook_values], [])
+        start_watchdog(config, settings.watchdog_period, state, environment)
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
     except Interrupted as interrupted:

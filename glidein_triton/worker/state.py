@@ -63,6 +63,9 @@ class ServerState:
     health_misses: int = 0
     #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
     shared_memory: list[str] = field(default_factory=list)
+    #: The watchdog that stops the server if the glidein ends without its cleanup (0: none).
+    watchdog_pid: int = 0
+    watchdog_ticks: int = 0
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename) so a reader never sees half a file.

@@ -1,0 +1,75 @@
+"""The watchdog stops the server when the glidein is gone without its cleanup, and only then."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from glidein_triton import demo
+from glidein_triton.worker import processes
+
+from .conftest import assert_nothing_left, recorded_state
+
+pytestmark = pytest.mark.server
+
+
+def started(tmp_path: Path, glidein_pid: int, period: str = "0.2") -> demo.DemoGlidein:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_WATCHDOG_PERIOD": period})
+    prepared.glidein.set("GLIDEIN_STARTUP_PID", str(glidein_pid))
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    return prepared
+
+
+def wait_until(condition: object, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_watchdog_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None:
+    glidein_process = subprocess.Popen(["sleep", "600"])
+    prepared = started(tmp_path, glidein_process.pid)
+    state = recorded_state(prepared.glidein)
+    assert state is not None
+    assert processes.is_running(state.watchdog_pid, state.watchdog_ticks)
+    assert processes.is_running(state.pid, state.start_ticks)
+    glidein_process.kill()  # the glidein dies: no cleanup script will run
+    glidein_process.wait()
+    assert wait_until(lambda: recorded_state(prepared.glidein) is None)
+    assert wait_until(lambda: not processes.is_running(state.watchdog_pid, state.watchdog_ticks))
+    assert_nothing_left(prepared.glidein, state)
+    log = (prepared.glidein.root / "triton" / "watchdog.log").read_text()
+    assert f"the glidein (pid {glidein_process.pid}) is gone without its cleanup" in log
+
+
+def test_the_glidein_cleanup_stops_the_watchdog(tmp_path: Path) -> None:
+    glidein_process = subprocess.Popen(["sleep", "600"])
+    try:
+        prepared = started(tmp_path, glidein_process.pid)
+        state = recorded_state(prepared.glidein)
+        assert state is not None
+        assert processes.is_running(state.watchdog_pid, state.watchdog_ticks)
+        time.sleep(1.0)  # several periods with the glidein alive: the watchdog must not act
+        assert recorded_state(prepared.glidein) is not None
+        prepared.glidein.run_cleanup(prepared.environment)
+        assert not processes.is_running(state.watchdog_pid, state.watchdog_ticks)
+        assert_nothing_left(prepared.glidein, state)
+    finally:
+        glidein_process.kill()
+        glidein_process.wait()
+
+
+def test_no_watchdog_when_switched_off(tmp_path: Path) -> None:
+    prepared = started(tmp_path, glidein_pid=1, period="0")
+    state = recorded_state(prepared.glidein)
+    assert state is not None
+    assert state.watchdog_pid == 0
+    prepared.glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(prepared.glidein, state)
