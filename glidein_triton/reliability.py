@@ -8,13 +8,10 @@ docs/reliability.md`` rewrites it after a change.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .xml_cli import EXIT_CHANGES, EXIT_OK
+from . import generated_doc
 
 #: How error_gen reported the startup: a failure (OK with TritonFailure, or ERROR when required), a ready
 #: server, no otrb_output.xml at all, or a file error_gen could not finish.
@@ -402,25 +399,4 @@ def markdown() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="glidein-triton reliability-doc", description=__doc__)
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--output", type=Path, metavar="FILE", help="write the page to FILE (else: print it)")
-    action.add_argument(
-        "--check", type=Path, metavar="FILE", help=f"exit {EXIT_CHANGES} when FILE is out of date"
-    )
-    arguments = parser.parse_args(argv)
-    text = markdown()
-    if arguments.check:
-        current = arguments.check.read_text(encoding="utf-8") if arguments.check.is_file() else ""
-        if current != text:
-            print(
-                f"glidein-triton: {arguments.check} is out of date: run reliability-doc --output",
-                file=sys.stderr,
-            )
-            return EXIT_CHANGES
-        return EXIT_OK
-    if arguments.output:
-        arguments.output.write_text(text, encoding="utf-8")
-        return EXIT_OK
-    sys.stdout.write(text)
-    return EXIT_OK
+    return generated_doc.main("reliability-doc", __doc__, markdown, argv)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from . import generated_doc
 from .worker.settings import ALLOWED_SERVER_OPTIONS, SETTINGS, SettingSpec
-from .xml_cli import EXIT_CHANGES, EXIT_OK
 
 HEADER = """\
 # Settings reference
@@ -54,25 +51,4 @@ def markdown() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="glidein-triton settings-doc", description=__doc__)
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--output", type=Path, metavar="FILE", help="write the page to FILE (else: print it)")
-    action.add_argument(
-        "--check", type=Path, metavar="FILE", help=f"exit {EXIT_CHANGES} when FILE is out of date"
-    )
-    arguments = parser.parse_args(argv)
-    text = markdown()
-    if arguments.check:
-        current = arguments.check.read_text(encoding="utf-8") if arguments.check.is_file() else ""
-        if current != text:
-            print(
-                f"glidein-triton: {arguments.check} is out of date: run settings-doc --output",
-                file=sys.stderr,
-            )
-            return EXIT_CHANGES
-        return EXIT_OK
-    if arguments.output:
-        arguments.output.write_text(text, encoding="utf-8")
-        return EXIT_OK
-    sys.stdout.write(text)
-    return EXIT_OK
+    return generated_doc.main("settings-doc", __doc__, markdown, argv)
