@@ -45,7 +45,7 @@ def test_the_watchdog_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None
     assert wait_until(lambda: recorded_state(prepared.glidein) is None)
     assert wait_until(lambda: not processes.is_running(state.watchdog_pid, state.watchdog_ticks))
     assert_nothing_left(prepared.glidein, state)
-    log = (prepared.glidein.root / "triton" / "watchdog.log").read_text()
+    log = (prepared.glidein.root / "log" / "glidein_triton_watchdog.log").read_text()
     assert f"the glidein (pid {glidein_process.pid}) is gone without its cleanup" in log
 
 

@@ -16,12 +16,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import cleanup, logs, processes
+from .accounting import LOG_DIR_NAME
 from .state import STATE_FILE_NAME, state_dir
 
 LOG = logging.getLogger(__name__)
 
 MISSES = 3
-LOG_FILE_NAME = "watchdog.log"
+LOG_FILE_NAME = "glidein_triton_watchdog.log"
 CODE_ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.watchdog import main; main()"
@@ -44,7 +45,8 @@ def watch(work_dir: Path, pid: int, ticks: int, period: float, environment: Mapp
 
 def spawn(work_dir: Path, glidein_pid: int, period: float, environment: Mapping[str, str]) -> tuple[int, int]:
     """Start the watchdog in its own session; returns its (pid, start ticks)."""
-    log_path = state_dir(work_dir) / LOG_FILE_NAME
+    log_path = work_dir / LOG_DIR_NAME / LOG_FILE_NAME  # the glidein's log directory, like the accounting
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     ticks = processes.start_ticks(glidein_pid)
     argv = [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(CODE_ROOT), str(work_dir), str(glidein_pid)]
     argv += [str(ticks), str(period)]
