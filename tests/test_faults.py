@@ -32,13 +32,14 @@ from glidein_triton import demo, local_server, payload
 from glidein_triton.glidein_sim import UNREADABLE_REPORT, ScriptResult, SimulatedGlidein, read_report
 from glidein_triton.leaks import Watch
 from glidein_triton.reliability import FAULTS, FAULTS_BY_KEY, Fault
-from glidein_triton.worker import health, processes, startup, token
 from glidein_triton.worker import ports as port_allocation
+from glidein_triton.worker import processes, startup, token
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.report import Reporter
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.token import TOKEN_FILE_NAME
+from glidein_triton.worker.triton_api import Server
 
 from .conftest import add_model
 
@@ -424,7 +425,7 @@ def test_startup_sigkill(tmp_path: Path, watcher: Watcher, runtime: str) -> None
     with watch:
         process = start_startup(glidein, prepared.environment, tmp_path / "stderr")
         state = wait_for_launch(glidein, process)
-        assert not health.is_ready(state.http_port)  # killed while it waits, before the server is ready
+        assert not Server(state.http_port).is_ready()  # killed while it waits, before the server is ready
         process.kill()
         result = finished(glidein, process, tmp_path / "stderr")
         check_startup(fault, result)
@@ -562,7 +563,7 @@ def test_two_glideins(tmp_path: Path, watcher: Watcher) -> None:
         assert_nothing_left(first_watch, first)
         # The other glidein's server and instance are untouched.
         assert processes.is_running(states[1].pid, states[1].start_ticks)
-        assert health.is_ready(states[1].http_port)
+        assert Server(states[1].http_port).is_ready()
         demo.run_sample_job(second.glidein.published()[1], requests=2)
         left = second_watch.leftovers(
             second.glidein.config_path, container_runtime(second), second.environment

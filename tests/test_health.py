@@ -1,4 +1,4 @@
-"""The socket HTTP client of the health checks, against a small local HTTP server."""
+"""The socket HTTP client of the health checks (triton_api.Server), against a small local HTTP server."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from glidein_triton.worker import health
 from glidein_triton.worker.ports import free_port
+from glidein_triton.worker.triton_api import Server
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -37,19 +37,19 @@ def port() -> Iterator[int]:
 
 
 def test_status_and_body(port: int) -> None:
-    assert health.is_ready(port)
-    assert not health.is_live(port)
-    assert health.server_metadata(port) == {"version": "2.51.0"}
+    assert Server(port).is_ready()
+    assert not Server(port).is_live()
+    assert Server(port).metadata() == {"version": "2.51.0"}
 
 
 def test_nothing_listening() -> None:
     closed = free_port()
-    assert health.http_request(closed, "/v2") == (0, b"")
-    assert not health.is_ready(closed)
-    assert health.server_metadata(closed) == {}
+    assert Server(closed).exchange("GET", "/v2") == (0, b"")
+    assert not Server(closed).is_ready()
+    assert Server(closed).metadata() == {}
 
 
 def test_proxy_settings_do_not_apply(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    assert health.is_ready(port)
+    assert Server(port).is_ready()

@@ -10,10 +10,11 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import health, processes
+from . import processes
 from .errors import PortInUseError, ReadinessTimeoutError, ServerStartError
 from .runtime import LaunchPlan
 from .state import ServerState
+from .triton_api import Server
 
 LOG = logging.getLogger(__name__)
 
@@ -123,11 +124,12 @@ def wait_ready(state: ServerState, timeout: float) -> None:
     An early exit of the server is noticed at once, and a port clash raises PortInUseError so that the
     caller can retry with other ports. Every failure carries the argv, exit code and log tail.
     """
+    endpoint = Server(state.http_port)
     started = time.monotonic()
     deadline = started + timeout
     delay = FAST_POLL_INTERVAL
     while True:
-        if health.is_ready(state.http_port, timeout=1.0):
+        if endpoint.is_ready(timeout=1.0):
             state.ready_at = time.time()
             return
         code = _exit_code(state.pid)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import access, health, hooks, logs, processes, publish, runtime, server, supervisor, token, watchdog
+from . import access, hooks, logs, processes, publish, runtime, server, supervisor, token, watchdog
 from . import gpus as gpu_discovery
 from .accounting import accounting_path
 from .errors import (
@@ -44,6 +44,7 @@ from .state import (
     ServerState,
     state_dir,
 )
+from .triton_api import Server
 
 LOG = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def _launch_until_ready(
         except BaseException:
             server.stop(state, environment)
             raise
-        version = str(health.server_metadata(state.http_port).get("version", "unknown"))
+        version = str(Server(state.http_port).metadata().get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access)
 

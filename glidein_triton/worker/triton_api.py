@@ -93,6 +93,14 @@ class Server:
     def is_live(self, timeout: float = 2.0) -> bool:
         return self.exchange("GET", "/v2/health/live", timeout=timeout)[0] == 200
 
+    def metadata(self, timeout: float = 5.0) -> dict[str, Any]:
+        """``GET /v2``: name, version and extensions of the server; empty when it does not answer."""
+        try:
+            answer = self.json("GET", "/v2", timeout=timeout)
+        except TritonAPIError:
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
     def is_model_ready(self, model: str, timeout: float = 2.0) -> bool:
         return self.exchange("GET", f"/v2/models/{model}/ready", timeout=timeout)[0] == 200
 
