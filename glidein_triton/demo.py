@@ -26,7 +26,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from . import local_server
-from .glidein_sim import ScriptResult, SimulatedGlidein, classad_text
+from .glidein_sim import GlideinDied, ScriptResult, SimulatedGlidein, classad_text
 from .worker import processes, token
 from .worker.ports import is_listening
 from .worker.state import STATE_FILE_NAME, ServerState, state_dir
@@ -160,16 +160,22 @@ def run(root: Path, runtime: str) -> int:
     glidein = demo.glidein
     print(f"== 1. startup script ({runtime} runtime): main/glidein_triton_setup.sh glidein_config main")
     started = time.perf_counter()
-    result = glidein.run_startup(demo.environment)
+    result = glidein.run_startup(demo.environment, condor=False)
     print(f"  took {time.perf_counter() - started:.2f} s")
     show(result)
+    failures = []
+    print("== condor_startup.sh: the work directory's log/ and execute/ (mkdir log execute)")
+    try:
+        glidein.start_condor()
+        print("  made by HTCondor's start-up, as it needs them")
+    except GlideinDied as error:
+        failures.append(f"the real glidein would have died here: {error}")
     state = ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
     attributes, job_environment = glidein.published()
     print("== 2. published machine ad attributes (condor_vars.lst + glidein_config):")
     for name, value in attributes.items():
         print(f"  {name} = {value}")
     print("  job environment: " + " ".join(f"{k}={v}" for k, v in job_environment.items()))
-    failures = []
     if result.returncode != 0 or attributes.get("HasTriton") != "True":
         failures.append("startup did not publish a ready server:\n" + result.stderr[-3000:])
     else:

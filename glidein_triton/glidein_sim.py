@@ -3,7 +3,8 @@
 GlideinWMS is not installable here, so this stands in for the parts of it around a custom script:
 the work directory and glidein_config keys, downloading (copying) and untarring the plugin's files,
 running the startup script as ``<script> glidein_config <id>`` with stdin from /dev/null, reading the
-published attributes the way condor_startup.sh does, and running ``.gwms.d/exec/cleanup`` the way
+published attributes the way condor_startup.sh does, what condor_startup.sh does to the work directory
+before the startd starts (:meth:`SimulatedGlidein.start_condor`), and running ``.gwms.d/exec/cleanup`` the way
 ``gwms_process_scripts`` does. The helper scripts (add_config_line.source, error_gen.sh) are the doubles in
 glidein_doubles/, or the real ones from ``$GLIDEINWMS_WEB_BASE`` (a GlideinWMS creation/web_base directory).
 """
@@ -64,6 +65,10 @@ def read_report(path: Path) -> tuple[str, dict[str, str], str]:
     status = root.findtext("result/status", "")
     metrics = {metric.get("name", ""): metric.text or "" for metric in root.iter("metric")}
     return status, metrics, (root.findtext("detail") or "").strip()
+
+
+class GlideinDied(RuntimeError):
+    """The real glidein would have ended here (a GlideinWMS script failed it), with this message."""
 
 
 class SimulatedGlidein:
@@ -160,9 +165,34 @@ class SimulatedGlidein:
                 outcome.status = UNREADABLE_REPORT
         return outcome
 
-    def run_startup(self, env: Mapping[str, str] | None = None, timeout: float = 600) -> ScriptResult:
-        """Run the startup script as glidein_startup.sh does: ``<script> glidein_config main``."""
-        return self._run([str(self.startup_script), "glidein_config", "main"], self.root, env, timeout)
+    def run_startup(
+        self, env: Mapping[str, str] | None = None, timeout: float = 600, condor: bool = True
+    ) -> ScriptResult:
+        """Run the startup script as glidein_startup.sh does: ``<script> glidein_config main``.
+
+        A script that exits 0 is followed by what condor_startup.sh does to the work directory
+        (:meth:`start_condor`), unless ``condor`` is False: a fault there raises :class:`GlideinDied`.
+        """
+        result = self._run([str(self.startup_script), "glidein_config", "main"], self.root, env, timeout)
+        if condor and result.returncode == 0:
+            self.start_condor()
+        return result
+
+    def start_condor(self) -> None:
+        """condor_startup.sh's first step in the work directory, before the startd starts.
+
+        It keeps ``log`` and ``execute`` when both are directories, else runs ``mkdir log execute``, which
+        fails when either one exists: error_gen ``WN_Resource`` "Error creating monitor dirs", exit 1.
+        HTCondor then writes its logs to ``log`` and job sandboxes go to ``execute/dir_<pid>``.
+        """
+        log_dir, execute_dir = self.root / "log", self.root / "execute"
+        if log_dir.is_dir() and execute_dir.is_dir():
+            return
+        try:
+            for directory in (log_dir, execute_dir):
+                directory.mkdir()
+        except OSError as error:
+            raise GlideinDied(f"condor_startup.sh: Error creating monitor dirs ({error})") from error
 
     def run_cleanup(self, env: Mapping[str, str] | None = None, timeout: float = 120) -> list[ScriptResult]:
         """Run every executable of .gwms.d/exec/cleanup as gwms_process_scripts does."""

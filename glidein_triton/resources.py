@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ def disk_usage(path: Path, skip: Path | None = None) -> int:
 
 def metrics(work_dir: Path, tolerances: dict[str, float] | None = None) -> list[Metric]:
     """The soak's measurements; ``tolerances`` replaces default tolerances by key."""
-    temporary = Path("/tmp")  # noqa: S108 (the node's /tmp is one of the things measured)
+    temporary = Path(tempfile.gettempdir())  # the node's temporary directory is one of the things measured
     wanted = [
         Metric(
             "processes", f"running processes of user {os.getuid()}", 2, lambda: user_processes(os.getuid())

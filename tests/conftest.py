@@ -14,8 +14,8 @@ from glidein_triton.glidein_sim import SimulatedGlidein
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
 REPO = Path(__file__).resolve().parent.parent
-#: Real nvidia-smi outputs, kept beside the repository in shared/ (see its README for their origin).
-NVIDIA_SMI_FIXTURES = REPO.parent / "shared" / "fixtures" / "nvidia-smi"
+#: Real nvidia-smi outputs (see the README there for their origin).
+NVIDIA_SMI_FIXTURES = REPO / "tests" / "fixtures" / "nvidia-smi"
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,7 @@ def test_report_and_summary_line(tmp_path: Path) -> None:
     assert document["models"]["m1"]["compute_seconds"] == round((118641 + 17226652 + 78730) / 1e9, 6)
     assert document["totals"]["success_count"] == 4
     path = accounting.write(tmp_path, document)
-    assert path == tmp_path / "log" / "glidein_triton_accounting.json"
+    assert path == tmp_path / "triton" / "glidein_triton_accounting.json"
     assert json.loads(path.read_text()) == document
     line = accounting.summary_line(document, path)
     assert "\n" not in line

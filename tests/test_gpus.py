@@ -1,4 +1,4 @@
-"""GPU discovery on captured real nvidia-smi outputs (shared/fixtures/nvidia-smi)."""
+"""GPU discovery on captured real nvidia-smi outputs (tests/fixtures/nvidia-smi)."""
 
 from __future__ import annotations
 

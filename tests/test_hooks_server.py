@@ -325,7 +325,7 @@ def test_accounting_counts_every_request_across_a_restart(served: Served, reposi
     recorded = state(served.glidein)
     holder.end()
     results = served.glidein.run_cleanup(served.environment)
-    path = served.glidein.root / "log" / "glidein_triton_accounting.json"
+    path = state_dir(served.glidein.root) / "glidein_triton_accounting.json"
     document = json.loads(path.read_text())
     assert document["complete"] is True
     assert document["server"]["restarts"] == 1

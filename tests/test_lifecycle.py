@@ -65,6 +65,9 @@ def test_process_runtime_whole_lifecycle(served_glidein: demo.DemoGlidein) -> No
     # The published ad matches a job that asks for Triton, and not one that needs a GPU.
     assert demo.job_requirements_match(attributes)
     assert not demo.job_requirements_match(attributes, "HasTriton =?= True && TritonGPUs > 0")
+    # condor_startup.sh found the work directory as it needs it (run_startup models it: GlideinDied else).
+    assert (glidein.root / "log").is_dir()
+    assert (glidein.root / "execute").is_dir()
     lines = demo.run_sample_job(job_environment, requests=3)
     assert [line.split()[0] for line in lines] == ["gRPC", "HTTP"]
     state = recorded_state(glidein)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.glidein_sim import GlideinDied, SimulatedGlidein
 from glidein_triton.worker.publish import ATTRIBUTE_BY_KEY
 
 from .conftest import write_executable
@@ -117,3 +117,22 @@ def test_no_suitable_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
     assert result.metrics["TritonFailure"] == "WN_Resource"
     assert "no Python >= 3.9 found (tried: /opt/no/python python3" in result.stderr
     assert glidein.published()[0]["TritonFailure"].startswith('"WN_Resource: no Python')
+
+
+@pytest.mark.parametrize("existing", [["log"], ["execute"]])
+def test_the_simulated_condor_startup_fails_on_half_made_monitor_dirs(
+    glidein: SimulatedGlidein, existing: list[str]
+) -> None:
+    """condor_startup.sh's ``mkdir log execute`` fails the glidein when only one of them is there."""
+    for name in existing:
+        (glidein.root / name).mkdir()
+    with pytest.raises(GlideinDied, match="Error creating monitor dirs"):
+        glidein.run_startup()
+
+
+def test_the_simulated_condor_startup_keeps_both_monitor_dirs(glidein: SimulatedGlidein) -> None:
+    (glidein.root / "log").mkdir()
+    (glidein.root / "log" / "StartdLog").write_text("kept")
+    (glidein.root / "execute").mkdir()
+    assert glidein.run_startup().returncode == 0
+    assert (glidein.root / "log" / "StartdLog").read_text() == "kept"

@@ -80,15 +80,17 @@ def test_tolerances_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> Non
         soak.main(["--cycles", "0"])
 
 
-#: In namespaces of its own (PID, network, mount; private /tmp and /dev/shm) the soak measures only itself:
-#: others using this machine at the same time cannot change its numbers. The shell stays as the
-#: namespace's init, which reaps the servers that the startup scripts leave to it, as init does on a node.
+#: In namespaces of its own (PID, network, mount; a private /dev/shm and temporary directory) the soak
+#: measures only itself: others using this machine at the same time cannot change its numbers. The shell
+#: stays as the namespace's init, which reaps the servers that the startup scripts leave to it, as init does
+#: on a node. The temporary directory is a fresh tmpfs of its own (TMPDIR), not over /tmp: the checkout may
+#: be in /tmp.
 ISOLATION = ["unshare", "--fork", "--pid", "--mount-proc", "--net", "--mount"]
-PRIVATE_NODE = "ip link set lo up && mount -t tmpfs soak-shm /dev/shm && mount -t tmpfs soak-tmp /tmp &&"
+PRIVATE_NODE = 'ip link set lo up && mount -t tmpfs soak-shm /dev/shm && mount -t tmpfs soak-tmp "$TMPDIR" &&'
 
 #: A soak whose cycles leak a process the cleanup does not know about and a /dev/shm file.
 LEAKING_SOAK = """
-import subprocess, sys
+import subprocess, sys, tempfile
 from pathlib import Path
 from glidein_triton import soak
 
@@ -96,7 +98,7 @@ def leak(prepared):
     subprocess.Popen(["sleep", "300"], cwd=prepared.glidein.root, start_new_session=True)
     Path("/dev/shm/glidein-triton-soak-leak").write_bytes(bytes(4096))
 
-work = Path("/tmp/soak")
+work = Path(tempfile.gettempdir(), "soak")
 work.mkdir()
 sys.exit(soak.run(work, cycles=1, hooks=soak.CycleHooks(while_ready=leak), warmup=0))
 """
@@ -110,19 +112,25 @@ def table_rows(report: str) -> dict[str, list[str]]:
     return {line.rsplit(None, 5)[0].strip(): line.split()[-5:] for line in rows}
 
 
-def run_isolated(*command: str) -> subprocess.CompletedProcess[str]:
+def run_isolated(temporary: Path, *command: str) -> subprocess.CompletedProcess[str]:
     probe = subprocess.run([*ISOLATION, "true"], capture_output=True, check=False)
     if shutil.which("ip") is None or probe.returncode != 0:
         pytest.skip("needs unshare (root) and ip to give the soak namespaces of its own")
     script = f"{PRIVATE_NODE} " + " ".join(f"'{word}'" for word in command)
     return subprocess.run(
-        [*ISOLATION, "sh", "-c", script], capture_output=True, text=True, timeout=170, check=False, cwd=REPO
+        [*ISOLATION, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(temporary)},
     )
 
 
 @pytest.mark.server
-def test_soak_cycles_leave_nothing_and_nothing_grows() -> None:
-    ran = run_isolated(str(GLIDEIN_TRITON), "soak", "--cycles", "3", "--warmup", "1")
+def test_soak_cycles_leave_nothing_and_nothing_grows(tmp_path: Path) -> None:
+    ran = run_isolated(tmp_path, str(GLIDEIN_TRITON), "soak", "--cycles", "3", "--warmup", "1")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     lines = ran.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:4]] == ["warm-up", "cycle 1/3", "cycle 2/3", "cycle 3/3"]
@@ -143,8 +151,8 @@ def test_soak_cycles_leave_nothing_and_nothing_grows() -> None:
 
 
 @pytest.mark.server
-def test_a_leak_fails_the_soak() -> None:
-    ran = run_isolated(sys.executable, "-c", LEAKING_SOAK.replace("'", '"'))
+def test_a_leak_fails_the_soak(tmp_path: Path) -> None:
+    ran = run_isolated(tmp_path, sys.executable, "-c", LEAKING_SOAK.replace("'", '"'))
     assert ran.returncode == soak.EXIT_GROWTH, ran.stdout + ran.stderr
     report = ran.stdout
     assert "LEFT: process" in report

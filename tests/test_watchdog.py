@@ -10,6 +10,7 @@ import pytest
 
 from glidein_triton import demo
 from glidein_triton.worker import processes
+from glidein_triton.worker.state import state_dir
 
 from .conftest import assert_nothing_left, recorded_state
 
@@ -45,7 +46,7 @@ def test_the_watchdog_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None
     assert wait_until(lambda: recorded_state(prepared.glidein) is None)
     assert wait_until(lambda: not processes.is_running(state.watchdog_pid, state.watchdog_ticks))
     assert_nothing_left(prepared.glidein, state)
-    log = (prepared.glidein.root / "log" / "glidein_triton_watchdog.log").read_text()
+    log = (state_dir(prepared.glidein.root) / "glidein_triton_watchdog.log").read_text()
     assert f"the glidein (pid {glidein_process.pid}) is gone without its cleanup" in log
 
 

@@ -5,8 +5,9 @@ unloaded or the server restarts. So the ledger ``usage.json`` in the plugin dire
 lost: ``closed`` (models unloaded by the reaper, server lives ended by a crash) and ``last_seen`` (the
 statistics of the last healthy periodic run, which become ``closed`` when the server is found dead).
 At cleanup the totals are ``closed`` plus the live statistics (or ``last_seen`` when the server is gone),
-written to ``<work dir>/log/glidein_triton_accounting.json`` (the glidein's log directory, where HTCondor's
-logs are; GLIDEIN_TRITON_ACCOUNTING_FILE in glidein_config) and summed up in one line of the glidein log.
+written to ``<work dir>/triton/glidein_triton_accounting.json`` (the plugin's directory, which cleanup
+leaves with the server log in it; GLIDEIN_TRITON_ACCOUNTING_FILE in glidein_config) and summed up in one line
+of the glidein log.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import model_registry
+from .state import state_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 
     from .state import ServerState
 
-LOG_DIR_NAME = "log"
 ACCOUNTING_FILE_NAME = "glidein_triton_accounting.json"
 #: Counters kept per model: (name in the ledger, path in one entry of Triton's model_stats).
 COUNTERS = (
@@ -44,7 +45,9 @@ Totals = dict[str, dict[str, int]]
 
 
 def accounting_path(work_dir: Path) -> Path:
-    return work_dir / LOG_DIR_NAME / ACCOUNTING_FILE_NAME
+    """In the plugin's own directory, never in ``<work dir>/log``: the path is published at startup, and
+    condor_startup.sh fails the glidein when it finds ``log`` without ``execute``."""
+    return state_dir(work_dir) / ACCOUNTING_FILE_NAME
 
 
 def _counter(entry: Mapping[str, Any], path: tuple[str, ...]) -> int:
@@ -177,7 +180,7 @@ def summary_line(document: dict[str, Any], path: Path) -> str:
 
 
 def write(work_dir: Path, document: dict[str, Any]) -> Path:
-    """Write the document into the glidein's log directory (made if need be); returns its path."""
+    """Write the document where :func:`accounting_path` says; returns its path."""
     path = accounting_path(work_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import cleanup, logs, processes
-from .accounting import LOG_DIR_NAME
 from .state import STATE_FILE_NAME, state_dir
 
 LOG = logging.getLogger(__name__)
@@ -45,7 +44,9 @@ def watch(work_dir: Path, pid: int, ticks: int, period: float, environment: Mapp
 
 def spawn(work_dir: Path, glidein_pid: int, period: float, environment: Mapping[str, str]) -> tuple[int, int]:
     """Start the watchdog in its own session; returns its (pid, start ticks)."""
-    log_path = work_dir / LOG_DIR_NAME / LOG_FILE_NAME  # the glidein's log directory, like the accounting
+    # In the plugin's own directory: condor_startup.sh fails the glidein when it finds <work dir>/log
+    # without <work dir>/execute ("Error creating monitor dirs"), so nothing may create it before HTCondor.
+    log_path = state_dir(work_dir) / LOG_FILE_NAME
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ticks = processes.start_ticks(glidein_pid)
     argv = [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(CODE_ROOT), str(work_dir), str(glidein_pid)]
