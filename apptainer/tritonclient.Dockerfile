@@ -4,11 +4,12 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim
 ARG TRITONCLIENT_VERSION=2.51.0
 ARG NUMPY_VERSION=1.26.4
-COPY glidein_triton/__init__.py glidein_triton/client.py /opt/glidein-triton/glidein_triton/
+COPY glidein_triton/__init__.py /opt/glidein-triton/glidein_triton/
+COPY glidein_triton/job/__init__.py glidein_triton/job/client.py /opt/glidein-triton/glidein_triton/job/
 COPY examples /opt/glidein-triton/examples
 RUN python3 -m pip install --no-cache-dir \
         "tritonclient[grpc,http]==${TRITONCLIENT_VERSION}" "numpy==${NUMPY_VERSION}" \
     && echo /opt/glidein-triton > "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/glidein-triton.pth" \
     && python3 -m compileall -q /opt/glidein-triton \
-    && python3 -c 'import numpy, tritonclient.grpc, tritonclient.http, glidein_triton.client'
+    && python3 -c 'import numpy, tritonclient.grpc, tritonclient.http, glidein_triton.job.client'
 LABEL org.opencontainers.image.title="glidein-triton client"

@@ -26,9 +26,10 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from glidein_triton import demo, hooks_sim
-from glidein_triton.glidein_sim import SimulatedGlidein
-from glidein_triton.worker import hooks
+from glidein_triton.local import demo
+from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import install as hooks
 
 JOB_NUMBERS = itertools.count()
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton import demo
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker.ports import Ports, allocate
 from glidein_triton.worker.runtime import server_options
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from glidein_triton import demo
+from glidein_triton.local import demo
 from glidein_triton.worker import processes
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 

@@ -7,41 +7,50 @@ import importlib
 import sys
 from typing import Callable
 
-from . import __version__
+from glidein_triton import __version__
 
 #: subcommand -> (one-line help, "module:function" taking the remaining arguments and returning an exit code)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("run a whole glidein lifecycle on the real local Triton server", "glidein_triton.demo:main"),
+    "demo": (
+        "run a whole glidein lifecycle on the real local Triton server",
+        "glidein_triton.local.demo:main",
+    ),
     "factory-xml": (
         "add glidein-triton to factory entries in glideinWMS.xml",
-        "glidein_triton.factory_cli:main",
+        "glidein_triton.operator.factory_cli:main",
     ),
     "frontend-xml": (
         "add Triton images and a Triton group to frontend.xml",
-        "glidein_triton.frontend_cli:main",
+        "glidein_triton.operator.frontend_cli:main",
     ),
-    "payload": ("build the files the factory serves, and print their XML", "glidein_triton.payload_cli:main"),
-    "settings-doc": ("print the settings reference (docs/settings.md)", "glidein_triton.settings_doc:main"),
+    "payload": (
+        "build the files the factory serves, and print their XML",
+        "glidein_triton.operator.payload_cli:main",
+    ),
+    "settings-doc": (
+        "print the settings reference (docs/settings.md)",
+        "glidein_triton.operator.settings_doc:main",
+    ),
     "reliability-doc": (
         "print the table of faults tried and what happens (docs/reliability.md)",
-        "glidein_triton.reliability:main",
+        "glidein_triton.local.fault_table:main",
     ),
     "soak": (
         "run start/stop cycles of a simulated glidein and check that nothing grows",
-        "glidein_triton.soak:main",
+        "glidein_triton.local.soak:main",
     ),
-    "discover": ("list the Triton-capable slots of an HTCondor pool", "glidein_triton.discover:main"),
+    "discover": ("list the Triton-capable slots of an HTCondor pool", "glidein_triton.job.discover:main"),
     "submit-example": (
         "write a submit description and job script for a job that uses Triton",
-        "glidein_triton.submit_example:main",
+        "glidein_triton.job.submit_example:main",
     ),
     "local-job": (
         "run a command as a job of a simulated glidein with the real local Triton server",
-        "glidein_triton.local_job:main",
+        "glidein_triton.local.job:main",
     ),
     "check": (
         "check whether Triton can run on this node (worker node or test glidein)",
-        "glidein_triton.worker.check:main",
+        "glidein_triton.worker.check.command:main",
     ),
 }
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import demo
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,8 +13,10 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from glidein_triton import demo, hooks_sim
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local import demo
+from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import accounting, watchdog
 from glidein_triton.worker.state import ServerState, state_dir
 
 MODEL_CONFIG = """backend: "python"
@@ -127,12 +129,16 @@ def held_locks(directory: Path) -> list[str]:
     return held
 
 
+#: What cleanup leaves in the plugin's directory on purpose: the logs and the accounting, for the operator.
+KEPT_AFTER_CLEANUP = {"server.log", watchdog.LOG_FILE_NAME, accounting.ACCOUNTING_FILE_NAME}
+
+
 def leftovers_after_cleanup(glidein: SimulatedGlidein, recorded: ServerState | None) -> list[str]:
     """Processes, listening ports, lock files and hook files left after cleanup."""
     directory = state_dir(glidein.root)
     left = demo.leftovers(recorded)
     left += [f"held lock {path}" for path in held_locks(glidein.root)]
-    left += [f"file {path}" for path in directory.rglob("*") if path.name != "server.log"]
+    left += [f"file {path}" for path in directory.rglob("*") if path.name not in KEPT_AFTER_CLEANUP]
     return left
 
 

@@ -12,16 +12,17 @@ from typing import Any
 
 import pytest
 
-from glidein_triton import cli, payload
-from glidein_triton.glidein_sim import SimulatedGlidein
-from glidein_triton.worker import check
+from glidein_triton import cli
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.operator import payload
+from glidein_triton.worker.check import command as check
 from glidein_triton.worker.ports import LOOPBACK
 
 from .conftest import write_executable
 from .test_gpus import fake_nvidia_smi
 from .test_lifecycle import PYTHON39
 
-STANDIN_APPTAINER = Path(cli.__file__).resolve().parent / "standins" / "apptainer"
+STANDIN_APPTAINER = Path(cli.__file__).resolve().parent / "local" / "standins" / "apptainer"
 ESSENTIAL_CACHE = ("libcuda.so.1", "libnvidia-ml.so.1")
 
 
@@ -524,7 +525,7 @@ def test_runs_inside_a_test_glidein_from_the_untarred_payload(
     """The check ships in the worker tarball and runs there on the standard library alone (``-S``)."""
     if python is None:
         pytest.skip("no Python 3.9 on this machine")
-    assert "glidein_triton/worker/check.py" in [name for name, _ in payload.worker_files()]
+    assert "glidein_triton/worker/check/command.py" in [name for name, _ in payload.worker_files()]
     glidein = SimulatedGlidein(tmp_path / "glidein").layout()
     glidein.install_payload()
     node = Node(tmp_path / "node", monkeypatch)
@@ -533,7 +534,14 @@ def test_runs_inside_a_test_glidein_from_the_untarred_payload(
     glidein.set("GLIDEIN_TRITON_IMAGE", str(node.image()))
     code_dir = glidein.config()["ENTRY_GLIDEIN_TRITON_DIR"]
     result = subprocess.run(
-        [python, "-S", "-m", "glidein_triton.worker.check", "--glidein-config", str(glidein.config_path)],
+        [
+            python,
+            "-S",
+            "-m",
+            "glidein_triton.worker.check",
+            "--glidein-config",
+            str(glidein.config_path),
+        ],
         cwd=code_dir,
         capture_output=True,
         text=True,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.worker import check_report, cuda_support, node_checks, nvidia_libraries
-from glidein_triton.worker.check_report import Finding
+from glidein_triton.worker import cuda_support
+from glidein_triton.worker.check import findings as check_report
+from glidein_triton.worker.check import node_checks, nvidia_libraries
+from glidein_triton.worker.check.findings import Finding
 
 
 def test_every_release_has_a_cuda_version_with_a_driver_row() -> None:

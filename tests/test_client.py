@@ -1,4 +1,4 @@
-"""glidein_triton.client without a server: where it looks, what it says, tokens, fallback, light import."""
+"""glidein_triton.job.client without a server: where it looks, what it says, tokens, fallback, light import."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import client
-from glidein_triton.client import (
+from glidein_triton.job import client
+from glidein_triton.job.client import (
     Endpoint,
     ServerNotFoundError,
     ServerNotReadyError,
@@ -132,7 +132,7 @@ def test_token_file_readable_by_others_is_warned_about(
     path = tmp_path / "token"
     path.write_text("s3cret")
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="glidein_triton.client"):
+    with caplog.at_level(logging.WARNING, logger="glidein_triton.job.client"):
         assert read_token({"TRITON_TOKEN_FILE": str(path)}) is not None
     assert "readable by others (mode 644); it should be 0600" in caplog.text
 
@@ -172,7 +172,7 @@ def test_a_missing_token_is_warned_about_when_the_ad_says_one_is_needed(
 ) -> None:
     environment = {"_CONDOR_MACHINE_AD": str(write_ad(tmp_path, MACHINE_AD + 'TritonAuth = "token"\n'))}
     endpoint = find_endpoint("grpc", None, environment)
-    with caplog.at_level(logging.WARNING, logger="glidein_triton.client"):
+    with caplog.at_level(logging.WARNING, logger="glidein_triton.job.client"):
         client._apply_glidein_hints(endpoint, Token("abc", "$TRITON_TOKEN"), environment, {})
         assert caplog.text == ""
         client._apply_glidein_hints(endpoint, None, environment, {})
@@ -219,7 +219,7 @@ def test_import_loads_neither_tritonclient_nor_numpy() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, glidein_triton.client; "
+            "import sys, glidein_triton.job.client; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tritonclient', 'numpy', 'grpc', 'gevent'}))",
         ],
         capture_output=True,
@@ -234,12 +234,12 @@ def test_discovery_runs_on_python_3_9(tmp_path: Path) -> None:
     """Job images may have an older Python: finding the server and the fallback need only 3.9."""
     assert PYTHON39 is not None
     script = (
-        "import os, sys; sys.path.insert(0, sys.argv[1]); from glidein_triton import client; "
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from glidein_triton.job import client; "
         "print(client.find_endpoint('http', None, os.environ).url); "
         "print(client.connect(environment={}, fallback=lambda error: type(error).__name__))"
     )
     result = subprocess.run(
-        [PYTHON39, "-I", "-c", script, str(Path(client.__file__).parent.parent)],
+        [PYTHON39, "-I", "-c", script, str(Path(client.__file__).parents[2])],
         env={"_CONDOR_MACHINE_AD": str(write_ad(tmp_path))},
         capture_output=True,
         text=True,

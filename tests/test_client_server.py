@@ -1,4 +1,4 @@
-"""glidein_triton.client against the real server a simulated glidein started and published."""
+"""glidein_triton.job.client against the real server a simulated glidein started and published."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from glidein_triton.client import ServerNotReadyError, connect
-from glidein_triton.local_job import LocalGlidein, local_glidein
+from glidein_triton.job.client import ServerNotReadyError, connect
+from glidein_triton.local.job import LocalGlidein, local_glidein
 
 from .conftest import assert_nothing_left, recorded_state
 
@@ -49,7 +49,7 @@ def test_connects_from_the_machine_ad_alone(
 ) -> None:
     environment = glidein.environment(base={}, machine_ad_only=True)
     assert "TRITON_GRPC_URL" not in environment
-    with caplog.at_level("INFO", logger="glidein_triton.client"):
+    with caplog.at_level("INFO", logger="glidein_triton.job.client"):
         found = connect(protocol, environment=environment, timeout=30)
     assert add(found, protocol).shape == (1, 16)
     found.close()

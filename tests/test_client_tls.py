@@ -1,4 +1,4 @@
-"""glidein_triton.client against a glidein in remote mode with gRPC over TLS (and the token)."""
+"""glidein_triton.job.client against a glidein in remote mode with gRPC over TLS (and the token)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glidein_triton.client import ServerNotReadyError, connect
-from glidein_triton.local_job import LocalGlidein, local_glidein
+from glidein_triton.job.client import ServerNotReadyError, connect
+from glidein_triton.local.job import LocalGlidein, local_glidein
 
 from .conftest import assert_nothing_left, recorded_state
 from .test_security import make_certificate

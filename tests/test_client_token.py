@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from glidein_triton import demo, local_server
-from glidein_triton.client import connect
+from glidein_triton.job.client import connect
+from glidein_triton.local import demo
+from glidein_triton.local import pytriton as local_server
 from glidein_triton.worker import runtime, server
 from glidein_triton.worker.ports import Ports, allocate
 

@@ -7,7 +7,7 @@ import json
 import classad2
 import pytest
 
-from glidein_triton import discover
+from glidein_triton.job import discover
 
 GPU_SLOT = classad2.parseOne(
     """

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import factory_cli
-from glidein_triton.factory_patch import FactoryOptions, has_gpus
-from glidein_triton.xml_cli import write_in_place
-from glidein_triton.xml_source import PatchError
+from glidein_triton.operator import factory_cli
+from glidein_triton.operator.factory_patch import FactoryOptions, has_gpus
+from glidein_triton.operator.xmlpatch.command import write_in_place
+from glidein_triton.operator.xmlpatch.source import PatchError
 
 from .xml_support import CONFIG_D_XML, FACTORY_XML, added_lines, named, parse, removed_lines, values
 

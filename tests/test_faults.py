@@ -1,8 +1,8 @@
 """Faults injected into a simulated glidein on the real tritonserver: each row of docs/reliability.md.
 
-Every test takes its expectations from ``glidein_triton.reliability.FAULTS`` (the error_gen report and
+Every test takes its expectations from ``glidein_triton.local.fault_table.FAULTS`` (the error_gen report and
 detail, the exit code with and without GLIDEIN_TRITON_REQUIRED, HasTriton in the machine ad) and checks
-with ``glidein_triton.leaks`` that nothing of the glidein is left: after a failed startup (before cleanup)
+with ``glidein_triton.local.leftovers`` that nothing of the glidein is left: after a failed startup (before cleanup)
 and after cleanup.
 """
 
@@ -28,15 +28,17 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from glidein_triton import demo, local_server, payload
-from glidein_triton.glidein_sim import UNREADABLE_REPORT, ScriptResult, SimulatedGlidein, read_report
-from glidein_triton.leaks import Watch
-from glidein_triton.reliability import FAULTS, FAULTS_BY_KEY, Fault
+from glidein_triton.local import demo
+from glidein_triton.local import pytriton as local_server
+from glidein_triton.local.fault_table import FAULTS, FAULTS_BY_KEY, Fault
+from glidein_triton.local.glidein import UNREADABLE_REPORT, ScriptResult, SimulatedGlidein, read_report
+from glidein_triton.local.leftovers import Watch
+from glidein_triton.operator import payload
 from glidein_triton.worker import ports as port_allocation
 from glidein_triton.worker import processes, startup, token
+from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports
-from glidein_triton.worker.report import Reporter
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.token import TOKEN_FILE_NAME
 from glidein_triton.worker.triton_api import Server
@@ -154,10 +156,15 @@ def run_failure(
     watch: Watch,
     required: bool,
     env: Mapping[str, str] | None = None,
+    condor: bool = True,
 ) -> ScriptResult:
-    """Run the startup; check its row; nothing left, neither now nor after the cleanup scripts."""
+    """Run the startup; check its row; nothing left, neither now nor after the cleanup scripts.
+
+    ``condor``: follow the startup with condor_startup.sh's step in the work directory (False where the
+    fault leaves the work directory unusable to HTCondor too).
+    """
     with watch:
-        result = prepared.glidein.run_startup(env or prepared.environment)
+        result = prepared.glidein.run_startup(env or prepared.environment, condor=condor)
         check_startup(fault, result, required)
         check_published(fault, prepared.glidein)
         assert_nothing_left(watch, prepared)
@@ -596,7 +603,8 @@ def test_work_directory_read_only_or_full(
         subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
     else:
         fill(root)
-    run_failure(fault, prepared, watcher(prepared), required)
+    # HTCondor cannot start in this work directory either: only the plugin's part is checked here.
+    run_failure(fault, prepared, watcher(prepared), required, condor=False)
 
 
 @REQUIRED

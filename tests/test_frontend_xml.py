@@ -9,15 +9,15 @@ import classad2
 import pytest
 from lxml import etree
 
-from glidein_triton import frontend_cli
-from glidein_triton.frontend_patch import (
+from glidein_triton.operator import frontend_cli
+from glidein_triton.operator.frontend_patch import (
     DEFAULT_CLIENT_IMAGE,
     DEFAULT_SERVER_IMAGE,
     FrontendOptions,
     is_grouped,
     parse_images,
 )
-from glidein_triton.xml_source import PatchError
+from glidein_triton.operator.xmlpatch.source import PatchError
 
 from .xml_support import FRONTEND_XML, added_lines, named, parse, removed_lines
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker.errors import CorruptionError
 from glidein_triton.worker.glidein_config import CondorVar, GlideinConfig, parse_glidein_config, publish
 

@@ -1,5 +1,5 @@
 """The pre-job, periodic and cleanup hooks against the real tritonserver (process runtime, and the stand-in
-apptainer), with jobs run the way GlideinWMS's job wrapper runs them (see glidein_triton.hooks_sim)."""
+apptainer), with jobs run the way GlideinWMS's job wrapper runs them (see glidein_triton.local.jobs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import demo, hooks_sim
+from glidein_triton.local import demo
+from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.worker import processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import ServerState, state_dir

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import hooks_sim, payload
-from glidein_triton.glidein_sim import SimulatedGlidein
-from glidein_triton.worker import hooks, prejob, runtime, supervisor
+from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.operator import payload
+from glidein_triton.worker import install as hooks
+from glidein_triton.worker import prejob, runtime, supervisor
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.periodic import ad_line

@@ -71,7 +71,9 @@ def test_client_image_copies_existing_files_and_installs_the_client_packages() -
     post = " ".join(sections["post"])
     assert '"tritonclient[grpc,http]=={{ TRITONCLIENT_VERSION }}"' in post
     assert '"numpy=={{ NUMPY_VERSION }}"' in post
-    assert "import numpy, tritonclient.grpc, tritonclient.http, glidein_triton.client" in sections["test"][0]
+    assert (
+        "import numpy, tritonclient.grpc, tritonclient.http, glidein_triton.job.client" in sections["test"][0]
+    )
 
 
 def test_client_dockerfile_builds_the_same_image() -> None:
@@ -88,5 +90,5 @@ def test_client_dockerfile_builds_the_same_image() -> None:
 
 
 def test_client_helper_in_the_image_needs_nothing_else_from_the_package() -> None:
-    source = (REPO / "glidein_triton" / "client.py").read_text()
+    source = (REPO / "glidein_triton" / "job" / "client.py").read_text()
     assert not re.search(r"^from \.|^import glidein_triton|^from glidein_triton", source, re.MULTILINE)

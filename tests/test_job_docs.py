@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from glidein_triton.submit_example import JobRequest, submit_description
+from glidein_triton.job.submit_example import JobRequest, submit_description
 
 REPO = Path(__file__).resolve().parent.parent
 GUIDES = [

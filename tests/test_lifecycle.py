@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import demo
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import ports as port_allocation
 from glidein_triton.worker import processes, server, startup
 from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError

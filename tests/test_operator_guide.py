@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import cli, factory_cli, frontend_cli
+from glidein_triton import cli
+from glidein_triton.operator import factory_cli, frontend_cli
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 GUIDE = (DOCS / "operator-guide.md").read_text(encoding="utf-8")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import glidein_triton
-from glidein_triton import templates
+from glidein_triton.operator.xmlpatch import templates
 
 try:
     import tomllib
@@ -34,8 +34,8 @@ EXECUTABLES = (
     "glidein_triton/scripts/glidein_triton_setup.sh",
     "glidein_triton/scripts/glidein_triton_cleanup.sh",
     "glidein_triton/scripts/publish_config.sh",
-    "glidein_triton/standins/apptainer",
-    "glidein_triton/glidein_doubles/error_gen.sh",
+    "glidein_triton/local/standins/apptainer",
+    "glidein_triton/local/glidein_doubles/error_gen.sh",
 )
 
 
@@ -93,9 +93,19 @@ def shipped_data(source: bool = False) -> list[str]:
     names += [f"{mapped}apptainer/{path.name}" for path in sorted((REPO / "apptainer").glob("*.def"))]
     names += [f"{mapped}apptainer/tritonclient.Dockerfile"]
     package = REPO / "glidein_triton"
-    for pattern in ("scripts/*.sh", "worker/*.py", "glidein_doubles/*", "standins/*", "job_templates/*.py"):
+    for pattern in (
+        "scripts/*.sh",
+        "worker/*.py",
+        "worker/check/*.py",
+        "local/glidein_doubles/*",
+        "local/standins/*",
+        "job/templates/*.py",
+    ):
         names += [f"glidein_triton/{path.relative_to(package)}" for path in sorted(package.glob(pattern))]
-    names += ["glidein_triton/models/simple/config.pbtxt", "glidein_triton/models/simple/1/model.py"]
+    names += [
+        "glidein_triton/local/models/simple/config.pbtxt",
+        "glidein_triton/local/models/simple/1/model.py",
+    ]
     return names
 
 
@@ -112,7 +122,9 @@ def test_every_importable_directory_is_a_listed_package() -> None:
     assert set(SETUPTOOLS["packages"]) == found | set(mapped)
     assert all((REPO / directory / "__init__.py").is_file() for directory in mapped.values())
     assert set(templates.TEMPLATE_PACKAGES.values()) <= set(mapped)
-    assert "glidein_triton.templates" not in SETUPTOOLS["packages"], "templates.py is a module"
+    assert "glidein_triton.operator.xmlpatch.templates" not in SETUPTOOLS["packages"], (
+        "templates.py is a module"
+    )
 
 
 def test_the_build_is_clean_and_the_wheel_comes_from_the_sdist(artifacts: Artifacts) -> None:
@@ -125,7 +137,7 @@ def test_the_wheel_carries_templates_images_scripts_models_and_doubles(artifacts
     files = artifacts.wheel_files
     missing = [name for name in shipped_data() if name not in files]
     assert missing == []
-    assert "glidein_triton/worker/check.py" in files
+    assert "glidein_triton/worker/check/command.py" in files
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
     assert not [name for name in files if name.startswith(("tests/", "benchmarks/", "docs/"))]
     for name in EXECUTABLES:
@@ -193,8 +205,8 @@ def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(art
         "import glidein_triton\n"
         "assert glidein_triton.__file__.startswith(sys.argv[1]), glidein_triton.__file__\n"
         "from importlib import resources\n"
-        "from glidein_triton import templates\n"
-        "from glidein_triton.factory_patch import FactoryOptions, snippet\n"
+        "from glidein_triton.operator.xmlpatch import templates\n"
+        "from glidein_triton.operator.factory_patch import FactoryOptions, snippet\n"
         "definition = resources.files('glidein_triton.apptainer').joinpath('tritonserver.def').read_text()\n"
         "print(len(templates.template_names()), snippet(FactoryOptions(('E',), '/p')).count('<file '),\n"
         "      definition.splitlines()[0])\n"

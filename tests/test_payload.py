@@ -12,9 +12,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 from lxml import etree
 
-from glidein_triton import factory_cli, payload, payload_cli
-from glidein_triton.factory_patch import FactoryOptions
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.operator import factory_cli, payload, payload_cli
+from glidein_triton.operator.factory_patch import FactoryOptions
 
 from .xml_support import FACTORY_XML, named, parse
 

@@ -19,15 +19,15 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from glidein_triton import factory_cli, frontend_cli, payload
-from glidein_triton.factory_patch import FactoryOptions
-from glidein_triton.frontend_patch import CLIENT_KEY, SERVER_KEY, FrontendOptions
-from glidein_triton.glidein_sim import SimulatedGlidein
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.operator import factory_cli, frontend_cli, payload
+from glidein_triton.operator.factory_patch import FactoryOptions
+from glidein_triton.operator.frontend_patch import CLIENT_KEY, SERVER_KEY, FrontendOptions
+from glidein_triton.operator.xmlpatch.command import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Patched, patch_file
+from glidein_triton.operator.xmlpatch.source import PatchError
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.glidein_config import CondorVar, GlideinConfig, parse_glidein_config, publish
 from glidein_triton.worker.settings import DEFAULTS, Settings, parse_images_dict
-from glidein_triton.xml_cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Patched, patch_file
-from glidein_triton.xml_source import PatchError
 
 FAST = settings(max_examples=150, deadline=None)
 #: The writer starts bash (and GlideinWMS's helper) for every example.

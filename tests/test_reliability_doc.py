@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import reliability
-from glidein_triton.reliability import FAULTS, REPORTS
+from glidein_triton.local import fault_table as reliability
+from glidein_triton.local.fault_table import FAULTS, REPORTS
 
 RELIABILITY_MD = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 

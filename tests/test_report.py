@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.glidein_sim import SimulatedGlidein, read_report
-from glidein_triton.worker.report import Reporter, shorten, xml_escape
+from glidein_triton.local.glidein import SimulatedGlidein, read_report
+from glidein_triton.worker.error_gen import Reporter, shorten, xml_escape
 
 
 def test_escape() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.demo import STANDIN_APPTAINER
+from glidein_triton.local.demo import STANDIN_APPTAINER
 from glidein_triton.worker import runtime
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOConfigError
 from glidein_triton.worker.gpus import GPU

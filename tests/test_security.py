@@ -14,8 +14,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from glidein_triton import demo
-from glidein_triton.worker import access, hooks, token
+from glidein_triton.local import demo
+from glidein_triton.worker import access, token
+from glidein_triton.worker import install as hooks
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir

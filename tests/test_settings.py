@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from glidein_triton.glidein_sim import helper_scripts_dir
+from glidein_triton.local.glidein import helper_scripts_dir
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import (
     ALLOWED_SERVER_OPTIONS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import settings_doc
+from glidein_triton.operator import settings_doc
 from glidein_triton.worker.settings import ALLOWED_SERVER_OPTIONS, SETTINGS
 
 SETTINGS_MD = Path(__file__).resolve().parent.parent / "docs" / "settings.md"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.glidein_sim import GlideinDied, SimulatedGlidein
+from glidein_triton.local.glidein import GlideinDied, SimulatedGlidein
 from glidein_triton.worker.publish import ATTRIBUTE_BY_KEY
 
 from .conftest import write_executable

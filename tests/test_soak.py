@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import resources, soak
-from glidein_triton.leaks import SHARED_MEMORY
+from glidein_triton.local import node_usage as resources
+from glidein_triton.local import soak
+from glidein_triton.local.leftovers import SHARED_MEMORY
 
 REPO = Path(__file__).resolve().parent.parent
 GLIDEIN_TRITON = Path(sys.executable).parent / "glidein-triton"
@@ -92,7 +93,7 @@ PRIVATE_NODE = 'ip link set lo up && mount -t tmpfs soak-shm /dev/shm && mount -
 LEAKING_SOAK = """
 import subprocess, sys, tempfile
 from pathlib import Path
-from glidein_triton import soak
+from glidein_triton.local import soak
 
 def leak(prepared):
     subprocess.Popen(["sleep", "300"], cwd=prepared.glidein.root, start_new_session=True)

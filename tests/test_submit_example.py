@@ -14,10 +14,11 @@ import classad2
 import htcondor2
 import pytest
 
-from glidein_triton import demo, discover, submit_example
-from glidein_triton.glidein_sim import classad_text
-from glidein_triton.local_job import LocalGlidein, local_glidein
-from glidein_triton.submit_example import JobRequest, requirements, submit_description
+from glidein_triton.job import discover, submit_example
+from glidein_triton.job.submit_example import JobRequest, requirements, submit_description
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import classad_text
+from glidein_triton.local.job import LocalGlidein, local_glidein
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,7 +81,7 @@ def test_writes_the_description_and_an_executable_job_script(tmp_path: Path) -> 
     assert [path.name for path in written] == ["triton_job.sub", "triton_job.py"]
     script = tmp_path / "job" / "triton_job.py"
     assert script.stat().st_mode & stat.S_IXUSR
-    assert script.read_text() == (REPO / "glidein_triton" / "job_templates" / "triton_job.py").read_text()
+    assert script.read_text() == (REPO / "glidein_triton" / "job" / "templates" / "triton_job.py").read_text()
 
 
 def test_existing_files_are_kept_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 import pytest
 from lxml import etree
 
-from glidein_triton import templates
-from glidein_triton.factory_patch import FactoryOptions, template_values
+from glidein_triton.operator.factory_patch import FactoryOptions, template_values
+from glidein_triton.operator.xmlpatch import templates
 
 # creation/lib/cWParams.py attr_defaults + cgWParams.py ("publish", "const") + the element's "name"
 FACTORY_ATTR = {

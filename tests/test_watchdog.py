@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton import demo
+from glidein_triton.local import demo
 from glidein_triton.worker import processes
 from glidein_triton.worker.state import state_dir
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from glidein_triton.xml_edit import Edit, Plan, apply_edits, escape_attribute, reindent, run_passes, wrap
-from glidein_triton.xml_source import PatchError, SourceDocument
+from glidein_triton.operator.xmlpatch.edit import (
+    Edit,
+    Plan,
+    apply_edits,
+    escape_attribute,
+    reindent,
+    run_passes,
+    wrap,
+)
+from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
 
 
 def patched(data: bytes, change: object) -> bytes:

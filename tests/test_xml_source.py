@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glidein_triton.xml_source import PatchError, SourceDocument, scan_elements
+from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument, scan_elements
 
 TRICKY = (
     b'<?xml version="1.0"?>\n'

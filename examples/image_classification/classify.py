@@ -4,7 +4,7 @@
 In the spirit of Triton's image_client.py with densenet_onnx: the image (a binary PPM file, a .npy array,
 or a built-in test pattern) is scaled to 3x64x64, sent to the server, and Triton's classification
 extension returns the top classes as ``score:index:label``. With ``--local-fallback``, when the job finds
-no server, the same network runs in-process instead (glidein_triton.client's fallback hook).
+no server, the same network runs in-process instead (glidein_triton.job.client's fallback hook).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glidein_triton.client import NoServerError, connect
+from glidein_triton.job.client import NoServerError, connect
 
 MODEL = "image_classifier"
 SIZE = 64

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Add and subtract two INT32 vectors with the glidein's ``simple`` model, over gRPC and HTTP.
 
-The server is found by glidein_triton.client (job environment, then the machine ad); prints each result and
-the mean latency, and exits 1 when a result is wrong.
+The server is found by glidein_triton.job.client (job environment, then the machine ad); prints each
+result and the mean latency, and exits 1 when a result is wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from glidein_triton.client import connect
+from glidein_triton.job.client import connect
 
 MODEL = "simple"
 

@@ -20,7 +20,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from glidein_triton.client import connect
+from glidein_triton.job.client import connect
 
 MODEL = "simple"
 

@@ -4,7 +4,7 @@
 For each protocol: liveness and readiness, the server's name, version and extensions, and for each model
 (``--model``, or every model of the repository index) its readiness, versions, inputs and outputs. With a
 metrics URL (``--metrics-url`` or ``$TRITON_METRICS_URL``) it also counts the inference counters there.
-Exits 1 when the server or a model is not ready. The server is found by glidein_triton.client, which also
+Exits 1 when the server or a model is not ready. The server is found by glidein_triton.job.client, which also
 sends the access token when the job has one.
 """
 
@@ -15,7 +15,7 @@ import os
 import sys
 import urllib.request
 
-from glidein_triton.client import NoServerError, connect
+from glidein_triton.job.client import NoServerError, connect
 
 
 def shape(tensor: dict) -> str:

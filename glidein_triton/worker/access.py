@@ -7,10 +7,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import logs, token
-from .errors import ConfigError, TritonSetupError
-from .ports import LOOPBACK
-from .settings import Settings
+from glidein_triton.worker import logs, token
+from glidein_triton.worker.errors import ConfigError, TritonSetupError
+from glidein_triton.worker.ports import LOOPBACK
+from glidein_triton.worker.settings import Settings
 
 
 class NoAddressError(TritonSetupError):

@@ -17,15 +17,15 @@ import os
 import time
 from pathlib import Path
 
-from . import model_registry
-from .state import state_dir
+from glidein_triton.worker import model_registry
+from glidein_triton.worker.state import state_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from .state import ServerState
+    from glidein_triton.worker.state import ServerState
 
 ACCOUNTING_FILE_NAME = "glidein_triton_accounting.json"
 #: Counters kept per model: (name in the ledger, path in one entry of Triton's model_stats).

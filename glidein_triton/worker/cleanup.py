@@ -17,10 +17,17 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import accounting, hooks, logs, model_registry, processes, server, token
-from .ports import is_listening
-from .state import EMPTY_REPOSITORY, JOB_REPOSITORY, STATE_FILE_NAME, ServerState, state_dir
-from .triton_api import Server, TritonAPIError
+from glidein_triton.worker import accounting, logs, model_registry, processes, server, token
+from glidein_triton.worker import install as hooks
+from glidein_triton.worker.ports import is_listening
+from glidein_triton.worker.state import (
+    EMPTY_REPOSITORY,
+    JOB_REPOSITORY,
+    STATE_FILE_NAME,
+    ServerState,
+    state_dir,
+)
+from glidein_triton.worker.triton_api import Server, TritonAPIError
 
 #: The hooks' files in the plugin directory, removed at cleanup (the server log stays).
 HOOK_FILES = (model_registry.REGISTRY_FILE, model_registry.USAGE_FILE, model_registry.LOCK_FILE)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorruptionError
+from glidein_triton.worker.errors import CorruptionError
 
 LOG = logging.getLogger(__name__)
 

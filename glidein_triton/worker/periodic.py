@@ -22,11 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import accounting, logs, supervisor, token
-from .model_registry import Registry
-from .reaper import Reaper
-from .state import STATE_FILE_NAME, ServerState, state_dir
-from .triton_api import Server, TritonAPIError, gauge_values
+from glidein_triton.worker import accounting, logs, supervisor, token
+from glidein_triton.worker.model_registry import Registry
+from glidein_triton.worker.reaper import Reaper
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.triton_api import Server, TritonAPIError, gauge_values
 
 LOG = logging.getLogger(__name__)
 

@@ -28,9 +28,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import model_registry, token
-from .job_request import MODEL_NAME_CHARACTERS, JobRequest, RequestError, classad_attributes, read_request
-from .triton_api import LOOPBACK, Server, TritonAPIError
+from glidein_triton.worker import model_registry, token
+from glidein_triton.worker.job_request import (
+    MODEL_NAME_CHARACTERS,
+    JobRequest,
+    RequestError,
+    classad_attributes,
+    read_request,
+)
+from glidein_triton.worker.triton_api import LOOPBACK, Server, TritonAPIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,10 +10,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .glidein_config import CondorVar
-from .gpus import GPU
-from .logs import redact
-from .ports import LOOPBACK
+from glidein_triton.worker.glidein_config import CondorVar
+from glidein_triton.worker.gpus import GPU
+from glidein_triton.worker.logs import redact
+from glidein_triton.worker.ports import LOOPBACK
 
 # glidein_config key, condor_vars type, machine ad attribute, job environment variable ("-": none).
 ATTRIBUTES = (

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import model_registry
-from .accounting import Usage, model_totals
-from .model_registry import LockTimeoutError, Registry, holder_alive
-from .state import JOB_REPOSITORY
-from .triton_api import Server, TritonAPIError
+from glidein_triton.worker import model_registry
+from glidein_triton.worker.accounting import Usage, model_totals
+from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive
+from glidein_triton.worker.state import JOB_REPOSITORY
+from glidein_triton.worker.triton_api import Server, TritonAPIError
 
 LOG = logging.getLogger(__name__)
 

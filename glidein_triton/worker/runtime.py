@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
-from .gpus import GPU
-from .ports import LOOPBACK, Ports
+from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
+from glidein_triton.worker.gpus import GPU
+from glidein_triton.worker.ports import LOOPBACK, Ports
 
 CONTAINER_MODEL_REPOSITORY = "/models"
 CONTAINER_SERVER = "tritonserver"

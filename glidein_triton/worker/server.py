@@ -10,11 +10,11 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import processes
-from .errors import PortInUseError, ReadinessTimeoutError, ServerStartError
-from .runtime import LaunchPlan
-from .state import ServerState
-from .triton_api import Server
+from glidein_triton.worker import processes
+from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
+from glidein_triton.worker.runtime import LaunchPlan
+from glidein_triton.worker.state import ServerState
+from glidein_triton.worker.triton_api import Server
 
 LOG = logging.getLogger(__name__)
 

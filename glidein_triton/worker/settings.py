@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from glidein_triton.worker.errors import ConfigError
 
 TRUE_WORDS = ("TRUE", "T", "YES", "Y")
 FALSE_WORDS = ("FALSE", "F", "NO", "N", "")

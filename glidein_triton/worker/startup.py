@@ -19,10 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import access, hooks, logs, processes, publish, runtime, server, supervisor, token, watchdog
-from . import gpus as gpu_discovery
-from .accounting import accounting_path
-from .errors import (
+from glidein_triton.worker import (
+    access,
+    logs,
+    processes,
+    publish,
+    runtime,
+    server,
+    supervisor,
+    token,
+    watchdog,
+)
+from glidein_triton.worker import gpus as gpu_discovery
+from glidein_triton.worker import install as hooks
+from glidein_triton.worker.accounting import accounting_path
+from glidein_triton.worker.error_gen import Reporter
+from glidein_triton.worker.errors import (
     CorruptionError,
     PortInUseError,
     ServerStartError,
@@ -30,13 +42,12 @@ from .errors import (
     VOConfigError,
     WorkDirectoryError,
 )
-from .glidein_config import GlideinConfig
-from .glidein_config import publish as publish_config
-from .gpus import GPU
-from .ports import LOOPBACK, Ports, allocate
-from .report import Reporter
-from .settings import Settings, required_flag
-from .state import (
+from glidein_triton.worker.glidein_config import GlideinConfig
+from glidein_triton.worker.glidein_config import publish as publish_config
+from glidein_triton.worker.gpus import GPU
+from glidein_triton.worker.ports import LOOPBACK, Ports, allocate
+from glidein_triton.worker.settings import Settings, required_flag
+from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
     LOG_FILE_NAME,
@@ -44,7 +55,7 @@ from .state import (
     ServerState,
     state_dir,
 )
-from .triton_api import Server
+from glidein_triton.worker.triton_api import Server
 
 LOG = logging.getLogger(__name__)
 

@@ -15,16 +15,16 @@ import logging
 import time
 from pathlib import Path
 
-from . import processes
-from .state import ServerState
+from glidein_triton.worker import processes
+from glidein_triton.worker.state import ServerState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from .gpus import GPU
-    from .runtime import LaunchPlan
-    from .settings import Settings
+    from glidein_triton.worker.gpus import GPU
+    from glidein_triton.worker.runtime import LaunchPlan
+    from glidein_triton.worker.settings import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def launch_environment(state: ServerState) -> dict[str, str]:
 
 def stop_leftovers(state: ServerState) -> None:
     """Stop what is left of the server (a hung process, its group, the instance), logging any problem."""
-    from . import server  # noqa: PLC0415  (see restart)
+    from glidein_triton.worker import server  # noqa: PLC0415  (see restart)
 
     for problem in server.stop(state, launch_environment(state)):
         LOG.warning("while stopping what was left of the server: %s", problem)
@@ -125,9 +125,9 @@ def restart(state: ServerState, state_path: Path) -> str:
     """
     # Imported here: they bring subprocess and urllib (40 ms), which a periodic run of a healthy server
     # does not need.
-    from . import server  # noqa: PLC0415
-    from .errors import ServerStartError  # noqa: PLC0415
-    from .runtime import LaunchPlan  # noqa: PLC0415
+    from glidein_triton.worker import server  # noqa: PLC0415
+    from glidein_triton.worker.errors import ServerStartError  # noqa: PLC0415
+    from glidein_triton.worker.runtime import LaunchPlan  # noqa: PLC0415
 
     environment = launch_environment(state)
     stop_leftovers(state)

@@ -15,8 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import cleanup, logs, processes
-from .state import STATE_FILE_NAME, state_dir
+from glidein_triton.worker import cleanup, logs, processes
+from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The operator side: the payload a factory serves, and the factory and frontend configuration commands."""

@@ -1,0 +1,163 @@
+"""``glidein-triton factory-xml``: add glidein-triton to factory entries of glideinWMS.xml."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from glidein_triton.operator import payload
+from glidein_triton.operator.factory_patch import (
+    DEFAULT_GPU_SLOTS,
+    DEFAULT_PAYLOAD_DIR,
+    DEFAULT_PERIOD,
+    DEFAULT_PERIODIC_PREFIX,
+    FactoryOptions,
+    plan_edits,
+    warnings,
+)
+from glidein_triton.operator.xmlpatch.command import EXIT_CODES, Patched, patch_file
+from glidein_triton.operator.xmlpatch.edit import run_passes
+from glidein_triton.operator.xmlpatch.source import SourceDocument
+from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.settings import DEFAULTS, Settings
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glidein-triton factory-xml",
+        description="Add glidein-triton to factory entries: the worker tarball and the GLIDEIN_TRITON* "
+        "settings in each entry, the startup and periodic scripts in the global <files>. Prints a unified "
+        "diff; changes the file only with --in-place. Running it again changes nothing.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help="glideinWMS.xml, or the config.d/*.xml file with the entry")
+    parser.add_argument(
+        "--entry",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="entry name or entry_set alias (repeatable)",
+    )
+    parser.add_argument(
+        "--payload-dir",
+        default=DEFAULT_PAYLOAD_DIR,
+        help="directory on the factory host with the files of `glidein-triton payload` "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--image", help="GLIDEIN_TRITON_IMAGE: the server image (default: the frontend's)")
+    parser.add_argument("--model-repository", help="GLIDEIN_TRITON_MODEL_REPOSITORY: the models served")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting of docs/settings.md, e.g. GLIDEIN_TRITON_REQUIRED=True (repeatable)",
+    )
+    gpus = parser.add_mutually_exclusive_group()
+    gpus.add_argument(
+        "--gpu-slots",
+        default=DEFAULT_GPU_SLOTS,
+        help="GLIDEIN_Resource_Slots GPUs resource (default: %(default)s)",
+    )
+    gpus.add_argument(
+        "--no-gpu-slots", action="store_true", help="add no GLIDEIN_Resource_Slots (a CPU entry)"
+    )
+    periodic = parser.add_mutually_exclusive_group()
+    periodic.add_argument(
+        "--period",
+        type=int,
+        default=DEFAULT_PERIOD,
+        help="seconds between periodic checks (default: %(default)s)",
+    )
+    periodic.add_argument("--no-periodic", action="store_true", help="leave the periodic script out")
+    parser.add_argument(
+        "--periodic-prefix",
+        default=DEFAULT_PERIODIC_PREFIX,
+        help="prefix of the periodic script's machine-ad attributes (default: %(default)s, i.e. none)",
+    )
+    parser.add_argument(
+        "--no-global-files",
+        action="store_true",
+        help="leave the global <files> alone (e.g. patching a config.d file when glideinWMS.xml "
+        "already has the scripts)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace conflicting values instead of failing"
+    )
+    parser.add_argument("--in-place", action="store_true", help="write the changes (after a FILE.bak backup)")
+    return parser
+
+
+def collect_settings(arguments: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The GLIDEIN_TRITON* keys for the entry <attrs>, validated as the worker will validate them."""
+    values = {"GLIDEIN_TRITON": "True"}
+    if arguments.image:
+        values["GLIDEIN_TRITON_IMAGE"] = arguments.image
+    if arguments.model_repository:
+        values["GLIDEIN_TRITON_MODEL_REPOSITORY"] = arguments.model_repository
+    for item in arguments.set:
+        key, separator, value = item.partition("=")
+        if not separator or key not in DEFAULTS:
+            raise ConfigError(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(DEFAULTS)}")
+        values[key] = value
+    Settings.from_config(values)
+    return tuple(values.items())
+
+
+def options_from(arguments: argparse.Namespace) -> FactoryOptions:
+    if arguments.period <= 0:
+        raise ConfigError(f"--period {arguments.period}: use a number of seconds > 0, or --no-periodic")
+    if not arguments.periodic_prefix.isidentifier():
+        raise ConfigError(f"--periodic-prefix {arguments.periodic_prefix!r}: use letters, digits and '_'")
+    return FactoryOptions(
+        entries=tuple(arguments.entry),
+        payload_dir=str(Path(arguments.payload_dir).absolute()),
+        settings=collect_settings(arguments),
+        gpu_slots="" if arguments.no_gpu_slots else arguments.gpu_slots,
+        period=0 if arguments.no_periodic else arguments.period,
+        periodic_prefix=arguments.periodic_prefix,
+        global_files=not arguments.no_global_files,
+        overwrite=arguments.overwrite,
+    )
+
+
+def payload_warnings(options: FactoryOptions) -> list[str]:
+    """Files the XML will reference that are not in the payload directory (yet)."""
+    names = [payload.WORKER_TARBALL]
+    if options.global_files:
+        names.append(payload.SETUP_SCRIPT)
+        if options.period:
+            names.append(payload.PERIODIC_SCRIPT)
+    missing = [name for name in names if not (Path(options.payload_dir) / name).is_file()]
+    if not missing:
+        return []
+    return [
+        f"{options.payload_dir} has no {', '.join(missing)}: run "
+        f"`glidein-triton payload {options.payload_dir}` on the factory host before reconfiguring the factory"
+    ]
+
+
+def patch(data: bytes, label: str, options: FactoryOptions) -> Patched:
+    """The file with glidein-triton added (PatchError when it cannot be)."""
+    patched, encoding = run_passes(data, label, lambda document: plan_edits(document, options))
+    notes = warnings(SourceDocument(data, label), options) + payload_warnings(options)
+    return Patched(patched, encoding, notes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argument_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        options = options_from(arguments)
+    except ConfigError as error:
+        parser.error(str(error))
+    return patch_file(
+        arguments.file,
+        lambda data, label: patch(data, label, options),
+        arguments.in_place,
+        sys.stdout,
+        sys.stderr,
+    )

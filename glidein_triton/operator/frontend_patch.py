@@ -1,0 +1,239 @@
+"""Add glidein-triton to a frontend.xml: SINGULARITY_IMAGES_DICT, and a group for jobs that ask for Triton.
+
+* ``SINGULARITY_IMAGES_DICT`` gets ``tritonserver`` and ``tritonclient`` keys, the others kept. A group's
+  value replaces the global one for that group's glideins, so the keys go where they take effect: into
+  the group's value if it has one, else into the global value if there is one, else into a new value in
+  the group (or, without a group, the global ``<attrs>``).
+* The group's match expressions are ANDed with Triton's (frontend_config/match.xml.j2): it then requests
+  glideins only from entries that offer Triton, only for jobs with ``+RequiresTriton = True``, GPU jobs
+  only where the entry gives GPUs; and its ``GLIDEIN_TRITON`` parameter turns the switch on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from glidein_triton.operator.xmlpatch.edit import Edit, Plan, escape_attribute, wrap
+from glidein_triton.operator.xmlpatch.merge import (
+    MergeContext,
+    Wanted,
+    append_item,
+    ensure_elements,
+    wanted_elements,
+)
+from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
+from glidein_triton.operator.xmlpatch.templates import Fragment, render
+
+IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
+SERVER_KEY = "tritonserver"
+CLIENT_KEY = "tritonclient"
+#: NGC images, pulled by Apptainer at run time; a CVMFS (unpacked.cern.ch) path is better where there is one.
+DEFAULT_SERVER_IMAGE = "docker://nvcr.io/nvidia/tritonserver:24.08-py3"
+DEFAULT_CLIENT_IMAGE = "docker://nvcr.io/nvidia/tritonserver:24.08-py3-sdk"
+#: creation/lib/cWParams.py is_valid_name, and cvWParams.py validate_names (no ".", no "XPVO" prefix)
+GROUP_NAME = re.compile(r"^(?!XPVO)[A-Za-z0-9_-]+$")
+
+#: What the frontend uses for an XML attribute that is not written (creation/lib/cWParams.py, cvWParams.py).
+PARSER_DEFAULTS = {
+    "attr": {"glidein_publish": "False", "job_publish": "False", "parameter": "True", "type": "string"},
+    "match_attr": {"type": "string"},
+}
+
+
+@dataclass(frozen=True)
+class FrontendOptions:
+    """Which group (None: only the global images), whether to create it, the images to add."""
+
+    group: str | None = None
+    create_group: bool = False
+    #: SINGULARITY_IMAGES_DICT key -> image; empty: leave SINGULARITY_IMAGES_DICT alone
+    images: Mapping[str, str] = field(default_factory=dict)
+    overwrite: bool = False
+
+
+def parse_images(value: str) -> list[tuple[str, str]]:
+    """``key:path,key2:path2`` as (key, path) pairs in order; each item splits on its first colon only."""
+    pairs = []
+    for item in value.split(","):
+        key, _, path = item.partition(":")
+        if item.strip():
+            pairs.append((key.strip(), path.strip()))
+    return pairs
+
+
+def format_images(pairs: list[tuple[str, str]]) -> str:
+    return ",".join(f"{key}:{path}" if path else key for key, path in pairs)
+
+
+def name_key(element: etree._Element) -> str:
+    return element.get("name", "")
+
+
+def _named(container: etree._Element | None, tag: str, name: str) -> list[etree._Element]:
+    if container is None:
+        return []
+    return [child for child in container if child.tag == tag and child.get("name") == name]
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.split())
+
+
+def is_grouped(expression: str) -> bool:
+    """Whether the whole expression is in one pair of parentheses (quoted strings skipped)."""
+    text = expression.strip()
+    depth, quote, escaped = 0, "", False
+    for position, character in enumerate(text):
+        if quote:
+            if character == quote and not escaped:
+                quote = ""
+            escaped = not escaped and character == "\\"
+        elif character in "\"'":
+            quote = character
+        elif character == "(":
+            depth += 1
+        elif character == ")":
+            depth -= 1
+            if depth == 0 and position < len(text) - 1:
+                return False
+    return text.startswith("(") and depth == 0
+
+
+def _grouped(expression: str) -> str:
+    return expression if is_grouped(expression) else f"({expression})"
+
+
+def combine_expression(
+    plan: Plan, element: etree._Element, attribute: str, wanted: str, operator: str
+) -> None:
+    """AND ``wanted`` to an expression attribute, unless it is already in it; a bare True is replaced."""
+    current = element.get(attribute)
+    if current is not None and _normalized(wanted) in _normalized(current):
+        return
+    raw = plan.raw_attribute(element, attribute)
+    if current is None or raw is None or current.strip().lower() == "true":
+        plan.set_attribute(element, attribute, wanted)
+        return
+    text, quote = raw
+    combined = f" {operator} {_grouped(wanted)}"
+    plan.set_raw_attribute(element, attribute, _grouped(text) + escape_attribute(combined, quote))
+
+
+def _patch_match(plan: Plan, group: etree._Element, fragment: Fragment, where: str, overwrite: bool) -> None:
+    wanted = fragment.elements[0]
+    match = group.find("match")
+    if match is None:
+        plan.insert(group, fragment.text(wanted))
+        return
+    combine_expression(plan, match, "match_expr", wanted.get("match_expr", ""), "and")
+    combine_expression(plan, match, "start_expr", wanted.get("start_expr", ""), "&&")
+    for side in ("factory", "job"):
+        wanted_side = wanted.find(side)
+        if wanted_side is None:
+            continue
+        present = match.find(side)
+        if present is None:
+            plan.insert(match, fragment.text(wanted_side))
+            continue
+        combine_expression(plan, present, "query_expr", wanted_side.get("query_expr", ""), "&&")
+        attributes = [Wanted(fragment, element) for element in wanted_side.iterfind("match_attrs/match_attr")]
+        context = MergeContext(f"{where}: <{side}> match_attrs", PARSER_DEFAULTS, overwrite)
+        ensure_elements(plan, present, "match_attrs", attributes, name_key, context)
+
+
+def _images_target(root: etree._Element, group: etree._Element | None) -> tuple[etree._Element, str]:
+    """Where SINGULARITY_IMAGES_DICT takes effect for the group: (the element holding <attrs>, its name)."""
+    if group is not None and _named(group.find("attrs"), "attr", IMAGES_DICT):
+        return group, f"group {group.get('name')!r}"
+    if group is None or _named(root.find("attrs"), "attr", IMAGES_DICT):
+        return root, "global <attrs>"
+    return group, f"group {group.get('name')!r}"
+
+
+def _merge_images(plan: Plan, holder: etree._Element, where: str, options: FrontendOptions) -> None:
+    present = _named(holder.find("attrs"), "attr", IMAGES_DICT)
+    if not present:
+        images = format_images(list(options.images.items()))
+        fragment = Fragment.render("frontend_config/images_attr.xml.j2", images=images)
+        context = MergeContext(where, PARSER_DEFAULTS, options.overwrite)
+        ensure_elements(plan, holder, "attrs", wanted_elements(fragment), name_key, context)
+        return
+    if len(present) > 1:
+        raise PatchError(f"{where}: {IMAGES_DICT} is set {len(present)} times (the last one wins); keep one")
+    element = present[0]
+    pairs = parse_images(element.get("value", ""))
+    existing = dict(pairs)
+    conflicts = {key: path for key, path in options.images.items() if existing.get(key, path) != path}
+    missing = [(key, path) for key, path in options.images.items() if key not in existing]
+    if conflicts and not options.overwrite:
+        details = "; ".join(
+            f"{key} is {existing[key]!r}, this command sets {path!r}" for key, path in conflicts.items()
+        )
+        raise PatchError(
+            f"{where}: {IMAGES_DICT} already has other images: {details}. Pass --overwrite to replace"
+        )
+    raw = plan.raw_attribute(element, "value")
+    if conflicts or raw is None:
+        replaced = [(key, conflicts.get(key, path)) for key, path in pairs]
+        plan.set_attribute(element, "value", format_images(replaced + missing))
+    elif missing:
+        text, quote = raw
+        plan.set_raw_attribute(
+            element, "value", append_item(text, escape_attribute(format_images(missing), quote), ",")
+        )
+
+
+def _find_group(root: etree._Element, options: FrontendOptions, label: str) -> etree._Element | None:
+    """The group to patch; None when it is missing and --create-group asked for it (then it is added)."""
+    name = options.group or ""
+    found = _named(root.find("groups"), "group", name)
+    if len(found) > 1:
+        raise PatchError(
+            f"{label}: {len(found)} groups are called {name!r}; the frontend keeps only the last"
+        )
+    if found:
+        return found[0]
+    if not options.create_group:
+        known = ", ".join(name_key(group) for group in root.iterfind("groups/group")) or "none"
+        raise PatchError(
+            f"{label}: no group called {name!r} (groups: {known}); pass --create-group to add it"
+        )
+    if not GROUP_NAME.match(name):
+        raise PatchError(f"{label}: {name!r} cannot be a group name: letters, digits, '_' and '-' only")
+    return None
+
+
+def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]:
+    """The edits one pass wants (none when the file already has everything)."""
+    root, label = document.root, document.label
+    if root.tag != "frontend":
+        raise PatchError(
+            f"{label}: the root element is <{root.tag}>, not <frontend>: not a frontend configuration"
+        )
+    plan = Plan(document)
+    group = None
+    if options.group is not None:
+        group = _find_group(root, options, label)
+        if group is None:
+            # Add an empty group; the next pass fills it like an existing one.
+            skeleton = render("frontend_config/group.xml.j2", name=options.group)
+            groups = root.find("groups")
+            if groups is None:
+                plan.insert(root, wrap("groups", [skeleton]))
+            else:
+                plan.insert(groups, skeleton)
+            return plan.edits()
+        where = f"{label}: group {options.group!r}"
+        switch = wanted_elements(Fragment.render("frontend_config/group_attrs.xml.j2"))
+        ensure_elements(
+            plan, group, "attrs", switch, name_key, MergeContext(where, PARSER_DEFAULTS, options.overwrite)
+        )
+        _patch_match(plan, group, Fragment.render("frontend_config/match.xml.j2"), where, options.overwrite)
+    if options.images:
+        holder, holder_name = _images_target(root, group)
+        _merge_images(plan, holder, f"{label}: {holder_name}", options)
+    return plan.edits()

@@ -1,0 +1,37 @@
+"""The command behind each generated documentation page: print it, write it, or check it is current."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from glidein_triton.operator.xmlpatch.command import EXIT_CHANGES, EXIT_OK
+
+
+def main(
+    command: str, description: str | None, markdown: Callable[[], str], argv: Sequence[str] | None
+) -> int:
+    """``glidein-triton <command> [--output FILE | --check FILE]`` for the page ``markdown()`` makes."""
+    parser = argparse.ArgumentParser(prog=f"glidein-triton {command}", description=description)
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--output", type=Path, metavar="FILE", help="write the page to FILE (else: print it)")
+    action.add_argument(
+        "--check", type=Path, metavar="FILE", help=f"exit {EXIT_CHANGES} when FILE is out of date"
+    )
+    arguments = parser.parse_args(argv)
+    text = markdown()
+    if arguments.check:
+        current = arguments.check.read_text(encoding="utf-8") if arguments.check.is_file() else ""
+        if current != text:
+            print(
+                f"glidein-triton: {arguments.check} is out of date: run {command} --output", file=sys.stderr
+            )
+            return EXIT_CHANGES
+        return EXIT_OK
+    if arguments.output:
+        arguments.output.write_text(text, encoding="utf-8")
+        return EXIT_OK
+    sys.stdout.write(text)
+    return EXIT_OK

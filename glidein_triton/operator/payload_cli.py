@@ -1,0 +1,98 @@
+"""``glidein-triton payload DIR``: build what the factory serves, with checksums, and print its XML."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from glidein_triton.operator import payload
+from glidein_triton.operator.factory_patch import (
+    DEFAULT_PERIOD,
+    DEFAULT_PERIODIC_PREFIX,
+    FactoryOptions,
+    snippet,
+)
+from glidein_triton.operator.xmlpatch.command import EXIT_ERROR, EXIT_OK
+
+CHECKSUMS = "SHA256SUMS"
+
+
+def served_files() -> list[tuple[str, bytes, int]]:
+    """(name, content, mode) of each file the factory serves; the periodic script when there is one."""
+    files = [
+        (payload.SETUP_SCRIPT, (payload.SCRIPTS_DIR / payload.SETUP_SCRIPT).read_bytes(), 0o755),
+        (payload.WORKER_TARBALL, payload.worker_tarball_bytes(), 0o644),
+    ]
+    periodic = payload.SCRIPTS_DIR / payload.PERIODIC_SCRIPT
+    if periodic.is_file():
+        files.append((payload.PERIODIC_SCRIPT, periodic.read_bytes(), 0o755))
+    return files
+
+
+def _write(path: Path, content: bytes, mode: int) -> None:
+    """Replace the file whole, so that a factory reconfiguration never reads half of it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(content)
+    temporary.chmod(mode)
+    temporary.replace(path)
+
+
+def build(directory: Path) -> list[str]:
+    """Write the served files and SHA256SUMS (``sha256sum -c`` format) into ``directory``; their names."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names, sums = [], []
+    for name, content, mode in served_files():
+        _write(directory / name, content, mode)
+        names.append(name)
+        sums.append(f"{hashlib.sha256(content).hexdigest()}  {name}\n")
+    _write(directory / CHECKSUMS, "".join(sums).encode(), 0o644)
+    return names
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glidein-triton payload",
+        description="Write the files the factory serves (startup script, worker tarball, periodic "
+        f"script) and {CHECKSUMS} into DIR, and print the glideinWMS.xml elements that reference them.",
+    )
+    parser.add_argument(
+        "directory", type=Path, help="where the factory reads them, e.g. /var/lib/gwms-factory/..."
+    )
+    parser.add_argument(
+        "--period",
+        type=int,
+        default=DEFAULT_PERIOD,
+        help="periodic script period in the XML (default: %(default)s)",
+    )
+    parser.add_argument("--periodic-prefix", default=DEFAULT_PERIODIC_PREFIX, help="(default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argument_parser()
+    arguments = parser.parse_args(argv)
+    if arguments.period <= 0:
+        parser.error(f"--period {arguments.period}: use a number of seconds > 0")
+    directory = arguments.directory.absolute()
+    try:
+        names = build(directory)
+    except OSError as error:
+        print(f"glidein-triton: cannot write the payload into {directory}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    period = arguments.period if payload.PERIODIC_SCRIPT in names else 0
+    options = FactoryOptions((), str(directory), period=period, periodic_prefix=arguments.periodic_prefix)
+    sys.stdout.write(snippet(options))
+    print(
+        f"glidein-triton: wrote {', '.join(names)} and {CHECKSUMS} into {directory}; "
+        f"check them with: cd {directory} && sha256sum -c {CHECKSUMS}",
+        file=sys.stderr,
+    )
+    if not period:
+        print(
+            f"glidein-triton: no {payload.PERIODIC_SCRIPT} in this version: left out of the XML",
+            file=sys.stderr,
+        )
+    return EXIT_OK

@@ -1,0 +1,72 @@
+"""Installing the pre-job hook where GlideinWMS's job wrapper runs it, with a copy of the worker code.
+
+The job wrapper processes ``.gwms.d/exec/prejob`` in lexicographic order: it runs each executable file as
+``./<file> <glidein_config>`` and sources each other ``*.sh`` file. When the job has a container, the
+wrapper first copies the whole ``.gwms.d`` into the job's sandbox (``/srv`` inside), and nothing else of
+the glidein directory is visible there. So the hook finds its code relative to itself, in
+``.gwms.d/lib/glidein_triton`` (a copy of the worker package, with the host's Python path in ``python``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from glidein_triton.worker.errors import CorruptionError
+from glidein_triton.worker.token import TOKEN_FILE_NAME
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+SCRIPTS_DIR = PACKAGE_DIR / "scripts"
+#: (script in the payload, name in .gwms.d/exec/prejob, mode): the numbers fix the order in every locale.
+PREJOB_FILES = (
+    ("glidein_triton_prejob.sh", "glidein_triton_1_prejob.sh", 0o755),
+    ("glidein_triton_prejob_env.sh", "glidein_triton_2_prejob_env.sh", 0o644),  # sourced: not executable
+)
+CODE_COPY = Path("lib") / "glidein_triton"
+PYTHON_FILE = "python"
+#: Jobs load and unload models on the shared server; with Triton's default strict readiness the whole server
+#: would answer "not ready" while any one model loads or unloads (seconds), to every job's client.
+#: Readiness of a model is asked for per model (/v2/models/<model>/ready). The operator may still set it.
+NON_STRICT_READINESS = "--strict-readiness=false"
+
+
+def default_server_args(operator_args: Sequence[str]) -> list[str]:
+    """The server options the hooks need, unless the operator's GLIDEIN_TRITON_SERVER_ARGS set them."""
+    if any(word.split("=", 1)[0] == "--strict-readiness" for word in operator_args):
+        return []
+    return [NON_STRICT_READINESS]
+
+
+def gwms_dir(work_dir: Path) -> Path:
+    return work_dir / ".gwms.d"
+
+
+def copy_worker_code(target: Path, python: str) -> None:
+    """The worker package (standard library only) under ``target``, and the Python to run it with."""
+    package = target / "glidein_triton"
+    (package / "worker").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PACKAGE_DIR / "__init__.py", package / "__init__.py")
+    for module in sorted((PACKAGE_DIR / "worker").glob("*.py")):
+        shutil.copyfile(module, package / "worker" / module.name)
+    (target / PYTHON_FILE).write_text(f"{python}\n")
+
+
+def bundled_token(work_dir: Path) -> Path:
+    """The token copy that travels with ``.gwms.d`` into job containers."""
+    return gwms_dir(work_dir) / CODE_COPY / TOKEN_FILE_NAME
+
+
+def install_prejob(work_dir: Path, python: str) -> Path:
+    """Install the pre-job hook and its code into the glidein's ``.gwms.d``; returns the prejob directory."""
+    base = gwms_dir(work_dir)
+    prejob_dir = base / "exec" / "prejob"
+    try:
+        prejob_dir.mkdir(parents=True, exist_ok=True)
+        copy_worker_code(base / CODE_COPY, python)
+        for source, name, mode in PREJOB_FILES:
+            shutil.copyfile(SCRIPTS_DIR / source, prejob_dir / name)
+            (prejob_dir / name).chmod(mode)
+    except OSError as error:
+        raise CorruptionError(f"cannot install the pre-job hook into {prejob_dir}: {error}") from error
+    return prejob_dir
