@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import pytest
 
 from glidein_triton.local.glidein import helper_scripts_dir
+from glidein_triton.worker import prejob
 from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.job_request import RequestError, parse_names, parse_truth
 from glidein_triton.worker.settings import (
     ALLOWED_SERVER_OPTIONS,
     SETTINGS,
     Settings,
+    default_value,
     parse_bool,
     parse_images_dict,
+    parse_models,
     required_flag,
 )
+from glidein_triton.worker.state import JOB_REPOSITORY, STATE_DIR_NAME, STATE_FILE_NAME, ServerState
+from glidein_triton.worker.words import is_model_name
 
 
 def test_defaults_with_the_switch_on() -> None:
@@ -156,3 +163,57 @@ def test_required_flag_reads_only_its_own_key() -> None:
     assert not required_flag({})
     # An unreadable value fails safe: the operator asked for something, so failures are fatal.
     assert required_flag({"GLIDEIN_TRITON_REQUIRED": "perhaps"})
+
+
+def test_the_table_fills_every_settings_field_once() -> None:
+    assert sorted(spec.field for spec in SETTINGS) == sorted(
+        field.name for field in dataclasses.fields(Settings)
+    )
+
+
+def test_the_state_file_and_the_pre_job_take_their_defaults_from_the_table() -> None:
+    state = ServerState(runtime="process")
+    for field in ("stop_grace", "ready_timeout", "load_timeout", "restart_backoff"):
+        assert getattr(state, field) == default_value(field)
+    # The pre-job keeps its own copies (importing the settings would cost it ~10 ms before every job).
+    assert default_value("load_timeout") == prejob.DEFAULT_LOAD_TIMEOUT
+    assert (prejob.STATE_DIR_NAME, prejob.STATE_FILE_NAME) == (STATE_DIR_NAME, STATE_FILE_NAME)
+    assert prejob.JOB_REPOSITORY == JOB_REPOSITORY
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("resnet-50_v1.2", True),
+        ("..", False),
+        (".", False),
+        ("a/b", False),
+        ("", False),
+        ("x:y", False),
+        ("a%2F", False),
+    ],
+)
+def test_one_model_name_rule_for_settings_and_job_requests(name: str, allowed: bool) -> None:
+    assert is_model_name(name) is allowed
+    if allowed:
+        assert parse_models("K", name) == (name,)
+        assert parse_names("TritonModels", name) == [name]
+    else:
+        with pytest.raises(ConfigError):
+            parse_models("K", f"good,{name}" if name else "good,a b/c")
+        with pytest.raises(RequestError):
+            parse_names("TritonModels", name or "a/b")
+
+
+@pytest.mark.parametrize("value", ["True", "yes", "1", "2", '"true"', "False", "0", '"no"', "maybe"])
+def test_job_requests_read_truth_values_as_the_settings_do(value: str) -> None:
+    unquoted = value.strip('"')
+    try:
+        expected: bool | None = parse_bool("K", unquoted)
+    except ConfigError:
+        expected = None
+    try:
+        read: bool | None = parse_truth("TritonModelsRequired", value)
+    except RequestError:
+        read = None
+    assert read == expected

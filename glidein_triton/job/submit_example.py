@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from glidein_triton.worker.settings import MODEL_NAME
+from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name
 
 SUBMIT_FILE = "triton_job.sub"
 JOB_SCRIPT = "triton_job.py"
@@ -38,8 +38,8 @@ class JobRequest:
     def check(self) -> None:
         """ValueError naming the first value that cannot go into the submit description."""
         for name in self.models:
-            if not MODEL_NAME.match(name):
-                raise ValueError(f"model name {name!r} is not allowed (letters, digits, '_', '.', '-')")
+            if not is_model_name(name):
+                raise ValueError(f"model name {name!r} is not allowed ({MODEL_NAME_RULE})")
         for option, value in (("--image", self.image), ("--model-repository", self.model_repository)):
             if UNSAFE_IN_STRING.search(value):
                 raise ValueError(f"{option} {value!r} must not contain quotes, backslashes or line breaks")

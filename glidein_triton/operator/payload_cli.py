@@ -16,6 +16,7 @@ from glidein_triton.operator.factory_patch import (
     snippet,
 )
 from glidein_triton.operator.xmlpatch.command import EXIT_ERROR, EXIT_OK
+from glidein_triton.worker.files import write_atomically
 
 CHECKSUMS = "SHA256SUMS"
 
@@ -32,23 +33,15 @@ def served_files() -> list[tuple[str, bytes, int]]:
     return files
 
 
-def _write(path: Path, content: bytes, mode: int) -> None:
-    """Replace the file whole, so that a factory reconfiguration never reads half of it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(content)
-    temporary.chmod(mode)
-    temporary.replace(path)
-
-
 def build(directory: Path) -> list[str]:
     """Write the served files and SHA256SUMS (``sha256sum -c`` format) into ``directory``; their names."""
     directory.mkdir(parents=True, exist_ok=True)
     names, sums = [], []
     for name, content, mode in served_files():
-        _write(directory / name, content, mode)
+        write_atomically(directory / name, content, mode)  # a reconfiguration never reads half a file
         names.append(name)
         sums.append(f"{hashlib.sha256(content).hexdigest()}  {name}\n")
-    _write(directory / CHECKSUMS, "".join(sums).encode(), 0o644)
+    write_atomically(directory / CHECKSUMS, "".join(sums).encode(), 0o644)
     return names
 
 

@@ -13,11 +13,11 @@ of the glidein log.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from glidein_triton.worker import model_registry
+from glidein_triton.worker.files import write_atomically
 from glidein_triton.worker.state import state_dir
 
 TYPE_CHECKING = False
@@ -183,7 +183,5 @@ def write(work_dir: Path, document: dict[str, Any]) -> Path:
     """Write the document where :func:`accounting_path` says; returns its path."""
     path = accounting_path(work_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
-    temporary.replace(path)
+    write_atomically(path, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode())
     return path

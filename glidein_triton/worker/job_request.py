@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,9 +28,6 @@ REPOSITORY = ("TritonModelRepository", "TRITON_JOB_MODEL_REPOSITORY")
 MODELS = ("TritonModels", "TRITON_MODELS")
 REQUIRED = ("TritonModelsRequired", "TRITON_MODELS_REQUIRED")
 JOB_ID = "GlobalJobId"
-MODEL_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-TRUE_WORDS = ("TRUE", "T", "YES", "Y", "1")
-FALSE_WORDS = ("FALSE", "F", "NO", "N", "0", "")
 
 
 class RequestError(ValueError):
@@ -97,20 +96,19 @@ def parse_names(source: str, value: str) -> list[str]:
     """Model names separated by commas or spaces, in order, without repeats; a bad name is an error."""
     names: list[str] = []
     for name in value.replace(",", " ").split():
-        if not set(name) <= MODEL_NAME_CHARACTERS or name in (".", ".."):
-            raise RequestError(f"{source}: {name!r} is not a model name (letters, digits, '_', '.', '-')")
+        if not is_model_name(name):
+            raise RequestError(f"{source}: {name!r} is not a model name ({MODEL_NAME_RULE})")
         if name not in names:
             names.append(name)
     return names
 
 
 def parse_truth(source: str, value: str) -> bool:
-    word = value.strip().strip('"').upper()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise RequestError(f"{source}={value!r} is not a truth value (True or False)")
+    """A truth value by the glidein's own rule (:func:`words.truth_value`), quotes around it allowed."""
+    truth = truth_value(value.strip().strip('"'))
+    if truth is None:
+        raise RequestError(f"{source}={value!r} is not a truth value (True or False)")
+    return truth
 
 
 def read_request(environment: Mapping[str, str], job_ad_text: str) -> JobRequest:

@@ -30,13 +30,13 @@ from pathlib import Path
 
 from glidein_triton.worker import model_registry, token
 from glidein_triton.worker.job_request import (
-    MODEL_NAME_CHARACTERS,
     JobRequest,
     RequestError,
     classad_attributes,
     read_request,
 )
 from glidein_triton.worker.triton_api import LOOPBACK, Server, TritonAPIError
+from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def requested_models(request: JobRequest) -> list[str]:
         name
         for name in entries
         if not name.startswith(".")
-        and set(name) <= MODEL_NAME_CHARACTERS
+        and is_model_name(name)
         and os.path.isdir(os.path.join(request.repository, name))
     ]
 

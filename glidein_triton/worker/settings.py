@@ -2,20 +2,22 @@
 
 Factory and frontend ``<attr>`` elements with ``parameter="True"`` arrive in glidein_config as keys; these
 are the ``GLIDEIN_TRITON_*`` keys below. Every invalid value raises :class:`ConfigError` naming the key,
-the value and what is allowed. ``SETTINGS`` is the single source of the settings reference in docs/.
+the value and what is allowed. ``SETTINGS`` is the one table of them: the ``Settings`` field, parser,
+default and documentation of each key. ``Settings``, the state file's defaults (:func:`default_value`), the
+operator commands and docs/settings.md all take their values from it.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
 
-TRUE_WORDS = ("TRUE", "T", "YES", "Y")
-FALSE_WORDS = ("FALSE", "F", "NO", "N", "")
 RUNTIMES = ("auto", "apptainer", "singularity", "process")
 GPU_MODES = ("auto", "gpu", "cpu")
 
@@ -43,8 +45,6 @@ ALLOWED_SERVER_OPTIONS = (
     "--strict-readiness",
 )
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
 
 def _trimmed(value: str) -> str:
     """The value without the blanks that gconfig_get_bool strips (space, tab, newline, return)."""
@@ -58,21 +58,30 @@ def _digits(word: str) -> bool:
 
 def parse_bool(key: str, value: str) -> bool:
     """A truth value as ``gconfig_get_bool`` reads it; anything it would not recognise is an error."""
-    word = _trimmed(value).upper()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    if _digits(word):
-        return int(word) != 0
-    raise ConfigError(f"{key}={value!r} is not a truth value: use True/False (also T/F, Yes/No, Y/N, 1/0)")
+    truth = truth_value(value)
+    if truth is None:
+        raise ConfigError(
+            f"{key}={value!r} is not a truth value: use True/False (also T/F, Yes/No, Y/N, 1/0)"
+        )
+    return truth
 
 
-def parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
-    word = _trimmed(value).lower()
-    if word not in choices:
-        raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(choices)}")
-    return word
+def parse_text(key: str, value: str) -> str:
+    """Any text (a path, an image, a command), without the surrounding blanks."""
+    del key
+    return _trimmed(value)
+
+
+def choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A parser of one word of ``choices`` (any case)."""
+
+    def parse(key: str, value: str) -> str:
+        word = _trimmed(value).lower()
+        if word not in choices:
+            raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(choices)}")
+        return word
+
+    return parse
 
 
 def parse_port(key: str, value: str) -> int:
@@ -83,14 +92,19 @@ def parse_port(key: str, value: str) -> int:
     return int(word)
 
 
-def parse_seconds(key: str, value: str, low: float, high: float) -> float:
-    try:
-        seconds = float(_trimmed(value))
-    except ValueError:
-        seconds = float("nan")
-    if not low <= seconds <= high:
-        raise ConfigError(f"{key}={value!r} is not a number of seconds from {low:g} to {high:g}")
-    return seconds
+def seconds(low: float, high: float) -> Callable[[str, str], float]:
+    """A parser of a number of seconds from ``low`` to ``high``."""
+
+    def parse(key: str, value: str) -> float:
+        try:
+            number = float(_trimmed(value))
+        except ValueError:
+            number = float("nan")
+        if not low <= number <= high:
+            raise ConfigError(f"{key}={value!r} is not a number of seconds from {low:g} to {high:g}")
+        return number
+
+    return parse
 
 
 def parse_address(key: str, value: str) -> str:
@@ -107,11 +121,16 @@ def parse_address(key: str, value: str) -> str:
     return word
 
 
-def parse_count(key: str, value: str, low: int, high: int) -> int:
-    word = _trimmed(value)
-    if not word.isdigit() or not low <= int(word) <= high:
-        raise ConfigError(f"{key}={value!r} is not a whole number from {low} to {high}")
-    return int(word)
+def count(low: int, high: int) -> Callable[[str, str], int]:
+    """A parser of a whole number from ``low`` to ``high``."""
+
+    def parse(key: str, value: str) -> int:
+        word = _trimmed(value)
+        if not _digits(word) or not low <= int(word) <= high:
+            raise ConfigError(f"{key}={value!r} is not a whole number from {low} to {high}")
+        return int(word)
+
+    return parse
 
 
 def parse_server_args(key: str, value: str) -> tuple[str, ...]:
@@ -136,10 +155,8 @@ def parse_models(key: str, value: str) -> tuple[str, ...]:
     if names == ("*",):
         return names
     for name in names:
-        if not MODEL_NAME.match(name):
-            raise ConfigError(
-                f"{key}: {name!r} is not a model name (letters, digits, '_', '.', '-'), or use *"
-            )
+        if not is_model_name(name):
+            raise ConfigError(f"{key}: {name!r} is not a model name ({MODEL_NAME_RULE}), or use *")
     return names
 
 
@@ -155,9 +172,12 @@ def parse_images_dict(value: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SettingSpec:
-    """One glidein_config key of the plugin, for the reference table in docs/."""
+    """One glidein_config key of the plugin: the ``Settings`` field it fills, how its text is read, its
+    default (used when the key is unset or blank) and its documentation (docs/settings.md)."""
 
     key: str
+    field: str
+    parse: Callable[[str, str], Any]
     default: str
     allowed: str
     description: str
@@ -171,10 +191,17 @@ class SettingSpec:
 
 SETTINGS = (
     SettingSpec(
-        "GLIDEIN_TRITON", "False", "truth value", "The switch: start a Triton server in this glidein."
+        "GLIDEIN_TRITON",
+        "enabled",
+        parse_bool,
+        "False",
+        "truth value",
+        "The switch: start a Triton server in this glidein.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_REQUIRED",
+        "required",
+        parse_bool,
         "False",
         "truth value",
         "Fail the glidein (non-zero exit) when the server cannot be started. Otherwise a failure is "
@@ -182,6 +209,8 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_IMAGE",
+        "image",
+        parse_text,
         "",
         "image path or URI",
         "Server image for the apptainer/singularity runtimes (e.g. a CVMFS path).",
@@ -189,40 +218,81 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_MODEL_REPOSITORY",
+        "model_repository",
+        parse_text,
         "",
         "directory",
         "Model repository served; bound into the container at /models.",
         default_text="an empty repository in the work directory",
     ),
     SettingSpec(
-        "GLIDEIN_TRITON_MODELS", "*", "model names or *", "Models loaded at start (comma separated)."
+        "GLIDEIN_TRITON_MODELS",
+        "models",
+        parse_models,
+        "*",
+        "model names or *",
+        "Models loaded at start (comma separated).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_RUNTIME",
+        "runtime",
+        choice(RUNTIMES),
         "auto",
         " | ".join(RUNTIMES),
         "auto: a container instance when an image and SINGULARITY_PATH are there, else the process runtime.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_SERVER_BINARY",
+        "server_binary",
+        parse_text,
         "tritonserver",
         "command or path",
         "The server executable for the process runtime (found on PATH when not a path).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_GPU",
+        "gpu_mode",
+        choice(GPU_MODES),
         "auto",
         " | ".join(GPU_MODES),
         "auto: use the GPUs found, else CPU; gpu: fail without a GPU; cpu: never use a GPU.",
     ),
-    SettingSpec("GLIDEIN_TRITON_HTTP_PORT", "0", "0 or 1024-65535", "HTTP port; 0 chooses a free one."),
-    SettingSpec("GLIDEIN_TRITON_GRPC_PORT", "0", "0 or 1024-65535", "gRPC port; 0 chooses a free one."),
-    SettingSpec("GLIDEIN_TRITON_METRICS_PORT", "0", "0 or 1024-65535", "Metrics port; 0 chooses a free one."),
     SettingSpec(
-        "GLIDEIN_TRITON_READY_TIMEOUT", "240", "1-3600 seconds", "How long to wait for /v2/health/ready."
+        "GLIDEIN_TRITON_HTTP_PORT",
+        "http_port",
+        parse_port,
+        "0",
+        "0 or 1024-65535",
+        "HTTP port; 0 chooses a free one.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_GRPC_PORT",
+        "grpc_port",
+        parse_port,
+        "0",
+        "0 or 1024-65535",
+        "gRPC port; 0 chooses a free one.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_METRICS_PORT",
+        "metrics_port",
+        parse_port,
+        "0",
+        "0 or 1024-65535",
+        "Metrics port; 0 chooses a free one.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_READY_TIMEOUT",
+        "ready_timeout",
+        seconds(1, 3600),
+        "240",
+        "1-3600 seconds",
+        "How long to wait for /v2/health/ready.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_STOP_GRACE",
+        "stop_grace",
+        seconds(0, 300),
         "1.5",
         "0-300 seconds",
         "How long cleanup waits after SIGTERM before SIGKILL (shared memory of a killed server is removed). "
@@ -230,6 +300,8 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_TOKEN",
+        "token",
+        parse_bool,
         "True",
         "truth value",
         "Restrict inference and model loading to requests with the glidein's random token (jobs read it from "
@@ -237,6 +309,8 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_REMOTE",
+        "remote",
+        parse_bool,
         "False",
         "truth value",
         "Remote mode: gRPC listens on the node's address (GLIDEIN_TRITON_ADDRESS) so jobs on other nodes can "
@@ -244,41 +318,65 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_ADDRESS",
+        "address",
+        parse_address,
         "",
         "IPv4 address",
         "The address gRPC listens on and is published with in remote mode.",
         default_text="the node's first non-loopback address",
     ),
     SettingSpec(
-        "GLIDEIN_TRITON_TLS_CERT", "", "file", "Server certificate (PEM): enables gRPC TLS (with _KEY)."
+        "GLIDEIN_TRITON_TLS_CERT",
+        "tls_cert",
+        parse_text,
+        "",
+        "file",
+        "Server certificate (PEM): enables gRPC TLS (with _KEY).",
     ),
-    SettingSpec("GLIDEIN_TRITON_TLS_KEY", "", "file", "Private key (PEM) of GLIDEIN_TRITON_TLS_CERT."),
+    SettingSpec(
+        "GLIDEIN_TRITON_TLS_KEY",
+        "tls_key",
+        parse_text,
+        "",
+        "file",
+        "Private key (PEM) of GLIDEIN_TRITON_TLS_CERT.",
+    ),
     SettingSpec(
         "GLIDEIN_TRITON_TLS_ROOT_CERT",
+        "tls_root_cert",
+        parse_text,
         "",
         "file",
         "CA certificate (PEM): when set, gRPC clients must present a certificate it signed (mutual TLS).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_LOAD_TIMEOUT",
+        "load_timeout",
+        seconds(1, 3600),
         "300",
         "1-3600 seconds",
         "How long the pre-job hook waits for Triton to load a model a job asked for.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_RESTART_LIMIT",
+        "restart_limit",
+        count(0, 100),
         "3",
         "0-100",
         "How many times the periodic script restarts a crashed or hung server (0: never).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_RESTART_BACKOFF",
+        "restart_backoff",
+        seconds(0, 3600),
         "60",
         "0-3600 seconds",
         "Wait before the second restart; it doubles for each further restart.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_WATCHDOG_PERIOD",
+        "watchdog_period",
+        seconds(0, 3600),
         "30",
         "0-3600 seconds",
         "How often the watchdog checks that the glidein (GLIDEIN_STARTUP_PID) is alive; after 3 misses it "
@@ -286,17 +384,27 @@ SETTINGS = (
     ),
     SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
+        "server_args",
+        parse_server_args,
         "",
         "--option=value words from an allow-list",
         "Extra tritonserver options, e.g. --log-verbose=1 --strict-readiness=false.",
     ),
 )
 DEFAULTS = {spec.key: spec.default for spec in SETTINGS}
+SPEC_BY_FIELD = {spec.field: spec for spec in SETTINGS}
+
+
+def default_value(field: str) -> Any:
+    """The parsed default of a ``Settings`` field: for the state file and the hooks, which read no config."""
+    spec = SPEC_BY_FIELD[field]
+    return spec.parse(spec.key, spec.default)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the startup script needs to know from glidein_config."""
+    """Everything the startup script needs to know from glidein_config: one field per row of SETTINGS
+    (tests/test_settings.py checks that they match), filled by :meth:`from_config`."""
 
     enabled: bool
     required: bool
@@ -312,65 +420,32 @@ class Settings:
     ready_timeout: float
     stop_grace: float
     server_args: tuple[str, ...]
-    token: bool = True
-    remote: bool = False
-    address: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_root_cert: str = ""
-    load_timeout: float = 300.0
-    restart_limit: int = 3
-    restart_backoff: float = 60.0
-    watchdog_period: float = 30.0
+    token: bool
+    remote: bool
+    address: str
+    tls_cert: str
+    tls_key: str
+    tls_root_cert: str
+    load_timeout: float
+    restart_limit: int
+    restart_backoff: float
+    watchdog_period: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:
-        """Validate every key; the first invalid one raises ConfigError."""
+        """Validate every key, in the table's order; the first invalid one raises ConfigError.
 
-        def get(key: str, default: str | None = None) -> str:
-            """The key's value, or its default when unset or blank."""
-            value = config.get(key, "")
-            if _trimmed(value):
-                return value
-            return DEFAULTS[key] if default is None else default
-
-        images = parse_images_dict(config.get("SINGULARITY_IMAGES_DICT", ""))
-        return cls(
-            enabled=parse_bool("GLIDEIN_TRITON", get("GLIDEIN_TRITON")),
-            required=parse_bool("GLIDEIN_TRITON_REQUIRED", get("GLIDEIN_TRITON_REQUIRED")),
-            image=_trimmed(get("GLIDEIN_TRITON_IMAGE", images.get("tritonserver", ""))),
-            model_repository=_trimmed(get("GLIDEIN_TRITON_MODEL_REPOSITORY")),
-            models=parse_models("GLIDEIN_TRITON_MODELS", get("GLIDEIN_TRITON_MODELS")),
-            runtime=parse_choice("GLIDEIN_TRITON_RUNTIME", get("GLIDEIN_TRITON_RUNTIME"), RUNTIMES),
-            server_binary=_trimmed(get("GLIDEIN_TRITON_SERVER_BINARY")),
-            gpu_mode=parse_choice("GLIDEIN_TRITON_GPU", get("GLIDEIN_TRITON_GPU"), GPU_MODES),
-            http_port=parse_port("GLIDEIN_TRITON_HTTP_PORT", get("GLIDEIN_TRITON_HTTP_PORT")),
-            grpc_port=parse_port("GLIDEIN_TRITON_GRPC_PORT", get("GLIDEIN_TRITON_GRPC_PORT")),
-            metrics_port=parse_port("GLIDEIN_TRITON_METRICS_PORT", get("GLIDEIN_TRITON_METRICS_PORT")),
-            ready_timeout=parse_seconds(
-                "GLIDEIN_TRITON_READY_TIMEOUT", get("GLIDEIN_TRITON_READY_TIMEOUT"), 1, 3600
-            ),
-            stop_grace=parse_seconds("GLIDEIN_TRITON_STOP_GRACE", get("GLIDEIN_TRITON_STOP_GRACE"), 0, 300),
-            server_args=parse_server_args("GLIDEIN_TRITON_SERVER_ARGS", get("GLIDEIN_TRITON_SERVER_ARGS")),
-            token=parse_bool("GLIDEIN_TRITON_TOKEN", get("GLIDEIN_TRITON_TOKEN")),
-            remote=parse_bool("GLIDEIN_TRITON_REMOTE", get("GLIDEIN_TRITON_REMOTE")),
-            address=parse_address("GLIDEIN_TRITON_ADDRESS", get("GLIDEIN_TRITON_ADDRESS")),
-            tls_cert=_trimmed(get("GLIDEIN_TRITON_TLS_CERT")),
-            tls_key=_trimmed(get("GLIDEIN_TRITON_TLS_KEY")),
-            tls_root_cert=_trimmed(get("GLIDEIN_TRITON_TLS_ROOT_CERT")),
-            load_timeout=parse_seconds(
-                "GLIDEIN_TRITON_LOAD_TIMEOUT", get("GLIDEIN_TRITON_LOAD_TIMEOUT"), 1, 3600
-            ),
-            restart_limit=parse_count(
-                "GLIDEIN_TRITON_RESTART_LIMIT", get("GLIDEIN_TRITON_RESTART_LIMIT"), 0, 100
-            ),
-            restart_backoff=parse_seconds(
-                "GLIDEIN_TRITON_RESTART_BACKOFF", get("GLIDEIN_TRITON_RESTART_BACKOFF"), 0, 3600
-            ),
-            watchdog_period=parse_seconds(
-                "GLIDEIN_TRITON_WATCHDOG_PERIOD", get("GLIDEIN_TRITON_WATCHDOG_PERIOD"), 0, 3600
-            ),
-        ).checked()
+        A key that is unset or blank takes its default; the server image defaults to the ``tritonserver``
+        key of SINGULARITY_IMAGES_DICT.
+        """
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            value = config.get(spec.key, "")
+            values[spec.field] = spec.parse(spec.key, value if _trimmed(value) else spec.default)
+        if not values["image"]:
+            images = parse_images_dict(config.get("SINGULARITY_IMAGES_DICT", ""))
+            values["image"] = images.get("tritonserver", "")
+        return cls(**values).checked()
 
     def checked(self) -> Settings:
         """Checks across keys: remote mode needs the token, TLS needs both certificate and key."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from glidein_triton.worker.files import write_atomically
+from glidein_triton.worker.settings import default_value
 
 STATE_DIR_NAME = "triton"
 STATE_FILE_NAME = "state.json"
@@ -27,7 +28,8 @@ class ServerState:
     """What cleanup needs to stop everything the startup script started, and what the hooks need.
 
     The fields after ``argv`` were added for the pre-job, periodic and cleanup hooks; state files written
-    without them load with the defaults (no restart plan: the periodic script then never restarts).
+    without them load with the defaults (no restart plan: the periodic script then never restarts). The
+    defaults of the operator's settings come from the settings table.
     """
 
     runtime: str
@@ -40,7 +42,7 @@ class ServerState:
     grpc_port: int = 0
     metrics_port: int = 0
     log_path: str = ""
-    stop_grace: float = 1.5
+    stop_grace: float = default_value("stop_grace")
     started_at: float = 0.0
     ready_at: float = 0.0
     argv: list[str] = field(default_factory=list)
@@ -52,12 +54,12 @@ class ServerState:
     pinned_models: list[str] = field(default_factory=list)
     model_repository: str = ""
     visible_roots: list[str] = field(default_factory=list)
-    ready_timeout: float = 240.0
-    load_timeout: float = 300.0
+    ready_timeout: float = default_value("ready_timeout")
+    load_timeout: float = default_value("load_timeout")
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0
-    restart_backoff: float = 60.0
+    restart_backoff: float = default_value("restart_backoff")
     restarts: int = 0
     last_restart_at: float = 0.0
     health_misses: int = 0
@@ -73,17 +75,7 @@ class ServerState:
         Mode 0600: the server's command line in it carries the access token.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.unlink(missing_ok=True)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "w") as state_file:
-                state_file.write(json.dumps(asdict(self), indent=1))
-            temporary.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):  # e.g. the disk is full: leave no half-written file behind
-                temporary.unlink(missing_ok=True)
-            raise
+        write_atomically(path, json.dumps(asdict(self), indent=1).encode())
 
     @classmethod
     def load(cls, path: Path) -> ServerState | None:

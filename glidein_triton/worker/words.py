@@ -1,0 +1,31 @@
+"""The two word rules every part of the plugin shares: truth values and model names.
+
+Standard library free (no imports at all): the pre-job hook imports it before every job.
+"""
+
+from __future__ import annotations
+
+#: Truth words as GlideinWMS's ``gconfig_get_bool`` reads them (upper-cased); a number counts too.
+TRUE_WORDS = ("TRUE", "T", "YES", "Y")
+FALSE_WORDS = ("FALSE", "F", "NO", "N", "")
+MODEL_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+#: Said in every error about a model name.
+MODEL_NAME_RULE = "letters, digits, '_', '.', '-'; not '.' or '..'"
+
+
+def truth_value(value: str) -> bool | None:
+    """``value`` as ``gconfig_get_bool`` reads it (blanks trimmed, any case, a whole number: non-zero is
+    true); None when it is not a truth value."""
+    word = value.strip(" \t\n\r").upper()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    if word.isascii() and word.isdigit():  # GlideinWMS's [0-9]+ (str.isdigit alone also takes "²")
+        return int(word) != 0
+    return None
+
+
+def is_model_name(name: str) -> bool:
+    """A Triton model name that is safe as a directory name, a lock file name and a URL path part."""
+    return bool(name) and set(name) <= MODEL_NAME_CHARACTERS and name not in (".", "..")
