@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,50 @@ def test_the_simulated_condor_startup_keeps_both_monitor_dirs(glidein: Simulated
     (glidein.root / "execute").mkdir()
     assert glidein.run_startup().returncode == 0
     assert (glidein.root / "log" / "StartdLog").read_text() == "kept"
+
+
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "glidein_triton" / "scripts"
+READER_SCRIPTS = (
+    "glidein_triton_setup.sh",
+    "glidein_triton_periodic.sh",
+    "glidein_triton_cleanup.sh",
+    "glidein_triton_prejob.sh",
+)
+
+
+def config_reader(script: str) -> str:
+    (line,) = [
+        line for line in (SCRIPTS_DIR / script).read_text().splitlines() if line.startswith("config_value()")
+    ]
+    return line
+
+
+def test_every_script_reads_glidein_config_with_the_same_reader() -> None:
+    """Scripts are separate files on the node, so each carries the reader: the copies must be the same."""
+    readers = {script: config_reader(script) for script in READER_SCRIPTS}
+    assert len(set(readers.values())) == 1, readers
+    for script in READER_SCRIPTS:
+        text = (SCRIPTS_DIR / script).read_text()
+        assert "grep -m1" not in text
+        assert "tail -n 1 | cut" not in text  # the old per-script readers
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_the_reader_takes_the_last_line_of_a_key_whole(tmp_path: Path, shell: str) -> None:
+    config = tmp_path / "glidein_config"
+    config.write_text(
+        "GLIDEIN_TRITON_DIR /first\n"
+        "GLIDEIN_TRITON True\n"
+        "GLIDEIN_TRITON_DIR /second dir/with  two spaces \n"
+        "XGLIDEIN_TRITON_DIR /not-this\n"
+    )
+    script = config_reader("glidein_triton_setup.sh") + '\nconfig_value "$1" "$2"'
+    for key, expected in (
+        ("GLIDEIN_TRITON_DIR", "/second dir/with  two spaces \n"),
+        ("GLIDEIN_TRITON", "True\n"),
+        ("MISSING", "\n"),
+    ):
+        result = subprocess.run(
+            [shell, "-c", script, "reader", key, str(config)], capture_output=True, text=True, check=True
+        )
+        assert result.stdout == expected

@@ -3,9 +3,11 @@
 # glidein_startup.sh runs it at glidein exit as: ./glidein_triton_cleanup.sh <glidein_config>
 
 glidein_config="$1"
-value() { grep "^$1 " "$glidein_config" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2-; }
-code_dir=$(value GLIDEIN_TRITON_CODE_DIR)
-python=$(value GLIDEIN_TRITON_PYTHON)
+# The value of key $1 in glidein_config $2: the rest of its last line (the last line of a key wins).
+config_value() { awk -v key="$1 " 'index($0, key) == 1 { value = substr($0, length(key) + 1) } END { print value }' "$2" 2> /dev/null; }
+
+code_dir=$(config_value GLIDEIN_TRITON_CODE_DIR "$glidein_config")
+python=$(config_value GLIDEIN_TRITON_PYTHON "$glidein_config")
 if [ ! -x "$python" ] || [ ! -f "$code_dir/glidein_triton/worker/cleanup.py" ]; then
     echo "glidein-triton cleanup: the startup never got to start a server; nothing to clean up" >&2
     exit 0

@@ -5,11 +5,11 @@
 # glidein_config path, a fresh temporary cwd). It prints machine ad lines (Name = value) and always exits 0.
 
 glidein_config="$1"
-# One pass over glidein_config for both keys (the last line of a key wins).
-{ read -r code_dir; read -r python; } < <(awk '
-    index($0, "GLIDEIN_TRITON_CODE_DIR ") == 1 { code = substr($0, 25) }
-    index($0, "GLIDEIN_TRITON_PYTHON ") == 1 { python = substr($0, 23) }
-    END { print code; print python }' "$glidein_config" 2> /dev/null)
+# The value of key $1 in glidein_config $2: the rest of its last line (the last line of a key wins).
+config_value() { awk -v key="$1 " 'index($0, key) == 1 { value = substr($0, length(key) + 1) } END { print value }' "$2" 2> /dev/null; }
+
+code_dir=$(config_value GLIDEIN_TRITON_CODE_DIR "$glidein_config")
+python=$(config_value GLIDEIN_TRITON_PYTHON "$glidein_config")
 if [ ! -x "$python" ] || [ ! -f "$code_dir/glidein_triton/worker/periodic.py" ]; then
     # No server was set up by this glidein (Triton off, or the startup script has not run yet).
     echo "TritonReady = False"

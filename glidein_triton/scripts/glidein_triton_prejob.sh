@@ -20,6 +20,9 @@ fail() {
     exit 1
 }
 
+# The value of key $1 in glidein_config $2: the rest of its last line (the last line of a key wins).
+config_value() { awk -v key="$1 " 'index($0, key) == 1 { value = substr($0, length(key) + 1) } END { print value }' "$2" 2> /dev/null; }
+
 # The code: a copy in .gwms.d/lib (copied into job containers with .gwms.d), else the glidein's own.
 case "$0" in
     */*) here=${0%/*} ;;
@@ -30,8 +33,8 @@ python=""
 if [ -f "$code/glidein_triton/worker/prejob.py" ]; then
     [ -r "$code/python" ] && read -r python < "$code/python"
 else
-    code=$(grep '^GLIDEIN_TRITON_CODE_DIR ' "$1" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2-)
-    python=$(grep '^GLIDEIN_TRITON_PYTHON ' "$1" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2-)
+    code=$(config_value GLIDEIN_TRITON_CODE_DIR "$1")
+    python=$(config_value GLIDEIN_TRITON_PYTHON "$1")
     [ -f "$code/glidein_triton/worker/prejob.py" ] || fail "worker code not found next to $0 nor in $1"
 fi
 # The host's Python may not exist in the job's container: then the container's own.

@@ -21,10 +21,6 @@ if [ -r "$glidein_triton_file" ]; then
     done < "$glidein_triton_file"
     if [ "$TRITON_MODELS_STATUS" = required-failed ] && command -v exit_wrapper > /dev/null 2>&1; then
         unset glidein_triton_file glidein_triton_name glidein_triton_value
-if [ ! -r "${TRITON_TOKEN_FILE:-/nonexistent}" ] && [ -r ../../lib/glidein_triton/token ]; then
-    TRITON_TOKEN_FILE="$(cd ../../lib/glidein_triton && pwd)/token"
-    export TRITON_TOKEN_FILE
-fi
         exit_wrapper "glidein-triton: this job requires Triton models that could not be loaded: $TRITON_MODELS_FAILED" 1
     fi
 fi

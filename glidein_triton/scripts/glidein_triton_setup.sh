@@ -17,12 +17,15 @@ report() {
 
 switch_off() { [[ "${1^^}" =~ ^(|FALSE|F|NO|N|0+)$ ]]; }
 
-add_config_line_source=$(grep -m1 '^ADD_CONFIG_LINE_SOURCE ' "$glidein_config" | cut -d ' ' -f 2-)
+# The value of key $1 in glidein_config $2: the rest of its last line (the last line of a key wins).
+config_value() { awk -v key="$1 " 'index($0, key) == 1 { value = substr($0, length(key) + 1) } END { print value }' "$2" 2> /dev/null; }
+
+add_config_line_source=$(config_value ADD_CONFIG_LINE_SOURCE "$glidein_config")
 # shellcheck source=/dev/null
 if ! { [ -f "$add_config_line_source" ] && source "$add_config_line_source"; }; then
-    # A damaged glidein: nothing can be published. Report it, reading glidein_config with grep.
-    value() { grep "^$1 " "$glidein_config" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2- | tr -d ' \t\r\n'; }
-    error_gen=$(grep "^ERROR_GEN_PATH " "$glidein_config" 2> /dev/null | tail -n 1 | cut -d ' ' -f 2-)
+    # A damaged glidein: nothing can be published. Report it, reading glidein_config ourselves.
+    value() { config_value "$1" "$glidein_config" | tr -d ' \t\r\n'; }
+    error_gen=$(config_value ERROR_GEN_PATH "$glidein_config")
     detail="cannot source ADD_CONFIG_LINE_SOURCE='$add_config_line_source' of $glidein_config: nothing published"
     echo "glidein-triton: $detail" >&2
     switch_off "$(value GLIDEIN_TRITON)" && { report -ok "$script_name" HasTriton False; exit 0; }
