@@ -6,6 +6,7 @@ import logging
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.logs import redact
 
 LOG = logging.getLogger(__name__)
@@ -56,14 +57,7 @@ class Reporter:
             LOG.warning("no ERROR_GEN_PATH in glidein_config; result not reported: %s", arguments[:3])
             return
         try:
-            result = subprocess.run(
-                [self.error_gen, *arguments],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            result = run_quietly([self.error_gen, *arguments], timeout=30)
         except (OSError, subprocess.TimeoutExpired) as error:
             LOG.error("error_gen %s could not run: %s", self.error_gen, error)
             return

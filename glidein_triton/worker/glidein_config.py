@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.errors import CorruptionError
 
 LOG = logging.getLogger(__name__)
 
 #: Where the publisher shell helper lives (next to this package in the payload and in the wheel).
 PUBLISH_HELPER = Path(__file__).resolve().parent.parent / "scripts" / "publish_config.sh"
+#: GlideinWMS's gconfig_add_safe waits up to 300 s for glidein_config's lock; then we give up too.
+PUBLISH_TIMEOUT = 330.0
 
 #: The prefixes GlideinWMS puts in front of a file's output attributes, by file owner (get_prefix).
 OWNER_PREFIXES = ("", "ENTRY_", "GLIDECLIENT_", "GLIDECLIENT_GROUP_")
@@ -125,7 +128,12 @@ def publish(
         argv += ["config", key, value]
     for var in condor_vars:
         argv += ["var", *var.fields()]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    try:
+        result = run_quietly(argv, PUBLISH_TIMEOUT)
+    except subprocess.TimeoutExpired as error:
+        raise CorruptionError(
+            f"could not write glidein_config in {PUBLISH_TIMEOUT:g} s: its lock is held by another script"
+        ) from error
     if result.returncode != 0:
         raise CorruptionError(
             "could not write glidein_config or condor_vars.lst with add_config_line.source",

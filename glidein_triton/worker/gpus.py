@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from glidein_triton.worker.commands import run_quietly
+
 LOG = logging.getLogger(__name__)
 
 QUERY_FIELDS = ("index", "uuid", "name", "memory.total", "driver_version")
@@ -136,14 +138,7 @@ def visible_devices(all_devices: Sequence[GPU], environment: Mapping[str, str]) 
 
 
 def _run(argv: Sequence[str]) -> str:
-    result = subprocess.run(
-        list(argv),
-        capture_output=True,
-        text=True,
-        timeout=NVIDIA_SMI_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_quietly(argv, NVIDIA_SMI_TIMEOUT)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {result.returncode}: {result.stdout.strip()[:300]}")
     return result.stdout

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from glidein_triton.worker import processes
+from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
 from glidein_triton.worker.runtime import LaunchPlan
 from glidein_triton.worker.state import ServerState
@@ -48,15 +49,7 @@ def run_command(
 ) -> subprocess.CompletedProcess[str]:
     """Run a runtime command (instance start or stop) to completion, output captured, no stdin."""
     LOG.info("running %s", argv)
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=dict(environment),
-        stdin=subprocess.DEVNULL,
-    )
+    return run_quietly(argv, timeout, environment)
 
 
 def run_prepare(plan: LaunchPlan, environment: Mapping[str, str]) -> None:
@@ -80,19 +73,11 @@ def launch(
     """Start the server process in a session of its own (its own process group), output to ``log_path``."""
     env = dict(environment)
     env.update(plan.environment)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     LOG.info("starting %s", plan.server)
-    with log_path.open("ab") as log:
-        # posix_spawn rather than Popen: the server outlives this script, so no Popen object to keep.
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-            (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
-        ]
-        try:
-            pid = os.posix_spawn(plan.server[0], plan.server, env, file_actions=actions, setsid=True)
-        except OSError as error:
-            raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
+    try:
+        pid = spawn_detached(plan.server, env, log_path)
+    except OSError as error:
+        raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
     return ServerState(
         runtime=plan.runtime,
         pid=pid,

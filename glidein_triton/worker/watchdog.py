@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from glidein_triton.worker import cleanup, logs, processes
+from glidein_triton.worker.commands import spawn_detached
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 
 LOG = logging.getLogger(__name__)
@@ -47,17 +48,9 @@ def spawn(work_dir: Path, glidein_pid: int, period: float, environment: Mapping[
     # In the plugin's own directory: condor_startup.sh fails the glidein when it finds <work dir>/log
     # without <work dir>/execute ("Error creating monitor dirs"), so nothing may create it before HTCondor.
     log_path = state_dir(work_dir) / LOG_FILE_NAME
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     ticks = processes.start_ticks(glidein_pid)
     argv = [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(CODE_ROOT), str(work_dir), str(glidein_pid)]
-    argv += [str(ticks), str(period)]
-    with log_path.open("ab") as log:
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-            (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
-        ]
-        pid = os.posix_spawn(sys.executable, argv, dict(environment), file_actions=actions, setsid=True)
+    pid = spawn_detached([*argv, str(ticks), str(period)], environment, log_path)
     return pid, processes.start_ticks(pid)
 
 

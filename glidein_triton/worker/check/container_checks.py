@@ -13,6 +13,7 @@ from glidein_triton.worker import runtime
 from glidein_triton.worker.check import nvidia_libraries
 from glidein_triton.worker.check.findings import FAIL, INFO, OK, WARN, Finding
 from glidein_triton.worker.check.node_checks import NodeContext, gpu_problem
+from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.errors import RuntimeNotFoundError
 from glidein_triton.worker.gpus import GPU
 
@@ -32,14 +33,7 @@ class ServerRuntime:
 def run_command(argv: Sequence[str]) -> tuple[int, str]:
     """(exit code, stdout and stderr) of a short command; 127 when it cannot be run at all."""
     try:
-        result = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        result = run_quietly(argv, COMMAND_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as error:
         return 127, str(error)
     return result.returncode, (result.stdout + result.stderr).strip()

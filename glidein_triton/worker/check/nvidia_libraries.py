@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from glidein_triton.worker.commands import run_quietly
+
 #: Libraries without which CUDA (libcuda) and Triton's GPU discovery and metrics (NVML) do not work.
 ESSENTIAL_LIBRARIES = ("libcuda.so", "libnvidia-ml.so")
 CONFIG_NAME = "nvliblist.conf"
@@ -72,14 +74,7 @@ def ldconfig_cache(search_path: str | None) -> set[str]:
     if ldconfig is None:
         raise RuntimeError(f"no ldconfig on PATH or in {LDCONFIG_DIRECTORIES}")
     try:
-        result = subprocess.run(
-            [ldconfig, "-p"],
-            capture_output=True,
-            text=True,
-            timeout=LDCONFIG_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        result = run_quietly([ldconfig, "-p"], LDCONFIG_TIMEOUT)
     except subprocess.TimeoutExpired as error:
         raise RuntimeError(f"{ldconfig} -p did not answer in {LDCONFIG_TIMEOUT:g} s") from error
     if result.returncode != 0:

@@ -1,0 +1,40 @@
+"""Running other programs: short commands to completion, long-lived ones detached in a session of their own.
+
+Command lines are lists, never given to a shell; nothing reads our stdin (GlideinWMS runs scripts with
+``< /dev/null``, and a command that waited on it would hang the glidein).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def run_quietly(
+    argv: Sequence[str], timeout: float, environment: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to completion with its output captured; raises OSError or subprocess.TimeoutExpired."""
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if environment is None else dict(environment),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def spawn_detached(argv: Sequence[str], environment: Mapping[str, str], log_path: Path) -> int:
+    """Start ``argv`` in a new session (its own process group), stdin from /dev/null, stdout and stderr
+    appended to ``log_path``; returns its pid. posix_spawn rather than Popen: the process outlives us."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+        ]
+        return os.posix_spawn(argv[0], list(argv), dict(environment), file_actions=actions, setsid=True)
