@@ -22,7 +22,7 @@ from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.periodic import ad_line
 from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import STATE_FILE_NAME, LaunchPlan, ServerState, state_dir
 
 from .hooks_support import oldest_python
 
@@ -255,7 +255,7 @@ def test_restart_refusals_and_hung_detection() -> None:
 
 
 def test_record_launch_keeps_no_secrets_and_no_process_family_markers() -> None:
-    plan = runtime.LaunchPlan(
+    plan = LaunchPlan(
         runtime="process", server=["tritonserver"], environment={"CUDA_VISIBLE_DEVICES": "GPU-1"}
     )
     settings = Settings.from_config({"GLIDEIN_TRITON": "True", "GLIDEIN_TRITON_RESTART_LIMIT": "5"})
@@ -355,3 +355,16 @@ def test_env_snippet_points_containerised_jobs_at_the_token_copy(tmp_path: Path,
     visible = tmp_path / "visible-token"
     visible.write_text("secret")
     assert token_file(str(visible)) == str(visible)  # a visible glidein token file is kept
+
+
+def test_a_state_keeps_its_plan_to_start_the_server_again() -> None:
+    plan = LaunchPlan(
+        runtime="apptainer",
+        server=["apptainer", "exec", "instance://gt", "tritonserver"],
+        prepare=[["apptainer", "instance", "start", "image.sif", "gt"]],
+        teardown=[["apptainer", "instance", "stop", "gt"]],
+        instance="gt",
+    )
+    state = ServerState.from_plan(plan, pid=42, http_port=8000)
+    assert (state.pid, state.http_port, state.argv, state.instance) == (42, 8000, plan.server, "gt")
+    assert state.launch_plan() == plan

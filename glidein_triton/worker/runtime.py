@@ -12,12 +12,12 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports
+from glidein_triton.worker.state import LaunchPlan
 
 CONTAINER_MODEL_REPOSITORY = "/models"
 CONTAINER_SERVER = "tritonserver"
@@ -27,18 +27,6 @@ SHELL_SAFE_PUNCTUATION = "_-.,+:@%=/"
 SHELL_SAFE_PATH = re.compile(rf"^[A-Za-z0-9{re.escape(SHELL_SAFE_PUNCTUATION)}]*$")
 PYTHON_BACKEND = re.compile(r'^\s*backend\s*:\s*"python"', re.MULTILINE)
 IMAGE_URI_SCHEMES = ("docker://", "oras://", "library://", "shub://", "http://", "https://")
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    """What to run: commands before the server, the server itself, and commands that tear it down."""
-
-    runtime: str
-    server: list[str]
-    prepare: list[list[str]] = field(default_factory=list)
-    teardown: list[list[str]] = field(default_factory=list)
-    environment: dict[str, str] = field(default_factory=dict)
-    instance: str = ""
 
 
 def server_options(

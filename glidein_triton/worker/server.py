@@ -13,8 +13,7 @@ from pathlib import Path
 from glidein_triton.worker import processes
 from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
-from glidein_triton.worker.runtime import LaunchPlan
-from glidein_triton.worker.state import ServerState
+from glidein_triton.worker.state import LaunchPlan, ServerState
 from glidein_triton.worker.triton_api import Server
 
 LOG = logging.getLogger(__name__)
@@ -78,17 +77,14 @@ def launch(
         pid = spawn_detached(plan.server, env, log_path)
     except OSError as error:
         raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
-    return ServerState(
-        runtime=plan.runtime,
+    return ServerState.from_plan(
+        plan,
         pid=pid,
         pgid=pid,
         start_ticks=processes.start_ticks(pid),
-        instance=plan.instance,
-        teardown=plan.teardown,
         log_path=str(log_path),
         stop_grace=stop_grace,
         started_at=time.time(),
-        argv=plan.server,
     )
 
 

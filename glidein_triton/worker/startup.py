@@ -52,6 +52,7 @@ from glidein_triton.worker.state import (
     JOB_REPOSITORY,
     LOG_FILE_NAME,
     STATE_FILE_NAME,
+    LaunchPlan,
     ServerState,
     state_dir,
 )
@@ -135,7 +136,7 @@ def plan_for(
     server_access: access.Access,
     job_repository: str = "",
     same_path_binds: Sequence[str] = (),
-) -> runtime.LaunchPlan:
+) -> LaunchPlan:
     """The launch plan; ``job_repository`` is served too (in a container, found via ``same_path_binds``)."""
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
@@ -246,10 +247,8 @@ def _launch_until_ready(
             job_repository,
             roots,
         )
-        state = ServerState(
-            runtime=plan.runtime,
-            instance=plan.instance,
-            teardown=plan.teardown,
+        state = ServerState.from_plan(
+            plan,
             http_port=ports.http,
             grpc_port=ports.grpc,
             metrics_port=ports.metrics,

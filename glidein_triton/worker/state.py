@@ -23,6 +23,18 @@ def state_dir(work_dir: Path) -> Path:
     return work_dir / STATE_DIR_NAME
 
 
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What to run: commands before the server, the server itself, and commands that tear it down."""
+
+    runtime: str
+    server: list[str]
+    prepare: list[list[str]] = field(default_factory=list)
+    teardown: list[list[str]] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    instance: str = ""
+
+
 @dataclass
 class ServerState:
     """What cleanup needs to stop everything the startup script started, and what the hooks need.
@@ -68,6 +80,29 @@ class ServerState:
     #: The watchdog that stops the server if the glidein ends without its cleanup (0: none).
     watchdog_pid: int = 0
     watchdog_ticks: int = 0
+
+    @classmethod
+    def from_plan(cls, plan: LaunchPlan, **values: Any) -> ServerState:
+        """The state of a server started (or about to be started) from ``plan``: its commands are kept, so
+        that cleanup can tear it down and the periodic script can start it again the same way."""
+        return cls(
+            runtime=plan.runtime,
+            instance=plan.instance,
+            argv=plan.server,
+            prepare=plan.prepare,
+            teardown=plan.teardown,
+            **values,
+        )
+
+    def launch_plan(self) -> LaunchPlan:
+        """The plan to start this server again (the environment is the recorded one, given at launch)."""
+        return LaunchPlan(
+            runtime=self.runtime,
+            server=self.argv,
+            prepare=self.prepare,
+            teardown=self.teardown,
+            instance=self.instance,
+        )
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename) so a reader never sees half a file.

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from glidein_triton.worker.gpus import GPU
-    from glidein_triton.worker.runtime import LaunchPlan
     from glidein_triton.worker.settings import Settings
+    from glidein_triton.worker.state import LaunchPlan
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ def record_launch(
     roots: Sequence[str],
 ) -> None:
     """Put into ``state`` what a restart needs (the plan, the environment) and what the hooks need."""
-    state.prepare = plan.prepare
     state.environment = {
         name: value
         for name, value in {**environment, **plan.environment}.items()
@@ -127,7 +126,6 @@ def restart(state: ServerState, state_path: Path) -> str:
     # does not need.
     from glidein_triton.worker import server  # noqa: PLC0415
     from glidein_triton.worker.errors import ServerStartError  # noqa: PLC0415
-    from glidein_triton.worker.runtime import LaunchPlan  # noqa: PLC0415
 
     environment = launch_environment(state)
     stop_leftovers(state)
@@ -136,13 +134,7 @@ def restart(state: ServerState, state_path: Path) -> str:
     state.health_misses = 0
     state.pid = state.pgid = state.start_ticks = 0
     state.save(state_path)
-    plan = LaunchPlan(
-        runtime=state.runtime,
-        server=state.argv,
-        prepare=state.prepare,
-        teardown=state.teardown,
-        instance=state.instance,
-    )
+    plan = state.launch_plan()
     try:
         server.run_prepare(plan, environment)
         launched = server.launch(plan, Path(state.log_path), environment, state.stop_grace)
