@@ -8,8 +8,8 @@ open descriptors, listening ports, /dev/shm and disk usage are compared with the
 measured cycle (after a warm-up cycle). Exit code 1 when a cycle failed or left something, or a
 measurement grew by more than its tolerance.
 
-Extension point: :class:`CycleHooks` ``while_ready`` runs with the server ready, before cleanup. The
-pre-job hook of issue 4 is not merged yet; once it is, concurrent pre-jobs per cycle go there.
+Extension point: :class:`CycleHooks` ``while_ready`` runs with the server ready, before cleanup (the
+tests use it to leak on purpose; concurrent jobs per cycle would go there).
 """
 
 from __future__ import annotations
