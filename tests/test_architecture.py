@@ -17,7 +17,12 @@ ALLOWED = {
     "worker": {"glidein_triton.worker"},
     "job": {"glidein_triton.job", "glidein_triton.worker"},
     "operator": {"glidein_triton.operator", "glidein_triton.worker"},
-    "local": {"glidein_triton.local", "glidein_triton.operator", "glidein_triton.job", "glidein_triton.worker"},
+    "local": {
+        "glidein_triton.local",
+        "glidein_triton.operator",
+        "glidein_triton.job",
+        "glidein_triton.worker",
+    },
 }
 #: Third-party packages each layer may use: none on the worker side (it runs on a bare worker node); the
 #: local glidein uses what the demo, the tests and the benchmarks need.
