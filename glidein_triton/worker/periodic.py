@@ -11,7 +11,8 @@ into machine ad attributes. Each run:
 
 Health and statistics calls have a timeout of a few seconds; a restart waits at most
 supervisor.RESTART_READY_WAIT for readiness, then reloads held models within their load timeout. Restarts
-and a final give-up are also written to the glidein's ``exit_message`` file, which glidein_startup.sh prints into the glidein log at exit.
+and a final give-up are also written to the glidein's ``exit_message`` file, which glidein_startup.sh
+prints into the glidein log at exit.
 """
 
 from __future__ import annotations
