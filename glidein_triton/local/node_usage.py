@@ -1,4 +1,8 @@
-"""What a node has in use, measured before and after a soak: processes, descriptors, ports, shm, disk."""
+"""What a node has in use, measured before and after a soak: processes, descriptors, ports, shm, disk.
+
+Measured with psutil (the harness side may use it; the worker side reads /proc itself, standard library
+only).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.local.leftovers import SHARED_MEMORY
-from glidein_triton.worker import processes
+import psutil
 
-PROC = Path("/proc")
-TCP_TABLES = (PROC / "net" / "tcp", PROC / "net" / "tcp6")
-TCP_LISTEN = "0A"
+from glidein_triton.local.leftovers import SHARED_MEMORY
+
 KIB = 1024
 
 
@@ -30,30 +32,20 @@ class Metric:
 def user_processes(uid: int) -> int:
     """Running processes of user ``uid`` (zombies, which hold nothing but their pid, are not counted)."""
     count = 0
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                count += entry.stat().st_uid == uid and processes.is_running(int(entry.name))
-            except OSError:
-                continue
+    for process in psutil.process_iter(["uids", "status"]):
+        uids, status = process.info["uids"], process.info["status"]
+        count += bool(uids) and uids.real == uid and status not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
     return count
 
 
 def open_descriptors() -> int:
-    """Open file descriptors of this process (the one listing them not counted)."""
-    return sum(1 for _ in Path("/proc/self/fd").iterdir()) - 1
+    """Open file descriptors of this process."""
+    return psutil.Process().num_fds()
 
 
 def listening_tcp_ports() -> int:
     """TCP sockets in the LISTEN state, IPv4 and IPv6."""
-    count = 0
-    for table in TCP_TABLES:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        count += sum(1 for line in lines if line.split()[3] == TCP_LISTEN)
-    return count
+    return sum(1 for connection in psutil.net_connections("tcp") if connection.status == psutil.CONN_LISTEN)
 
 
 def shared_memory_files() -> int:
