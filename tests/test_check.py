@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import socket
@@ -134,6 +135,7 @@ def test_gpu_node_with_apptainer_can_run(
         "runtime",
         "instance",
         "image",
+        "triton",
         "gpus",
         "driver",
         "--nv",
@@ -141,6 +143,9 @@ def test_gpu_node_with_apptainer_can_run(
         "disk",
         "models",
     ]
+    assert checks["triton"]["summary"] == (
+        f"Triton 25.08, from the image name {image}: takes every option the plugin uses"
+    )
     assert "apptainer version 1.3.6 (glidein-triton stand-in)" in checks["runtime"]["summary"]
     assert checks["instance"]["status"] == "ok"
     assert checks["image"]["summary"] == f"sandbox directory {image}, with /opt/tritonserver/bin/tritonserver"
@@ -261,8 +266,12 @@ def test_auto_without_a_container_runtime_falls_back_to_the_process_runtime(
     code, report = run_check(capsys, "--image", str(image))
     checks = by_name(report)
     assert code == 0
-    assert report["warnings"] == ["runtime"]
+    assert report["warnings"] == ["runtime", "triton"]
     assert checks["runtime"]["summary"].endswith(f": process runtime, {server}")
+    assert checks["triton"]["summary"] == (
+        f"the Triton release is unknown: {server} --help lists no tritonserver options; "
+        "an option it lacks stops the server at startup"
+    )
     assert checks["image"]["summary"] == (
         f"skipped: the process runtime runs tritonserver directly; image {image} is not used"
     )
@@ -554,3 +563,50 @@ def test_runs_inside_a_test_glidein_from_the_untarred_payload(
     )
     assert f"ok      runtime  {STANDIN_APPTAINER}: apptainer version 1.3.6" in result.stdout
     assert result.stdout.endswith("Triton can run on this node (0 failures, 0 warnings).\n")
+
+
+def test_the_release_of_an_old_sandbox_image_with_the_token_fails(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node.apptainer()
+    image = node.image("triton-cms")
+    (image / ".singularity.d" / "env").mkdir(parents=True)
+    (image / ".singularity.d" / "env" / "10-docker2singularity.sh").write_text(
+        'export TRITON_SERVER_VERSION="${TRITON_SERVER_VERSION:-"2.24.0"}"\n'
+    )
+    code, report = run_check(capsys, "--image", str(image))
+    triton = by_name(report)["triton"]
+    assert code == 1
+    assert triton["status"] == "fail"
+    assert triton["summary"].startswith(
+        "the access token (GLIDEIN_TRITON_TOKEN) cannot be enforced: --http-restricted-api needs Triton 2.40"
+    )
+    assert "no --metrics-address (since Triton 2.34 (23.05))" in triton["notes"]
+    config = node.glidein_config(GLIDEIN_TRITON_TOKEN="False", GLIDEIN_TRITON_IMAGE=str(image))
+    code, report = run_check(capsys, "--glidein-config", str(config))
+    triton = by_name(report)["triton"]
+    assert triton["status"] == "warn"
+    assert triton["summary"] == (
+        f"Triton 2.24, from {image}/.singularity.d/env/10-docker2singularity.sh: takes the options this "
+        "glidein needs"
+    )
+    assert (
+        triton["notes"][-1] == "the server's metrics are switched off (they would listen on every interface)"
+    )
+
+
+def test_the_check_module_tells_python_3_6_what_to_use() -> None:
+    """EL8's python3 is 3.6: the entry point must get as far as its advice there."""
+    main = Path(check.__file__).with_name("__main__.py")
+    ast.parse(main.read_text(), feature_version=(3, 6))
+    for python in sorted(Path.home().glob(".pyenv/versions/3.6*/bin/python3.6")):
+        result = subprocess.run(
+            [str(python), "-m", "glidein_triton.worker.check"],
+            cwd=main.parent.parent.parent.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "is too old: the worker code needs Python >= 3.9. On EL8" in result.stderr
+        assert "GLIDEIN_TRITON_PYTHON" in result.stderr

@@ -431,3 +431,53 @@ def test_a_commented_out_attr_stays_a_comment_and_does_not_count() -> None:
     assert commented in result
     assert removed_lines(original, result) == []
     assert len(named(parse(result), "entries/entry/attrs/attr", "GLIDEIN_TRITON")) == 1
+
+
+CONST_IMAGES = (
+    '            <attr name="SINGULARITY_IMAGES_DICT" const="True" glidein_publish="True" job_publish="True" '
+    'parameter="True" publish="True" type="string" '
+    'value="default:/cvmfs/unpacked.cern.ch/registry.hub.docker.com/cmssw/el9:x86_64{extra}"/>\n'
+)
+
+
+def with_entry_images(extra: str = "", const: str = "True") -> bytes:
+    line = CONST_IMAGES.format(extra=extra).replace('const="True"', f'const="{const}"')
+    return FACTORY_XML.read_bytes().replace(
+        b"            <!-- the site wants", line.encode() + b"            <!-- the site wants"
+    )
+
+
+def notes_of(data: bytes, *arguments: str) -> list[str]:
+    options = factory_cli.options_from(factory_cli.argument_parser().parse_args([*arguments, "x.xml"]))
+    return factory_cli.patch(data, "glideinWMS.xml", options).warnings
+
+
+def test_a_constant_images_dict_keeps_the_frontends_tritonserver_key_out() -> None:
+    notes = notes_of(with_entry_images(), "--entry", "CE_GPU_A100")
+    assert (
+        "glideinWMS.xml: entry 'CE_GPU_A100' sets SINGULARITY_IMAGES_DICT const=\"True\": a frontend's value never "
+        "arrives, nor its tritonserver key; give the server image here (--image, i.e. GLIDEIN_TRITON_IMAGE)"
+    ) in "\n".join(notes)
+    assert not any(
+        "const" in note for note in notes_of(with_entry_images(const="False"), "--entry", "CE_GPU_A100")
+    )
+    image = ["--image", "/cvmfs/singularity.opensciencegrid.org/ml4gw/hermes/tritonserver:24.01"]
+    assert not any(
+        "const" in note for note in notes_of(with_entry_images(), "--entry", "CE_GPU_A100", *image)
+    )
+    # An unwritten const is the factory's default: True.
+    unwritten = with_entry_images().replace(b' const="True" glidein_publish="True" job_publish="True"', b" ")
+    assert any("const" in note for note in notes_of(unwritten, "--entry", "CE_GPU_A100"))
+
+
+def test_remote_server_images_are_warned_about() -> None:
+    remote = "docker://nvcr.io/nvidia/tritonserver:24.08-py3"
+    notes = notes_of(FACTORY_XML.read_bytes(), "--entry", "CE_GPU_A100", "--image", remote)
+    assert notes[0].startswith(f"{remote} is a remote image: every glidein downloads and converts it")
+    in_dict = notes_of(with_entry_images(f",tritonserver:{remote}"), "--entry", "CE_GPU_A100")
+    assert any(
+        note.startswith(
+            "glideinWMS.xml: entry 'CE_GPU_A100': the tritonserver key of SINGULARITY_IMAGES_DICT: docker://"
+        )
+        for note in in_dict
+    )

@@ -11,7 +11,6 @@ from lxml import etree
 
 from glidein_triton.operator import frontend_cli
 from glidein_triton.operator.frontend_patch import (
-    DEFAULT_CLIENT_IMAGE,
     DEFAULT_SERVER_IMAGE,
     FrontendOptions,
     is_grouped,
@@ -21,8 +20,8 @@ from glidein_triton.operator.xmlpatch.source import PatchError
 
 from .xml_support import FRONTEND_XML, added_lines, named, parse, removed_lines
 
-IMAGES = {"tritonserver": DEFAULT_SERVER_IMAGE, "tritonclient": DEFAULT_CLIENT_IMAGE}
-OURS = f"tritonserver:{DEFAULT_SERVER_IMAGE},tritonclient:{DEFAULT_CLIENT_IMAGE}"
+IMAGES = {"tritonserver": DEFAULT_SERVER_IMAGE}
+OURS = f"tritonserver:{DEFAULT_SERVER_IMAGE}"
 GLOBAL_IMAGES = (
     "default:/cvmfs/singularity.opensciencegrid.org/opensciencegrid/osgvo-el9:latest,"
     "rhel8:docker://hub.example.org/rhel8:8.10"
@@ -72,7 +71,6 @@ def test_a_group_without_images_gets_the_match_expressions_and_the_switch() -> N
     original = FRONTEND_XML.read_bytes()
     result = patch(original, "main")
     assert removed_lines(original, result) == [
-        f'            value="{GLOBAL_IMAGES}"/>\n',
         '         <match match_expr="True" start_expr="True">\n',
         '            <factory query_expr="True">\n',
         '            <job query_expr="True">\n',
@@ -87,7 +85,17 @@ def test_a_group_without_images_gets_the_match_expressions_and_the_switch() -> N
     assert match.get("start_expr") == "(TARGET.RequiresTriton =!= True) || (MY.HasTriton =?= True)"
     assert match.find("factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
     assert match.find("job").get("query_expr") == "(RequiresTriton =?= True)"  # type: ignore[union-attr]
-    assert images_of(parse(result), "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
+    # The group's own value replaces the global one: it keeps the VO's images (and their default key).
+    assert images_of(parse(result), "attrs/attr") == [GLOBAL_IMAGES]
+    (images,) = named(group, "attrs/attr", "SINGULARITY_IMAGES_DICT")
+    assert dict(images.attrib) == {
+        "name": "SINGULARITY_IMAGES_DICT",
+        "glidein_publish": "False",
+        "job_publish": "False",
+        "parameter": "False",
+        "type": "string",
+        "value": f"{GLOBAL_IMAGES},{OURS}",
+    }
     assert patch(result, "main") == result
 
 
@@ -127,25 +135,60 @@ def test_a_new_group_is_created_when_asked_and_filled() -> None:
     ):
         patch(original, "triton")
     result = patch(original, "triton", create_group=True)
-    assert removed_lines(original, result) == [f'            value="{GLOBAL_IMAGES}"/>\n']
+    assert removed_lines(original, result) == []
     group = group_of(result, "triton")
     assert group.get("enabled") == "True"
-    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON"]
+    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == [
+        "GLIDEIN_TRITON",
+        "SINGULARITY_IMAGES_DICT",
+    ]
+    assert images_of(group, "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
     assert group.find("match/factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
     assert patch(result, "triton", create_group=True) == result
 
 
 def test_a_frontend_without_groups_or_attrs_gets_both() -> None:
     original = b'<frontend frontend_name="fe">\n   <collectors/>\n</frontend>\n'
-    result = patch(original, "triton", create_group=True)
+    result = patch(original, "triton", create_group=True, images={}, server_image=DEFAULT_SERVER_IMAGE)
     root = parse(result)
-    assert images_of(root, "groups/group/attrs/attr") == [OURS]
+    assert [attr.get("name") for attr in root.iterfind("groups/group/attrs/attr")] == [
+        "GLIDEIN_TRITON",
+        "GLIDEIN_TRITON_IMAGE",
+    ]
     assert root.find("attrs") is None
     assert result.startswith(
         b'<frontend frontend_name="fe">\n   <collectors/>\n   <groups>\n      <group name="triton"'
     )
-    assert patch(result, "triton", create_group=True) == result
-    assert images_of(parse(patch(original)), "attrs/attr") == [OURS]
+    assert patch(result, "triton", create_group=True, images={}, server_image=DEFAULT_SERVER_IMAGE) == result
+
+
+def test_no_images_dict_is_created_from_nothing() -> None:
+    """A new value would replace the factory entry's, whose default image singularity_setup.sh needs."""
+    original = b'<frontend frontend_name="fe">\n   <collectors/>\n</frontend>\n'
+    with pytest.raises(
+        PatchError, match=r"no SINGULARITY_IMAGES_DICT to add the tritonserver key to, and a new one"
+    ):
+        patch(original)
+    created = patch(original, "triton", create_group=True, images={})
+    with pytest.raises(PatchError, match=r"use GLIDEIN_TRITON_IMAGE \(leave out --images-dict\)"):
+        patch(created, "triton")
+
+
+def test_the_server_image_goes_into_glidein_triton_image() -> None:
+    original = FRONTEND_XML.read_bytes()
+    result = patch(original, "main", images={}, server_image=DEFAULT_SERVER_IMAGE)
+    image = (
+        '<attr name="GLIDEIN_TRITON_IMAGE" glidein_publish="False" job_publish="False" parameter="True" '
+        f'type="string" value="{DEFAULT_SERVER_IMAGE}"/>'
+    )
+    assert "            " + image + "\n" in added_lines(original, result)
+    assert images_of(parse(result), "attrs/attr") == [GLOBAL_IMAGES]
+    assert images_of(parse(result), "groups/group/attrs/attr") == [GPU_IMAGES]
+    assert patch(result, "main", images={}, server_image=DEFAULT_SERVER_IMAGE) == result
+    with pytest.raises(PatchError, match=r"'GLIDEIN_TRITON_IMAGE' is already there"):
+        patch(result, "main", images={}, server_image="/cvmfs/other:1")
+    without_group = patch(original, images={}, server_image=DEFAULT_SERVER_IMAGE)
+    assert "      " + image + "\n" in added_lines(original, without_group)
 
 
 def with_global_images(value: str) -> bytes:
@@ -159,9 +202,7 @@ def test_a_different_image_for_our_key_is_a_conflict_unless_overwritten() -> Non
     assert "global <attrs>: SINGULARITY_IMAGES_DICT already has other images" in str(raised.value)
     assert "tritonserver is 'docker://example.org/triton:23.10'" in str(raised.value)
     result = patch(original, overwrite=True)
-    assert images_of(parse(result), "attrs/attr") == [
-        f"tritonserver:{DEFAULT_SERVER_IMAGE},{GLOBAL_IMAGES},tritonclient:{DEFAULT_CLIENT_IMAGE}"
-    ]
+    assert images_of(parse(result), "attrs/attr") == [f"tritonserver:{DEFAULT_SERVER_IMAGE},{GLOBAL_IMAGES}"]
 
 
 def test_our_keys_already_there_change_nothing() -> None:
@@ -260,7 +301,9 @@ def test_the_command_prints_a_diff_and_in_place_writes_a_backup(
     assert target.read_bytes() == FRONTEND_XML.read_bytes()
     assert frontend_cli.main(["--group", "main", "--in-place", str(target)]) == 0
     assert (tmp_path / "frontend.xml.bak").read_bytes() == FRONTEND_XML.read_bytes()
-    assert target.read_bytes() == patch(FRONTEND_XML.read_bytes(), "main")
+    assert target.read_bytes() == patch(
+        FRONTEND_XML.read_bytes(), "main", images={}, server_image=DEFAULT_SERVER_IMAGE
+    )
     assert frontend_cli.main(["--group", "main", "--in-place", str(target)]) == 0
     assert "nothing to change" in capsys.readouterr().err
 
@@ -277,17 +320,23 @@ def test_a_missing_group_leaves_the_file_unchanged(
 
 
 def test_images_given_on_the_command_line_are_used(capsys: pytest.CaptureFixture[str]) -> None:
-    arguments = [
-        "--server-image",
-        "/cvmfs/a/server:1",
-        "--client-image",
-        "/cvmfs/a/client",
-        str(FRONTEND_XML),
-    ]
-    assert frontend_cli.main(arguments) == 1
+    assert frontend_cli.main(["--server-image", "/cvmfs/a/server:1", str(FRONTEND_XML)]) == 1
+    captured = capsys.readouterr()
+    assert 'name="GLIDEIN_TRITON_IMAGE"' in captured.out
+    assert 'value="/cvmfs/a/server:1"/>' in captured.out
+    assert "warning" not in captured.err
+    assert frontend_cli.main(["--server-image", "/cvmfs/a/server:1", "--images-dict", str(FRONTEND_XML)]) == 1
     assert (
-        f'+            value="{GLOBAL_IMAGES},tritonserver:/cvmfs/a/server:1,tritonclient:/cvmfs/a/client"/>\n'
-        in (capsys.readouterr().out)
+        f'+            value="{GLOBAL_IMAGES},tritonserver:/cvmfs/a/server:1"/>\n' in capsys.readouterr().out
+    )
+
+
+def test_a_remote_server_image_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    image = "docker://nvcr.io/nvidia/tritonserver:24.08-py3"
+    assert frontend_cli.main(["--server-image", image, str(FRONTEND_XML)]) == 1
+    assert (
+        f"glidein-triton: warning: {image} is a remote image: every glidein downloads and converts it"
+        in capsys.readouterr().err
     )
 
 
@@ -297,7 +346,7 @@ def test_images_given_on_the_command_line_are_used(capsys: pytest.CaptureFixture
         (["--create-group"], "--create-group needs --group"),
         (["--no-images"], "nothing to do"),
         (["--server-image", "a,b"], "without commas"),
-        (["--client-image", " "], "without commas"),
+        (["--server-image", " "], "without commas"),
     ],
 )
 def test_bad_options_are_usage_errors(

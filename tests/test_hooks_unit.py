@@ -134,6 +134,11 @@ def test_prejob_launcher_reports_a_missing_or_old_python(glidein: SimulatedGlide
     code, stdout, stderr = job.finish()
     assert (code, stdout) == (0, "failed|all\n")
     assert f"{old} is older than Python 3.9" in stderr
+    # Even a job that requires its models runs: no Python in its container is not the job's failure.
+    required = {**ad, "TritonModelsRequired": "True"}
+    job = hooks_sim.start_job(glidein, report, {"PATH": str(bin_dir)}, required)
+    code, stdout, stderr = job.finish()
+    assert (code, stdout) == (0, "failed|all\n")
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])

@@ -22,7 +22,7 @@ from lxml import etree
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import factory_cli, frontend_cli, payload
 from glidein_triton.operator.factory_patch import FactoryOptions
-from glidein_triton.operator.frontend_patch import CLIENT_KEY, SERVER_KEY, FrontendOptions
+from glidein_triton.operator.frontend_patch import SERVER_KEY, FrontendOptions
 from glidein_triton.operator.xmlpatch.command import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Patched, patch_file
 from glidein_triton.operator.xmlpatch.source import PatchError
 from glidein_triton.worker.errors import ConfigError
@@ -401,7 +401,7 @@ def test_factory_patch_is_idempotent_and_local_or_refused(
 
 
 IMAGE_VALUES = st.dictionaries(
-    st.sampled_from(["default", SERVER_KEY, CLIENT_KEY, "rhel8"]),
+    st.sampled_from(["default", SERVER_KEY, "tritonclient", "rhel8"]),
     st.sampled_from(["/cvmfs/img:latest", "docker://nvcr.io/nvidia/tritonserver:24.08-py3", "/srv/x"]),
     max_size=3,
 )
@@ -453,7 +453,7 @@ def test_frontend_patch_is_idempotent_and_local_or_refused(
     group = data.draw(st.one_of(st.none(), st.sampled_from(names or ["new_group"]), st.just("new_group")))
     create = data.draw(st.booleans())
     overwrite = data.draw(st.booleans())
-    wanted = {SERVER_KEY: "/cvmfs/triton/server", CLIENT_KEY: "/cvmfs/triton/client"}
+    wanted = {SERVER_KEY: "/cvmfs/triton/server"}
     options = FrontendOptions(group, create, wanted, overwrite)
     conflict = any((images or {}).get(key, path) != path for key, path in wanted.items())
     group_missing = group is not None and group not in names and not create
@@ -462,7 +462,8 @@ def test_frontend_patch_is_idempotent_and_local_or_refused(
         source,
         lambda data_, label: frontend_cli.patch(data_, label, options),
         ("<attrs/>", "SINGULARITY_IMAGES_DICT", "match_expr", "query_expr", "<factory", "<job", "<groups"),
-        must_succeed=not group_missing and (overwrite or not conflict),
+        # No SINGULARITY_IMAGES_DICT at all: refused (a new one would hide the factory's default image).
+        must_succeed=not group_missing and images is not None and (overwrite or not conflict),
     )
     if result is None:
         return

@@ -120,6 +120,40 @@ def test_no_suitable_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
     assert glidein.published()[0]["TritonFailure"].startswith('"WN_Resource: no Python')
 
 
+def python36(bin_dir: Path) -> Path:
+    """EL8's python3: the real Python 3.6 when this machine has one (pyenv), else a stand-in printing what it
+    prints for the startup script's version probe."""
+    real = sorted(Path.home().glob(".pyenv/versions/3.6*/bin/python3.6"))
+    link = bin_dir / "python3"
+    if real:
+        link.symlink_to(real[0])
+        return link
+    return write_executable(link, f'#!/bin/bash\necho "3.6 {link}"\n')
+
+
+def test_an_el8_python_is_named_in_the_failure_with_what_to_set(
+    glidein: SimulatedGlidein, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in TOOLS:
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    old = python36(bin_dir)
+    glidein.set("GLIDEIN_TRITON", "True")
+    result = glidein.run_startup(env={**os.environ, "PATH": str(bin_dir)})
+    assert result.returncode == 0
+    assert result.metrics["TritonFailure"] == "WN_Resource"
+    failure = glidein.published()[0]["TritonFailure"]
+    assert f"/bin/python3; python3 is 3.6 ({old})): set GLIDEIN_TRITON_PYTHON" in failure
+    assert "/cvmfs/sft.cern.ch/lcg/views/LCG_107/x86_64-el8-gcc11-opt/bin/python3" in failure
+    assert (
+        "set GLIDEIN_TRITON_PYTHON to a Python >= 3.9 (on EL8, where python3 is 3.6: install the python39"
+        in failure
+    )
+
+
 @pytest.mark.parametrize("existing", [["log"], ["execute"]])
 def test_the_simulated_condor_startup_fails_on_half_made_monitor_dirs(
     glidein: SimulatedGlidein, existing: list[str]

@@ -55,9 +55,10 @@ def test_submit_description_as_htcondor_reads_it() -> None:
     assert "MY.REQUIRED_OS" not in submit
 
 
-def test_without_an_image_path_the_frontend_client_image_is_chosen() -> None:
+def test_without_an_image_path_no_image_is_asked_for() -> None:
+    """No +REQUIRED_OS key: the wrapper would look it up and refuse a non-CVMFS image (restrictions cvmfs)."""
     submit = parsed(JobRequest())
-    assert submit["MY.REQUIRED_OS"] == '"tritonclient"'
+    assert "MY.REQUIRED_OS" not in submit
     assert "MY.SingularityImage" not in submit
     assert "MY.TritonModelRepository" not in submit
 
@@ -66,7 +67,12 @@ def test_without_an_image_path_the_frontend_client_image_is_chosen() -> None:
     ("request_", "message"),
     [
         (JobRequest(models=("bad name",)), "model name 'bad name' is not allowed"),
-        (JobRequest(image='/x/"y'), "--image '/x/\"y' must not contain quotes"),
+        (JobRequest(image='/cvmfs/x/"y'), "--image '/cvmfs/x/\"y' must not contain quotes"),
+        (
+            JobRequest(image="docker://example.org/client:1"),
+            "is not under /cvmfs/: GlideinWMS's job wrapper refuses",
+        ),
+        (JobRequest(image="/home/me/client.sif"), "SINGULARITY_IMAGE_RESTRICTIONS=cvmfs"),
         (JobRequest(model_repository="/a\nb"), "--model-repository"),
         (JobRequest(min_version="2.x"), "--min-version '2.x' is not a version"),
     ],

@@ -97,7 +97,11 @@ CASES: dict[str, tuple[Mapping[str, object], Mapping[str, set[str]]]] = {
     "factory_xml/snippet.xml.j2": (FACTORY_VALUES, {**FACTORY_ENTRY, "file": FACTORY_GLOBAL_FILE}),
     "frontend_config/group.xml.j2": ({"name": "triton"}, FRONTEND),
     "frontend_config/group_attrs.xml.j2": ({}, FRONTEND),
-    "frontend_config/images_attr.xml.j2": ({"images": "tritonserver:docker://x:1,tritonclient:/y"}, FRONTEND),
+    "frontend_config/image_attr.xml.j2": ({"image": "/cvmfs/x/tritonserver:1"}, FRONTEND),
+    "frontend_config/images_attr.xml.j2": (
+        {"images": "default:/cvmfs/el9,tritonserver:docker://x:1"},
+        FRONTEND,
+    ),
     "frontend_config/match.xml.j2": ({}, FRONTEND),
 }
 

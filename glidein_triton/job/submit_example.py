@@ -1,9 +1,11 @@
 """``glidein-triton submit-example``: a submit description and job script for a job that uses Triton.
 
 The job asks the frontend for a glidein with Triton (``+RequiresTriton``), matches only slots whose server
-is up (``Requirements`` on ``HasTriton``, and ``TritonGPUs > 0`` with ``--gpu``), runs in the slim client
-image (``+SingularityImage``, or the frontend's ``tritonclient`` image through ``+REQUIRED_OS``), and names
-the models the glidein's pre-job hook loads (``+TritonModels``, ``+TritonModelRepository``).
+is up (``Requirements`` on ``HasTriton``, and ``TritonGPUs > 0`` with ``--gpu``), runs in a client image on
+CVMFS (``+SingularityImage``) or in the glidein's default image, and names the models the glidein's pre-job
+hook loads (``+TritonModels``, ``+TritonModelRepository``). It never sets ``+REQUIRED_OS``: the job wrapper
+looks that key up in SINGULARITY_IMAGES_DICT and, under the default SINGULARITY_IMAGE_RESTRICTIONS=cvmfs,
+refuses anything but a CVMFS path.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name
 
 SUBMIT_FILE = "triton_job.sub"
 JOB_SCRIPT = "triton_job.py"
-#: the SINGULARITY_IMAGES_DICT key of the client image, used when no image path is given
-CLIENT_IMAGE_KEY = "tritonclient"
+#: GlideinWMS's default SINGULARITY_IMAGE_RESTRICTIONS (cvmfs) accepts only job images under /cvmfs.
+CVMFS = "/cvmfs/"
 VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 UNSAFE_IN_STRING = re.compile(r"[\"\\\n\r]")
 
@@ -43,6 +45,11 @@ class JobRequest:
         for option, value in (("--image", self.image), ("--model-repository", self.model_repository)):
             if UNSAFE_IN_STRING.search(value):
                 raise ValueError(f"{option} {value!r} must not contain quotes, backslashes or line breaks")
+        if self.image and not self.image.startswith(CVMFS):
+            raise ValueError(
+                f"--image {self.image!r} is not under {CVMFS}: GlideinWMS's job wrapper refuses other images "
+                "under its default SINGULARITY_IMAGE_RESTRICTIONS=cvmfs (docs/images.md)"
+            )
         if self.min_version and not VERSION.match(self.min_version):
             raise ValueError(f"--min-version {self.min_version!r} is not a version such as 2.40")
 
@@ -67,8 +74,8 @@ def submit_description(request: JobRequest) -> str:
         ]
     else:
         image = [
-            f"# The job runs in the frontend's {CLIENT_IMAGE_KEY} image (a key of SINGULARITY_IMAGES_DICT).",
-            f'+REQUIRED_OS = "{CLIENT_IMAGE_KEY}"',
+            "# No image named: the job runs in the glidein's default image, which needs python3 with numpy",
+            '# and tritonclient (or name a client image on CVMFS: +SingularityImage = "/cvmfs/...").',
         ]
     models = ["# Models the glidein's pre-job hook loads into the server before the job starts."]
     models.append(f'+TritonModels = "{",".join(request.models)}"')
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--image",
         default="",
-        help=f"path of the client image (default: the frontend's {CLIENT_IMAGE_KEY} image via +REQUIRED_OS)",
+        help="path of the client image on CVMFS (default: none, the glidein's default image)",
     )
     parser.add_argument("--models", default="simple", help="models the job uses, comma separated")
     parser.add_argument("--model-repository", default="", help="repository of those models (e.g. on CVMFS)")

@@ -34,6 +34,8 @@ from glidein_triton.operator.xmlpatch.merge import (
 )
 from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
 from glidein_triton.operator.xmlpatch.templates import Fragment, render
+from glidein_triton.worker import images
+from glidein_triton.worker.settings import parse_images_dict
 
 DEFAULT_PAYLOAD_DIR = "/var/lib/gwms-factory/glidein-triton"
 DEFAULT_GPU_SLOTS = "GPUs,type=main"
@@ -41,6 +43,8 @@ DEFAULT_PERIOD = 300
 #: Attributes printed by the periodic script reach the machine ad under their own names (e.g. TritonReady).
 DEFAULT_PERIODIC_PREFIX = "NOPREFIX"
 RESOURCE_SLOTS = "GLIDEIN_Resource_Slots"
+IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
+IMAGE_SETTING = "GLIDEIN_TRITON_IMAGE"
 
 #: What the factory uses for an XML attribute that is not written (creation/lib/factory_defaults.xml).
 PARSER_DEFAULTS = {
@@ -213,11 +217,36 @@ def plan_edits(document: SourceDocument, options: FactoryOptions) -> list[Edit]:
     return plan.edits()
 
 
+def images_dict_warnings(root: etree._Element, entry: etree._Element, where: str, image: str) -> list[str]:
+    """A constant SINGULARITY_IMAGES_DICT (the factory's default) keeps any frontend value out, with its
+    tritonserver key; a remote tritonserver image there costs every glidein a download."""
+    found = _elements(entry, "attrs/attr[@name=$name]", IMAGES_DICT) or _elements(
+        root, "attrs/attr[@name=$name]", IMAGES_DICT
+    )
+    if not found:
+        return []
+    element = found[-1]
+    server = parse_images_dict(element.get("value", "")).get("tritonserver", "")
+    notes = []
+    constant = element.get("const", PARSER_DEFAULTS["attr"]["const"]).strip().lower() == "true"
+    if constant and not server and not image:
+        notes.append(
+            f'{where} sets {IMAGES_DICT} const="True": a frontend\'s value never arrives, nor its '
+            f"tritonserver key; give the server image here (--image, i.e. {IMAGE_SETTING}) or in the "
+            f"frontend's {IMAGE_SETTING} (glidein-triton frontend-xml)"
+        )
+    if server and not image and images.is_remote(server):
+        notes.append(f"{where}: the tritonserver key of {IMAGES_DICT}: {images.remote_warning(server)}")
+    return notes
+
+
 def warnings(document: SourceDocument, options: FactoryOptions) -> list[str]:
     """Things the operator should know that do not stop the patch."""
-    found = []
+    image = dict(options.settings).get(IMAGE_SETTING, "")
+    found = [images.remote_warning(image)] if images.is_remote(image) else []
     for name in dict.fromkeys(options.entries):
         entry = find_entry(document.root, name, document.label)
+        found += images_dict_warnings(document.root, entry, f"{document.label}: {entry.tag} {name!r}", image)
         layout = (_strings(entry, "config/submit/@slots_layout") or ["fixed"])[0]
         if options.gpu_slots and layout != "partitionable":
             found.append(

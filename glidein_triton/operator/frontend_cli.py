@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glidein_triton.operator.frontend_patch import (
-    CLIENT_KEY,
-    DEFAULT_CLIENT_IMAGE,
     DEFAULT_SERVER_IMAGE,
+    IMAGE_SETTING,
+    IMAGES_DICT,
     SERVER_KEY,
     FrontendOptions,
     plan_edits,
+    warnings,
 )
 from glidein_triton.operator.xmlpatch.command import EXIT_CODES, Patched, patch_file
 from glidein_triton.operator.xmlpatch.edit import run_passes
@@ -22,10 +23,9 @@ from glidein_triton.operator.xmlpatch.edit import run_passes
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glidein-triton frontend-xml",
-        description="Add the tritonserver and tritonclient images to SINGULARITY_IMAGES_DICT (keeping "
-        "its other keys) and, with --group, make that group send jobs with +RequiresTriton = True to "
-        "entries that offer Triton, with the Triton switch on. Prints a unified diff; changes the file only "
-        "with --in-place. Running it again changes nothing.",
+        description=f"Set the Triton server image ({IMAGE_SETTING}) and, with --group, make that group send "
+        "jobs with +RequiresTriton = True to entries that offer Triton, with the Triton switch on. Prints a "
+        "unified diff; changes the file only with --in-place. Running it again changes nothing.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -37,12 +37,17 @@ def argument_parser() -> argparse.ArgumentParser:
         "--create-group", action="store_true", help="add the group when there is none by that name"
     )
     parser.add_argument(
-        "--server-image", default=DEFAULT_SERVER_IMAGE, help=f"{SERVER_KEY} image (default: %(default)s)"
+        "--server-image",
+        default=DEFAULT_SERVER_IMAGE,
+        help="the server image, a path on CVMFS (default: %(default)s, Triton 2.42)",
     )
     parser.add_argument(
-        "--client-image", default=DEFAULT_CLIENT_IMAGE, help=f"{CLIENT_KEY} image (default: %(default)s)"
+        "--images-dict",
+        action="store_true",
+        help=f"put the server image into {IMAGES_DICT} as its {SERVER_KEY} key (merged into an existing "
+        f"value) instead of {IMAGE_SETTING}",
     )
-    parser.add_argument("--no-images", action="store_true", help="leave SINGULARITY_IMAGES_DICT alone")
+    parser.add_argument("--no-images", action="store_true", help="set no server image")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace conflicting values instead of failing"
     )
@@ -56,19 +61,18 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
         raise ValueError("--create-group needs --group NAME")
     if arguments.no_images and not arguments.group:
         raise ValueError("nothing to do: give --group NAME, or leave out --no-images")
-    images = {}
-    if not arguments.no_images:
-        images = {SERVER_KEY: arguments.server_image.strip(), CLIENT_KEY: arguments.client_image.strip()}
-    for key, image in images.items():
-        if not image or "," in image:
-            raise ValueError(f"{key} image {image!r}: give a path or URI without commas")
-    return FrontendOptions(arguments.group, arguments.create_group, images, arguments.overwrite)
+    image = "" if arguments.no_images else arguments.server_image.strip()
+    if not arguments.no_images and (not image or "," in image):
+        raise ValueError(f"server image {image!r}: give a path or URI without commas")
+    images = {SERVER_KEY: image} if image and arguments.images_dict else {}
+    server_image = "" if arguments.images_dict else image
+    return FrontendOptions(arguments.group, arguments.create_group, images, arguments.overwrite, server_image)
 
 
 def patch(data: bytes, label: str, options: FrontendOptions) -> Patched:
     """The file with glidein-triton added (PatchError when it cannot be)."""
     patched, encoding = run_passes(data, label, lambda document: plan_edits(document, options))
-    return Patched(patched, encoding)
+    return Patched(patched, encoding, warnings(options))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

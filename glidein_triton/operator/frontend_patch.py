@@ -1,9 +1,12 @@
-"""Add glidein-triton to a frontend.xml: SINGULARITY_IMAGES_DICT, and a group for jobs that ask for Triton.
+"""Add glidein-triton to a frontend.xml: the server image, and a group for jobs that ask for Triton.
 
-* ``SINGULARITY_IMAGES_DICT`` gets ``tritonserver`` and ``tritonclient`` keys, the others kept. A group's
-  value replaces the global one for that group's glideins, so the keys go where they take effect: into
-  the group's value if it has one, else into the global value if there is one, else into a new value in
-  the group (or, without a group, the global ``<attrs>``).
+* The server image goes into ``GLIDEIN_TRITON_IMAGE`` (the group's ``<attrs>``, or the global ones without a
+  group), which the startup script prefers over any SINGULARITY_IMAGES_DICT key.
+* With ``images`` (``--images-dict``) it goes into ``SINGULARITY_IMAGES_DICT`` as the ``tritonserver`` key
+  instead, the other keys kept: into the group's value if it has one; else into a new group value that
+  starts with the global value's items (a group's value replaces the global one, and singularity_setup.sh
+  needs the ``default`` key it had); else into the global value. No value is ever created from nothing: it
+  would replace the factory's, with its ``default`` image.
 * The group's match expressions are ANDed with Triton's (frontend_config/match.xml.j2): it then requests
   glideins only from entries that offer Triton, only for jobs with ``+RequiresTriton = True``, GPU jobs
   only where the entry gives GPUs; and its ``GLIDEIN_TRITON`` parameter turns the switch on.
@@ -27,13 +30,12 @@ from glidein_triton.operator.xmlpatch.merge import (
 )
 from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
 from glidein_triton.operator.xmlpatch.templates import Fragment, render
+from glidein_triton.worker import images as server_images
 
 IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
+IMAGE_SETTING = "GLIDEIN_TRITON_IMAGE"
 SERVER_KEY = "tritonserver"
-CLIENT_KEY = "tritonclient"
-#: NGC images, pulled by Apptainer at run time; a CVMFS (unpacked.cern.ch) path is better where there is one.
-DEFAULT_SERVER_IMAGE = "docker://nvcr.io/nvidia/tritonserver:24.08-py3"
-DEFAULT_CLIENT_IMAGE = "docker://nvcr.io/nvidia/tritonserver:24.08-py3-sdk"
+DEFAULT_SERVER_IMAGE = server_images.DEFAULT_SERVER_IMAGE
 #: creation/lib/cWParams.py is_valid_name, and cvWParams.py validate_names (no ".", no "XPVO" prefix)
 GROUP_NAME = re.compile(r"^(?!XPVO)[A-Za-z0-9_-]+$")
 
@@ -46,13 +48,15 @@ PARSER_DEFAULTS = {
 
 @dataclass(frozen=True)
 class FrontendOptions:
-    """Which group (None: only the global images), whether to create it, the images to add."""
+    """Which group (None: global attributes only), whether to create it, where the server image goes."""
 
     group: str | None = None
     create_group: bool = False
     #: SINGULARITY_IMAGES_DICT key -> image; empty: leave SINGULARITY_IMAGES_DICT alone
     images: Mapping[str, str] = field(default_factory=dict)
     overwrite: bool = False
+    #: GLIDEIN_TRITON_IMAGE; empty: not set
+    server_image: str = ""
 
 
 def parse_images(value: str) -> list[tuple[str, str]]:
@@ -145,19 +149,45 @@ def _patch_match(plan: Plan, group: etree._Element, fragment: Fragment, where: s
         ensure_elements(plan, present, "match_attrs", attributes, name_key, context)
 
 
-def _images_target(root: etree._Element, group: etree._Element | None) -> tuple[etree._Element, str]:
+def _images_target(
+    root: etree._Element, group: etree._Element | None, label: str
+) -> tuple[etree._Element, str]:
     """Where SINGULARITY_IMAGES_DICT takes effect for the group: (the element holding <attrs>, its name)."""
     if group is not None and _named(group.find("attrs"), "attr", IMAGES_DICT):
         return group, f"group {group.get('name')!r}"
-    if group is None or _named(root.find("attrs"), "attr", IMAGES_DICT):
-        return root, "global <attrs>"
-    return group, f"group {group.get('name')!r}"
+    if _named(root.find("attrs"), "attr", IMAGES_DICT):
+        if group is None:
+            return root, "global <attrs>"
+        return group, f"group {group.get('name')!r}"
+    raise PatchError(
+        f"{label}: there is no {IMAGES_DICT} to add the {SERVER_KEY} key to, and a new one would replace "
+        f"the factory's (with its default image) for these glideins: use {IMAGE_SETTING} (leave out "
+        "--images-dict)"
+    )
 
 
-def _merge_images(plan: Plan, holder: etree._Element, where: str, options: FrontendOptions) -> None:
+def _refuse_conflicts(existing: Mapping[str, str], options: FrontendOptions, where: str) -> dict[str, str]:
+    """Our keys that ``existing`` gives other images; an error unless --overwrite."""
+    conflicts = {key: path for key, path in options.images.items() if existing.get(key, path) != path}
+    if conflicts and not options.overwrite:
+        details = "; ".join(
+            f"{key} is {existing[key]!r}, this command sets {path!r}" for key, path in conflicts.items()
+        )
+        raise PatchError(
+            f"{where}: {IMAGES_DICT} already has other images: {details}. Pass --overwrite to replace"
+        )
+    return conflicts
+
+
+def _merge_images(
+    plan: Plan, root: etree._Element, holder: etree._Element, where: str, options: FrontendOptions
+) -> None:
     present = _named(holder.find("attrs"), "attr", IMAGES_DICT)
     if not present:
-        images = format_images(list(options.images.items()))
+        # A group value replaces the global one: it starts with the global value's items.
+        inherited = dict(parse_images(_named(root.find("attrs"), "attr", IMAGES_DICT)[-1].get("value", "")))
+        _refuse_conflicts(inherited, options, f"{where} (from the global value)")
+        images = format_images(list({**inherited, **options.images}.items()))
         fragment = Fragment.render("frontend_config/images_attr.xml.j2", images=images)
         context = MergeContext(where, PARSER_DEFAULTS, options.overwrite)
         ensure_elements(plan, holder, "attrs", wanted_elements(fragment), name_key, context)
@@ -167,15 +197,8 @@ def _merge_images(plan: Plan, holder: etree._Element, where: str, options: Front
     element = present[0]
     pairs = parse_images(element.get("value", ""))
     existing = dict(pairs)
-    conflicts = {key: path for key, path in options.images.items() if existing.get(key, path) != path}
+    conflicts = _refuse_conflicts(existing, options, where)
     missing = [(key, path) for key, path in options.images.items() if key not in existing]
-    if conflicts and not options.overwrite:
-        details = "; ".join(
-            f"{key} is {existing[key]!r}, this command sets {path!r}" for key, path in conflicts.items()
-        )
-        raise PatchError(
-            f"{where}: {IMAGES_DICT} already has other images: {details}. Pass --overwrite to replace"
-        )
     raw = plan.raw_attribute(element, "value")
     if conflicts or raw is None:
         replaced = [(key, conflicts.get(key, path)) for key, path in pairs]
@@ -233,7 +256,22 @@ def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]
             plan, group, "attrs", switch, name_key, MergeContext(where, PARSER_DEFAULTS, options.overwrite)
         )
         _patch_match(plan, group, Fragment.render("frontend_config/match.xml.j2"), where, options.overwrite)
+    if options.server_image:
+        holder = root if group is None else group
+        where = f"{label}: " + ("global <attrs>" if group is None else f"group {options.group!r}")
+        image = wanted_elements(
+            Fragment.render("frontend_config/image_attr.xml.j2", image=options.server_image)
+        )
+        ensure_elements(
+            plan, holder, "attrs", image, name_key, MergeContext(where, PARSER_DEFAULTS, options.overwrite)
+        )
     if options.images:
-        holder, holder_name = _images_target(root, group)
-        _merge_images(plan, holder, f"{label}: {holder_name}", options)
+        holder, holder_name = _images_target(root, group, label)
+        _merge_images(plan, root, holder, f"{label}: {holder_name}", options)
     return plan.edits()
+
+
+def warnings(options: FrontendOptions) -> list[str]:
+    """What the operator should know that does not stop the patch: a remote server image."""
+    chosen = [options.server_image, *options.images.values()]
+    return [server_images.remote_warning(image) for image in chosen if server_images.is_remote(image)]

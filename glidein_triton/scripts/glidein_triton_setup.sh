@@ -78,17 +78,25 @@ candidates=()
 configured_python=$(gconfig_get GLIDEIN_TRITON_PYTHON "$glidein_config")
 [ -n "$configured_python" ] && candidates+=("$configured_python")
 candidates+=(python3 python3.13 python3.12 python3.11 python3.10 python3.9)
+# EL8's python3 is 3.6: then the Pythons of the LCG views on CVMFS (docs/lifecycle.md), used if they start.
+candidates+=(/cvmfs/sft.cern.ch/lcg/views/LCG_107/x86_64-el8-gcc11-opt/bin/python3
+    /cvmfs/sft.cern.ch/lcg/views/LCG_106/x86_64-el8-gcc11-opt/bin/python3)
 python=""
+too_old=""
 for candidate in "${candidates[@]}"; do
-    # One start per candidate: check the version and get the real interpreter behind wrappers or shims.
+    # One start per candidate: its version, and the real interpreter behind wrappers or shims.
     if command -v "$candidate" > /dev/null 2>&1; then
-        python=$("$candidate" -I -S -c 'import sys; sys.version_info >= (3, 9) and print(sys.executable)' 2> /dev/null)
-        [ -x "$python" ] && break
-        python=""
+        found=$("$candidate" -I -S -c 'import sys; print("%d.%d %s" % (sys.version_info[:2] + (sys.executable,)))' 2> /dev/null)
+        version=${found%% *}
+        if [[ "$version" =~ ^3\.(9|[1-9][0-9])$ ]] && [ -x "${found#* }" ]; then
+            python=${found#* }
+            break
+        fi
+        [ -n "$found" ] && too_old+="; $candidate is $version (${found#* })"
     fi
 done
 if [ -z "$python" ]; then
-    no_triton WN_Resource "no Python >= 3.9 found (tried: ${candidates[*]}); set GLIDEIN_TRITON_PYTHON"
+    no_triton WN_Resource "no Python >= 3.9 found (tried: ${candidates[*]}${too_old:-; none of them runs}): set GLIDEIN_TRITON_PYTHON to a Python >= 3.9 (on EL8, where python3 is 3.6: install the python39 package, whose python3.9 is found on PATH)"
 fi
 
 # Cleanup and periodic scripts find the code and the interpreter here.

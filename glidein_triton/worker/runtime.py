@@ -14,10 +14,12 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from glidein_triton.worker import images
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports
 from glidein_triton.worker.state import LaunchPlan
+from glidein_triton.worker.triton_release import METRICS_OFF, TritonRelease, fit_options
 
 CONTAINER_MODEL_REPOSITORY = "/models"
 CONTAINER_SERVER = "tritonserver"
@@ -26,7 +28,6 @@ BIND_SEPARATORS = (",", ":")
 SHELL_SAFE_PUNCTUATION = "_-.,+:@%=/"
 SHELL_SAFE_PATH = re.compile(rf"^[A-Za-z0-9{re.escape(SHELL_SAFE_PUNCTUATION)}]*$")
 PYTHON_BACKEND = re.compile(r'^\s*backend\s*:\s*"python"', re.MULTILINE)
-IMAGE_URI_SCHEMES = ("docker://", "oras://", "library://", "shub://", "http://", "https://")
 
 
 def server_options(
@@ -74,22 +75,34 @@ def process_plan(
     search_path: str | None = None,
     grpc_address: str = LOOPBACK,
     more_repositories: Sequence[str] = (),
+    *,
+    release: TritonRelease | None = None,
+    operator_options: Sequence[str] = (),
 ) -> LaunchPlan:
-    """Run ``binary`` (a path, or a name found on PATH) directly."""
+    """Run ``binary`` (a path, or a name found on PATH) directly, with the options ``release`` accepts."""
+    executable = find_server_binary(binary, search_path)
+    check_python_backend_path(model_repository, models)
+    options = fit_options(
+        release or TritonRelease(),
+        server_options(model_repository, ports, models, extra, grpc_address, more_repositories),
+        operator_options,
+    )
+    return LaunchPlan(
+        runtime="process",
+        server=[executable, *options],
+        environment=cuda_environment(gpus),
+        metrics=METRICS_OFF not in options,
+    )
+
+
+def find_server_binary(binary: str, search_path: str | None) -> str:
+    """The tritonserver executable of the process runtime: a path, or a name found on PATH."""
     executable = shutil.which(binary, path=search_path)
     if executable is None:
         raise RuntimeNotFoundError(
             f"tritonserver binary {binary!r} not found or not executable (GLIDEIN_TRITON_SERVER_BINARY)"
         )
-    check_python_backend_path(model_repository, models)
-    return LaunchPlan(
-        runtime="process",
-        server=[
-            executable,
-            *server_options(model_repository, ports, models, extra, grpc_address, more_repositories),
-        ],
-        environment=cuda_environment(gpus),
-    )
+    return executable
 
 
 def check_python_backend_path(model_repository: str, models: Sequence[str]) -> None:
@@ -131,6 +144,9 @@ def container_plan(
     grpc_address: str = LOOPBACK,
     more_repositories: Sequence[str] = (),
     same_path_binds: Sequence[str] = (),
+    *,
+    release: TritonRelease | None = None,
+    operator_options: Sequence[str] = (),
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
 
@@ -151,17 +167,19 @@ def container_plan(
     run = [singularity_path, "exec"]
     for name, value in sorted(cuda_environment(gpus).items()):
         run += ["--env", f"{name}={value}"]
-    run += [
-        f"instance://{instance}",
-        CONTAINER_SERVER,
-        *server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address, more_repositories),
-    ]
+    options = fit_options(
+        release or TritonRelease(),
+        server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address, more_repositories),
+        operator_options,
+    )
+    run += [f"instance://{instance}", CONTAINER_SERVER, *options]
     return LaunchPlan(
         runtime=runtime,
         server=run,
         prepare=[start],
         teardown=[[singularity_path, "instance", "stop", instance]],
         instance=instance,
+        metrics=METRICS_OFF not in options,
     )
 
 
@@ -192,10 +210,8 @@ def find_container_runtime(runtime: str, config: Mapping[str, str], search_path:
 def check_image(image: str) -> None:
     """A local image (file or sandbox directory, e.g. on CVMFS) must exist; URIs are left to the runtime."""
     if not image:
-        raise VOConfigError(
-            "no server image: set GLIDEIN_TRITON_IMAGE or the tritonserver key of SINGULARITY_IMAGES_DICT"
-        )
-    if not image.startswith(IMAGE_URI_SCHEMES) and not Path(image).exists():
+        raise VOConfigError(images.NO_IMAGE)
+    if not images.is_remote(image) and not Path(image).exists():
         raise VOConfigError(f"server image {image} does not exist on this node")
 
 

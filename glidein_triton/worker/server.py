@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from glidein_triton.worker import processes
+from glidein_triton.worker import processes, triton_release
 from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
 from glidein_triton.worker.state import LaunchPlan, ServerState
@@ -18,7 +18,6 @@ from glidein_triton.worker.triton_api import Server
 
 LOG = logging.getLogger(__name__)
 
-PREPARE_TIMEOUT = 300.0
 TEARDOWN_TIMEOUT = 60.0
 LOG_TAIL_LINES = 25
 #: Readiness polls go to loopback and cost about a millisecond: poll often while a server usually gets
@@ -51,12 +50,18 @@ def run_command(
     return run_quietly(argv, timeout, environment)
 
 
-def run_prepare(plan: LaunchPlan, environment: Mapping[str, str]) -> None:
-    """Run the plan's preparation commands (an instance start) to completion."""
+def run_prepare(plan: LaunchPlan, environment: Mapping[str, str], timeout: float) -> None:
+    """Run the plan's preparation commands (an instance start) to completion, each within ``timeout``."""
     for argv in plan.prepare:
         try:
-            result = run_command(argv, environment, PREPARE_TIMEOUT)
-        except (OSError, subprocess.TimeoutExpired) as error:
+            result = run_command(argv, environment, timeout)
+        except subprocess.TimeoutExpired as error:
+            raise ServerStartError(
+                f"{plan.runtime} instance start took more than {timeout:g} s "
+                "(GLIDEIN_TRITON_INSTANCE_START_TIMEOUT; a remote image is downloaded and converted then)",
+                evidence=f"command: {' '.join(argv)}",
+            ) from error
+        except OSError as error:
             raise ServerStartError(f"{plan.runtime} instance could not be started: {error}") from error
         if result.returncode != 0:
             output = (result.stderr + result.stdout).strip()[-3000:]
@@ -119,6 +124,13 @@ def wait_ready(state: ServerState, timeout: float) -> None:
             tail = log_tail(state.log_path)
             if any(word in tail for word in PORT_CLASH_WORDS):
                 raise PortInUseError("tritonserver could not bind its ports", evidence=evidence)
+            refused = triton_release.unrecognized_option(tail)
+            if refused:
+                raise ServerStartError(
+                    f"tritonserver does not accept {refused}: the server's Triton release is older than "
+                    "that option (docs/images.md lists what each release supports)",
+                    evidence=evidence,
+                )
             raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
         if time.monotonic() >= deadline:
             raise ReadinessTimeoutError(

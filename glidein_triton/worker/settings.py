@@ -213,7 +213,8 @@ SETTINGS = (
         parse_text,
         "",
         "image path or URI",
-        "Server image for the apptainer/singularity runtimes (e.g. a CVMFS path).",
+        "Server image for the apptainer/singularity runtimes: a path on CVMFS (docs/images.md lists the "
+        "maintained ones). A docker:// or other remote image is downloaded and converted by every glidein.",
         default_text="the tritonserver key of SINGULARITY_IMAGES_DICT",
     ),
     SettingSpec(
@@ -288,6 +289,15 @@ SETTINGS = (
         "240",
         "1-3600 seconds",
         "How long to wait for /v2/health/ready.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_INSTANCE_START_TIMEOUT",
+        "instance_start_timeout",
+        seconds(1, 3600),
+        "300",
+        "1-3600 seconds",
+        "How long `$SINGULARITY_PATH instance start` may take, including the download and conversion of a "
+        "remote image (the readiness wait comes after it).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_STOP_GRACE",
@@ -418,6 +428,7 @@ class Settings:
     grpc_port: int
     metrics_port: int
     ready_timeout: float
+    instance_start_timeout: float
     stop_grace: float
     server_args: tuple[str, ...]
     token: bool

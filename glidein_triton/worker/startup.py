@@ -21,6 +21,7 @@ from types import FrameType
 
 from glidein_triton.worker import (
     access,
+    images,
     logs,
     processes,
     publish,
@@ -28,6 +29,7 @@ from glidein_triton.worker import (
     server,
     supervisor,
     token,
+    triton_release,
     watchdog,
 )
 from glidein_triton.worker import gpus as gpu_discovery
@@ -137,7 +139,8 @@ def plan_for(
     job_repository: str = "",
     same_path_binds: Sequence[str] = (),
 ) -> LaunchPlan:
-    """The launch plan; ``job_repository`` is served too (in a container, found via ``same_path_binds``)."""
+    """The launch plan, with the options the server's release accepts; ``job_repository`` is served too (in a
+    container, found via ``same_path_binds``)."""
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
@@ -147,8 +150,11 @@ def plan_for(
         *server_access.options,
     ]
     if chosen == "process":
+        binary = runtime.find_server_binary(settings.server_binary, search_path)
+        release = triton_release.from_help([binary], dict(environment))
+        LOG.info("%s", release.describe())
         return runtime.process_plan(
-            settings.server_binary,
+            binary,
             repository,
             ports,
             settings.models,
@@ -157,8 +163,14 @@ def plan_for(
             search_path,
             server_access.grpc_address,
             more_repositories,
+            release=release,
+            operator_options=settings.server_args,
         )
     runtime.check_image(settings.image)
+    if images.is_remote(settings.image):
+        LOG.warning("%s", images.remote_warning(settings.image))
+    release = triton_release.from_image(settings.image)
+    LOG.info("%s", release.describe())
     executable = runtime.find_container_runtime(chosen, config, search_path)
     return runtime.container_plan(
         chosen,
@@ -173,6 +185,8 @@ def plan_for(
         server_access.grpc_address,
         more_repositories,
         [*same_path_binds, *server_access.files],
+        release=release,
+        operator_options=settings.server_args,
     )
 
 
@@ -232,6 +246,8 @@ def _launch_until_ready(
     roots = supervisor.same_path_roots(config.work_dir)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
+    with writing_in(directory):
+        environment = {**environment, **images.conversion_environment(config, environment)}
     attempt = 0
     while True:
         attempt += 1
@@ -247,6 +263,8 @@ def _launch_until_ready(
             job_repository,
             roots,
         )
+        if not plan.metrics:
+            ports = Ports(ports.http, ports.grpc, 0)
         state = ServerState.from_plan(
             plan,
             http_port=ports.http,
@@ -257,7 +275,7 @@ def _launch_until_ready(
         try:
             with writing_in(directory):
                 state.save(state_path)  # before anything starts: cleanup finds the instance to stop
-                server.run_prepare(plan, environment)
+                server.run_prepare(plan, environment, settings.instance_start_timeout)
                 state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
                 state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
                 supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)

@@ -33,6 +33,8 @@ class LaunchPlan:
     teardown: list[list[str]] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     instance: str = ""
+    #: False when the server's release has no --metrics-address, so that its metrics are off
+    metrics: bool = True
 
 
 @dataclass
@@ -68,6 +70,7 @@ class ServerState:
     visible_roots: list[str] = field(default_factory=list)
     ready_timeout: float = default_value("ready_timeout")
     load_timeout: float = default_value("load_timeout")
+    instance_start_timeout: float = default_value("instance_start_timeout")
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0

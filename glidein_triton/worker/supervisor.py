@@ -67,6 +67,7 @@ def record_launch(
     state.model_repository = model_repository
     state.visible_roots = [] if plan.runtime == "process" else list(roots)
     state.ready_timeout = settings.ready_timeout
+    state.instance_start_timeout = settings.instance_start_timeout
     state.load_timeout = settings.load_timeout
     state.restart_limit = settings.restart_limit
     state.restart_backoff = settings.restart_backoff
@@ -136,7 +137,7 @@ def restart(state: ServerState, state_path: Path) -> str:
     state.save(state_path)
     plan = state.launch_plan()
     try:
-        server.run_prepare(plan, environment)
+        server.run_prepare(plan, environment, state.instance_start_timeout)
         launched = server.launch(plan, Path(state.log_path), environment, state.stop_grace)
     except ServerStartError as error:
         state.save(state_path)

@@ -102,6 +102,7 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
         runtime_finding,
         container_checks.check_instances(server),
         container_checks.check_image(context, server),
+        container_checks.check_release(context, server),
         gpus_finding,
         node_checks.check_driver(context, found),
         container_checks.check_nv(context, server, found),

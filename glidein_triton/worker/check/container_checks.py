@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.worker import runtime
+from glidein_triton.worker import images, runtime, triton_release
 from glidein_triton.worker.check import nvidia_libraries
 from glidein_triton.worker.check.findings import FAIL, INFO, OK, WARN, Finding
 from glidein_triton.worker.check.node_checks import NodeContext, gpu_problem
 from glidein_triton.worker.commands import run_quietly
-from glidein_triton.worker.errors import RuntimeNotFoundError
+from glidein_triton.worker.errors import RuntimeNotFoundError, TritonSetupError
 from glidein_triton.worker.gpus import GPU
 
 COMMAND_TIMEOUT = 30.0
@@ -139,20 +139,53 @@ def check_image(context: NodeContext, server: ServerRuntime) -> Finding:
         detail = f"image {image} is not used" if image else "no image needed"
         return Finding("image", INFO, f"skipped: the process runtime runs tritonserver directly; {detail}")
     if not image:
-        return Finding(
-            "image",
-            FAIL,
-            "no server image: set GLIDEIN_TRITON_IMAGE or the tritonserver key of SINGULARITY_IMAGES_DICT, "
-            "or give --image",
-        )
-    if image.startswith(runtime.IMAGE_URI_SCHEMES):
+        return Finding("image", FAIL, f"{images.NO_IMAGE}; or give --image")
+    if images.is_remote(image):
+        runtime_name = Path(server.executable).name or "the runtime"
         return Finding(
             "image",
             WARN,
-            f"{image} will be pulled by {Path(server.executable).name or 'the runtime'} at startup",
-            ("a pull needs network access, time and cache space; an unpacked image on CVMFS starts faster",),
+            f"{image} will be pulled by {runtime_name} at startup",
+            (images.remote_warning(image),),
         )
     return check_local_image(Path(image))
+
+
+def check_release(context: NodeContext, server: ServerRuntime) -> Finding:
+    """The server's Triton release, and whether it takes the options the startup script would give it."""
+    settings = context.settings
+    if server.kind == "process":
+        if not server.executable:
+            return Finding("triton", INFO, "skipped: no tritonserver binary")
+        release = triton_release.from_help([server.executable], dict(context.environment))
+    elif settings.image:
+        release = triton_release.from_image(settings.image)
+    else:
+        return Finding("triton", INFO, "skipped: no server image")
+    if not release.known:
+        why = (
+            f"{server.executable} --help lists no tritonserver options"
+            if server.kind == "process"
+            else f"{settings.image} is an image file or URI without yy.mm in its name"
+        )
+        return Finding(
+            "triton",
+            WARN,
+            f"the Triton release is unknown: {why}; an option it lacks stops the server at startup",
+        )
+    lacking = [option for option in triton_release.OPTION_RELEASES if not release.supports(option)]
+    notes = tuple(f"no {option} (since {triton_release.first_release(option)})" for option in lacking)
+    wanted = [*(triton_release.TOKEN_OPTIONS if settings.token else ()), "--metrics-address"]
+    try:
+        fitted = triton_release.fit_options(release, [*wanted, *settings.server_args], settings.server_args)
+    except TritonSetupError as error:
+        return Finding("triton", FAIL, error.message, notes)
+    if triton_release.METRICS_OFF in fitted:
+        notes += ("the server's metrics are switched off (they would listen on every interface)",)
+    summary = f"{release.describe()}: " + (
+        "takes every option the plugin uses" if not lacking else "takes the options this glidein needs"
+    )
+    return Finding("triton", WARN if triton_release.METRICS_OFF in fitted else OK, summary, notes)
 
 
 def check_nv(context: NodeContext, server: ServerRuntime, found: Sequence[GPU]) -> Finding:

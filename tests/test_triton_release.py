@@ -1,0 +1,203 @@
+"""Triton releases: what the image or binary supports is read before the server gets options it would refuse."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local import demo
+from glidein_triton.local import pytriton as local_server
+from glidein_triton.worker import triton_release
+from glidein_triton.worker.errors import ConfigError, VOConfigError
+from glidein_triton.worker.triton_release import (
+    TritonRelease,
+    fit_options,
+    from_help,
+    from_image,
+    from_sandbox,
+)
+
+from .conftest import assert_nothing_left, recorded_state
+from .older_triton import older_tritonserver
+
+#: What docker2singularity writes into .singularity.d/env for the ENV lines of an NGC image (24.01).
+DOCKER2SINGULARITY_ENV = """#!/bin/sh
+export PATH="${PATH:-"/opt/tritonserver/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}"
+export NVIDIA_TRITON_SERVER_VERSION="${NVIDIA_TRITON_SERVER_VERSION:-"24.01"}"
+export TRITON_SERVER_VERSION="${TRITON_SERVER_VERSION:-"2.42.0"}"
+export TRITON_SERVER_USER="${TRITON_SERVER_USER:-"triton-server"}"
+"""
+OPTIONS = [
+    "--model-repository=/models",
+    "--metrics-address=127.0.0.1",
+    "--metrics-port=8002",
+    "--http-restricted-api=inference,model-repository:triton-token=x",
+    "--grpc-restricted-protocol=inference,model-repository:triton-token=x",
+]
+
+
+def sandbox(root: Path, env_text: str = "", version_file: str = "") -> Path:
+    image = root / "image"
+    (image / ".singularity.d" / "env").mkdir(parents=True)
+    if env_text:
+        (image / ".singularity.d" / "env" / "10-docker2singularity.sh").write_text(env_text)
+    if version_file:
+        (image / "opt" / "tritonserver").mkdir(parents=True)
+        (image / "opt" / "tritonserver" / "TRITON_VERSION").write_text(version_file)
+    return image
+
+
+def test_a_sandbox_image_says_its_release_in_its_environment(tmp_path: Path) -> None:
+    image = sandbox(tmp_path, DOCKER2SINGULARITY_ENV)
+    release = from_sandbox(image)
+    assert release.version == (2, 42)
+    assert release.container == "24.01"
+    assert release.describe() == (
+        f"Triton 2.42 (24.01), from {image}/.singularity.d/env/10-docker2singularity.sh"
+    )
+    assert all(release.supports(option) for option in triton_release.OPTION_RELEASES)
+
+
+def test_a_sandbox_with_only_the_version_file(tmp_path: Path) -> None:
+    image = sandbox(tmp_path, version_file="2.24.0\n")
+    release = from_image(str(image))
+    assert release.version == (2, 24)
+    assert release.source == f"{image}/opt/tritonserver/TRITON_VERSION"
+    assert not release.supports("--log-file")  # 2.26
+    assert release.supports("--strict-readiness")  # not in the table: as old as Triton 2
+
+
+def test_the_container_release_alone_decides_too(tmp_path: Path) -> None:
+    image = sandbox(
+        tmp_path, 'export NVIDIA_TRITON_SERVER_VERSION="${NVIDIA_TRITON_SERVER_VERSION:-"23.05"}"\n'
+    )
+    release = from_sandbox(image)
+    assert (release.version, release.container) == (None, "23.05")
+    assert release.supports("--metrics-address")  # 23.05 = 2.34
+    assert not release.supports("--http-restricted-api")  # 23.11 = 2.40
+
+
+def test_the_image_name_is_the_last_resort() -> None:
+    release = from_image(
+        "/cvmfs/unpacked.cern.ch/registry.hub.docker.com/fastml/triton-torchgeo:22.07-py3-geometric"
+    )
+    assert release.container == "22.07"
+    assert not release.supports("--metrics-address")
+    assert not from_image("/images/tritonserver.sif").known
+    assert TritonRelease().supports("--http-restricted-api")  # unknown: assumed recent, checked at start
+
+
+def test_help_of_the_real_server_lists_every_option_the_plugin_uses(tmp_path: Path) -> None:
+    launcher = local_server.prepare(tmp_path / "server")
+    release = from_help([str(launcher)])
+    assert release.options is not None
+    assert all(release.supports(option) for option in triton_release.OPTION_RELEASES)
+    assert fit_options(release, OPTIONS, []) == OPTIONS
+
+
+def test_help_of_an_older_release(tmp_path: Path) -> None:
+    launcher = local_server.prepare(tmp_path / "server")
+    old = older_tritonserver(tmp_path / "bin" / "tritonserver", launcher, (2, 33))
+    release = from_help([str(old)])
+    assert [o for o in triton_release.OPTION_RELEASES if not release.supports(o)] == [
+        "--metrics-address",
+        "--http-restricted-api",
+        "--model-load-retry-count",
+    ]
+    assert release.supports("--grpc-restricted-protocol")
+    assert not from_help([str(tmp_path / "missing")]).known
+    assert not from_help(["/bin/echo"]).known  # exits 0 and prints no usage: not a tritonserver
+
+
+def test_the_token_on_a_release_without_restrictions_is_refused_naming_both() -> None:
+    release = TritonRelease("the image name x:23.05", container="23.05")
+    with pytest.raises(VOConfigError) as raised:
+        fit_options(release, OPTIONS, [])
+    assert str(raised.value) == (
+        "the access token (GLIDEIN_TRITON_TOKEN) cannot be enforced: --http-restricted-api needs Triton 2.40 "
+        "(23.11) or later: not in the server (Triton 23.05, from the image name x:23.05). Use a server image "
+        "of Triton 2.40 (23.11) or later, or set GLIDEIN_TRITON_TOKEN=False to run this release without the "
+        "token (every process on the node may then use the server)"
+    )
+
+
+def test_an_operator_option_the_release_lacks_is_a_config_error() -> None:
+    release = TritonRelease("f", version=(2, 41))
+    with pytest.raises(
+        ConfigError, match=r"^GLIDEIN_TRITON_SERVER_ARGS: --model-load-retry-count needs Triton "
+    ):
+        fit_options(release, [*OPTIONS, "--model-load-retry-count=2"], ["--model-load-retry-count=2"])
+
+
+def test_without_metrics_address_the_metrics_are_switched_off() -> None:
+    release = TritonRelease("f", version=(2, 24))
+    fitted = fit_options(release, OPTIONS[:3], [])
+    assert fitted == ["--model-repository=/models", "--allow-metrics=false"]
+
+
+def test_the_refused_option_is_read_from_the_real_servers_output(tmp_path: Path) -> None:
+    launcher = local_server.prepare(tmp_path / "server")
+    result = subprocess.run(
+        [str(launcher), "--no-such-option=1"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert triton_release.unrecognized_option(result.stderr) == "--no-such-option"
+    assert triton_release.unrecognized_option("Usage: tritonserver [options]") == ""
+
+
+def older_glidein(
+    tmp_path: Path, release: tuple[int, int], help_text: bool = True, **settings: str
+) -> demo.DemoGlidein:
+    prepared = demo.prepare(tmp_path / "glidein", settings=settings)
+    launcher = Path(prepared.glidein.config()["GLIDEIN_TRITON_SERVER_BINARY"])
+    old = older_tritonserver(tmp_path / "old" / "tritonserver", launcher, release, help_text)
+    prepared.glidein.set("GLIDEIN_TRITON_SERVER_BINARY", str(old))
+    return prepared
+
+
+@pytest.mark.server
+def test_an_old_release_with_the_token_on_fails_before_it_starts(tmp_path: Path) -> None:
+    prepared = older_glidein(tmp_path, (2, 24))
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    assert result.metrics["TritonFailure"] == "VO_Config"
+    failure = prepared.glidein.published()[0]["TritonFailure"]
+    assert "--http-restricted-api needs Triton 2.40 (23.11) or later" in failure
+    assert f"options listed by {tmp_path}/old/tritonserver --help" in failure
+    assert recorded_state(prepared.glidein) is None
+
+
+@pytest.mark.server
+def test_an_old_release_runs_without_the_token_and_without_metrics(tmp_path: Path) -> None:
+    prepared = older_glidein(tmp_path, (2, 24), GLIDEIN_TRITON_TOKEN="False")
+    glidein = prepared.glidein
+    result = glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    assert result.metrics["HasTriton"] == "True", result.stderr
+    state = recorded_state(glidein)
+    assert state is not None
+    assert state.metrics_port == 0
+    assert "--allow-metrics=false" in state.argv
+    assert not any(
+        word.startswith(("--metrics-", "--http-restricted", "--grpc-restricted")) for word in state.argv
+    )
+    attributes, job_environment = glidein.published()
+    assert "TritonMetricsURL" not in attributes
+    demo.run_sample_job(job_environment, requests=1)
+    glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, state)
+
+
+@pytest.mark.server
+def test_an_unknown_release_that_refuses_an_option_is_named_in_the_failure(tmp_path: Path) -> None:
+    prepared = older_glidein(tmp_path, (2, 39), help_text=False)
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0
+    assert result.metrics["TritonFailure"] == "WN_Resource"
+    assert (
+        "tritonserver does not accept --http-restricted-api"
+        in prepared.glidein.published()[0]["TritonFailure"]
+    )
+    assert recorded_state(prepared.glidein) is None
