@@ -20,10 +20,21 @@ from glidein_triton.worker import install as hooks
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
+from glidein_triton.worker.triton_api import Server
 
 from .conftest import assert_nothing_left, recorded_state
 
 GRPC_HEADER = f"triton-grpc-protocol-{token.HEADER}"
+#: One request of each restricted API category (method, path, body), as another local user would send it.
+RESTRICTED_REQUESTS = (
+    ("GET", "/v2", b""),  # metadata
+    ("GET", "/v2/models/simple/config", b""),  # model-config
+    ("GET", "/v2/models/stats", b""),  # statistics
+    ("POST", "/v2/systemsharedmemory/unregister", b"{}"),  # shared-memory
+    ("POST", "/v2/systemsharedmemory/region/stolen/register", b'{"key": "/x", "offset": 0, "byte_size": 8}'),
+    ("POST", "/v2/logging", b'{"log_verbose_level": 1}'),  # logging
+    ("GET", "/v2/trace/setting", b""),  # trace
+)
 
 
 def decode_address(hex_address: str) -> str:
@@ -59,6 +70,8 @@ def simple_inputs(module: object) -> list[object]:
 def test_settings_across_keys() -> None:
     with pytest.raises(ConfigError, match="requires GLIDEIN_TRITON_TOKEN=True"):
         Settings.from_config({"GLIDEIN_TRITON_REMOTE": "True", "GLIDEIN_TRITON_TOKEN": "False"})
+    with pytest.raises(ConfigError, match="REMOTE=True requires GLIDEIN_TRITON_TLS_CERT"):
+        Settings.from_config({"GLIDEIN_TRITON_REMOTE": "True"})
     with pytest.raises(ConfigError, match="must be set together"):
         Settings.from_config({"GLIDEIN_TRITON_TLS_CERT": "/c.pem"})
     with pytest.raises(ConfigError, match="not an IPv4 address"):
@@ -128,6 +141,15 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
         == 0
     )
     grpc.load_model("simple", headers={GRPC_HEADER: secret})
+    for call in (grpc.get_server_metadata, grpc.unregister_system_shared_memory):
+        with pytest.raises(InferenceServerException, match="protocol is restricted"):
+            call()
+    bare = Server(state.http_port)  # another local user: every API but health needs the token
+    for method, path, body in RESTRICTED_REQUESTS:
+        assert bare.exchange(method, path, body)[0] == 403, f"{method} {path} answered without the token"
+    assert bare.exchange("GET", "/v2/models/simple/ready")[0] == 200  # health, as the pre-job asks it
+    with_header = Server(state.http_port, headers={token.HEADER: secret})
+    assert with_header.exchange("GET", "/v2/systemsharedmemory/status")[0] == 200
     http.close()
     grpc.close()
 
@@ -153,9 +175,9 @@ def test_failure_reports_do_not_leak_the_token(tmp_path: Path, monkeypatch: pyte
     )
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 1
-    assert "--http-restricted-api=inference,model-repository:triton-token=***" in result.detail
+    assert f"--http-restricted-api={token.RESTRICTED_APIS}:triton-token=***" in result.detail
     assert "--load-model=absent_model" in result.detail
-    assert "--http-restricted-api=inference,model-repository:triton-token=***" in result.stderr
+    assert f"--http-restricted-api={token.RESTRICTED_APIS}:triton-token=***" in result.stderr
     assert not (state_dir(prepared.glidein.root) / "token").exists()
 
 

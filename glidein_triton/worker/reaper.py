@@ -30,10 +30,13 @@ MODEL_LOCK_WAIT = 2.0  # a pre-job holding the lock is loading the model: leave 
 
 
 def live_claims(execute_dir: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(claim, holder record) of the claims in job sandboxes whose job is still there."""
+    """(claim, holder record) of the valid claims in job sandboxes whose job is still there."""
     found = []
-    for sandbox, claim in model_registry.claims(execute_dir):
-        record = dict(claim.get("record") or {})
+    for sandbox, claim, problem in model_registry.claims(execute_dir):
+        if problem:
+            LOG.warning("ignoring the claim in %s: %s", sandbox, problem)
+            continue
+        record = dict(claim["record"])
         record["sandbox"] = sandbox  # the path on this side, wherever the claim was written from
         if holder_alive(record):
             found.append((claim, record))
@@ -45,10 +48,10 @@ def adopt_claims(models: dict[str, dict[str, Any]], execute_dir: str) -> list[st
     gained = []
     for claim, record in live_claims(execute_dir):
         for model in claim["models"]:
-            holders = models.setdefault(str(model), {"source": "", "holders": {}})["holders"]
+            holders = models.setdefault(model, {"source": "", "holders": {}})["holders"]
             if claim["holder"] not in holders:
                 holders[claim["holder"]] = record
-                gained.append(str(model))
+                gained.append(model)
     return gained
 
 

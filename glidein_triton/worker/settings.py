@@ -304,8 +304,8 @@ SETTINGS = (
         parse_bool,
         "True",
         "truth value",
-        "Restrict inference and model loading to requests with the glidein's random token (jobs read it from "
-        "the file in TRITON_TOKEN_FILE). Always on in remote mode.",
+        "Restrict every server API but health to requests with the glidein's random token (jobs read it "
+        "from the file in TRITON_TOKEN_FILE). Always on in remote mode.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_REMOTE",
@@ -314,7 +314,8 @@ SETTINGS = (
         "False",
         "truth value",
         "Remote mode: gRPC listens on the node's address (GLIDEIN_TRITON_ADDRESS) so jobs on other nodes can "
-        "use this server; HTTP and metrics stay on 127.0.0.1.",
+        "use this server; HTTP and metrics stay on 127.0.0.1. Requires the token and TLS "
+        "(GLIDEIN_TRITON_TLS_CERT and _KEY).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_ADDRESS",
@@ -448,9 +449,14 @@ class Settings:
         return cls(**values).checked()
 
     def checked(self) -> Settings:
-        """Checks across keys: remote mode needs the token, TLS needs both certificate and key."""
+        """Checks across keys: remote mode needs the token and TLS, TLS needs both certificate and key."""
         if self.remote and not self.token:
             raise ConfigError("GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TOKEN=True")
+        if self.remote and not self.tls_cert:
+            # Without TLS the token would cross the network in clear, for anyone on the path to reuse.
+            raise ConfigError(
+                "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY must be set together")
         if self.tls_root_cert and not self.tls_cert:

@@ -276,7 +276,8 @@ def _launch_until_ready(
         except BaseException:
             server.stop(state, environment)
             raise
-        version = str(Server(state.http_port).metadata().get("version", "unknown"))
+        headers = token.headers(Path(server_access.token_file)) if server_access.token_file else {}
+        version = str(Server(state.http_port, headers=headers).metadata().get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access)
 
