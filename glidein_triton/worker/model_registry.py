@@ -51,11 +51,20 @@ JOB_DIR = ".glidein_triton"
 CLAIM_FILE = "claim.json"
 ENVIRONMENT_FILE = "prejob.env"
 #: The fields of a holder record a claim may carry, with their types; others are dropped.
-RECORD_FIELDS: dict[str, tuple[type, ...]] = {"job": (str,), "sandbox": (str,), "since": (int, float)}
-RECORD_NUMBERS = ("pid", "ticks")
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "job": (str,),
+    "sandbox": (str,),
+    "since": (int, float),
+    "pid": (int,),
+    "ticks": (int,),
+}
 MAX_HOLDER_LENGTH = 1024
 #: A claim file larger than this is not read (a job could make it huge to slow the periodic script).
 MAX_CLAIM_BYTES = 64 * 1024
+
+
+#: The registry lock guards a read and a rewrite of a small file: a longer wait means a stuck holder.
+REGISTRY_LOCK_WAIT = 5.0
 
 
 class LockTimeoutError(OSError):
@@ -111,7 +120,7 @@ def write_json(path: str, data: dict[str, Any]) -> None:
 class Registry:
     """The reference counts of one glidein, in its plugin directory."""
 
-    def __init__(self, directory: str, lock_timeout: float = 30.0) -> None:
+    def __init__(self, directory: str, lock_timeout: float = REGISTRY_LOCK_WAIT) -> None:
         self.directory = directory
         self.lock_timeout = lock_timeout
 
@@ -187,13 +196,13 @@ def check_claim(claim: dict[str, Any]) -> str:
         return "the record is not an object"
     kept: dict[str, Any] = {}
     for name, value in record.items():
-        allowed = RECORD_FIELDS.get(name, ()) if name not in RECORD_NUMBERS else (int,)
-        if not allowed:
+        allowed = RECORD_FIELDS.get(name)
+        if allowed is None:
             continue
         if (
             isinstance(value, bool)
             or not isinstance(value, allowed)
-            or (name in RECORD_NUMBERS and value < 0)
+            or (isinstance(value, int) and value < 0)
         ):
             return f"record field {name} is not a valid {allowed[0].__name__}"
         kept[name] = value

@@ -62,7 +62,10 @@ def server_values(
         ("HAS_TRITON", "False"),
         ("TRITON_GRPC_URL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
         ("TRITON_HTTP_URL", f"{LOOPBACK}:{endpoint.http_port}"),
-        ("TRITON_METRICS_URL", f"http://{LOOPBACK}:{endpoint.metrics_port}/metrics"),
+        (
+            "TRITON_METRICS_URL",
+            f"http://{LOOPBACK}:{endpoint.metrics_port}/metrics" if endpoint.metrics_port else "",
+        ),
         ("TRITON_GPUS", str(len(gpus))),
         ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in gpus))),
         ("TRITON_RUNTIME", runtime),

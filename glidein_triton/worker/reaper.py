@@ -14,6 +14,7 @@ GlideinWMS runs no post-job hooks, so a job never says it is done. Each periodic
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from glidein_triton.worker.triton_api import Server, TritonAPIError
 LOG = logging.getLogger(__name__)
 
 MODEL_LOCK_WAIT = 2.0  # a pre-job holding the lock is loading the model: leave it to the next run
+#: All the waits for model locks of one pass together: past it, the models left wait for the next run.
+MODEL_LOCKS_BUDGET = 5.0
 
 
 def live_claims(execute_dir: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -101,9 +104,14 @@ class Reaper:
         if not self.registry.exists():
             return []
         unloaded = []
+        deadline = time.monotonic() + MODEL_LOCKS_BUDGET
         for model in self.refresh():
+            wait = min(MODEL_LOCK_WAIT, deadline - time.monotonic())
+            if wait <= 0:
+                LOG.info("model locks took too long in this pass: %s and the rest wait for the next", model)
+                break
             try:
-                with self.registry.model_lock(model, MODEL_LOCK_WAIT):
+                with self.registry.model_lock(model, wait):
                     if self.release(model):
                         unloaded.append(model)
             except LockTimeoutError:

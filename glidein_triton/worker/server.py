@@ -67,11 +67,16 @@ def run_prepare(plan: LaunchPlan, environment: Mapping[str, str]) -> None:
 
 
 def launch(
-    plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float
+    plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float, tag: str = ""
 ) -> ServerState:
-    """Start the server process in a session of its own (its own process group), output to ``log_path``."""
+    """Start the server process in a session of its own (its own process group), output to ``log_path``.
+
+    ``tag`` (see :mod:`processes`) goes into its environment, which every process it starts inherits.
+    """
     env = dict(environment)
     env.update(plan.environment)
+    if tag:
+        env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
     try:
         pid = spawn_detached(plan.server, env, log_path)
@@ -85,6 +90,7 @@ def launch(
         log_path=str(log_path),
         stop_grace=stop_grace,
         started_at=time.time(),
+        process_tag=tag,
     )
 
 

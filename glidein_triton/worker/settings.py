@@ -282,6 +282,16 @@ SETTINGS = (
         "Metrics port; 0 chooses a free one.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_METRICS",
+        "metrics",
+        parse_bool,
+        "False",
+        "truth value",
+        "Serve Prometheus metrics on the metrics port (127.0.0.1), which any local user can read: Triton has "
+        "no token for it. Off, the counters come from the statistics API (token) and TritonGPUUtilization "
+        "is not published.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_READY_TIMEOUT",
         "ready_timeout",
         seconds(1, 3600),
@@ -418,6 +428,7 @@ class Settings:
     http_port: int
     grpc_port: int
     metrics_port: int
+    metrics: bool
     ready_timeout: float
     stop_grace: float
     server_args: tuple[str, ...]
