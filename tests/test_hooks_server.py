@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -378,3 +381,64 @@ def test_apptainer_runtime_restart_starts_the_instance_again(tmp_path: Path) -> 
         prepared.glidein.run_cleanup(prepared.environment)
         assert leftovers_after_cleanup(prepared.glidein, recorded) == []
     assert list(records.glob("*.json")) == []
+
+
+#: Claims a hostile job could leave in its sandbox: a wrong type, names that are paths or break lines.
+HOSTILE_CLAIMS = {
+    "dir_bad_pid": {"holder": "evil#1", "models": ["alpha"], "record": {"pid": "not a number"}},
+    "dir_traversal": {"holder": "evil#2", "models": ["../../../escaped"], "record": {}},
+    "dir_slash": {"holder": "evil#3", "models": ["a/b"], "record": {}},
+    "dir_crlf": {"holder": "evil#4", "models": ["x\r\nHost: evil"], "record": {}},
+    "dir_not_a_list": {"holder": "evil#5", "models": "alpha", "record": {}},
+}
+
+
+def test_hostile_claims_affect_no_other_job(served: Served, repository: Path) -> None:
+    for name, claim in HOSTILE_CLAIMS.items():
+        claim_dir = served.glidein.root / "execute" / name / ".glidein_triton"
+        claim_dir.mkdir(parents=True)
+        (claim_dir / "claim.json").write_text(json.dumps(claim))
+    first = served.job(job_ad(repository, ["alpha"]))
+    second = served.job(job_ad(repository, ["beta"]))
+    assert [job_report(job)[0] for job in (first, second)] == ["ready", "ready"]
+    attributes = served.periodic()
+    assert attributes["TritonReady"] == "True", attributes
+    assert attributes["TritonLoadedModels"] == '"alpha,beta,simple"'
+    first.end()
+    attributes = served.periodic()  # reaping goes on for the other jobs
+    assert attributes["TritonLoadedModels"] == '"beta,simple"', attributes
+    assert reference_counts(served.glidein) == {"beta": 1}
+    assert list(served.glidein.root.parent.rglob("escaped*")) == []  # no lock file made from a name
+    assert sorted(path.name for path in (state_dir(served.glidein.root) / "model_locks").iterdir()) == [
+        "alpha.lock",
+        "beta.lock",
+    ]
+
+
+def test_a_held_registry_lock_costs_the_periodic_run_only_its_reaping(served: Served) -> None:
+    lock = state_dir(served.glidein.root) / "hooks.lock"
+    holder = subprocess.Popen(  # a process of the glidein user that takes the lock and keeps it
+        [sys.executable, "-c", HOLD_FLOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        attributes = served.periodic()
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert attributes["TritonReady"] == "True", attributes
+    assert attributes["TritonLoadedModels"] == '"simple"'
+    assert took < 8, f"the periodic run waited {took:.1f} s"  # two waits of periodic.LOCK_WAIT, and work
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600  # other users cannot even open it
+
+
+HOLD_FLOCK = """
+import fcntl, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(600)
+"""
