@@ -56,6 +56,7 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_HTTP_PORT",
         "GLIDEIN_TRITON_GRPC_PORT",
         "GLIDEIN_TRITON_METRICS_PORT",
+        "GLIDEIN_TRITON_METRICS",
         "GLIDEIN_TRITON_READY_TIMEOUT",
         "GLIDEIN_TRITON_STOP_GRACE",
         "GLIDEIN_TRITON_SERVER_ARGS",

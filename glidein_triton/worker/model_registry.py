@@ -24,7 +24,7 @@ Only the standard library's light modules are imported: the pre-job hook runs be
 """
 
 # Imported by the pre-job hook, which runs before every job: os.path instead of pathlib (~9 ms to import).
-# ruff: noqa: PTH103, PTH105, PTH112, PTH118, PTH123, PTH208
+# ruff: noqa: PTH103, PTH112, PTH118, PTH123, PTH208
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import json
 import os
 import time
 
+from glidein_triton.worker import files
 from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
@@ -109,12 +110,8 @@ def read_json(path: str, limit: int = 0) -> dict[str, Any]:
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically (temporary file, then rename)."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "w") as stream:
-        json.dump(data, stream, indent=1, sort_keys=True)
-    os.replace(temporary, path)
+    """Replace ``path`` atomically (temporary file, then rename), mode 0600."""
+    files.write_atomically(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 class Registry:
