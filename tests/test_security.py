@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
-from glidein_triton.worker import access, token
+from glidein_triton.worker import access, processes, token
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
@@ -113,8 +115,17 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
 
     state = recorded_state(glidein)
     assert state is not None
-    for port in (state.http_port, state.grpc_port, state.metrics_port):
+    for port in (state.http_port, state.grpc_port):
         assert listening_addresses(port) == {"127.0.0.1"}, f"port {port} listens beyond 127.0.0.1"
+    # Metrics (no token possible) are off: nothing listens, no URL is published.
+    assert state.metrics_port == 0
+    assert "TritonMetricsURL" not in attributes
+    assert "--allow-metrics=false" in state.argv
+    # Files other local users must not read: the server log, the python backend's shared memory.
+    assert stat.S_IMODE(Path(state.log_path).stat().st_mode) == 0o600
+    regions = [Path(path) for path in state.shared_memory]
+    assert regions, "the python model should have a shared-memory region"
+    assert {stat.S_IMODE(region.stat().st_mode) for region in regions} == {0o600}
 
     http = httpclient.InferenceServerClient(job_environment["TRITON_HTTP_URL"])
     grpc = grpcclient.InferenceServerClient(job_environment["TRITON_GRPC_URL"])
@@ -252,3 +263,57 @@ def test_remote_mode_with_tls(tmp_path: Path) -> None:
     assert root
     glidein.run_cleanup(prepared.environment)
     assert_nothing_left(glidein, state)
+
+
+#: A python model that leaves a daemon behind: double fork, setsid, cwd /, a command line naming nothing of
+#: the glidein (so only the process tag can find it); it writes the daemon's pid next to itself.
+DAEMON_MODEL = """
+import os, sys
+
+class TritonPythonModel:
+    def initialize(self, args):
+        pid_file = os.path.join(args["model_repository"], "daemon.pid")
+        child = os.fork()
+        if child == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.chdir("/")
+                with open(pid_file, "w") as stream:
+                    stream.write(str(os.getpid()))
+                os.execv("/bin/sleep", ["sleep", "600"])
+            os._exit(0)
+        os.waitpid(child, 0)
+
+    def execute(self, requests):
+        return []
+"""
+
+
+@pytest.mark.server
+def test_a_daemon_that_left_the_server_process_group_is_stopped_at_cleanup(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "simple,daemon"})
+    model = tmp_path / "glidein" / "model_repository" / "daemon"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 0\n')
+    (model / "1" / "model.py").write_text(DAEMON_MODEL)
+    glidein = prepared.glidein
+    result = glidein.run_startup(prepared.environment)
+    daemon = 0
+    try:
+        assert result.returncode == 0, result.stderr
+        assert glidein.published()[0]["HasTriton"] == "True", result.stderr
+        daemon = int((model / "daemon.pid").read_text())
+        state = recorded_state(glidein)
+        assert state is not None
+        assert processes.is_running(daemon)
+        assert daemon not in processes.group_members(state.pgid)  # out of the server's process group
+        assert daemon in processes.tagged(state.process_tag)
+        glidein.run_cleanup(prepared.environment)
+        deadline = time.monotonic() + 5
+        while processes.is_running(daemon) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not processes.is_running(daemon), "cleanup left the model's daemon running"
+        assert_nothing_left(glidein, state)
+    finally:
+        if daemon and processes.is_running(daemon):
+            os.kill(daemon, signal.SIGKILL)
