@@ -17,7 +17,7 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
-from glidein_triton.worker import processes
+from glidein_triton.worker import log_files, processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import ServerState, state_dir
 
@@ -442,3 +442,26 @@ fcntl.flock(descriptor, fcntl.LOCK_EX)
 print("held", flush=True)
 time.sleep(600)
 """
+
+
+def test_models_loaded_for_jobs_get_private_shared_memory(served: Served, repository: Path) -> None:
+    job = served.job(job_ad(repository, ["alpha", "beta"]))
+    assert job_report(job) == ("ready", ["alpha", "beta"], [])
+    pgid = state(served.glidein).pgid
+    regions = processes.shared_memory_files(processes.group_members(pgid))
+    assert len(regions) >= 3  # simple, alpha, beta: one region per python-backend model instance at least
+    assert {stat.S_IMODE(region.stat().st_mode) for region in regions} == {0o600}
+
+
+def test_the_periodic_script_caps_the_server_log(served: Served) -> None:
+    log = state_dir(served.glidein.root) / "server.log"
+    with log.open("ab") as stream:  # as a server at the highest verbosity would write for hours
+        stream.write(b"I1201 verbose line\n" * (log_files.SIZE_LIMIT // 19 + 1000))
+    attributes = served.periodic()
+    assert attributes["TritonReady"] == "True"
+    size = log.stat().st_size
+    assert size <= log_files.KEPT_BYTES + 200
+    assert log.read_bytes().startswith(log_files.CUT_NOTE % log_files.SIZE_LIMIT)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert served.periodic()["TritonReady"] == "True"  # the server writes on, at the new end
+    assert log.stat().st_size <= size + 4096
