@@ -308,11 +308,12 @@ def test_a_daemon_that_left_the_server_process_group_is_stopped_at_cleanup(tmp_p
         assert processes.is_running(daemon)
         assert daemon not in processes.group_members(state.pgid)  # out of the server's process group
         assert daemon in processes.tagged(state.process_tag)
-        glidein.run_cleanup(prepared.environment)
+        cleanups = glidein.run_cleanup(prepared.environment)
         deadline = time.monotonic() + 5
         while processes.is_running(daemon) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not processes.is_running(daemon), "cleanup left the model's daemon running"
+        logs = "".join(result.stderr for result in cleanups)
+        assert not processes.is_running(daemon), f"cleanup left the model's daemon running: {logs}"
         assert_nothing_left(glidein, state)
     finally:
         if daemon and processes.is_running(daemon):

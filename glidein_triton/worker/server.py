@@ -149,6 +149,10 @@ def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:
     else:
         # A server that was killed (or crashed) before this stop could not remove its shared memory.
         processes.remove_files(state.shared_memory)
+    # Processes that left the group (daemons of models) still carry the tag of the server's environment.
+    survivors = processes.stop_tagged(state.process_tag, state.stop_grace)
+    if survivors:
+        problems.append(f"processes {survivors} tagged {processes.TAG_VARIABLE} survived SIGKILL")
     if state.pid:
         _exit_code(state.pid)
     for argv in state.teardown:
