@@ -1,4 +1,4 @@
-"""The access token on a real server whose inference and model-repository APIs are restricted.
+"""The access token on a real server whose APIs (all but health) are restricted.
 
 The server runs with ``--http-restricted-api`` and ``--grpc-restricted-protocol`` (header key
 ``triton-token``): requests without the token must fail, and the client helper must pass them.
@@ -18,13 +18,13 @@ from tritonclient.utils import InferenceServerException
 from glidein_triton.job.client import connect
 from glidein_triton.local import demo
 from glidein_triton.local import pytriton as local_server
-from glidein_triton.worker import runtime, server
+from glidein_triton.worker import runtime, server, token
 from glidein_triton.worker.ports import Ports, allocate
 
 pytestmark = pytest.mark.server
 
 SECRET = "s3cret-token-for-tests"
-RESTRICTED = "inference,model-repository:triton-token=" + SECRET
+RESTRICTED = f"{token.RESTRICTED_APIS}:triton-token={SECRET}"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,9 @@ CLASSIFY = EXAMPLES / "image_classification" / "classify.py"
 @pytest.fixture(scope="module")
 def glidein(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGlidein]:
     repositories = [EXAMPLES / "image_classification" / "model_repository"]
-    with local_glidein(tmp_path_factory.mktemp("examples"), repositories) as started:
+    # Metrics on (off by default), so that the site check's metrics part runs too.
+    settings = {"GLIDEIN_TRITON_METRICS": "True"}
+    with local_glidein(tmp_path_factory.mktemp("examples"), repositories, settings=settings) as started:
         assert started.has_triton, started.startup.stderr
         state = recorded_state(started.glidein)
         yield started

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
-from glidein_triton.worker import processes
+from glidein_triton.worker import log_files, processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import ServerState, state_dir
 
@@ -378,3 +381,87 @@ def test_apptainer_runtime_restart_starts_the_instance_again(tmp_path: Path) -> 
         prepared.glidein.run_cleanup(prepared.environment)
         assert leftovers_after_cleanup(prepared.glidein, recorded) == []
     assert list(records.glob("*.json")) == []
+
+
+#: Claims a hostile job could leave in its sandbox: a wrong type, names that are paths or break lines.
+HOSTILE_CLAIMS = {
+    "dir_bad_pid": {"holder": "evil#1", "models": ["alpha"], "record": {"pid": "not a number"}},
+    "dir_traversal": {"holder": "evil#2", "models": ["../../../escaped"], "record": {}},
+    "dir_slash": {"holder": "evil#3", "models": ["a/b"], "record": {}},
+    "dir_crlf": {"holder": "evil#4", "models": ["x\r\nHost: evil"], "record": {}},
+    "dir_not_a_list": {"holder": "evil#5", "models": "alpha", "record": {}},
+}
+
+
+def test_hostile_claims_affect_no_other_job(served: Served, repository: Path) -> None:
+    for name, claim in HOSTILE_CLAIMS.items():
+        claim_dir = served.glidein.root / "execute" / name / ".glidein_triton"
+        claim_dir.mkdir(parents=True)
+        (claim_dir / "claim.json").write_text(json.dumps(claim))
+    first = served.job(job_ad(repository, ["alpha"]))
+    second = served.job(job_ad(repository, ["beta"]))
+    assert [job_report(job)[0] for job in (first, second)] == ["ready", "ready"]
+    attributes = served.periodic()
+    assert attributes["TritonReady"] == "True", attributes
+    assert attributes["TritonLoadedModels"] == '"alpha,beta,simple"'
+    first.end()
+    attributes = served.periodic()  # reaping goes on for the other jobs
+    assert attributes["TritonLoadedModels"] == '"beta,simple"', attributes
+    assert reference_counts(served.glidein) == {"beta": 1}
+    assert list(served.glidein.root.parent.rglob("escaped*")) == []  # no lock file made from a name
+    assert sorted(path.name for path in (state_dir(served.glidein.root) / "model_locks").iterdir()) == [
+        "alpha.lock",
+        "beta.lock",
+    ]
+
+
+def test_a_held_registry_lock_costs_the_periodic_run_only_its_reaping(served: Served) -> None:
+    lock = state_dir(served.glidein.root) / "hooks.lock"
+    holder = subprocess.Popen(  # a process of the glidein user that takes the lock and keeps it
+        [sys.executable, "-c", HOLD_FLOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        attributes = served.periodic()
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert attributes["TritonReady"] == "True", attributes
+    assert attributes["TritonLoadedModels"] == '"simple"'
+    assert took < 8, f"the periodic run waited {took:.1f} s"  # two waits of periodic.LOCK_WAIT, and work
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600  # other users cannot even open it
+
+
+HOLD_FLOCK = """
+import fcntl, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_models_loaded_for_jobs_get_private_shared_memory(served: Served, repository: Path) -> None:
+    job = served.job(job_ad(repository, ["alpha", "beta"]))
+    assert job_report(job) == ("ready", ["alpha", "beta"], [])
+    pgid = state(served.glidein).pgid
+    regions = processes.shared_memory_files(processes.group_members(pgid))
+    assert len(regions) >= 3  # simple, alpha, beta: one region per python-backend model instance at least
+    assert {stat.S_IMODE(region.stat().st_mode) for region in regions} == {0o600}
+
+
+def test_the_periodic_script_caps_the_server_log(served: Served) -> None:
+    log = state_dir(served.glidein.root) / "server.log"
+    with log.open("ab") as stream:  # as a server at the highest verbosity would write for hours
+        stream.write(b"I1201 verbose line\n" * (log_files.SIZE_LIMIT // 19 + 1000))
+    attributes = served.periodic()
+    assert attributes["TritonReady"] == "True"
+    size = log.stat().st_size
+    assert size <= log_files.KEPT_BYTES + 200
+    assert log.read_bytes().startswith(log_files.CUT_NOTE % log_files.SIZE_LIMIT)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert served.periodic()["TritonReady"] == "True"  # the server writes on, at the new end
+    assert log.stat().st_size <= size + 4096

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -83,9 +84,10 @@ def test_claims_are_found_in_sandboxes(tmp_path: Path) -> None:
     (execute / "dir_4" / model_registry.JOB_DIR).mkdir(parents=True)
     (execute / "dir_4" / model_registry.JOB_DIR / model_registry.CLAIM_FILE).write_text("{not json")
     found = list(model_registry.claims(str(execute)))
-    assert [(Path(sandbox).name, claim["holder"], claim["models"]) for sandbox, claim in found] == [
-        ("dir_1", "job1", ["m"]),
-        ("dir_2", "job2", ["m"]),
+    assert [(Path(sandbox).name, claim.get("holder"), problem) for sandbox, claim, problem in found] == [
+        ("dir_1", "job1", ""),
+        ("dir_2", "job2", ""),
+        ("dir_4", None, "not a JSON object (or too large)"),
     ]
     assert list(model_registry.claims(str(tmp_path / "no_execute_dir_yet"))) == []
 
@@ -100,3 +102,77 @@ def test_registry_round_trip_and_counts(tmp_path: Path) -> None:
     assert registry.reference_counts() == {"a": 2, "b": 0}
     (tmp_path / model_registry.REGISTRY_FILE).write_text("[]")  # damaged: read as empty, not a crash
     assert registry.models() == {}
+
+
+GOOD_CLAIM = {"holder": "job#1", "models": ["alpha", "b.c-d_1"], "record": {"job": "j", "pid": 7, "ticks": 9}}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"holder": 12}, "holder"),
+        ({"holder": "a\nb"}, "holder"),
+        ({"holder": ""}, "holder"),
+        ({"models": "alpha"}, "models"),
+        ({"models": ["../../outside"]}, "models"),
+        ({"models": ["a/b"]}, "models"),
+        ({"models": ["a\r\nHost: x"]}, "models"),
+        ({"models": [".."]}, "models"),
+        ({"models": [7]}, "models"),
+        ({"models": ["x" * 201]}, "models"),
+        ({"record": ["pid", 1]}, "record"),
+        ({"record": {"pid": "12"}}, "pid"),
+        ({"record": {"pid": True}}, "pid"),
+        ({"record": {"ticks": 1.5}}, "ticks"),
+        ({"record": {"pid": -1}}, "pid"),
+        ({"record": {"sandbox": 3}}, "sandbox"),
+    ],
+)
+def test_a_claim_with_a_wrong_type_or_name_is_refused(change: dict[str, object], problem: str) -> None:
+    assert model_registry.check_claim(dict(GOOD_CLAIM)) == ""
+    assert problem in model_registry.check_claim({**GOOD_CLAIM, **change})
+
+
+def test_a_claim_keeps_only_the_known_record_fields() -> None:
+    claim = {**GOOD_CLAIM, "record": {"pid": 7, "ticks": 9, "since": 1.5, "extra": [1], "job": "j"}}
+    assert model_registry.check_claim(claim) == ""
+    assert claim["record"] == {"pid": 7, "ticks": 9, "since": 1.5, "job": "j"}
+
+
+def test_a_huge_claim_file_is_not_read(tmp_path: Path) -> None:
+    claim_dir = tmp_path / "execute" / "dir_1" / model_registry.JOB_DIR
+    claim_dir.mkdir(parents=True)
+    padding = " " * model_registry.MAX_CLAIM_BYTES
+    (claim_dir / model_registry.CLAIM_FILE).write_text(f'{{"holder": "h", "models": []{padding}}}')
+    assert [problem for _, _, problem in model_registry.claims(str(tmp_path / "execute"))] == [
+        "not a JSON object (or too large)"
+    ]
+
+
+def test_a_model_lock_is_never_outside_the_locks_directory(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path / "triton"))
+    for name in ("../../escaped", "a/b", "a\nb"):
+        with pytest.raises(ValueError, match="is not a model name"), registry.model_lock(name, 1):
+            pass
+    assert list(tmp_path.rglob("*")) == []  # nothing created, inside or outside
+
+
+def test_lock_and_registry_files_are_private(tmp_path: Path) -> None:
+    os.umask(0o000)
+    try:
+        registry = Registry(str(tmp_path))
+        with registry.lock(), registry.model_lock("alpha", 1):
+            registry.save({})
+        model_registry.write_claim(str(tmp_path / "sandbox"), "h", {}, ["alpha"])
+    finally:
+        os.umask(0o022)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.rglob("*")}
+    del modes["sandbox"]  # HTCondor's
+    assert modes == {
+        model_registry.LOCK_FILE: 0o600,
+        model_registry.REGISTRY_FILE: 0o600,
+        model_registry.MODEL_LOCKS_DIR: 0o700,
+        "alpha.lock": 0o600,
+        model_registry.JOB_DIR: 0o700,
+        model_registry.CLAIM_FILE: 0o600,
+    }

@@ -61,6 +61,13 @@ def test_remote_endpoint_values() -> None:
         "True",
     )
     assert values["TRITON_TOKEN_FILE"] == "/t"
+    assert values["TRITON_METRICS_URL"] == "http://127.0.0.1:8002/metrics"
+
+
+def test_no_metrics_url_when_metrics_are_off() -> None:
+    endpoint = publish.Endpoint("127.0.0.1", 8001, 8000, 0)  # metrics_port 0: GLIDEIN_TRITON_METRICS off
+    values = dict(publish.server_values(endpoint, [], "process", "/r"))
+    assert values["TRITON_METRICS_URL"] == ""  # an empty value publishes no attribute
 
 
 def test_off_values() -> None:

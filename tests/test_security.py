@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +17,26 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
-from glidein_triton.worker import access, token
+from glidein_triton.worker import access, processes, token
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
+from glidein_triton.worker.triton_api import Server
 
 from .conftest import assert_nothing_left, recorded_state
 
 GRPC_HEADER = f"triton-grpc-protocol-{token.HEADER}"
+#: One request of each restricted API category (method, path, body), as another local user would send it.
+RESTRICTED_REQUESTS = (
+    ("GET", "/v2", b""),  # metadata
+    ("GET", "/v2/models/simple/config", b""),  # model-config
+    ("GET", "/v2/models/stats", b""),  # statistics
+    ("POST", "/v2/systemsharedmemory/unregister", b"{}"),  # shared-memory
+    ("POST", "/v2/systemsharedmemory/region/stolen/register", b'{"key": "/x", "offset": 0, "byte_size": 8}'),
+    ("POST", "/v2/logging", b'{"log_verbose_level": 1}'),  # logging
+    ("GET", "/v2/trace/setting", b""),  # trace
+)
 
 
 def decode_address(hex_address: str) -> str:
@@ -59,6 +72,8 @@ def simple_inputs(module: object) -> list[object]:
 def test_settings_across_keys() -> None:
     with pytest.raises(ConfigError, match="requires GLIDEIN_TRITON_TOKEN=True"):
         Settings.from_config({"GLIDEIN_TRITON_REMOTE": "True", "GLIDEIN_TRITON_TOKEN": "False"})
+    with pytest.raises(ConfigError, match="REMOTE=True requires GLIDEIN_TRITON_TLS_CERT"):
+        Settings.from_config({"GLIDEIN_TRITON_REMOTE": "True"})
     with pytest.raises(ConfigError, match="must be set together"):
         Settings.from_config({"GLIDEIN_TRITON_TLS_CERT": "/c.pem"})
     with pytest.raises(ConfigError, match="not an IPv4 address"):
@@ -100,8 +115,17 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
 
     state = recorded_state(glidein)
     assert state is not None
-    for port in (state.http_port, state.grpc_port, state.metrics_port):
+    for port in (state.http_port, state.grpc_port):
         assert listening_addresses(port) == {"127.0.0.1"}, f"port {port} listens beyond 127.0.0.1"
+    # Metrics (no token possible) are off: nothing listens, no URL is published.
+    assert state.metrics_port == 0
+    assert "TritonMetricsURL" not in attributes
+    assert "--allow-metrics=false" in state.argv
+    # Files other local users must not read: the server log, the python backend's shared memory.
+    assert stat.S_IMODE(Path(state.log_path).stat().st_mode) == 0o600
+    regions = [Path(path) for path in state.shared_memory]
+    assert regions, "the python model should have a shared-memory region"
+    assert {stat.S_IMODE(region.stat().st_mode) for region in regions} == {0o600}
 
     http = httpclient.InferenceServerClient(job_environment["TRITON_HTTP_URL"])
     grpc = grpcclient.InferenceServerClient(job_environment["TRITON_GRPC_URL"])
@@ -128,6 +152,15 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
         == 0
     )
     grpc.load_model("simple", headers={GRPC_HEADER: secret})
+    for call in (grpc.get_server_metadata, grpc.unregister_system_shared_memory):
+        with pytest.raises(InferenceServerException, match="protocol is restricted"):
+            call()
+    bare = Server(state.http_port)  # another local user: every API but health needs the token
+    for method, path, body in RESTRICTED_REQUESTS:
+        assert bare.exchange(method, path, body)[0] == 403, f"{method} {path} answered without the token"
+    assert bare.exchange("GET", "/v2/models/simple/ready")[0] == 200  # health, as the pre-job asks it
+    with_header = Server(state.http_port, headers={token.HEADER: secret})
+    assert with_header.exchange("GET", "/v2/systemsharedmemory/status")[0] == 200
     http.close()
     grpc.close()
 
@@ -153,9 +186,9 @@ def test_failure_reports_do_not_leak_the_token(tmp_path: Path, monkeypatch: pyte
     )
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 1
-    assert "--http-restricted-api=inference,model-repository:triton-token=***" in result.detail
+    assert f"--http-restricted-api={token.RESTRICTED_APIS}:triton-token=***" in result.detail
     assert "--load-model=absent_model" in result.detail
-    assert "--http-restricted-api=inference,model-repository:triton-token=***" in result.stderr
+    assert f"--http-restricted-api={token.RESTRICTED_APIS}:triton-token=***" in result.stderr
     assert not (state_dir(prepared.glidein.root) / "token").exists()
 
 
@@ -230,3 +263,58 @@ def test_remote_mode_with_tls(tmp_path: Path) -> None:
     assert root
     glidein.run_cleanup(prepared.environment)
     assert_nothing_left(glidein, state)
+
+
+#: A python model that leaves a daemon behind: double fork, setsid, cwd /, a command line naming nothing of
+#: the glidein (so only the process tag can find it); it writes the daemon's pid next to itself.
+DAEMON_MODEL = """
+import os, sys
+
+class TritonPythonModel:
+    def initialize(self, args):
+        pid_file = os.path.join(args["model_repository"], "daemon.pid")
+        child = os.fork()
+        if child == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.chdir("/")
+                with open(pid_file, "w") as stream:
+                    stream.write(str(os.getpid()))
+                os.execv("/bin/sleep", ["sleep", "600"])
+            os._exit(0)
+        os.waitpid(child, 0)
+
+    def execute(self, requests):
+        return []
+"""
+
+
+@pytest.mark.server
+def test_a_daemon_that_left_the_server_process_group_is_stopped_at_cleanup(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "simple,daemon"})
+    model = tmp_path / "glidein" / "model_repository" / "daemon"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 0\n')
+    (model / "1" / "model.py").write_text(DAEMON_MODEL)
+    glidein = prepared.glidein
+    result = glidein.run_startup(prepared.environment)
+    daemon = 0
+    try:
+        assert result.returncode == 0, result.stderr
+        assert glidein.published()[0]["HasTriton"] == "True", result.stderr
+        daemon = int((model / "daemon.pid").read_text())
+        state = recorded_state(glidein)
+        assert state is not None
+        assert processes.is_running(daemon)
+        assert daemon not in processes.group_members(state.pgid)  # out of the server's process group
+        assert daemon in processes.tagged(state.process_tag)
+        cleanups = glidein.run_cleanup(prepared.environment)
+        deadline = time.monotonic() + 5
+        while processes.is_running(daemon) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logs = "".join(result.stderr for result in cleanups)
+        assert not processes.is_running(daemon), f"cleanup left the model's daemon running: {logs}"
+        assert_nothing_left(glidein, state)
+    finally:
+        if daemon and processes.is_running(daemon):
+            os.kill(daemon, signal.SIGKILL)

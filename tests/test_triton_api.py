@@ -118,6 +118,22 @@ def test_headers_are_sent_with_every_request(canned: list[CannedServer]) -> None
     assert "triton-token: secret\r\n" in server.requests[0].decode()
 
 
+def test_model_names_are_encoded_in_the_request_line(canned: list[CannedServer]) -> None:
+    server = serve(canned, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    api = Server(server.port)
+    api.is_model_ready("../x/y\r\nHost: evil")
+    api.load("a b/../c", timeout=2)
+    api.unload("%2e", timeout=2)
+    api.model_statistics("m?x#y")
+    lines = [request.decode().split("\r\n")[:2] for request in server.requests]
+    assert lines == [
+        ["GET /v2/models/..%2Fx%2Fy%0D%0AHost%3A%20evil/ready HTTP/1.1", "Host: 127.0.0.1"],
+        ["POST /v2/repository/models/a%20b%2F..%2Fc/load HTTP/1.1", "Host: 127.0.0.1"],
+        ["POST /v2/repository/models/%252e/unload HTTP/1.1", "Host: 127.0.0.1"],
+        ["GET /v2/models/m%3Fx%23y/stats HTTP/1.1", "Host: 127.0.0.1"],
+    ]
+
+
 def test_server_from_published_url() -> None:
     assert Server.from_url("127.0.0.1:8000").http_port == 8000
     server = Server.from_url("http://[::1]:9000/")

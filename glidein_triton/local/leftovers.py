@@ -2,8 +2,9 @@
 
 A :class:`Watch` samples, while a glidein runs, the processes that belong to it: those whose command line
 names a path under its directory or whose working directory is in it (the startup and cleanup scripts,
-tritonserver and its python-backend stubs, a container instance's own process). :func:`leftovers` then
-lists whatever of it is still there. Used by the fault tests and by ``glidein-triton soak``.
+tritonserver and its python-backend stubs, a container instance's own process), and those that carry the
+process tag of its server (daemons of models that left the server's process group). :func:`leftovers`
+then lists whatever of it is still there. Used by the fault tests and by ``glidein-triton soak``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from types import TracebackType
 
 from glidein_triton.worker import processes
 from glidein_triton.worker.ports import is_listening
-from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.token import TOKEN_FILE_NAME
 
 SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (where the python backend's regions live)
@@ -148,11 +149,25 @@ class Watch:
         self.root = root
         self.interval = interval
         self.seen: dict[tuple[int, int], Process] = {}
+        self.tags: set[str] = set()  # process tags of the servers seen in the state file
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch {root}", daemon=True)
 
     def sample(self) -> list[Process]:
+        state = ServerState.load(state_dir(self.root) / STATE_FILE_NAME)
+        if state is not None and state.process_tag:
+            self.tags.add(state.process_tag)
         current = processes_under(self.root)
+        known = {process.pid for process in current}
+        for pid in sorted({pid for tag in sorted(self.tags) for pid in processes.tagged(tag)} - known):
+            ticks = processes.start_ticks(pid)
+            with contextlib.suppress(OSError):
+                argv = tuple(
+                    word.decode(errors="replace")
+                    for word in (processes.PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+                    if word
+                )
+                current.append(Process(pid, ticks, argv))
         for process in current:
             self.seen[(process.pid, process.start_ticks)] = process
         return current

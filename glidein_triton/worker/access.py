@@ -11,6 +11,9 @@ from glidein_triton.worker import logs, token
 from glidein_triton.worker.errors import ConfigError, TritonSetupError
 from glidein_triton.worker.ports import LOOPBACK
 from glidein_triton.worker.settings import Settings
+from glidein_triton.worker.triton_release import METRICS_OFF
+
+#: Triton's metrics port has no restriction option: it is off unless the operator asks for it.
 
 
 class NoAddressError(TritonSetupError):
@@ -67,7 +70,7 @@ def tls_options(settings: Settings) -> tuple[list[str], list[str]]:
 
 
 def prepare(settings: Settings, directory: Path) -> Access:
-    """Make the token file (when the token is on) and work out the address and options."""
+    """The token file (when the token is on), the address and the options (metrics off unless asked)."""
     options, files = tls_options(settings)
     token_file = ""
     if settings.token:
@@ -75,5 +78,7 @@ def prepare(settings: Settings, directory: Path) -> Access:
         logs.add_secret(secret)
         options += token.server_options(secret)
         token_file = str(path)
+    if not settings.metrics:
+        options.append(METRICS_OFF)
     address = (settings.address or node_address()) if settings.remote else LOOPBACK
     return Access(address, options, files, token_file, bool(settings.tls_cert))

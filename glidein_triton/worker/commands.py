@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from glidein_triton.worker import log_files
+
 
 def run_quietly(
     argv: Sequence[str], timeout: float, environment: Mapping[str, str] | None = None
@@ -29,12 +31,15 @@ def run_quietly(
 
 def spawn_detached(argv: Sequence[str], environment: Mapping[str, str], log_path: Path) -> int:
     """Start ``argv`` in a new session (its own process group), stdin from /dev/null, stdout and stderr
-    appended to ``log_path``; returns its pid. posix_spawn rather than Popen: the process outlives us."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    appended to ``log_path`` (mode 0600); returns its pid. posix_spawn rather than Popen: the process
+    outlives us."""
+    log = log_files.open_private(log_path)
+    try:
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-            (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+            (os.POSIX_SPAWN_DUP2, log, 1),
+            (os.POSIX_SPAWN_DUP2, log, 2),
         ]
         return os.posix_spawn(argv[0], list(argv), dict(environment), file_actions=actions, setsid=True)
+    finally:
+        os.close(log)

@@ -13,13 +13,18 @@ A holder is one job: its GlobalJobId (else its sandbox, else its pid) names it; 
 sandbox (host path) and, outside containers, the pid and start time of the job wrapper (which becomes the
 job). GlideinWMS runs no post-job hooks, so the periodic script reaps holders whose sandbox is gone (HTCondor
 removes it when the job ends) or whose process is gone. Every pre-job also leaves a claim file in its own
-sandbox, which the reaper adopts: inside a container that is the only record a job can leave.
+sandbox, which the reaper adopts: inside a container that is the only record a job can leave. A claim is
+written by the job, so it is input from a stranger: :func:`check_claim` accepts only the expected types and
+model names (one bad claim is ignored, it affects no other job).
+
+Lock files are mode 0600 (another user cannot open one, so cannot hold it), and every wait for a lock is
+bounded (``LOCK_NB`` polling until a deadline, :class:`LockTimeoutError` after it).
 
 Only the standard library's light modules are imported: the pre-job hook runs before every job.
 """
 
 # Imported by the pre-job hook, which runs before every job: os.path instead of pathlib (~9 ms to import).
-# ruff: noqa: PTH103, PTH105, PTH112, PTH118, PTH123, PTH208
+# ruff: noqa: PTH103, PTH112, PTH118, PTH123, PTH208
 
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ import fcntl
 import json
 import os
 import time
+
+from glidein_triton.worker import files
+from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,6 +51,21 @@ MODEL_LOCKS_DIR = "model_locks"
 JOB_DIR = ".glidein_triton"
 CLAIM_FILE = "claim.json"
 ENVIRONMENT_FILE = "prejob.env"
+#: The fields of a holder record a claim may carry, with their types; others are dropped.
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "job": (str,),
+    "sandbox": (str,),
+    "since": (int, float),
+    "pid": (int,),
+    "ticks": (int,),
+}
+MAX_HOLDER_LENGTH = 1024
+#: A claim file larger than this is not read (a job could make it huge to slow the periodic script).
+MAX_CLAIM_BYTES = 64 * 1024
+
+
+#: The registry lock guards a read and a rewrite of a small file: a longer wait means a stuck holder.
+REGISTRY_LOCK_WAIT = 5.0
 
 
 class LockTimeoutError(OSError):
@@ -52,7 +75,7 @@ class LockTimeoutError(OSError):
 @contextlib.contextmanager
 def locked(path: str, timeout: float) -> Iterator[None]:
     """Hold an exclusive fcntl (flock) lock on ``path``, waiting at most ``timeout`` seconds."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         deadline = time.monotonic() + timeout
         delay = 0.002
@@ -73,28 +96,28 @@ def locked(path: str, timeout: float) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
-def read_json(path: str) -> dict[str, Any]:
-    """A JSON object from a file; empty when the file is missing or unreadable."""
+def read_json(path: str, limit: int = 0) -> dict[str, Any]:
+    """A JSON object from a file; empty when the file is missing, unreadable, or over ``limit`` bytes."""
     try:
-        with open(path) as stream:
-            data = json.load(stream)
+        with open(path, "rb") as stream:
+            text = stream.read(limit + 1) if limit else stream.read()
+        if limit and len(text) > limit:
+            return {}
+        data = json.loads(text)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically (temporary file, then rename)."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as stream:
-        json.dump(data, stream, indent=1, sort_keys=True)
-    os.replace(temporary, path)
+    """Replace ``path`` atomically (temporary file, then rename), mode 0600."""
+    files.write_atomically(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 class Registry:
     """The reference counts of one glidein, in its plugin directory."""
 
-    def __init__(self, directory: str, lock_timeout: float = 30.0) -> None:
+    def __init__(self, directory: str, lock_timeout: float = REGISTRY_LOCK_WAIT) -> None:
         self.directory = directory
         self.lock_timeout = lock_timeout
 
@@ -112,8 +135,10 @@ class Registry:
 
     def model_lock(self, model: str, timeout: float) -> contextlib.AbstractContextManager[None]:
         """The lock of one model: held while it is registered and loaded, or checked and unloaded."""
+        if not is_model_name(model):  # never a path outside the locks' directory
+            raise ValueError(f"{model!r} is not a model name")
         directory = os.path.join(self.directory, MODEL_LOCKS_DIR)
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         return locked(os.path.join(directory, f"{model}.lock"), timeout)
 
     def models(self) -> dict[str, dict[str, Any]]:
@@ -144,25 +169,64 @@ def holder_alive(holder: dict[str, Any]) -> bool:
     sandbox = holder.get("sandbox", "")
     if sandbox and not os.path.isdir(sandbox):
         return False
-    pid, ticks = int(holder.get("pid", 0)), int(holder.get("ticks", 0))
+    pid, ticks = holder.get("pid", 0), holder.get("ticks", 0)
     return not pid or process_start_ticks(pid) == ticks
+
+
+def check_claim(claim: dict[str, Any]) -> str:
+    """What is wrong with a claim read from a job's sandbox ("" when nothing is).
+
+    The holder is a printable string, the models a list of model names, the record an object whose known
+    fields have their types (pid and ticks: whole numbers); the record is reduced to its known fields.
+    """
+    holder, models, record = claim.get("holder"), claim.get("models"), claim.get("record", {})
+    if (
+        not isinstance(holder, str)
+        or not holder
+        or len(holder) > MAX_HOLDER_LENGTH
+        or not holder.isprintable()
+    ):
+        return "the holder is not a printable string"
+    if not isinstance(models, list) or not all(is_model_name(model) for model in models):
+        return "models is not a list of model names"
+    if not isinstance(record, dict):
+        return "the record is not an object"
+    kept: dict[str, Any] = {}
+    for name, value in record.items():
+        allowed = RECORD_FIELDS.get(name)
+        if allowed is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, allowed)
+            or (isinstance(value, int) and value < 0)
+        ):
+            return f"record field {name} is not a valid {allowed[0].__name__}"
+        kept[name] = value
+    claim["record"] = kept
+    return ""
 
 
 def write_claim(sandbox: str, holder: str, record: dict[str, Any], models: list[str]) -> None:
     """Leave the job's claim in its sandbox, where the reaper on the host finds it."""
     directory = os.path.join(sandbox, JOB_DIR)
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     write_json(os.path.join(directory, CLAIM_FILE), {"holder": holder, "record": record, "models": models})
 
 
-def claims(execute_dir: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(sandbox, claim) for every job sandbox under HTCondor's execute directory that has a claim."""
+def claims(execute_dir: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(sandbox, claim, problem) for every job sandbox under HTCondor's execute directory with a claim file.
+
+    ``problem`` is "" for a valid claim (:func:`check_claim`); an invalid one is to be ignored.
+    """
     try:
         sandboxes = sorted(os.listdir(execute_dir))
     except OSError:
         return
     for name in sandboxes:
         sandbox = os.path.join(execute_dir, name)
-        claim = read_json(os.path.join(sandbox, JOB_DIR, CLAIM_FILE))
-        if claim.get("holder") and isinstance(claim.get("models"), list):
-            yield sandbox, claim
+        path = os.path.join(sandbox, JOB_DIR, CLAIM_FILE)
+        if not os.path.lexists(path):
+            continue
+        claim = read_json(path, MAX_CLAIM_BYTES)
+        yield sandbox, claim, check_claim(claim) if claim else "not a JSON object (or too large)"

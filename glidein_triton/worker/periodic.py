@@ -9,10 +9,11 @@ into machine ad attributes. Each run:
 * prints ``HasTriton``, ``TritonReady``, ``TritonLoadedModels``, ``TritonInferenceCount``,
   ``TritonAverageQueueMicroseconds``, ``TritonGPUUtilization`` (with GPUs only) and ``TritonRestarts``.
 
-Health and statistics calls have a timeout of a few seconds; a restart waits at most
-supervisor.RESTART_READY_WAIT for readiness, then reloads held models within their load timeout. Restarts
-and a final give-up are also written to the glidein's ``exit_message`` file, which glidein_startup.sh
-prints into the glidein log at exit.
+Health and statistics calls have a timeout of a few seconds, each lock wait LOCK_WAIT (a process that holds
+a lock for longer costs this run its reaping and its counters, never its ``TritonReady``); a restart waits at
+most supervisor.RESTART_READY_WAIT for readiness, then reloads held models within their load timeout. It
+also caps server.log (:func:`log_files.cap`). Restarts and a final give-up are also written to the
+glidein's ``exit_message`` file, which glidein_startup.sh prints into the glidein log at exit.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, logs, supervisor, token
-from glidein_triton.worker.model_registry import Registry
+from glidein_triton.worker import accounting, log_files, logs, processes, supervisor, token
+from glidein_triton.worker.model_registry import LockTimeoutError, Registry
 from glidein_triton.worker.reaper import Reaper
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.triton_api import Server, TritonAPIError, gauge_values
@@ -32,6 +33,8 @@ from glidein_triton.worker.triton_api import Server, TritonAPIError, gauge_value
 LOG = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
+#: The registry lock is held for a read and a rewrite (milliseconds): waiting longer means a stuck holder.
+LOCK_WAIT = 2.0
 EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config: <work dir>/execute
 EXIT_MESSAGE_FILE = "exit_message"
 
@@ -67,7 +70,7 @@ class Check:
         self.server = Server(
             state.http_port, state.metrics_port, headers=token.headers(self.directory / token.TOKEN_FILE_NAME)
         )
-        self.registry = Registry(str(self.directory), lock_timeout=10.0)
+        self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
 
     def status(self) -> tuple[bool, bool, str]:
         """(ready, answering, final failure or ""), restarting the server when it is down or hung.
@@ -134,6 +137,8 @@ class Check:
 
     def lines(self) -> list[str]:
         """The startd cron lines of this run."""
+        if self.state.log_path and log_files.cap(Path(self.state.log_path)):
+            LOG.warning("%s was over %d bytes: cut to its end", self.state.log_path, log_files.SIZE_LIMIT)
         ready, answering, failure = self.status()
         tail = [ad_line("TritonRestarts", self.state.restarts), ad_line("TritonFailure", failure)]
         if not answering:
@@ -143,20 +148,28 @@ class Check:
                 ad_line("TritonLoadedModels", ""),
                 *tail,
             ]
-        Reaper(
-            self.registry, self.server, str(self.work_dir / EXECUTE_DIR_NAME), self.state.pinned_models
-        ).reap()
+        opened = processes.private_shared_memory()
+        if opened:
+            LOG.warning("shared memory readable by others made private: %s", ", ".join(map(str, opened)))
+        try:
+            Reaper(
+                self.registry, self.server, str(self.work_dir / EXECUTE_DIR_NAME), self.state.pinned_models
+            ).reap()
+        except LockTimeoutError as error:
+            LOG.warning("no reaping in this run: %s", error)
         try:
             current = accounting.model_totals(self.server.model_statistics(timeout=CHECK_TIMEOUT))
         except TritonAPIError as error:
             LOG.warning("no statistics: %s", error)
             current = {}
         usage = accounting.Usage(self.registry)
+        totals = accounting.everything(current)
         if self.registry.exists():
-            usage.record_seen(current)
-            totals = accounting.everything(usage.totals(current))
-        else:
-            totals = accounting.everything(current)
+            try:
+                usage.record_seen(current)
+                totals = accounting.everything(usage.totals(current))
+            except LockTimeoutError as error:
+                LOG.warning("counters of this server life only: %s", error)
         queued = totals["queue_ns"] / 1000 / totals["success_count"] if totals["success_count"] else 0.0
         lines = [
             ad_line("HasTriton", True),

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from glidein_triton.worker import model_registry, token
+from glidein_triton.worker import model_registry, processes, token
 from glidein_triton.worker.job_request import (
     JobRequest,
     RequestError,
@@ -185,6 +185,8 @@ class PreJob:
         if reload or not server.is_model_ready(model):
             server.load(model, self.context.load_timeout)
             self.loaded.append(model)
+            # Outside a container: the new model's /dev/shm regions private at once, not at the next period.
+            processes.private_shared_memory()
 
     def hold(self, server: Server, model: str) -> None:
         """Register this job as a holder of ``model`` and make sure it is loaded; raises on failure."""

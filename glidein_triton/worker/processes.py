@@ -1,4 +1,10 @@
-"""Processes and process groups, read from /proc (Linux worker nodes) and signalled safely."""
+"""Processes and process groups, read from /proc (Linux worker nodes) and signalled safely.
+
+A process can leave the server's process group (``setsid``, a double-forked daemon of a python model), so
+the server is also started with a tag in its environment, as HTCondor tags a job's processes: every process
+it starts inherits ``GLIDEIN_TRITON_PROCESS_TAG=<random value of this glidein>``, and :func:`tagged` finds
+them all in ``/proc/*/environ`` (the environment a process was started with, which it cannot clear).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROC = Path("/proc")
+TAG_VARIABLE = "GLIDEIN_TRITON_PROCESS_TAG"
+#: The python backend's default name prefix for its regions (``shm-region-prefix-name``).
+REGION_PREFIX = "triton_python_backend_shm_region_"
 SHARED_MEMORY = "/dev/shm/"  # noqa: S108 (where POSIX shared memory lives; only files our processes mapped)
 
 
@@ -96,6 +105,39 @@ def shared_memory_files(pids: list[int]) -> set[Path]:
     return files
 
 
+def make_private(paths: Iterable[str | Path]) -> list[Path]:
+    """Mode 0600 for those of ``paths`` this user owns that others may open; returns the ones changed.
+
+    The python backend creates its /dev/shm regions 0644 whatever the umask (Boost.Interprocess sets the
+    mode after creating them), which lets any local user read the tensors in them. The server's own
+    descriptors stay valid; only new opens by others are refused.
+    """
+    changed = []
+    uid = os.getuid()
+    for path in map(Path, paths):
+        try:
+            status = path.stat()
+            if status.st_uid == uid and status.st_mode & 0o077:
+                path.chmod(0o600)
+                changed.append(path)
+        except OSError:
+            continue  # gone already
+    return changed
+
+
+def private_shared_memory() -> list[Path]:
+    """Make this user's python-backend regions in /dev/shm private (see make_private); a fraction of a ms.
+
+    By name rather than by the server's memory maps: reading every process of the node is too slow for the
+    pre-job and periodic hooks. Regions of the user's other glideins become 0600 too, which they do not mind.
+    """
+    try:
+        regions = [path for path in Path(SHARED_MEMORY).iterdir() if path.name.startswith(REGION_PREFIX)]
+    except OSError:
+        return []  # a job container without /dev/shm
+    return make_private(regions)
+
+
 def stop_group(pgid: int, grace: float) -> bool:
     """SIGTERM the group, then SIGKILL what is left after ``grace`` seconds; True if all are gone.
 
@@ -120,3 +162,45 @@ def remove_files(paths: Iterable[str | Path]) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             Path(path).unlink()
+
+
+def new_tag() -> str:
+    """A tag value of one glidein's server."""
+    return os.urandom(16).hex()
+
+
+def tagged(tag: str) -> list[int]:
+    """Live processes of this user whose environment carries ``TAG_VARIABLE=tag``."""
+    if not tag:
+        return []
+    marker = f"{TAG_VARIABLE}={tag}".encode()
+    uid = os.getuid()
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue  # only the glidein user's processes: another user's environ is not readable anyway
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        fields = _stat_fields(int(entry.name))
+        if marker in environment.split(b"\0") and fields and _alive(int(entry.name), fields):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_tagged(tag: str, grace: float) -> list[int]:
+    """SIGTERM the tagged processes, SIGKILL what is left after ``grace`` seconds; returns the survivors."""
+    for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        found = tagged(tag)
+        if not found:
+            return []
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + wait
+        while tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return tagged(tag)

@@ -14,6 +14,7 @@ GlideinWMS runs no post-job hooks, so a job never says it is done. Each periodic
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,18 @@ from glidein_triton.worker.triton_api import Server, TritonAPIError
 LOG = logging.getLogger(__name__)
 
 MODEL_LOCK_WAIT = 2.0  # a pre-job holding the lock is loading the model: leave it to the next run
+#: All the waits for model locks of one pass together: past it, the models left wait for the next run.
+MODEL_LOCKS_BUDGET = 5.0
 
 
 def live_claims(execute_dir: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(claim, holder record) of the claims in job sandboxes whose job is still there."""
+    """(claim, holder record) of the valid claims in job sandboxes whose job is still there."""
     found = []
-    for sandbox, claim in model_registry.claims(execute_dir):
-        record = dict(claim.get("record") or {})
+    for sandbox, claim, problem in model_registry.claims(execute_dir):
+        if problem:
+            LOG.warning("ignoring the claim in %s: %s", sandbox, problem)
+            continue
+        record = dict(claim["record"])
         record["sandbox"] = sandbox  # the path on this side, wherever the claim was written from
         if holder_alive(record):
             found.append((claim, record))
@@ -45,10 +51,10 @@ def adopt_claims(models: dict[str, dict[str, Any]], execute_dir: str) -> list[st
     gained = []
     for claim, record in live_claims(execute_dir):
         for model in claim["models"]:
-            holders = models.setdefault(str(model), {"source": "", "holders": {}})["holders"]
+            holders = models.setdefault(model, {"source": "", "holders": {}})["holders"]
             if claim["holder"] not in holders:
                 holders[claim["holder"]] = record
-                gained.append(str(model))
+                gained.append(model)
     return gained
 
 
@@ -98,9 +104,14 @@ class Reaper:
         if not self.registry.exists():
             return []
         unloaded = []
+        deadline = time.monotonic() + MODEL_LOCKS_BUDGET
         for model in self.refresh():
+            wait = min(MODEL_LOCK_WAIT, deadline - time.monotonic())
+            if wait <= 0:
+                LOG.info("model locks took too long in this pass: %s and the rest wait for the next", model)
+                break
             try:
-                with self.registry.model_lock(model, MODEL_LOCK_WAIT):
+                with self.registry.model_lock(model, wait):
                     if self.release(model):
                         unloaded.append(model)
             except LockTimeoutError:

@@ -72,11 +72,16 @@ def run_prepare(plan: LaunchPlan, environment: Mapping[str, str], timeout: float
 
 
 def launch(
-    plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float
+    plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float, tag: str = ""
 ) -> ServerState:
-    """Start the server process in a session of its own (its own process group), output to ``log_path``."""
+    """Start the server process in a session of its own (its own process group), output to ``log_path``.
+
+    ``tag`` (see :mod:`processes`) goes into its environment, which every process it starts inherits.
+    """
     env = dict(environment)
     env.update(plan.environment)
+    if tag:
+        env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
     try:
         pid = spawn_detached(plan.server, env, log_path)
@@ -90,6 +95,7 @@ def launch(
         log_path=str(log_path),
         stop_grace=stop_grace,
         started_at=time.time(),
+        process_tag=tag,
     )
 
 
@@ -155,6 +161,10 @@ def stop(state: ServerState, environment: Mapping[str, str]) -> list[str]:
     else:
         # A server that was killed (or crashed) before this stop could not remove its shared memory.
         processes.remove_files(state.shared_memory)
+    # Processes that left the group (daemons of models) still carry the tag of the server's environment.
+    survivors = processes.stop_tagged(state.process_tag, state.stop_grace)
+    if survivors:
+        problems.append(f"processes {survivors} tagged {processes.TAG_VARIABLE} survived SIGKILL")
     if state.pid:
         _exit_code(state.pid)
     for argv in state.teardown:

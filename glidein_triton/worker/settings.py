@@ -283,6 +283,16 @@ SETTINGS = (
         "Metrics port; 0 chooses a free one.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_METRICS",
+        "metrics",
+        parse_bool,
+        "False",
+        "truth value",
+        "Serve Prometheus metrics on the metrics port (127.0.0.1), which any local user can read: Triton has "
+        "no token for it. Off, the counters come from the statistics API (token) and TritonGPUUtilization "
+        "is not published.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_READY_TIMEOUT",
         "ready_timeout",
         seconds(1, 3600),
@@ -314,8 +324,8 @@ SETTINGS = (
         parse_bool,
         "True",
         "truth value",
-        "Restrict inference and model loading to requests with the glidein's random token (jobs read it from "
-        "the file in TRITON_TOKEN_FILE). Always on in remote mode.",
+        "Restrict every server API but health to requests with the glidein's random token (jobs read it "
+        "from the file in TRITON_TOKEN_FILE). Always on in remote mode.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_REMOTE",
@@ -324,7 +334,8 @@ SETTINGS = (
         "False",
         "truth value",
         "Remote mode: gRPC listens on the node's address (GLIDEIN_TRITON_ADDRESS) so jobs on other nodes can "
-        "use this server; HTTP and metrics stay on 127.0.0.1.",
+        "use this server; HTTP and metrics stay on 127.0.0.1. Requires the token and TLS "
+        "(GLIDEIN_TRITON_TLS_CERT and _KEY).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_ADDRESS",
@@ -427,6 +438,7 @@ class Settings:
     http_port: int
     grpc_port: int
     metrics_port: int
+    metrics: bool
     ready_timeout: float
     instance_start_timeout: float
     stop_grace: float
@@ -459,9 +471,14 @@ class Settings:
         return cls(**values).checked()
 
     def checked(self) -> Settings:
-        """Checks across keys: remote mode needs the token, TLS needs both certificate and key."""
+        """Checks across keys: remote mode needs the token and TLS, TLS needs both certificate and key."""
         if self.remote and not self.token:
             raise ConfigError("GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TOKEN=True")
+        if self.remote and not self.tls_cert:
+            # Without TLS the token would cross the network in clear, for anyone on the path to reuse.
+            raise ConfigError(
+                "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY must be set together")
         if self.tls_root_cert and not self.tls_cert:

@@ -269,21 +269,25 @@ def _launch_until_ready(
             plan,
             http_port=ports.http,
             grpc_port=ports.grpc,
-            metrics_port=ports.metrics,
+            metrics_port=ports.metrics if settings.metrics else 0,
             stop_grace=settings.stop_grace,
         )
         try:
             with writing_in(directory):
                 state.save(state_path)  # before anything starts: cleanup finds the instance to stop
                 server.run_prepare(plan, environment, settings.instance_start_timeout)
-                state = server.launch(plan, directory / LOG_FILE_NAME, environment, settings.stop_grace)
-                state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
+                state = server.launch(
+                    plan, directory / LOG_FILE_NAME, environment, settings.stop_grace, processes.new_tag()
+                )
+                state.http_port, state.grpc_port = ports.http, ports.grpc
+                state.metrics_port = ports.metrics if settings.metrics else 0
                 supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
                 state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
                 announce(RunningServer(state, devices, "", repository, server_access))
                 server.wait_ready(state, settings.ready_timeout)
                 members = processes.group_members(state.pgid)
                 state.shared_memory = sorted(str(path) for path in processes.shared_memory_files(members))
+                processes.make_private(state.shared_memory)
                 state.save(state_path)
         except PortInUseError:
             server.stop(state, environment)
@@ -294,7 +298,8 @@ def _launch_until_ready(
         except BaseException:
             server.stop(state, environment)
             raise
-        version = str(Server(state.http_port).metadata().get("version", "unknown"))
+        headers = token.headers(Path(server_access.token_file)) if server_access.token_file else {}
+        version = str(Server(state.http_port, headers=headers).metadata().get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access)
 

@@ -83,6 +83,8 @@ class ServerState:
     #: The watchdog that stops the server if the glidein ends without its cleanup (0: none).
     watchdog_pid: int = 0
     watchdog_ticks: int = 0
+    #: The value of processes.TAG_VARIABLE in the server's environment: what cleanup sweeps for.
+    process_tag: str = ""
 
     @classmethod
     def from_plan(cls, plan: LaunchPlan, **values: Any) -> ServerState:

@@ -138,7 +138,7 @@ def restart(state: ServerState, state_path: Path) -> str:
     plan = state.launch_plan()
     try:
         server.run_prepare(plan, environment, state.instance_start_timeout)
-        launched = server.launch(plan, Path(state.log_path), environment, state.stop_grace)
+        launched = server.launch(plan, Path(state.log_path), environment, state.stop_grace, state.process_tag)
     except ServerStartError as error:
         state.save(state_path)
         return error.detail()

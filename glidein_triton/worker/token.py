@@ -1,7 +1,7 @@
 """The per-glidein access token: a random secret in a file only the glidein user can read.
 
-The server restricts its inference and model-repository APIs to requests that carry it (Triton's
-``--http-restricted-api`` / ``--grpc-restricted-protocol``, header ``triton-token``). Jobs read it from
+The server restricts every API but health to requests that carry it (Triton's ``--http-restricted-api`` /
+``--grpc-restricted-protocol``, header ``triton-token``). Jobs read it from
 the file named by ``TRITON_TOKEN_FILE``. It is never published, logged or reported (see logs.redact).
 """
 
@@ -16,7 +16,22 @@ TOKEN_FILE_NAME = "token"  # noqa: S105 (the name of the token's file in the plu
 #: The header key of the restricted APIs: HTTP clients send ``triton-token: <token>``, gRPC clients the
 #: metadata ``triton-grpc-protocol-triton-token: <token>``.
 HEADER = "triton-token"
-RESTRICTED_APIS = "inference,model-repository"
+#: Triton's API categories (``src/restricted_features.h``, all there since 2.40). Only health stays open:
+#: without the token a local user could otherwise register or unregister shared memory, raise log verbosity,
+#: start traces, read model configurations and statistics. The one place that lists what the token guards.
+API_CATEGORIES = (
+    "health",
+    "metadata",
+    "inference",
+    "shared-memory",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "trace",
+    "logging",
+)
+OPEN_APIS = ("health",)
+RESTRICTED_APIS = ",".join(category for category in API_CATEGORIES if category not in OPEN_APIS)
 
 
 def create(directory: Path) -> tuple[str, Path]:
@@ -59,6 +74,6 @@ def copy(source: Path, target: Path) -> None:
 
 
 def server_options(token: str) -> list[str]:
-    """tritonserver options that restrict inference and model loading to requests with the token."""
+    """tritonserver options that restrict every API but health to requests with the token."""
     restriction = f"{RESTRICTED_APIS}:{HEADER}={token}"
     return [f"--http-restricted-api={restriction}", f"--grpc-restricted-protocol={restriction}"]

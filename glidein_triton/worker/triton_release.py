@@ -186,4 +186,5 @@ def fit_options(release: TritonRelease, options: Sequence[str], operator_options
             )
     if "--metrics-address" not in missing:
         return list(options)
-    return [word for word in options if option_name(word) not in METRICS_OPTIONS] + [METRICS_OFF]
+    kept = [word for word in options if option_name(word) not in METRICS_OPTIONS]
+    return kept if METRICS_OFF in kept else [*kept, METRICS_OFF]

@@ -10,7 +10,9 @@ TRUE_WORDS = ("TRUE", "T", "YES", "Y")
 FALSE_WORDS = ("FALSE", "F", "NO", "N", "")
 MODEL_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 #: Said in every error about a model name.
-MODEL_NAME_RULE = "letters, digits, '_', '.', '-'; not '.' or '..'"
+MODEL_NAME_RULE = "letters, digits, '_', '.', '-'; not '.' or '..'; at most 200 characters"
+#: Longer names could not be file names (the model's directory, its lock file).
+MODEL_NAME_MAX = 200
 
 
 def truth_value(value: str) -> bool | None:
@@ -26,6 +28,14 @@ def truth_value(value: str) -> bool | None:
     return None
 
 
-def is_model_name(name: str) -> bool:
-    """A Triton model name that is safe as a directory name, a lock file name and a URL path part."""
-    return bool(name) and set(name) <= MODEL_NAME_CHARACTERS and name not in (".", "..")
+def is_model_name(name: object) -> bool:
+    """A Triton model name that is safe as a directory name, a lock file name and a URL path part.
+
+    Any object may be asked about (a job's claim is JSON of any type): only such a string is a name.
+    """
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MODEL_NAME_MAX
+        and set(name) <= MODEL_NAME_CHARACTERS
+        and name not in (".", "..")
+    )
