@@ -82,12 +82,45 @@ def test_visible_devices(nvidia_smi_fixtures: Path) -> None:
     assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": uuid1[:12]}) == [devices[1]]
     for none in ("", "-1", "NoDevFiles", "none", "void"):
         assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": none}) == []
-    assert gpus.visible_devices(devices, {"NVIDIA_VISIBLE_DEVICES": "all"}) == devices
-    assert gpus.visible_devices(devices, {"NVIDIA_VISIBLE_DEVICES": "1"}) == [devices[1]]
-    # CUDA_VISIBLE_DEVICES (what the batch system set for this glidein) wins over the container variable.
+    # NVIDIA_VISIBLE_DEVICES is the container toolkit's setting, not a CUDA filter.
+    assert gpus.visible_devices(devices, {"NVIDIA_VISIBLE_DEVICES": "void"}) == devices
+    assert gpus.visible_devices(devices, {"NVIDIA_VISIBLE_DEVICES": "1"}) == devices
     assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "0", "NVIDIA_VISIBLE_DEVICES": "all"}) == [
         devices[0]
     ]
+
+
+def test_visible_devices_stop_at_the_first_invalid_entry(nvidia_smi_fixtures: Path) -> None:
+    """As CUDA reads the list: a wrong index, an unknown uuid or a repeat ends it."""
+    devices = gpus.parse_query_csv(query_csv(nvidia_smi_fixtures, "l40s", (1, 2)))
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "1,7,0"}) == [devices[1]]
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "2,GPU-ffff,0"}) == [devices[2]]
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "0,-1,1"}) == [devices[0]]
+    assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": "0,0,1"}) == [devices[0]]
+
+
+def test_index_order_is_known_only_for_one_model_or_pci_order(nvidia_smi_fixtures: Path) -> None:
+    same = gpus.parse_query_csv(query_csv(nvidia_smi_fixtures, "l40s", (1,)))
+    mixed = gpus.parse_query_csv((nvidia_smi_fixtures / "mixed-synthetic" / "query-gpu-idle.csv").read_text())
+    assert gpus.index_order_known(same, {})
+    assert not gpus.index_order_known(mixed, {})
+    assert gpus.index_order_known(mixed, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+
+
+@pytest.mark.parametrize(
+    ("name", "capability"),
+    [("l40s", "8.9"), ("h100", "9.0"), ("h200", "9.0"), ("rtx4080s", "8.9"), ("h100-mig", "9.0")],
+)
+def test_compute_capability_from_real_captures(nvidia_smi_fixtures: Path, name: str, capability: str) -> None:
+    found = gpus.parse_query_csv((nvidia_smi_fixtures / name / "query-gpu-idle.csv").read_text())
+    assert found[0].compute_capability == capability
+    slices = gpus.parse_list((nvidia_smi_fixtures / name / "list-L.txt").read_text())
+    assert all(device.compute_capability == capability for device in gpus.devices(found, slices))
+
+
+def test_compute_capability_is_optional() -> None:
+    found = gpus.parse_query_csv("index, uuid, name, memory.total, driver_version\n0, GPU-1, X, 1, 510.1\n")
+    assert found[0].compute_capability == ""
 
 
 def test_visible_mig_slice(nvidia_smi_fixtures: Path) -> None:
@@ -111,16 +144,9 @@ def fake_nvidia_smi(directory: Path, fixture: Path, failing: bool = False) -> st
     return f"{directory}:/usr/bin:/bin"
 
 
-def test_detect_runs_nvidia_smi(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
+def test_query_runs_nvidia_smi(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
     path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "h100-mig")
-    found = gpus.detect({"PATH": path, "CUDA_VISIBLE_DEVICES": "MIG-00000001-0000-0000-0000-000000000001"})
+    found = gpus.query(
+        f"{tmp_path}/nvidia-smi", {"PATH": path, "CUDA_VISIBLE_DEVICES": "MIG-00000001-0000-0000-0000-000000000001"}
+    )
     assert [device.mig_profile for device in found] == ["2g.20gb"]
-
-
-def test_no_driver_means_cpu(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
-    path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "no-driver", failing=True)
-    assert gpus.detect({"PATH": path}) == []
-
-
-def test_no_nvidia_smi_means_cpu(tmp_path: Path) -> None:
-    assert gpus.detect({"PATH": str(tmp_path)}) == []

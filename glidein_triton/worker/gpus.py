@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,11 @@ from glidein_triton.worker.commands import run_quietly
 LOG = logging.getLogger(__name__)
 
 QUERY_FIELDS = ("index", "uuid", "name", "memory.total", "driver_version")
-QUERY_ARGS = [f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv"]
+#: Read when present: compute_cap is known to drivers since 510 (older ones are too old for CUDA 12 anyway).
+OPTIONAL_FIELDS = ("compute_cap",)
+QUERY_ARGS = [f"--query-gpu={','.join((*QUERY_FIELDS, *OPTIONAL_FIELDS))}", "--format=csv"]
+#: CUDA_VISIBLE_DEVICES words that select no device (CUDA stops at the first entry it cannot use).
+NO_DEVICE_WORDS = ("", "-1", "none", "void", "NoDevFiles")
 LIST_ARGS = ["-L"]
 NVIDIA_SMI_TIMEOUT = 20.0
 
@@ -36,6 +39,7 @@ class GPU:
     driver: str
     mig_profile: str = ""
     parent_uuid: str = ""
+    compute_capability: str = ""
 
     @property
     def label(self) -> str:
@@ -72,6 +76,7 @@ def parse_query_csv(text: str) -> list[GPU]:
                 name=row[column["name"]].strip(),
                 memory_mib=_number(row[column["memory.total"]]),
                 driver=row[column["driver_version"]].strip(),
+                compute_capability=row[column["compute_cap"]].strip() if "compute_cap" in column else "",
             )
         )
     return gpus
@@ -104,36 +109,58 @@ def devices(gpus: Sequence[GPU], slices: Mapping[str, Sequence[tuple[str, str]]]
         for profile, uuid in gpu_slices:
             memory = _number(profile.split(".")[-1]) * 1024 if profile.endswith("gb") else 0
             result.append(
-                GPU(gpu.index, uuid, gpu.name, memory, gpu.driver, mig_profile=profile, parent_uuid=gpu.uuid)
+                GPU(
+                    gpu.index,
+                    uuid,
+                    gpu.name,
+                    memory,
+                    gpu.driver,
+                    mig_profile=profile,
+                    parent_uuid=gpu.uuid,
+                    compute_capability=gpu.compute_capability,
+                )
             )
     return result
 
 
-def visible_devices(all_devices: Sequence[GPU], environment: Mapping[str, str]) -> list[GPU]:
-    """The devices allowed by CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES, in their order.
+def _matches(entry: str, device: GPU) -> bool:
+    """Whether a CUDA_VISIBLE_DEVICES uuid entry names ``device`` (a GPU uuid names all its MIG slices)."""
+    if not entry.startswith(("GPU-", "MIG-")):
+        return False
+    return entry in (device.uuid, device.parent_uuid) or device.uuid.startswith(entry)
 
-    Entries are indexes, GPU uuids or MIG uuids (a GPU uuid selects all its slices). An empty value,
-    ``-1``, ``none``, ``void`` or ``NoDevFiles`` selects none; ``all`` or no variable selects all.
+
+def index_order_known(all_devices: Sequence[GPU], environment: Mapping[str, str]) -> bool:
+    """Whether CUDA's device indexes are nvidia-smi's (PCI bus) order.
+
+    They are with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``; in CUDA's default order (fastest first, ties by PCI bus)
+    only when every GPU is the same model.
     """
-    for variable in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
-        if variable in environment:
-            value = environment[variable].strip()
-            break
-    else:
-        return list(all_devices)
-    if value.lower() == "all":
+    if environment.get("CUDA_DEVICE_ORDER", "").strip() == "PCI_BUS_ID":
+        return True
+    return len({device.name for device in all_devices}) <= 1
+
+
+def visible_devices(all_devices: Sequence[GPU], environment: Mapping[str, str]) -> list[GPU]:
+    """The devices CUDA_VISIBLE_DEVICES (set by the site's batch system) gives, in its order.
+
+    As CUDA reads it: entries are CUDA indexes or GPU/MIG uuid prefixes (a GPU uuid selects all its
+    slices), and the list ends at the first entry that names no device (``-1``, ``none``, a wrong index);
+    unset selects every device. NVIDIA_VISIBLE_DEVICES is the container toolkit's setting (which devices
+    a container gets), not a CUDA filter: it is not read. Indexes are mapped in nvidia-smi's order, which
+    is CUDA's only when :func:`index_order_known`.
+    """
+    if "CUDA_VISIBLE_DEVICES" not in environment:
         return list(all_devices)
     chosen: list[GPU] = []
-    for entry in (item.strip() for item in value.split(",")):
-        if entry in ("", "-1", "none", "void", "NoDevFiles"):
+    for entry in (item.strip() for item in environment["CUDA_VISIBLE_DEVICES"].split(",")):
+        if entry.isdigit():
+            matches = [all_devices[int(entry)]] if int(entry) < len(all_devices) else []
+        else:
+            matches = [device for device in all_devices if _matches(entry, device)]
+        if entry in NO_DEVICE_WORDS or not matches or any(device in chosen for device in matches):
             break
-        matches = [
-            device
-            for device in all_devices
-            if entry in (str(device.index), device.uuid, device.parent_uuid)
-            or (device.uuid.startswith(entry) and entry.startswith(("GPU-", "MIG-")))
-        ]
-        chosen.extend(device for device in matches if device not in chosen)
+        chosen.extend(matches)
     return chosen
 
 
@@ -148,23 +175,11 @@ def _run(argv: Sequence[str]) -> str:
 QUERY_ERRORS = (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired)
 
 
+def query_all(nvidia_smi: str) -> tuple[list[GPU], dict[str, list[tuple[str, str]]]]:
+    """Every GPU of the node and the MIG slices of each, from ``nvidia_smi``; raises QUERY_ERRORS."""
+    return parse_query_csv(_run([nvidia_smi, *QUERY_ARGS])), parse_list(_run([nvidia_smi, *LIST_ARGS]))
+
+
 def query(nvidia_smi: str, environment: Mapping[str, str]) -> list[GPU]:
     """The devices ``nvidia_smi`` reports that the environment lets this glidein use; raises QUERY_ERRORS."""
-    gpus = parse_query_csv(_run([nvidia_smi, *QUERY_ARGS]))
-    slices = parse_list(_run([nvidia_smi, *LIST_ARGS]))
-    return visible_devices(devices(gpus, slices), environment)
-
-
-def detect(environment: Mapping[str, str]) -> list[GPU]:
-    """The GPUs this glidein may use; none when nvidia-smi is missing or fails (then CPU mode)."""
-    nvidia_smi = shutil.which("nvidia-smi", path=environment.get("PATH"))
-    if nvidia_smi is None:
-        LOG.info("no nvidia-smi on PATH: CPU mode")
-        return []
-    try:
-        found = query(nvidia_smi, environment)
-    except QUERY_ERRORS as error:
-        LOG.warning("nvidia-smi failed, so no GPU is used: %s", error)
-        return []
-    LOG.info("GPUs for Triton: %s", ", ".join(f"{gpu.uuid} ({gpu.label})" for gpu in found) or "none")
-    return found
+    return visible_devices(devices(*query_all(nvidia_smi)), environment)

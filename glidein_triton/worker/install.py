@@ -29,13 +29,16 @@ PYTHON_FILE = "python"
 #: would answer "not ready" while any one model loads or unloads (seconds), to every job's client.
 #: Readiness of a model is asked for per model (/v2/models/<model>/ready). The operator may still set it.
 NON_STRICT_READINESS = "--strict-readiness=false"
+#: Triton exits at startup when any model fails to load (one KIND_GPU or TensorRT model that this node
+#: cannot run would take the server down for every job): start with the models that load, report the others.
+NO_EXIT_ON_ERROR = "--exit-on-error=false"
 
 
 def default_server_args(operator_args: Sequence[str]) -> list[str]:
-    """The server options the hooks need, unless the operator's GLIDEIN_TRITON_SERVER_ARGS set them."""
-    if any(word.split("=", 1)[0] == "--strict-readiness" for word in operator_args):
-        return []
-    return [NON_STRICT_READINESS]
+    """The server options the plugin needs, unless the operator's GLIDEIN_TRITON_SERVER_ARGS set them."""
+    given = {word.split("=", 1)[0] for word in operator_args}
+    defaults = ((NON_STRICT_READINESS, "--strict-readiness"), (NO_EXIT_ON_ERROR, "--exit-on-error"))
+    return [option for option, name in defaults if name not in given]
 
 
 def gwms_dir(work_dir: Path) -> Path:

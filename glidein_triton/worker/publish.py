@@ -24,6 +24,9 @@ ATTRIBUTES = (
     CondorVar("TRITON_VERSION", "S", "TritonVersion"),
     CondorVar("TRITON_GPUS", "I", "TritonGPUs"),
     CondorVar("TRITON_GPU_NAMES", "S", "TritonGPUNames"),
+    CondorVar("TRITON_GPUS_IDLE", "I", "TritonGPUsIdle"),
+    CondorVar("TRITON_GPU_FALLBACK", "S", "TritonGPUFallback"),
+    CondorVar("TRITON_FAILED_MODELS", "S", "TritonFailedModels"),
     CondorVar("TRITON_RUNTIME", "S", "TritonRuntime"),
     CondorVar("TRITON_MODEL_REPOSITORY", "S", "TritonModelRepository", "TRITON_MODEL_REPOSITORY"),
     CondorVar("TRITON_AUTH", "S", "TritonAuth"),
@@ -68,6 +71,9 @@ def server_values(
         ),
         ("TRITON_GPUS", str(len(gpus))),
         ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in gpus))),
+        ("TRITON_GPUS_IDLE", "0"),
+        ("TRITON_GPU_FALLBACK", ""),
+        ("TRITON_FAILED_MODELS", ""),
         ("TRITON_RUNTIME", runtime),
         ("TRITON_MODEL_REPOSITORY", ad_string(model_repository)),
         ("TRITON_AUTH", "token" if endpoint.token_file else "none"),
@@ -77,6 +83,20 @@ def server_values(
     if endpoint.token_file:
         values.append(("TRITON_TOKEN_FILE", endpoint.token_file))
     return [*values, ("TRITON_FAILURE", "")]
+
+
+def server_report_values(
+    used: Sequence[GPU], idle: int, fallback: str, failed_models: Sequence[str]
+) -> list[tuple[str, str]]:
+    """What the ready server reports: the GPUs it initialised, those left idle, why it runs without the
+    GPUs it was meant to have, and the models that failed to load."""
+    return [
+        ("TRITON_GPUS", str(len(used))),
+        ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in used))),
+        ("TRITON_GPUS_IDLE", str(idle)),
+        ("TRITON_GPU_FALLBACK", ad_string(fallback)),
+        ("TRITON_FAILED_MODELS", ad_string(",".join(failed_models))),
+    ]
 
 
 def ready_values(version: str) -> list[tuple[str, str]]:

@@ -55,9 +55,12 @@ def server_options(
     return options + list(extra)
 
 
-def cuda_environment(gpus: Sequence[GPU]) -> dict[str, str]:
-    """CUDA_VISIBLE_DEVICES for the server: the chosen devices, or none at all in CPU mode."""
-    return {"CUDA_VISIBLE_DEVICES": ",".join(gpu.uuid for gpu in gpus)}
+def cuda_environment(gpus: Sequence[GPU], visible: str = "") -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES for the server: ``visible`` (the site's value, when the server uses all it
+    names), else the chosen devices by uuid; none at all in CPU mode."""
+    if not gpus:
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    return {"CUDA_VISIBLE_DEVICES": visible or ",".join(gpu.uuid for gpu in gpus)}
 
 
 def instance_name() -> str:
@@ -78,6 +81,7 @@ def process_plan(
     *,
     release: TritonRelease | None = None,
     operator_options: Sequence[str] = (),
+    cuda_visible_devices: str = "",
 ) -> LaunchPlan:
     """Run ``binary`` (a path, or a name found on PATH) directly, with the options ``release`` accepts."""
     executable = find_server_binary(binary, search_path)
@@ -90,7 +94,7 @@ def process_plan(
     return LaunchPlan(
         runtime="process",
         server=[executable, *options],
-        environment=cuda_environment(gpus),
+        environment=cuda_environment(gpus, cuda_visible_devices),
         metrics=METRICS_OFF not in options,
     )
 
@@ -147,6 +151,7 @@ def container_plan(
     *,
     release: TritonRelease | None = None,
     operator_options: Sequence[str] = (),
+    cuda_visible_devices: str = "",
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
 
@@ -165,7 +170,7 @@ def container_plan(
         start += ["--bind", f"{path}:{path}:ro"]
     start += [image, instance]
     run = [singularity_path, "exec"]
-    for name, value in sorted(cuda_environment(gpus).items()):
+    for name, value in sorted(cuda_environment(gpus, cuda_visible_devices).items()):
         run += ["--env", f"{name}={value}"]
     options = fit_options(
         release or TritonRelease(),

@@ -28,6 +28,7 @@ ALLOWED_SERVER_OPTIONS = (
     "--buffer-manager-thread-count",
     "--cache-config",
     "--cuda-memory-pool-byte-size",
+    "--exit-on-error",
     "--exit-timeout-secs",
     "--http-thread-count",
     "--log-error",
@@ -256,7 +257,18 @@ SETTINGS = (
         choice(GPU_MODES),
         "auto",
         " | ".join(GPU_MODES),
-        "auto: use the GPUs found, else CPU; gpu: fail without a GPU; cpu: never use a GPU.",
+        "auto: use the glidein's GPUs when it has some (GLIDEIN_TRITON_ENTRY_GPUS, or a CUDA_VISIBLE_DEVICES "
+        "from the site) and the server can use them, else CPU; gpu: fail without a usable GPU; cpu: never "
+        "use a GPU.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_ENTRY_GPUS",
+        "entry_gpus",
+        parse_bool,
+        "False",
+        "truth value",
+        "The entry gives its glideins GPUs (set by the factory on GPU entries, const): auto mode uses them, "
+        "the frontend sends Triton GPU jobs (+RequiresTritonGPU) only to such entries.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_HTTP_PORT",
@@ -453,6 +465,7 @@ class Settings:
     restart_limit: int
     restart_backoff: float
     watchdog_period: float
+    entry_gpus: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:

@@ -8,6 +8,7 @@ reports through error_gen. A failure is fatal to the glidein only when GLIDEIN_T
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -21,18 +22,20 @@ from types import FrameType
 
 from glidein_triton.worker import (
     access,
+    gpu_ownership,
+    gpu_selection,
     images,
     logs,
     processes,
     publish,
     runtime,
     server,
+    server_report,
     supervisor,
     token,
     triton_release,
     watchdog,
 )
-from glidein_triton.worker import gpus as gpu_discovery
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker.accounting import accounting_path
 from glidein_triton.worker.error_gen import Reporter
@@ -46,6 +49,7 @@ from glidein_triton.worker.errors import (
 )
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.glidein_config import publish as publish_config
+from glidein_triton.worker.gpu_selection import Selection
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports, allocate
 from glidein_triton.worker.settings import Settings, required_flag
@@ -58,7 +62,7 @@ from glidein_triton.worker.state import (
     ServerState,
     state_dir,
 )
-from glidein_triton.worker.triton_api import Server
+from glidein_triton.worker.triton_api import Server, TritonAPIError
 
 LOG = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class RunningServer:
     version: str
     model_repository: str
     access: access.Access
+    selection: Selection = dataclasses.field(default_factory=Selection)
 
     def endpoint(self) -> publish.Endpoint:
         return publish.Endpoint(
@@ -138,6 +143,7 @@ def plan_for(
     server_access: access.Access,
     job_repository: str = "",
     same_path_binds: Sequence[str] = (),
+    cuda_visible_devices: str = "",
 ) -> LaunchPlan:
     """The launch plan, with the options the server's release accepts; ``job_repository`` is served too (in a
     container, found via ``same_path_binds``)."""
@@ -165,6 +171,7 @@ def plan_for(
             more_repositories,
             release=release,
             operator_options=settings.server_args,
+            cuda_visible_devices=cuda_visible_devices,
         )
     runtime.check_image(settings.image)
     if images.is_remote(settings.image):
@@ -187,6 +194,7 @@ def plan_for(
         [*same_path_binds, *server_access.files],
         release=release,
         operator_options=settings.server_args,
+        cuda_visible_devices=cuda_visible_devices,
     )
 
 
@@ -198,13 +206,16 @@ def start_server(
 ) -> RunningServer:
     """Start the server and wait for it; on any failure, stop what was started and re-raise.
 
-    ``announce`` is called right after the launch, while the server loads its models. A failure leaves no
-    state or token file behind.
+    ``announce`` is called right after the launch, while the server loads its models. In ``auto`` mode a
+    GPU launch that fails for a GPU reason is followed by a CPU launch. A failure leaves no state or token
+    file behind.
     """
     directory = state_dir(config.work_dir)
-    devices = [] if settings.gpu_mode == "cpu" else gpu_discovery.detect(environment)
-    if settings.gpu_mode == "gpu" and not devices:
-        raise TritonSetupError("GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU")
+    selection = gpu_selection.choose(settings, config, environment)
+    if settings.gpu_mode == "gpu" and not selection.devices:
+        raise TritonSetupError(
+            f"GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU: {selection.reason or 'none found'}"
+        )
     try:
         with writing_in(directory):
             directory.mkdir(parents=True, exist_ok=True)
@@ -212,14 +223,35 @@ def start_server(
             server_access = access.prepare(settings, directory)
             job_repository = directory / JOB_REPOSITORY
             job_repository.mkdir(exist_ok=True)
-        return _launch_until_ready(
-            config, settings, environment, announce, devices, repository, server_access, str(job_repository)
-        )
+        launch = (config, environment, announce, repository, server_access, str(job_repository))
+        try:
+            return _launch_until_ready(settings, selection, *launch)
+        except ServerStartError as error:
+            reason = server_report.gpu_failure(server_report.read_log(directory / LOG_FILE_NAME))
+            if not selection.devices or not reason:
+                raise
+            if settings.gpu_mode != "auto":
+                raise ServerStartError(
+                    f"tritonserver failed on its GPUs: {reason}", evidence=error.evidence
+                ) from error
+            LOG.warning("the server failed on its GPUs (%s): starting it on the CPU", reason)
+            LOG.info("the GPU launch's failure: %s", error.detail())
+            fallback = Selection(
+                idle=len(selection.devices) + selection.idle, reason=f"the GPU launch failed: {reason}"
+            )
+            return _launch_until_ready(cpu_settings(settings), fallback, *launch)
     except BaseException:
         for name in (STATE_FILE_NAME, token.TOKEN_FILE_NAME):
             with contextlib.suppress(OSError):  # a read-only directory cannot have them either
                 (directory / name).unlink(missing_ok=True)
         raise
+
+
+def cpu_settings(settings: Settings) -> Settings:
+    """The settings of the CPU server after a failed GPU launch: Triton's default --exit-on-error=false, so
+    that models that need a GPU are reported instead of stopping the server."""
+    kept = tuple(word for word in settings.server_args if word.split("=", 1)[0] != "--exit-on-error")
+    return dataclasses.replace(settings, server_args=kept)
 
 
 @contextlib.contextmanager
@@ -232,16 +264,17 @@ def writing_in(directory: Path) -> Iterator[None]:
 
 
 def _launch_until_ready(
-    config: GlideinConfig,
     settings: Settings,
+    selection: Selection,
+    config: GlideinConfig,
     environment: Mapping[str, str],
     announce: Callable[[RunningServer], None],
-    devices: list[GPU],
     repository: str,
     server_access: access.Access,
     job_repository: str,
 ) -> RunningServer:
     """Launch and wait, with new ports after a clash (when they are chosen here); stop it on failure."""
+    devices = selection.devices
     directory = state_dir(config.work_dir)
     roots = supervisor.same_path_roots(config.work_dir)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
@@ -262,6 +295,7 @@ def _launch_until_ready(
             server_access,
             job_repository,
             roots,
+            selection.cuda_visible_devices,
         )
         if not plan.metrics:
             ports = Ports(ports.http, ports.grpc, 0)
@@ -283,7 +317,7 @@ def _launch_until_ready(
                 state.metrics_port = ports.metrics if settings.metrics else 0
                 supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
                 state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
-                announce(RunningServer(state, devices, "", repository, server_access))
+                announce(RunningServer(state, devices, "", repository, server_access, selection))
                 server.wait_ready(state, settings.ready_timeout)
                 members = processes.group_members(state.pgid)
                 state.shared_memory = sorted(str(path) for path in processes.shared_memory_files(members))
@@ -301,7 +335,7 @@ def _launch_until_ready(
         headers = token.headers(Path(server_access.token_file)) if server_access.token_file else {}
         version = str(Server(state.http_port, headers=headers).metadata().get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
-        return RunningServer(state, devices, version, repository, server_access)
+        return RunningServer(state, devices, version, repository, server_access, selection)
 
 
 def start_watchdog(
@@ -320,6 +354,51 @@ def start_watchdog(
         )
         state.save(state_dir(config.work_dir) / STATE_FILE_NAME)
     LOG.info("watchdog %d follows the glidein (pid %s) every %g s", state.watchdog_pid, glidein_pid, period)
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What the ready server reports about its GPUs and models."""
+
+    used: list[GPU]
+    fallback: str
+    failed_models: list[tuple[str, str]]
+
+    def values(self, running: RunningServer, config: Mapping[str, str]) -> list[tuple[str, str]]:
+        """glidein_config values: the report, and the startd's GPUs taken when the server uses them."""
+        names = [name for name, _reason in self.failed_models]
+        idle = len(running.gpus) - len(self.used) + running.selection.idle
+        return [
+            *publish.server_report_values(self.used, idle, self.fallback, names),
+            *gpu_ownership.startd_values(config, len(self.used)),
+        ]
+
+
+def report_server(running: RunningServer, settings: Settings) -> ServerReport:
+    """The GPUs the server initialised (from its log) and the models that failed to load (from its index)."""
+    given = running.gpus
+    used = given
+    if given and not any(word.startswith("--cuda-memory-pool-byte-size") for word in settings.server_args):
+        numbers = server_report.initialised_gpus(server_report.read_log(running.state.log_path))
+        used = [given[number] for number in numbers if number < len(given)]
+    fallback = running.selection.reason if not used else ""
+    if given and not used:
+        fallback = (
+            f"tritonserver initialised none of the {len(given)} GPUs it was given (no 'CUDA memory pool is "
+            "created on device' in its log)"
+        )
+    headers = token.headers(Path(running.access.token_file)) if running.access.token_file else {}
+    try:
+        index = Server(running.state.http_port, headers=headers).index()
+    except TritonAPIError as error:
+        LOG.warning("cannot read the model repository index: %s", error)
+        index = []
+    failed = server_report.failed_models(index)
+    for name, reason in failed:
+        LOG.warning("model %s did not load: %s", name, reason)
+    if fallback:
+        LOG.warning("the server runs without GPUs: %s", fallback)
+    return ServerReport(used, fallback, failed)
 
 
 def announce(config: GlideinConfig, launched: RunningServer) -> None:
@@ -349,8 +428,10 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         endpoint = running.endpoint()
         if running.access.token_file:
             token.copy(Path(running.access.token_file), hooks.bundled_token(config.work_dir))
+        report = report_server(running, settings)
         hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
-        publish_config(config, [*publish.ready_values(running.version), *hook_values], [])
+        ready = [*publish.ready_values(running.version), *report.values(running, config), *hook_values]
+        publish_config(config, ready, [])
         start_watchdog(config, settings.watchdog_period, state, environment)
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
@@ -364,8 +445,14 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         [
             ("HasTriton", "True"),
             ("TritonGRPCURL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
-            ("TritonGPUs", str(len(running.gpus))),
+            ("TritonGPUs", str(len(report.used))),
             ("TritonReadySeconds", f"{state.ready_at - state.started_at:.2f}"),
+            *([("TritonGPUFallback", publish.ad_string(report.fallback))] if report.fallback else []),
+            *(
+                [("TritonFailedModels", ",".join(name for name, _reason in report.failed_models))]
+                if report.failed_models
+                else []
+            ),
         ]
     )
     return 0

@@ -1,0 +1,57 @@
+"""What a started server reports about itself: the GPUs it initialised, GPU failures, models that failed.
+
+Triton has no API that lists the GPUs it uses; its log has one ``CUDA memory pool is created on device N``
+line per GPU it initialised (core ``cuda_memory_manager.cc``), and ``CUDA memory pool disabled`` when it
+initialised none. Models that could not load stay in the repository index as ``UNAVAILABLE`` with their
+reason (with ``--exit-on-error=false`` the server starts without them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+MEMORY_POOL = re.compile(r"CUDA memory pool is created on device (\d+)")
+#: Phrases of Triton's and CUDA's errors when the GPUs given to a server cannot be used.
+GPU_FAILURE_PHRASES = (
+    "no GPUs are available",
+    "unsupported gpu id",
+    "no CUDA-capable device",
+    "CUDA driver version is insufficient",
+    "forward compatibility was attempted on non supported HW",
+    "system has unsupported display driver / cuda driver combination",
+)
+#: Triton's error lines: ``E1201 14:26:20.181979 821 model_lifecycle.cc:642] ...``, or main's ``error: ...``.
+ERROR_LINE = re.compile(r"^(E\d{4} |error: )")
+
+
+def read_log(path: str | Path) -> str:
+    """The server log's text ("" when it cannot be read)."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def initialised_gpus(log_text: str) -> list[int]:
+    """The CUDA device numbers (as the server saw them) that got a memory pool, in order, once each."""
+    return list(dict.fromkeys(int(number) for number in MEMORY_POOL.findall(log_text)))
+
+
+def gpu_failure(text: str) -> str:
+    """The first error line that says the GPUs could not be used ("" when none does)."""
+    for line in text.splitlines():
+        if ERROR_LINE.match(line) and any(phrase.lower() in line.lower() for phrase in GPU_FAILURE_PHRASES):
+            return line.strip()
+    return ""
+
+
+def failed_models(index: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(name, reason) of each model of the repository index that is UNAVAILABLE with a reason."""
+    return [
+        (str(entry.get("name", "")), str(entry.get("reason", "")))
+        for entry in index
+        if entry.get("state") == "UNAVAILABLE" and entry.get("reason")
+    ]
