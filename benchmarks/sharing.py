@@ -72,6 +72,7 @@ def run_jobs(
     server_pids: list[int],
     url: str,
     token_file: str,
+    model: str = "mlp",
 ) -> tuple[int, list[float], float]:
     """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes."""
     argv = [
@@ -84,6 +85,8 @@ def run_jobs(
         url,
         "--token-file",
         token_file,
+        "--model",
+        model,
     ]
     children = [
         subprocess.Popen(
@@ -116,9 +119,16 @@ def run_jobs(
 
 
 def run(
-    job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), seconds: float = 5.0, repeats: int = 2
+    job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+    seconds: float = 5.0,
+    repeats: int = 2,
+    model: str = "mlp",
+    settings: dict[str, str] | None = None,
 ) -> list[SideResult]:
-    """Both sides at each number of jobs, with one glidein server started through the real startup script."""
+    """Both sides at each number of jobs, with one glidein server started through the real startup script.
+
+    ``model`` is the server's (``mlp_gpu`` for the GPU check), ``settings`` more glidein_config values.
+    """
     environment = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(HERE.parent)}
     results = []
     with tempfile.TemporaryDirectory(prefix="glidein-triton-bench-") as root:
@@ -126,7 +136,8 @@ def run(
             Path(root) / "glidein",
             settings={
                 "GLIDEIN_TRITON_MODEL_REPOSITORY": str(HERE / "models"),
-                "GLIDEIN_TRITON_MODELS": "mlp",
+                "GLIDEIN_TRITON_MODELS": model,
+                **(settings or {}),
             },
         )
         # The shared server may use every core of the glidein (the jobs get one each).
@@ -149,7 +160,7 @@ def run(
                         ("server", processes.group_members(state.pgid), server),
                     ):
                         count, round_latencies, memory = run_jobs(
-                            mode, jobs, seconds, environment, pids, url, token_file
+                            mode, jobs, seconds, environment, pids, url, token_file, model
                         )
                         rounds[mode].append(SideResult(mode, jobs, count / seconds, 0, 0, 0, memory))
                         latencies[mode] += [value * 1000 for value in round_latencies]

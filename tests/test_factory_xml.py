@@ -19,6 +19,10 @@ TRITON_ATTR = (
     '<attr name="GLIDEIN_TRITON" const="False" glidein_publish="False" job_publish="False" parameter="True" '
     'publish="True" type="string" value="True"/>'
 )
+ENTRY_GPUS_ATTR = (
+    '<attr name="GLIDEIN_TRITON_ENTRY_GPUS" const="True" glidein_publish="False" job_publish="False" '
+    'parameter="True" publish="True" type="string" value="True"/>'
+)
 SLOTS_ATTR = (
     '<attr name="GLIDEIN_Resource_Slots" const="True" glidein_publish="True" job_publish="False" '
     'parameter="True" publish="True" type="string" value="GPUs,type=main"/>'
@@ -53,14 +57,15 @@ def test_an_entry_gets_the_worker_code_the_switch_and_gpus_and_the_factory_gets_
     result = patch(original, "CE_GPU_A100")
     assert removed_lines(original, result) == []  # only insertions: the rest is byte-identical
     assert added_lines(original, result) == [
-        *indented(" " * 12, [TRITON_ATTR, SLOTS_ATTR]),
+        *indented(" " * 12, [TRITON_ATTR, ENTRY_GPUS_ATTR, SLOTS_ATTR]),
         *indented(" " * 12, TARBALL_FILE),
         *indented(" " * 6, GLOBAL_FILES),
     ]
     root = parse(result)
     (gpu_entry,) = named(root, "entries/entry", "CE_GPU_A100")
-    assert [attr.get("name") for attr in gpu_entry.iterfind("attrs/attr")][-2:] == [
+    assert [attr.get("name") for attr in gpu_entry.iterfind("attrs/attr")][-3:] == [
         "GLIDEIN_TRITON",
+        "GLIDEIN_TRITON_ENTRY_GPUS",
         "GLIDEIN_Resource_Slots",
     ]
     (untar,) = gpu_entry.iterfind("files/file/untar_options")
@@ -106,6 +111,7 @@ def test_an_entry_set_is_patched_by_alias_and_keeps_its_resource_slots() -> None
         "GLIDEIN_Resource_Slots",
         "GLIDEIN_Site",
         "GLIDEIN_TRITON",
+        "GLIDEIN_TRITON_ENTRY_GPUS",
     ]
     assert metasite.find("files/file").get("untar") == "True"  # type: ignore[union-attr]
 
@@ -175,7 +181,10 @@ def test_settings_become_attrs_in_order_and_are_never_duplicated() -> None:
     assert len(names) == len(set(names))
     written = {attr.get("name"): attr.get("value") for attr in gpu_entry.iterfind("attrs/attr")}
     assert [(name, written[name]) for name, _ in settings] == list(settings)
-    assert names[-4:] == [name for name, _ in settings] + ["GLIDEIN_Resource_Slots"]
+    assert names[-5:] == [name for name, _ in settings] + [
+        "GLIDEIN_TRITON_ENTRY_GPUS",
+        "GLIDEIN_Resource_Slots",
+    ]
 
 
 def test_an_equal_attr_written_differently_is_left_alone() -> None:

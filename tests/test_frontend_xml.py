@@ -76,7 +76,7 @@ def test_a_group_without_images_gets_the_match_expressions_and_the_switch() -> N
         '            <job query_expr="True">\n',
     ]
     added = added_lines(original, result)
-    assert "                  " + '<match_attr name="GLIDEIN_Resource_Slots" type="string"/>\n' in added
+    assert "                  " + '<match_attr name="GLIDEIN_TRITON_ENTRY_GPUS" type="string"/>\n' in added
     assert "                  " + '<match_attr name="RequiresTriton" type="bool"/>\n' in added
     assert "            " + SWITCH + "\n" in added
     group = group_of(result, "main")
@@ -108,8 +108,8 @@ def test_a_group_with_its_own_images_gets_the_keys_there_and_its_expressions_and
     match = group_of(result, "gpu").find("match")
     assert match is not None
     assert match.get("match_expr") == (
-        '(job.get("RequestGPUs", 0) >= 1) and ((not job.get("RequestGPUs")) or '
-        '("gpus" in glidein["attrs"].get("GLIDEIN_Resource_Slots", "").lower()))'
+        '(job.get("RequestGPUs", 0) >= 1) and ((not job.get("RequiresTritonGPU")) or '
+        '(str(glidein["attrs"].get("GLIDEIN_TRITON_ENTRY_GPUS", "")).lower() == "true"))'
     )
     assert match.get("start_expr") == (
         "(TARGET.RequestGPUs >= 1) && ((TARGET.RequiresTriton =!= True) || (MY.HasTriton =?= True))"
@@ -124,6 +124,7 @@ def test_a_group_with_its_own_images_gets_the_keys_there_and_its_expressions_and
     assert [attr.get("name") for attr in match.iterfind("job/match_attrs/match_attr")] == [
         "RequestGPUs",
         "RequiresTriton",
+        "RequiresTritonGPU",
     ]
     assert patch(result, "gpu") == result
 
@@ -234,9 +235,12 @@ def test_the_switch_set_otherwise_in_the_group_is_a_conflict() -> None:
 
 def test_a_match_attr_of_another_type_is_a_conflict() -> None:
     original = FRONTEND_XML.read_bytes().replace(
-        b'<match_attr name="RequestGPUs" type="int"/>', b'<match_attr name="RequestGPUs" type="string"/>'
+        b'<match_attr name="RequestGPUs" type="int"/>',
+        b'<match_attr name="RequestGPUs" type="int"/><match_attr name="RequiresTritonGPU" type="string"/>',
     )
-    with pytest.raises(PatchError, match=r"<job> match_attrs: <match_attr> 'RequestGPUs' is already there"):
+    with pytest.raises(
+        PatchError, match=r"<job> match_attrs: <match_attr> 'RequiresTritonGPU' is already there"
+    ):
         patch(original, "gpu")
 
 
@@ -271,14 +275,15 @@ def test_the_expressions_select_what_they_should() -> None:
     # match_expr is Python, evaluated by the frontend with the job and the entry's glidein dictionaries
     code = compile(match.get("match_expr", ""), "<match_expr>", "eval")
 
-    def matches(job: dict[str, object], slots: str | None) -> bool:
-        glidein = {"attrs": {} if slots is None else {"GLIDEIN_Resource_Slots": slots}}
-        return bool(eval(code, {"job": job, "glidein": glidein}))  # noqa: S307 (our own template's expression)
+    def matches(job: dict[str, object], attrs: dict[str, str]) -> bool:
+        return bool(eval(code, {"job": job, "glidein": {"attrs": attrs}}))  # noqa: S307 (our own template's expression)
 
-    assert matches({"RequiresTriton": True}, None)
-    assert matches({"RequestGPUs": 1}, "GPUs,type=main")
-    assert not matches({"RequestGPUs": 2}, "ioslot,2")
-    assert not matches({"RequestGPUs": 1}, None)
+    gpu_entry = {"GLIDEIN_TRITON_ENTRY_GPUS": "True", "GLIDEIN_Resource_Slots": "GPUs,1,type=main"}
+    assert matches({"RequiresTriton": True}, {})
+    assert matches({"RequiresTriton": True, "RequiresTritonGPU": True}, gpu_entry)
+    assert not matches({"RequiresTritonGPU": True}, {"GLIDEIN_TRITON_ENTRY_GPUS": "False"})
+    # Not a substring of GLIDEIN_Resource_Slots: only the entry attribute says the entry gives GPUs.
+    assert not matches({"RequiresTritonGPU": True}, {"GLIDEIN_Resource_Slots": "GPUs,1,type=main"})
 
 
 @pytest.mark.parametrize(
@@ -373,8 +378,8 @@ def test_a_bare_group_gets_the_whole_match_and_attrs() -> None:
     assert match is not None
     assert match.find("factory").get("query_expr") == "(GlideinParamGLIDEIN_TRITON =!= UNDEFINED)"  # type: ignore[union-attr]
     assert [attr.get("name") for attr in match.iterfind("job/match_attrs/match_attr")] == [
-        "RequestGPUs",
         "RequiresTriton",
+        "RequiresTritonGPU",
     ]
     assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON"]
     assert result.startswith(b"<frontend>\n  <groups>\n    <group name='bare' enabled='True'>\n      <")
@@ -386,6 +391,6 @@ def test_a_match_without_factory_or_job_gets_them() -> None:
     result = patch(original, "g", images={})
     match = group_of(result, "g").find("match")
     assert match is not None
-    assert match.find("factory/match_attrs/match_attr").get("name") == "GLIDEIN_Resource_Slots"  # type: ignore[union-attr]
+    assert match.find("factory/match_attrs/match_attr").get("name") == "GLIDEIN_TRITON_ENTRY_GPUS"  # type: ignore[union-attr]
     assert match.find("job").get("query_expr") == "(RequiresTriton =?= True)"  # type: ignore[union-attr]
     assert patch(result, "g", images={}) == result

@@ -147,6 +147,7 @@ def fake_nvidia_smi(directory: Path, fixture: Path, failing: bool = False) -> st
 def test_query_runs_nvidia_smi(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
     path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "h100-mig")
     found = gpus.query(
-        f"{tmp_path}/nvidia-smi", {"PATH": path, "CUDA_VISIBLE_DEVICES": "MIG-00000001-0000-0000-0000-000000000001"}
+        f"{tmp_path}/nvidia-smi",
+        {"PATH": path, "CUDA_VISIBLE_DEVICES": "MIG-00000001-0000-0000-0000-000000000001"},
     )
     assert [device.mig_profile for device in found] == ["2g.20gb"]

@@ -326,8 +326,11 @@ def test_hook_settings_and_server_defaults() -> None:
         Settings.from_config({"GLIDEIN_TRITON_RESTART_LIMIT": "-1"})
     with pytest.raises(ConfigError, match="GLIDEIN_TRITON_LOAD_TIMEOUT='0'"):
         Settings.from_config({"GLIDEIN_TRITON_LOAD_TIMEOUT": "0"})
-    assert hooks.default_server_args([]) == ["--strict-readiness=false"]
-    assert hooks.default_server_args(["--strict-readiness=true", "--log-verbose=1"]) == []
+    assert hooks.default_server_args([]) == ["--strict-readiness=false", "--exit-on-error=false"]
+    assert hooks.default_server_args(["--strict-readiness=true", "--log-verbose=1"]) == [
+        "--exit-on-error=false"
+    ]
+    assert hooks.default_server_args(["--exit-on-error=true", "--strict-readiness=true"]) == []
 
 
 def test_ad_lines() -> None:

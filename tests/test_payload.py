@@ -73,6 +73,7 @@ def test_the_printed_xml_lists_the_files_by_their_absolute_paths(
     assert files[2].find("untar_options").get("absdir_outattr") == payload.CODE_DIR_ATTRIBUTE  # type: ignore[union-attr]
     assert [attr.get("name") for attr in snippet.findall("attr")] == [
         "GLIDEIN_TRITON",
+        "GLIDEIN_TRITON_ENTRY_GPUS",
         "GLIDEIN_Resource_Slots",
     ]
 

@@ -53,6 +53,7 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_RUNTIME",
         "GLIDEIN_TRITON_SERVER_BINARY",
         "GLIDEIN_TRITON_GPU",
+        "GLIDEIN_TRITON_ENTRY_GPUS",
         "GLIDEIN_TRITON_HTTP_PORT",
         "GLIDEIN_TRITON_GRPC_PORT",
         "GLIDEIN_TRITON_METRICS_PORT",

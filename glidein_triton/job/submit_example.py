@@ -91,9 +91,17 @@ def submit_description(request: JobRequest) -> str:
         *image,
         "# Ask for a glidein with Triton, and match only slots whose server is up.",
         "+RequiresTriton = True",
+        *(
+            [
+                "# Only from entries that give their glideins GPUs (the frontend matches on it).",
+                "+RequiresTritonGPU = True",
+            ]
+            if request.gpu
+            else []
+        ),
         f"requirements = {requirements(request)}",
         *models,
-        "# The job itself needs no GPU: the server has them.",
+        "# The job itself needs no GPU, and must not request_gpus: the server owns the GPUs.",
         "request_cpus = 1",
         "request_memory = 2 GB",
         "request_disk = 1 GB",
