@@ -119,7 +119,7 @@ def start_gpu_server(
         prepared.glidein.run_cleanup(prepared.environment)
     used = int(node.published.get("TritonGPUs", "0") or 0)
     details = {key: value for key, value in node.published.items() if key.startswith("Triton")}
-    failed = node.published.get("TritonFailedModels", "")
+    failed = node.published.get("TritonFailedModels", "").strip('"')
     if result.metrics.get("HasTriton") != "True":
         return Step("server", "fail", f"no server: {result.metrics.get('TritonFailureDetail', '')}", details)
     if used < 1 or "simple_gpu" in failed:
@@ -129,6 +129,8 @@ def start_gpu_server(
 
 def check_ownership(node: Node) -> Step:
     """No slot of the startd gives a GPU to a request_gpus job; the Triton GPU job matches the server."""
+    if node.published and node.published.get("TritonGPUs", "0") in ("", "0"):
+        return Step("ownership", "skipped", "the server uses no GPU here: the startd keeps them")
     if node.published:
         config, devices, published = node.config, node.every, node.published
         where = "this node, after the startup script"

@@ -138,6 +138,7 @@ def test_gpu_node_with_apptainer_can_run(
         "triton",
         "gpus",
         "driver",
+        "compute",
         "--nv",
         "ports",
         "disk",
@@ -153,6 +154,7 @@ def test_gpu_node_with_apptainer_can_run(
     assert (
         checks["driver"]["summary"] == "driver 590.48.01 >= 580.65.06, needed by CUDA 13.0.0 of Triton 25.08"
     )
+    assert checks["compute"]["summary"] == "compute capability 9.0 >= 7.5 (Triton 25.08)"
     assert checks["--nv"]["summary"].startswith("ldconfig -p lists 3 of 4 NVIDIA libraries")
     assert checks["--nv"]["notes"] == [
         f"libraries listed in {node.root}/apptainer/etc/apptainer/nvliblist.conf"
@@ -366,6 +368,24 @@ def test_the_release_option_wins_over_the_image_name(
     code, report = run_check(capsys, "--image", str(node.image("server.sif.d")))
     assert by_name(report)["driver"]["status"] == "warn"
     assert "the Triton release is unknown" in by_name(report)["driver"]["summary"]
+
+
+@pytest.mark.parametrize(("release", "status"), [("24.10", "ok"), ("24.12", "warn")])
+def test_compute_capability_below_the_release_minimum(
+    node: Node, nvidia_smi_fixtures: Path, capsys: pytest.CaptureFixture[str], release: str, status: str
+) -> None:
+    """A V100 (7.0) next to an L40S (8.9): Triton 24.11 and later need 7.5, so the V100 is left out."""
+    node.apptainer()
+    node.gpus(nvidia_smi_fixtures, "mixed-synthetic")
+    node.ldconfig(ESSENTIAL_CACHE)
+    _code, report = run_check(capsys, "--image", str(node.image(f"tritonserver-{release}-py3.sandbox")))
+    finding = by_name(report)["compute"]
+    assert finding["status"] == status
+    if status == "ok":
+        assert finding["summary"] == f"compute capability 7.0, 8.9 >= 6 (Triton {release})"
+    else:
+        assert finding["summary"] == f"1 of 2 GPUs below compute capability 7.5 (Triton {release}): left out"
+        assert finding["notes"][0] == "GPU-5f1c2a3b-0d4e-4a1f-9b2c-3d4e5f6a7b8c: Tesla V100-SXM2-32GB, 7.0"
 
 
 @pytest.mark.parametrize(("mode", "status"), [("auto", "warn"), ("gpu", "fail")])

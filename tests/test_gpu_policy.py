@@ -8,8 +8,11 @@ import classad2
 import pytest
 
 from glidein_triton.local import startd_gpus
-from glidein_triton.worker import gpu_ownership, gpu_selection, gpus, server_report
+from glidein_triton.worker import access, gpu_ownership, gpu_selection, gpus, server_report, startup
+from glidein_triton.worker import ports as port_allocation
+from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.settings import Settings
+from glidein_triton.worker.state import ServerState
 
 from .test_gpus import fake_nvidia_smi
 
@@ -179,3 +182,43 @@ def test_gpu_failure_only_from_error_lines() -> None:
     assert server_report.gpu_failure(warning) == ""
     assert server_report.gpu_failure(f"{warning}\n{failed}") == failed
     assert server_report.gpu_failure("error: creating server: Internal - failed to load all models") == ""
+
+
+def running_on(tmp_path: Path, log: str, devices: list[gpus.GPU], idle: int = 0) -> startup.RunningServer:
+    """A launched server's record, its log written; nothing listens on its port (the index is empty)."""
+    (tmp_path / "server.log").write_text(log)
+    state = ServerState(runtime="process", http_port=port_allocation.allocate(Ports(0, 0, 0)).http)
+    state.log_path = str(tmp_path / "server.log")
+    selection = gpu_selection.Selection(devices, "0,1", idle)
+    return startup.RunningServer(state, devices, "2.51.0", "/r", access.Access(), selection)
+
+
+def test_the_server_report_takes_the_gpus_it_initialised_from_the_startd(
+    tmp_path: Path, nvidia_smi_fixtures: Path
+) -> None:
+    two = devices_of(nvidia_smi_fixtures, "mixed-synthetic")
+    log = 'I1201 cuda_memory_manager.cc:107] "CUDA memory pool is created on device 1 with size 67108864"\n'
+    running = running_on(tmp_path, log, two)
+    report = startup.report_server(running, settings())
+    assert report.used == [two[1]]
+    values = dict(report.values(running, {"GLIDEIN_Resource_Slots": "ioslots,1;GPUs,2,type=main"}))
+    assert (values["TRITON_GPUS"], values["TRITON_GPUS_IDLE"]) == ("1", "1")
+    assert values["TRITON_GPU_NAMES"] == "NVIDIA L40S"
+    assert values["GLIDEIN_Resource_Slots"] == "ioslots,1"
+
+
+def test_a_server_that_initialised_no_gpu_says_so_and_leaves_them(
+    tmp_path: Path, nvidia_smi_fixtures: Path
+) -> None:
+    h100 = devices_of(nvidia_smi_fixtures, "h100")
+    running = running_on(tmp_path, 'I1201 cuda_memory_manager.cc:117] "CUDA memory pool disabled"\n', h100)
+    report = startup.report_server(running, settings())
+    assert report.used == []
+    assert report.fallback.startswith("tritonserver initialised none of the 1 GPUs")
+    values = dict(report.values(running, {"GLIDEIN_Resource_Slots": "GPUs,1,type=main"}))
+    assert "GLIDEIN_Resource_Slots" not in values
+    # With a memory pool size set by the operator, the log cannot tell: the GPUs given count as used.
+    sized = startup.report_server(
+        running, settings(GLIDEIN_TRITON_SERVER_ARGS="--cuda-memory-pool-byte-size=0:0")
+    )
+    assert sized.used == h100

@@ -105,6 +105,7 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
         container_checks.check_release(context, server),
         gpus_finding,
         node_checks.check_driver(context, found),
+        node_checks.check_compute_capability(context, found),
         container_checks.check_nv(context, server, found),
         node_checks.check_ports(context),
         node_checks.check_disk(context.work_dir, context.min_free_bytes),

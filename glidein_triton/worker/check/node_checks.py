@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.worker import cuda_support
+from glidein_triton.worker import cuda_support, gpu_selection
 from glidein_triton.worker import gpus as gpu_discovery
 from glidein_triton.worker.check.findings import FAIL, INFO, OK, WARN, Finding
 from glidein_triton.worker.gpus import GPU
@@ -90,6 +90,24 @@ def check_driver(context: NodeContext, found: Sequence[GPU]) -> Finding:
         return gpu_problem(context, "driver", verdict.message)
     # "unknown" (a release not in the table) is a warning: the driver may or may not do.
     return Finding("driver", OK if verdict.status == "ok" else WARN, verdict.message)
+
+
+def check_compute_capability(context: NodeContext, found: Sequence[GPU]) -> Finding:
+    """Whether every GPU reaches the compute capability the server needs (as the startup script decides)."""
+    if not found:
+        return Finding("compute", INFO, "skipped: no GPU to use")
+    minimum = gpu_selection.minimum_compute_capability(context.release, context.settings.server_args)
+    known = [gpu for gpu in found if gpu.compute_capability]
+    if not known:
+        return Finding("compute", WARN, "nvidia-smi gave no compute_cap (a driver older than 510?)")
+    low = [gpu for gpu in known if gpu_selection.device_problem(gpu, "", minimum)]
+    source = f"Triton {context.release}" if context.release else "the release unknown"
+    if low:
+        notes = tuple(f"{gpu.uuid}: {gpu.label}, {gpu.compute_capability}" for gpu in low)
+        summary = f"{len(low)} of {len(found)} GPUs below compute capability {minimum:g} ({source}): left out"
+        return gpu_problem(context, "compute", summary, notes)
+    shown = ", ".join(sorted({gpu.compute_capability for gpu in known}))
+    return Finding("compute", OK, f"compute capability {shown} >= {minimum:g} ({source})")
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
