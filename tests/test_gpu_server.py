@@ -81,6 +81,17 @@ def test_cpu_fallback_after_a_gpu_launch_fails(gpu_glidein: demo.DemoGlidein) ->
     assert state is not None
     assert state.environment["CUDA_VISIBLE_DEVICES"] == ""
     assert "--exit-on-error=true" not in state.argv
+    assert "--exit-on-error=false" in state.argv
+
+
+def test_cpu_fallback_with_models_named_one_by_one(gpu_glidein: demo.DemoGlidein) -> None:
+    """Named models keep Triton's --exit-on-error=true: the GPU launch fails, the CPU server does not."""
+    gpu_glidein.glidein.set("GLIDEIN_TRITON_MODELS", "simple,simple_gpu")
+    result = gpu_glidein.glidein.run_startup(gpu_glidein.environment)
+    assert result.returncode == 0, result.stderr
+    assert result.metrics["HasTriton"] == "True"
+    assert "has kind KIND_GPU but no GPUs are available" in result.metrics["TritonGPUFallback"]
+    assert result.metrics["TritonFailedModels"] == "simple_gpu"
 
 
 def test_no_fallback_when_gpus_were_required(gpu_glidein: demo.DemoGlidein) -> None:
@@ -92,3 +103,18 @@ def test_no_fallback_when_gpus_were_required(gpu_glidein: demo.DemoGlidein) -> N
     assert result.metrics["TritonFailure"] == "WN_Resource"
     assert result.metrics["TritonFailureDetail"].startswith("tritonserver failed on its GPUs: E")
     assert "no GPUs are available" in result.metrics["TritonFailureDetail"]
+
+
+def test_gpu_mode_fails_when_the_server_initialised_no_gpu(gpu_glidein: demo.DemoGlidein) -> None:
+    gpu_glidein.glidein.set("GLIDEIN_TRITON_GPU", "gpu")
+    result = gpu_glidein.glidein.run_startup(gpu_glidein.environment)
+    assert result.returncode == 0
+    assert result.metrics["HasTriton"] == "False"
+    assert result.metrics["TritonFailure"] == "WN_Resource"
+    assert result.metrics["TritonFailureDetail"] == (
+        "GLIDEIN_TRITON_GPU=gpu but tritonserver initialised none of the 1 GPUs it was given (no 'CUDA memory "
+        "pool is created on device' in its log)"
+    )
+    attributes, _ = gpu_glidein.glidein.published()
+    assert attributes["HasTriton"] == "False"
+    assert "TritonGPUs" not in attributes

@@ -331,6 +331,8 @@ def test_hook_settings_and_server_defaults() -> None:
         "--exit-on-error=false"
     ]
     assert hooks.default_server_args(["--exit-on-error=true", "--strict-readiness=true"]) == []
+    # Models named one by one are required: Triton's own --exit-on-error=true stays.
+    assert hooks.default_server_args([], ["simple", "mlp"]) == ["--strict-readiness=false"]
 
 
 def test_ad_lines() -> None:

@@ -29,15 +29,19 @@ PYTHON_FILE = "python"
 #: would answer "not ready" while any one model loads or unloads (seconds), to every job's client.
 #: Readiness of a model is asked for per model (/v2/models/<model>/ready). The operator may still set it.
 NON_STRICT_READINESS = "--strict-readiness=false"
-#: Triton exits at startup when any model fails to load (one KIND_GPU or TensorRT model that this node
-#: cannot run would take the server down for every job): start with the models that load, report the others.
+#: Triton exits at startup when any model fails to load: with every model of the repository loaded (``*``),
+#: one KIND_GPU or TensorRT model that this node cannot run would take the server down for every job. Then
+#: the server starts with the models that load and the others are reported. Models named one by one in
+#: GLIDEIN_TRITON_MODELS are required: Triton's default stays.
 NO_EXIT_ON_ERROR = "--exit-on-error=false"
 
 
-def default_server_args(operator_args: Sequence[str]) -> list[str]:
+def default_server_args(operator_args: Sequence[str], models: Sequence[str] = ("*",)) -> list[str]:
     """The server options the plugin needs, unless the operator's GLIDEIN_TRITON_SERVER_ARGS set them."""
     given = {word.split("=", 1)[0] for word in operator_args}
-    defaults = ((NON_STRICT_READINESS, "--strict-readiness"), (NO_EXIT_ON_ERROR, "--exit-on-error"))
+    defaults = [(NON_STRICT_READINESS, "--strict-readiness")]
+    if list(models) == ["*"]:
+        defaults.append((NO_EXIT_ON_ERROR, "--exit-on-error"))
     return [option for option, name in defaults if name not in given]
 
 

@@ -151,7 +151,7 @@ def plan_for(
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
     options = [
-        *hooks.default_server_args(settings.server_args),
+        *hooks.default_server_args(settings.server_args, settings.models),
         *settings.server_args,
         *server_access.options,
     ]
@@ -248,10 +248,10 @@ def start_server(
 
 
 def cpu_settings(settings: Settings) -> Settings:
-    """The settings of the CPU server after a failed GPU launch: Triton's default --exit-on-error=false, so
-    that models that need a GPU are reported instead of stopping the server."""
-    kept = tuple(word for word in settings.server_args if word.split("=", 1)[0] != "--exit-on-error")
-    return dataclasses.replace(settings, server_args=kept)
+    """The settings of the CPU server after a failed GPU launch: ``--exit-on-error=false`` whatever the
+    operator set, so that models that need a GPU are reported instead of stopping the server."""
+    kept = [word for word in settings.server_args if word.split("=", 1)[0] != "--exit-on-error"]
+    return dataclasses.replace(settings, server_args=(*kept, hooks.NO_EXIT_ON_ERROR))
 
 
 @contextlib.contextmanager
@@ -381,7 +381,7 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
     if given and not any(word.startswith("--cuda-memory-pool-byte-size") for word in settings.server_args):
         numbers = server_report.initialised_gpus(server_report.read_log(running.state.log_path))
         used = [given[number] for number in numbers if number < len(given)]
-    fallback = running.selection.reason if not used else ""
+    fallback = running.selection.reason
     if given and not used:
         fallback = (
             f"tritonserver initialised none of the {len(given)} GPUs it was given (no 'CUDA memory pool is "
@@ -429,6 +429,10 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         if running.access.token_file:
             token.copy(Path(running.access.token_file), hooks.bundled_token(config.work_dir))
         report = report_server(running, settings)
+        if settings.gpu_mode == "gpu" and not report.used:
+            for problem in server.stop(state, environment):
+                LOG.warning("while stopping the server: %s", problem)
+            raise ServerStartError(f"GLIDEIN_TRITON_GPU=gpu but {report.fallback}")
         hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
         ready = [*publish.ready_values(running.version), *report.values(running, config), *hook_values]
         publish_config(config, ready, [])
