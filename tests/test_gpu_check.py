@@ -62,12 +62,14 @@ def test_a_server_that_cannot_use_the_gpu_fails_the_check(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """This CPU tritonserver, told by a captured nvidia-smi that there is an H100, initialises no GPU."""
+    """This CPU tritonserver, told by a captured nvidia-smi that there is an H100, cannot load the KIND_GPU
+    model: the check reports the fallback and fails."""
     monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "h100"))
     assert gpu_check.main(["--json"]) == 1
     steps = steps_of(capsys.readouterr().out)
     assert steps["nvidia-smi"]["status"] == "ok"
     assert steps["server"]["status"] == "fail"
     assert steps["server"]["summary"] == "TritonGPUs = 0, failed models: simple_gpu"
-    assert "initialised none of the 1 GPUs" in str(steps["server"]["details"])
+    assert "the GPU launch failed" in str(steps["server"]["details"])
+    assert "has kind KIND_GPU but no GPUs are available" in str(steps["server"]["details"])
     assert steps["ownership"]["status"] == "skipped"
