@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from glidein_triton.worker import cuda_support, runtime
+from glidein_triton.worker import cuda_support, runtime, triton_release
 from glidein_triton.worker import gpus as gpu_discovery
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.settings import Settings
@@ -157,7 +157,8 @@ def choose(settings: Settings, config: Mapping[str, str], environment: Mapping[s
         return Selection(reason="nvidia-smi shows no GPU this glidein may use (CUDA_VISIBLE_DEVICES)")
     search_path = environment.get("PATH")
     runtime_name = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
-    release = "" if runtime_name == "process" else cuda_support.release_from_image(settings.image)
+    # The image's release (its environment, TRITON_VERSION file or name), as the launch reads it.
+    release = "" if runtime_name == "process" else triton_release.from_image(settings.image).container
     selection = select(
         visible,
         environment,
