@@ -1,3 +1,15 @@
-"""glidein-triton: a Triton Inference Server for the jobs of a GlideinWMS glidein."""
+"""glidein-triton: a Triton Inference Server for the jobs of a GlideinWMS glidein.
+
+The versions live here, each in one place: the package's, and the one Triton release the project builds,
+pins and tests: the image definitions' defaults (apptainer/), the client pin and the docs follow
+``TRITON_RELEASE``; tests/test_release.py finds any other (the verified CVMFS images of
+glidein_triton/worker/images.py keep their own).
+"""
 
 __version__ = "0.1.0"
+
+#: NGC container release (yy.mm) of the server image
+TRITON_RELEASE = "24.10"
+#: the Triton server version in that release (server/build.py's map): also the tritonclient pin, and the
+#: version of the tritonserver binary of the nvidia-pytriton wheel the tests run
+TRITON_VERSION = "2.51.0"

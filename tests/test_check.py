@@ -132,6 +132,7 @@ def test_gpu_node_with_apptainer_can_run(
     assert list(checks) == [
         "python",
         "settings",
+        "containers",
         "runtime",
         "instance",
         "image",
@@ -559,6 +560,7 @@ def test_runs_inside_a_test_glidein_from_the_untarred_payload(
     glidein.install_payload()
     node = Node(tmp_path / "node", monkeypatch)
     glidein.set("GLIDEIN_TRITON", "True")
+    glidein.set("GLIDEIN_Singularity_Use", "PREFERRED")  # singularity_setup.sh then publishes the path
     glidein.set("SINGULARITY_PATH", str(STANDIN_APPTAINER))
     glidein.set("GLIDEIN_TRITON_IMAGE", str(node.image()))
     code_dir = glidein.config()["ENTRY_GLIDEIN_TRITON_DIR"]
@@ -578,10 +580,11 @@ def test_runs_inside_a_test_glidein_from_the_untarred_payload(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        f"ok      settings {glidein.config_path}: runtime auto, GPU auto; GLIDEIN_TRITON is on"
+        f"ok      settings   {glidein.config_path}: runtime auto, GPU auto; GLIDEIN_TRITON is on"
         in result.stdout
     )
-    assert f"ok      runtime  {STANDIN_APPTAINER}: apptainer version 1.3.6" in result.stdout
+    assert f"ok      runtime    {STANDIN_APPTAINER}: apptainer version 1.3.6" in result.stdout
+    assert "GLIDEIN_Singularity_Use = PREFERRED: GlideinWMS sets up Apptainer" in result.stdout
     assert result.stdout.endswith("Triton can run on this node (0 failures, 0 warnings).\n")
 
 
@@ -630,3 +633,41 @@ def test_the_check_module_tells_python_3_6_what_to_use() -> None:
         assert result.returncode == 1
         assert "is too old: the worker code needs Python >= 3.9. On EL8" in result.stderr
         assert "GLIDEIN_TRITON_PYTHON" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "status", "summary"),
+    [
+        ({}, "warn", "GLIDEIN_Singularity_Use = DISABLE_GWMS: GlideinWMS sets up no Apptainer"),
+        (
+            {"GLIDEIN_Singularity_Use": "NEVER"},
+            "warn",
+            "GLIDEIN_Singularity_Use = NEVER: GlideinWMS sets up no",
+        ),
+        (
+            {"GLIDEIN_Singularity_Use": "NEVER", "GLIDEIN_TRITON_RUNTIME": "process"},
+            "info",
+            "GLIDEIN_Singularity_Use = NEVER",
+        ),
+        (
+            {"GLIDEIN_Singularity_Use": "REQUIRED", "HAS_SINGULARITY": "True"},
+            "ok",
+            "GLIDEIN_Singularity_Use = REQUIRED: GlideinWMS sets up Apptainer (HAS_SINGULARITY True)",
+        ),
+    ],
+)
+def test_the_frontends_container_setting_is_checked_in_a_glidein(
+    node: Node, capsys: pytest.CaptureFixture[str], values: dict[str, str], status: str, summary: str
+) -> None:
+    config = node.glidein_config(GLIDEIN_TRITON="True", **values)
+    _, report = run_check(capsys, "--glidein-config", str(config))
+    containers = by_name(report)["containers"]
+    assert containers["status"] == status
+    assert containers["summary"].startswith(summary)
+
+
+def test_without_a_glidein_config_the_container_setting_is_not_known(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, report = run_check(capsys)
+    assert by_name(report)["containers"]["status"] == "info"

@@ -20,11 +20,15 @@ pytestmark = pytest.mark.server
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 CLASSIFY = EXAMPLES / "image_classification" / "classify.py"
+INFER = EXAMPLES / "own_model" / "infer.py"
 
 
 @pytest.fixture(scope="module")
 def glidein(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGlidein]:
-    repositories = [EXAMPLES / "image_classification" / "model_repository"]
+    repositories = [
+        EXAMPLES / "image_classification" / "model_repository",
+        EXAMPLES / "own_model" / "model_repository_local",
+    ]
     # Metrics on (off by default), so that the site check's metrics part runs too.
     settings = {"GLIDEIN_TRITON_METRICS": "True"}
     with local_glidein(tmp_path_factory.mktemp("examples"), repositories, settings=settings) as started:
@@ -136,3 +140,33 @@ def test_keepalive_check_catches_pings_the_server_refuses(glidein: LocalGlidein)
     assert result.returncode == 1, result.stdout
     assert "FAIL:" in result.stdout
     assert "dropped 0 time(s)" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "shown"),
+    [
+        (
+            ("--items", "5", "--batch", "2"),
+            "my_classifier: IMAGE [5, 3, 224, 224] FP32 in, PROBABILITIES [5, 1000] out, in requests of up to 2",
+        ),
+        (
+            ("--model", "my_classifier_ts", "--input", "INPUT__0", "--output", "OUTPUT__0", "--batch", "100"),
+            "OUTPUT__0 [10, 1000] out, in requests of up to 64 (max_batch_size 64)",
+        ),
+    ],
+)
+def test_own_model_client_sends_batches(
+    glidein: LocalGlidein, arguments: tuple[str, ...], shown: str
+) -> None:
+    result = run(INFER, *arguments, glidein=glidein)
+    assert result.returncode == 0, result.stderr
+    assert shown in result.stdout
+    tops = [int(line.split()[4]) for line in result.stdout.splitlines() if line.startswith("  item ")]
+    assert len(tops) == 3
+    assert all(0 <= top < 1000 for top in tops)
+
+
+def test_own_model_client_names_the_tensors_the_model_has(glidein: LocalGlidein) -> None:
+    result = run(INFER, "--model", "my_classifier_ts", glidein=glidein)
+    assert result.returncode == 1
+    assert "my_classifier_ts has no input 'IMAGE'; its inputs: INPUT__0" in result.stderr

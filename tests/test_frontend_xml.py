@@ -12,6 +12,8 @@ from lxml import etree
 from glidein_triton.operator import frontend_cli
 from glidein_triton.operator.frontend_patch import (
     DEFAULT_SERVER_IMAGE,
+    DEFAULT_WRAPPER,
+    SINGULARITY_USE,
     FrontendOptions,
     is_grouped,
     parse_images,
@@ -141,6 +143,7 @@ def test_a_new_group_is_created_when_asked_and_filled() -> None:
     assert group.get("enabled") == "True"
     assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == [
         "GLIDEIN_TRITON",
+        SINGULARITY_USE,
         "SINGULARITY_IMAGES_DICT",
     ]
     assert images_of(group, "attrs/attr") == [f"{GLOBAL_IMAGES},{OURS}"]
@@ -154,6 +157,7 @@ def test_a_frontend_without_groups_or_attrs_gets_both() -> None:
     root = parse(result)
     assert [attr.get("name") for attr in root.iterfind("groups/group/attrs/attr")] == [
         "GLIDEIN_TRITON",
+        SINGULARITY_USE,
         "GLIDEIN_TRITON_IMAGE",
     ]
     assert root.find("attrs") is None
@@ -329,7 +333,7 @@ def test_images_given_on_the_command_line_are_used(capsys: pytest.CaptureFixture
     captured = capsys.readouterr()
     assert 'name="GLIDEIN_TRITON_IMAGE"' in captured.out
     assert 'value="/cvmfs/a/server:1"/>' in captured.out
-    assert "warning" not in captured.err
+    assert "remote image" not in captured.err
     assert frontend_cli.main(["--server-image", "/cvmfs/a/server:1", "--images-dict", str(FRONTEND_XML)]) == 1
     assert (
         f'+            value="{GLOBAL_IMAGES},tritonserver:/cvmfs/a/server:1"/>\n' in capsys.readouterr().out
@@ -381,7 +385,7 @@ def test_a_bare_group_gets_the_whole_match_and_attrs() -> None:
         "RequiresTriton",
         "RequiresTritonGPU",
     ]
-    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON"]
+    assert [attr.get("name") for attr in group.iterfind("attrs/attr")] == ["GLIDEIN_TRITON", SINGULARITY_USE]
     assert result.startswith(b"<frontend>\n  <groups>\n    <group name='bare' enabled='True'>\n      <")
     assert patch(result, "bare", images={}) == result
 
@@ -394,3 +398,114 @@ def test_a_match_without_factory_or_job_gets_them() -> None:
     assert match.find("factory/match_attrs/match_attr").get("name") == "GLIDEIN_TRITON_ENTRY_GPUS"  # type: ignore[union-attr]
     assert match.find("job").get("query_expr") == "(RequiresTriton =?= True)"  # type: ignore[union-attr]
     assert patch(result, "g", images={}) == result
+
+
+def container_settings(result: bytes, group: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The group's GLIDEIN_Singularity_Use values and its <file> (absfname, wrapper) pairs."""
+    element = group_of(result, group)
+    uses = [attr.get("value", "") for attr in named(element, "attrs/attr", SINGULARITY_USE)]
+    files = [(file.get("absfname", ""), file.get("wrapper", "")) for file in element.iterfind("files/file")]
+    return uses, files
+
+
+def test_a_group_without_container_settings_gets_preferred_and_the_job_wrapper() -> None:
+    result = patch(FRONTEND_XML.read_bytes(), "main")
+    assert container_settings(result, "main") == (["PREFERRED"], [(DEFAULT_WRAPPER, "True")])
+    (attr,) = named(group_of(result, "main"), "attrs/attr", SINGULARITY_USE)
+    # as GlideinWMS's frontend documentation writes it
+    assert dict(attr.attrib) == {
+        "name": SINGULARITY_USE,
+        "glidein_publish": "True",
+        "job_publish": "True",
+        "parameter": "False",
+        "type": "string",
+        "value": "PREFERRED",
+    }
+    assert patch(result, "main") == result
+
+
+def with_container_settings(group_attr: str = "", global_attr: str = "", global_file: str = "") -> bytes:
+    """The fixture with GLIDEIN_Singularity_Use in group 'main' and/or the global <attrs>, and a global file."""
+    text = FRONTEND_XML.read_text(encoding="utf-8")
+    if global_attr:
+        text = text.replace("   <attrs>\n", f"   <attrs>\n      {global_attr}\n", 1)
+    if global_file:
+        text = text.replace(
+            "   <groups>\n", f"   <files>\n      {global_file}\n   </files>\n   <groups>\n", 1
+        )
+    if group_attr:
+        head, _, tail = text.partition('<group name="main" enabled="True">')
+        tail = tail.replace("<attrs>\n", f"<attrs>\n            {group_attr}\n", 1)
+        text = f'{head}<group name="main" enabled="True">{tail}'
+    return text.encode()
+
+
+def use_attr(value: str) -> str:
+    return f'<attr name="GLIDEIN_Singularity_Use" parameter="False" type="string" value="{value}"/>'
+
+
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        (with_container_settings(group_attr=use_attr("REQUIRED")), ["REQUIRED"]),
+        (with_container_settings(global_attr=use_attr("OPTIONAL")), []),
+        # the group's value wins over the global one, as in the frontend
+        (with_container_settings(use_attr("NEVER"), use_attr("PREFERRED")), ["NEVER"]),
+    ],
+)
+def test_a_container_setting_already_there_is_left_alone(original: bytes, expected: list[str]) -> None:
+    result = patch(original, "main")
+    uses, files = container_settings(result, "main")
+    assert uses == expected
+    assert files == []
+
+
+def test_a_wrapper_in_the_global_files_is_enough() -> None:
+    wrapper = '<file absfname="/var/lib/gwms-frontend/web-base/frontend/my_wrapper.sh" wrapper="True"/>'
+    result = patch(with_container_settings(global_file=wrapper), "main")
+    assert container_settings(result, "main") == (["PREFERRED"], [])
+
+
+@pytest.mark.parametrize(
+    ("original", "group", "message"),
+    [
+        (
+            with_container_settings(group_attr=use_attr("NEVER")),
+            "main",
+            "group 'main': GLIDEIN_Singularity_Use is NEVER",
+        ),
+        (
+            with_container_settings(global_attr=use_attr("DISABLE_GWMS")),
+            None,
+            "the global <attrs>: GLIDEIN_Singularity_Use is DISABLE_GWMS",
+        ),
+        (FRONTEND_XML.read_bytes(), None, "GLIDEIN_Singularity_Use is not set (DISABLE_GWMS)"),
+        # a new group takes the global value
+        (
+            with_container_settings(global_attr=use_attr("NEVER")),
+            "new",
+            "group 'new': GLIDEIN_Singularity_Use is NEVER",
+        ),
+    ],
+)
+def test_containers_kept_off_are_warned_about(original: bytes, group: str | None, message: str) -> None:
+    options = FrontendOptions(group=group, create_group=True, images=IMAGES)
+    notes = frontend_cli.patch(original, "frontend.xml", options).warnings
+    assert len(notes) == 1
+    assert message in notes[0]
+    assert "no SINGULARITY_PATH for the Triton server" in notes[0]
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        with_container_settings(global_attr=use_attr("PREFERRED")),
+        with_container_settings(group_attr=use_attr("REQUIRED")),
+        FRONTEND_XML.read_bytes(),  # the patch sets it in the group
+    ],
+)
+def test_a_group_with_containers_is_not_warned_about(original: bytes) -> None:
+    assert (
+        frontend_cli.patch(original, "frontend.xml", FrontendOptions(group="main", images=IMAGES)).warnings
+        == []
+    )

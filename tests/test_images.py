@@ -37,7 +37,7 @@ def arguments(sections: dict[str, list[str]]) -> dict[str, str]:
     return dict(line.split("=", 1) for line in sections.get("arguments", []))
 
 
-@pytest.mark.parametrize("name", ["tritonserver.def", "tritonclient.def"])
+@pytest.mark.parametrize("name", ["tritonserver.def", "tritonclient.def", "localtest.def"])
 def test_definition_is_well_formed(name: str) -> None:
     path = APPTAINER / name
     first = next(line for line in path.read_text().splitlines() if line.strip())
@@ -92,3 +92,26 @@ def test_client_dockerfile_builds_the_same_image() -> None:
 def test_client_helper_in_the_image_needs_nothing_else_from_the_package() -> None:
     source = (REPO / "glidein_triton" / "job" / "client.py").read_text()
     assert not re.search(r"^from \.|^import glidein_triton|^from glidein_triton", source, re.MULTILINE)
+
+
+def test_local_test_image_has_the_glibc_of_the_local_server_and_runs_local_job() -> None:
+    header, sections = parse_definition(APPTAINER / "localtest.def")
+    # Debian bookworm: glibc 2.36, what the nvidia-pytriton wheel needs (>= 2.35); EL8/EL9 have 2.28/2.34
+    assert header["From"] == "python:{{ PYTHON_VERSION }}-slim-bookworm"
+    for line in sections["files"]:
+        source, _ = line.split()
+        assert (REPO / source).exists(), f"%files source {source} is missing"
+    assert 'python3 -m pip install --no-cache-dir "/opt/glidein-triton-src[local]"' in sections["post"]
+    assert sections["runscript"] == ['exec glidein-triton local-job "$@"']
+    assert "import pytriton" in sections["test"][0]
+
+
+def test_the_docker_context_leaves_out_the_environment_and_build_outputs() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "build", "dist", "site"} <= set(ignored)
+
+
+def test_the_client_image_stops_on_a_python_without_numpy_wheels() -> None:
+    _, sections = parse_definition(APPTAINER / "tritonclient.def")
+    assert "sys.version_info >= (3, 13)" in sections["post"][0]
+    assert "(3, 13)" in (APPTAINER / "tritonclient.Dockerfile").read_text()

@@ -3,6 +3,8 @@ examples/README.md run exactly as written."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import re
 import shlex
@@ -91,6 +93,26 @@ def test_main_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
         local_job.main(["--models", "simple"])
     assert exited.value.code == 2
     assert "no command to run" in capsys.readouterr().err
+
+
+def test_without_the_local_server_it_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "pytriton" else find_spec(name, *rest),
+    )
+    assert local_job.main(["--", sys.executable, "-c", "pass"]) == 1
+    error = capsys.readouterr().err
+    assert "nvidia-pytriton (Linux, glibc >= 2.35)" in error
+    assert "python3 -m pip install 'glidein-triton[local]'" in error
+    assert "apptainer/localtest.def" in error
+    requirements = importlib.metadata.requires("glidein-triton") or []
+    assert [
+        line for line in requirements if line.startswith("nvidia-pytriton") and 'extra == "local"' in line
+    ]
 
 
 def test_every_readme_command_names_files_that_exist() -> None:

@@ -57,7 +57,7 @@ def test_submit_description_as_htcondor_reads_it() -> None:
 
 def test_without_an_image_path_no_image_is_asked_for() -> None:
     """No +REQUIRED_OS key: the wrapper would look it up and refuse a non-CVMFS image (restrictions cvmfs)."""
-    submit = parsed(JobRequest())
+    submit = parsed(JobRequest(models=("simple",)))
     assert "MY.REQUIRED_OS" not in submit
     assert "MY.SingularityImage" not in submit
     assert "MY.TritonModelRepository" not in submit
@@ -67,14 +67,14 @@ def test_without_an_image_path_no_image_is_asked_for() -> None:
     ("request_", "message"),
     [
         (JobRequest(models=("bad name",)), "model name 'bad name' is not allowed"),
-        (JobRequest(image='/cvmfs/x/"y'), "--image '/cvmfs/x/\"y' must not contain quotes"),
+        (JobRequest(models=("m",), image='/cvmfs/x/"y'), "--image '/cvmfs/x/\"y' must not contain quotes"),
         (
-            JobRequest(image="docker://example.org/client:1"),
+            JobRequest(models=("m",), image="docker://example.org/client:1"),
             "is not under /cvmfs/: GlideinWMS's job wrapper refuses",
         ),
-        (JobRequest(image="/home/me/client.sif"), "SINGULARITY_IMAGE_RESTRICTIONS=cvmfs"),
-        (JobRequest(model_repository="/a\nb"), "--model-repository"),
-        (JobRequest(min_version="2.x"), "--min-version '2.x' is not a version"),
+        (JobRequest(models=("m",), image="/home/me/client.sif"), "SINGULARITY_IMAGE_RESTRICTIONS=cvmfs"),
+        (JobRequest(models=("m",), model_repository="/a\nb"), "--model-repository"),
+        (JobRequest(models=("m",), min_version="2.x"), "--min-version '2.x' is not a version"),
     ],
 )
 def test_values_that_cannot_go_into_the_description_are_refused(request_: JobRequest, message: str) -> None:
@@ -83,7 +83,7 @@ def test_values_that_cannot_go_into_the_description_are_refused(request_: JobReq
 
 
 def test_writes_the_description_and_an_executable_job_script(tmp_path: Path) -> None:
-    written = submit_example.write(tmp_path / "job", JobRequest())
+    written = submit_example.write(tmp_path / "job", JobRequest(models=("simple",)))
     assert [path.name for path in written] == ["triton_job.sub", "triton_job.py"]
     script = tmp_path / "job" / "triton_job.py"
     assert script.stat().st_mode & stat.S_IXUSR
@@ -91,7 +91,7 @@ def test_writes_the_description_and_an_executable_job_script(tmp_path: Path) -> 
 
 
 def test_existing_files_are_kept_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    submit_example.write(tmp_path, JobRequest())
+    submit_example.write(tmp_path, JobRequest(models=("simple",)))
     (tmp_path / "triton_job.py").write_text("my own job\n")
     assert submit_example.main(["--directory", str(tmp_path), "--models", "other"]) == 1
     assert "already exist(s); use --force to replace" in capsys.readouterr().err
@@ -99,6 +99,16 @@ def test_existing_files_are_kept_unless_forced(tmp_path: Path, capsys: pytest.Ca
     assert '"simple"' in (tmp_path / "triton_job.sub").read_text()
     assert submit_example.main(["--directory", str(tmp_path), "--models", "other", "--force"]) == 0
     assert '+TritonModels = "other"' in (tmp_path / "triton_job.sub").read_text()
+
+
+def test_the_models_must_be_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="name the models the job uses: --models"):
+        submit_description(JobRequest())
+    with pytest.raises(SystemExit) as exited:
+        submit_example.main(["--directory", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "the following arguments are required: --models" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_value_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,7 +121,7 @@ def test_no_match_on_a_glidein_whose_triton_is_off(tmp_path: Path) -> None:
     with local_glidein(tmp_path, settings={"GLIDEIN_TRITON": "False"}) as off:
         assert off.startup.returncode == 0
         assert off.attributes == {"HasTriton": "False"}
-        assert not matches(JobRequest(), off.attributes)
+        assert not matches(JobRequest(models=("simple",)), off.attributes)
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +133,11 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGlidein
 
 @pytest.mark.server
 def test_requirements_match_the_ad_of_a_running_server(published: LocalGlidein) -> None:
-    assert matches(JobRequest(), published.attributes)
-    assert matches(JobRequest(min_version="2.40"), published.attributes)
-    assert not matches(JobRequest(min_version="99.0"), published.attributes)
+    assert matches(JobRequest(models=("simple",)), published.attributes)
+    assert matches(JobRequest(models=("simple",), min_version="2.40"), published.attributes)
+    assert not matches(JobRequest(models=("simple",), min_version="99.0"), published.attributes)
     assert published.attributes["TritonGPUs"] == "0"  # the local server runs on CPU
-    assert not matches(JobRequest(gpu=True), published.attributes)
+    assert not matches(JobRequest(models=("simple",), gpu=True), published.attributes)
 
 
 @pytest.mark.server
@@ -144,7 +154,7 @@ def test_discover_shows_the_published_slot(published: LocalGlidein) -> None:
 
 @pytest.mark.server
 def test_the_example_job_runs_on_the_glidein(published: LocalGlidein, tmp_path: Path) -> None:
-    submit_example.write(tmp_path, JobRequest())
+    submit_example.write(tmp_path, JobRequest(models=("simple",)))
     environment = published.environment()
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     job = subprocess.run(

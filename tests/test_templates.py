@@ -51,7 +51,13 @@ UNTAR_OPTIONS = {"cond_attr", "dir", "absdir_outattr", "comment"}
 # creation/lib/cWParams.py attr_defaults, cvWParams.py attr type; no const/publish in a frontend
 FRONTEND_ATTR = {"name", "value", "parameter", "glidein_publish", "job_publish", "type", "comment"}
 # creation/lib/cvWParams.py match_defaults, fj_match_defaults, query_attrs_defaults, group_defaults
+#: creation/lib/cWParams.py file_defaults plus cvWParams.py's after_entry (no cond_download, no after_group)
+FRONTEND_FILE = {
+    "absfname", "relfname", "const", "executable", "wrapper", "untar", "period", "prefix", "type", "time",
+    "after_entry", "comment",
+}  # fmt: skip
 FRONTEND = {
+    "file": FRONTEND_FILE,
     "match": {"match_expr", "start_expr", "policy_file", "comment"},
     "factory": {"query_expr", "comment"},
     "job": {"query_expr", "comment"},
@@ -103,6 +109,8 @@ CASES: dict[str, tuple[Mapping[str, object], Mapping[str, set[str]]]] = {
         FRONTEND,
     ),
     "frontend_config/match.xml.j2": ({}, FRONTEND),
+    "frontend_config/container_attrs.xml.j2": ({}, FRONTEND),
+    "frontend_config/wrapper_file.xml.j2": ({"wrapper": "/var/lib/gwms-frontend/web-base/w.sh"}, FRONTEND),
 }
 
 

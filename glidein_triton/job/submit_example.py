@@ -31,7 +31,8 @@ UNSAFE_IN_STRING = re.compile(r"[\"\\\n\r]")
 class JobRequest:
     """What the job asks for."""
 
-    models: tuple[str, ...] = ("simple",)
+    #: no default: a real glidein serves the models of its VO, not the bundled test model ``simple``
+    models: tuple[str, ...] = ()
     image: str = ""
     model_repository: str = ""
     gpu: bool = False
@@ -39,6 +40,8 @@ class JobRequest:
 
     def check(self) -> None:
         """ValueError naming the first value that cannot go into the submit description."""
+        if not self.models:
+            raise ValueError("name the models the job uses: --models my_model[,other_model]")
         for name in self.models:
             if not is_model_name(name):
                 raise ValueError(f"model name {name!r} is not allowed ({MODEL_NAME_RULE})")
@@ -143,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="path of the client image on CVMFS (default: none, the glidein's default image)",
     )
-    parser.add_argument("--models", default="simple", help="models the job uses, comma separated")
+    parser.add_argument(
+        "--models",
+        required=True,
+        help="models the job uses, comma separated (the bundled test model is 'simple', for local-job only)",
+    )
     parser.add_argument("--model-repository", default="", help="repository of those models (e.g. on CVMFS)")
     parser.add_argument("--gpu", action="store_true", help="match only glideins whose server has GPUs")
     parser.add_argument("--min-version", default="", help="lowest Triton version, e.g. 2.40")

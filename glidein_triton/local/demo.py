@@ -86,7 +86,9 @@ def server_settings(home: Path, runtime: str = "process") -> tuple[dict[str, str
     if runtime == "process":
         values["GLIDEIN_TRITON_SERVER_BINARY"] = str(launcher)
     else:
-        # What singularity_setup.sh would publish, pointing at the stand-in (see standins/apptainer).
+        # What singularity_setup.sh would publish, pointing at the stand-in (see standins/apptainer); it
+        # does so only when the frontend's GLIDEIN_Singularity_Use lets containers run.
+        values["GLIDEIN_Singularity_Use"] = "PREFERRED"
         values["SINGULARITY_PATH"] = str(STANDIN_APPTAINER)
         values["HAS_SINGULARITY"] = "True"
         values["GLIDEIN_TRITON_IMAGE"] = str(make_standin_image(home / "images", launcher))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein, classad_text
+from glidein_triton.local.pytriton import ServerNotInstalledError
 
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
 #: the published variables that carry the server's addresses (what ``--machine-ad-only`` withholds)
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             environment = local.environment(machine_ad_only=args.machine_ad_only)
             return subprocess.run(command, env=environment, check=False).returncode
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ServerNotInstalledError) as error:
         print(f"local-job: {error}", file=sys.stderr)
         return 1
     finally:

@@ -30,7 +30,8 @@ def wheel_root() -> Path:
     spec = importlib.util.find_spec("pytriton")
     if spec is None or spec.origin is None:
         raise ServerNotInstalledError(
-            "nvidia-pytriton is not installed: pip install 'glidein-triton[server]'"
+            "the local Triton server needs nvidia-pytriton (Linux, glibc >= 2.35): "
+            "python3 -m pip install 'glidein-triton[local]', or use the container of apptainer/localtest.def"
         )
     return Path(spec.origin).parent / "tritonserver"
 

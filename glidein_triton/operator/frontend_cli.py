@@ -13,11 +13,13 @@ from glidein_triton.operator.frontend_patch import (
     IMAGES_DICT,
     SERVER_KEY,
     FrontendOptions,
+    container_warnings,
     plan_edits,
     warnings,
 )
 from glidein_triton.operator.xmlpatch.command import EXIT_CODES, Patched, patch_file
 from glidein_triton.operator.xmlpatch.edit import run_passes
+from glidein_triton.operator.xmlpatch.source import SourceDocument
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -72,7 +74,9 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
 def patch(data: bytes, label: str, options: FrontendOptions) -> Patched:
     """The file with glidein-triton added (PatchError when it cannot be)."""
     patched, encoding = run_passes(data, label, lambda document: plan_edits(document, options))
-    return Patched(patched, encoding, warnings(options))
+    return Patched(
+        patched, encoding, warnings(options) + container_warnings(SourceDocument(data, label), options)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

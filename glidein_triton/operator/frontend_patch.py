@@ -10,6 +10,9 @@
 * The group's match expressions are ANDed with Triton's (frontend_config/match.xml.j2): it then requests
   glideins only from entries that offer Triton, only for jobs with ``+RequiresTriton = True``, GPU jobs
   only where the entry gives GPUs; and its ``GLIDEIN_TRITON`` parameter turns the switch on.
+* Containers: when neither the group nor the global ``<attrs>`` set ``GLIDEIN_Singularity_Use``, the group
+  gets ``PREFERRED`` (and GlideinWMS's job wrapper when no wrapper file is listed); a value that keeps
+  containers off is left, with a warning.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ from glidein_triton.operator.xmlpatch.merge import (
 from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
 from glidein_triton.operator.xmlpatch.templates import Fragment, render
 from glidein_triton.worker import images as server_images
+from glidein_triton.worker.runtime import CONTAINER_USES
 
 IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
 IMAGE_SETTING = "GLIDEIN_TRITON_IMAGE"
 SERVER_KEY = "tritonserver"
 DEFAULT_SERVER_IMAGE = server_images.DEFAULT_SERVER_IMAGE
+SINGULARITY_USE = "GLIDEIN_Singularity_Use"
+#: GlideinWMS's job wrapper where the frontend RPM installs it (doc/frontend/configuration.html)
+DEFAULT_WRAPPER = "/var/lib/gwms-frontend/web-base/frontend/default_singularity_wrapper.sh"
 #: creation/lib/cWParams.py is_valid_name, and cvWParams.py validate_names (no ".", no "XPVO" prefix)
 GROUP_NAME = re.compile(r"^(?!XPVO)[A-Za-z0-9_-]+$")
 
@@ -43,6 +50,7 @@ GROUP_NAME = re.compile(r"^(?!XPVO)[A-Za-z0-9_-]+$")
 PARSER_DEFAULTS = {
     "attr": {"glidein_publish": "False", "job_publish": "False", "parameter": "True", "type": "string"},
     "match_attr": {"type": "string"},
+    "file": {"const": "True", "executable": "False", "wrapper": "False", "untar": "False"},
 }
 
 
@@ -230,6 +238,58 @@ def _find_group(root: etree._Element, options: FrontendOptions, label: str) -> e
     return None
 
 
+def singularity_use(root: etree._Element, group: etree._Element | None) -> str | None:
+    """GLIDEIN_Singularity_Use as the frontend takes it for the group: the group's value, else the global
+    one (creation/lib/cvWParamDict.py); None when neither sets it."""
+    for holder in (group, root):
+        found = _named(None if holder is None else holder.find("attrs"), "attr", SINGULARITY_USE)
+        if found:
+            return found[-1].get("value", "")
+    return None
+
+
+def _has_wrapper(root: etree._Element, group: etree._Element) -> bool:
+    """Whether the group or the global <files> list a job wrapper (as validate_singularity looks)."""
+    files = [*group.iterfind("files/file"), *root.iterfind("files/file")]
+    return any(
+        file.get("wrapper", "").lower() == "true" or file.get("type", "").startswith("wrapper")
+        for file in files
+    )
+
+
+def _patch_containers(plan: Plan, root: etree._Element, group: etree._Element, context: MergeContext) -> None:
+    """Give the group GLIDEIN_Singularity_Use (and a job wrapper) when the frontend sets no value."""
+    if group.find("attrs") is None or singularity_use(root, group) is not None:
+        return  # without <attrs>, this pass adds them (with the switch): the next pass comes back here
+    wanted = wanted_elements(Fragment.render("frontend_config/container_attrs.xml.j2"))
+    ensure_elements(plan, group, "attrs", wanted, name_key, context)
+    if not _has_wrapper(root, group):
+        fragment = Fragment.render("frontend_config/wrapper_file.xml.j2", wrapper=DEFAULT_WRAPPER)
+        ensure_elements(plan, group, "files", wanted_elements(fragment), _file_key, context)
+
+
+def _file_key(element: etree._Element) -> str:
+    return element.get("absfname", "")
+
+
+def container_warnings(document: SourceDocument, options: FrontendOptions) -> list[str]:
+    """What the operator should know that does not stop the patch: containers kept off."""
+    root = document.root
+    group = None
+    if options.group is not None:
+        found = _named(root.find("groups"), "group", options.group)
+        group = found[-1] if found else None  # None: a group to create, which gets the global value
+    use = singularity_use(root, group)
+    if use in CONTAINER_USES or (use is None and options.group is not None):
+        return []  # containers on, or the patch turns them on in the group
+    where = "the global <attrs>" if options.group is None else f"group {options.group!r}"
+    return [
+        f"{document.label}: {where}: {SINGULARITY_USE} is {use or 'not set (DISABLE_GWMS)'}: GlideinWMS then "
+        "sets up no Apptainer (no SINGULARITY_PATH for the Triton server) and ignores the jobs' "
+        f"+SingularityImage; the groups that run Triton jobs need one of {', '.join(CONTAINER_USES)}"
+    ]
+
+
 def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]:
     """The edits one pass wants (none when the file already has everything)."""
     root, label = document.root, document.label
@@ -256,6 +316,7 @@ def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]
             plan, group, "attrs", switch, name_key, MergeContext(where, PARSER_DEFAULTS, options.overwrite)
         )
         _patch_match(plan, group, Fragment.render("frontend_config/match.xml.j2"), where, options.overwrite)
+        _patch_containers(plan, root, group, MergeContext(where, PARSER_DEFAULTS, options.overwrite))
     if options.server_image:
         holder = root if group is None else group
         where = f"{label}: " + ("global <attrs>" if group is None else f"group {options.group!r}")

@@ -24,6 +24,9 @@ from glidein_triton.worker.triton_release import METRICS_OFF, TritonRelease, fit
 CONTAINER_MODEL_REPOSITORY = "/models"
 CONTAINER_SERVER = "tritonserver"
 CONTAINER_RUNTIMES = ("apptainer", "singularity")
+#: the frontend's GLIDEIN_Singularity_Use values under which GlideinWMS's singularity_setup.sh sets up
+#: Apptainer (publishes SINGULARITY_PATH); unset means DISABLE_GWMS
+CONTAINER_USES = ("OPTIONAL", "PREFERRED", "REQUIRED")
 BIND_SEPARATORS = (",", ":")
 SHELL_SAFE_PUNCTUATION = "_-.,+:@%=/"
 SHELL_SAFE_PATH = re.compile(rf"^[A-Za-z0-9{re.escape(SHELL_SAFE_PUNCTUATION)}]*$")

@@ -33,7 +33,7 @@ GIB = 1024**3
 def release(text: str) -> str:
     """argparse type of --triton-release: ``yy.mm``."""
     if not cuda_support.valid_release(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a Triton release: use yy.mm, e.g. 24.08")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Triton release: use yy.mm, e.g. 24.10")
     return text
 
 
@@ -99,6 +99,7 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
     return [
         node_checks.check_python(),
         settings_finding,
+        container_checks.check_containers(context),
         runtime_finding,
         container_checks.check_instances(server),
         container_checks.check_image(context, server),

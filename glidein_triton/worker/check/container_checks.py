@@ -223,3 +223,23 @@ def check_nv(context: NodeContext, server: ServerRuntime, found: Sequence[GPU]) 
         f"ldconfig -p lists {len(have)} of {len(wanted)} NVIDIA libraries, with libcuda and NVML",
         tuple(notes),
     )
+
+
+def check_containers(context: NodeContext) -> Finding:
+    """The frontend's GLIDEIN_Singularity_Use, as this glidein got it: GlideinWMS's Apptainer set-up."""
+    if not context.config:
+        summary = "no --glidein-config: the frontend's GLIDEIN_Singularity_Use is not known here"
+        return Finding("containers", INFO, summary)
+    use = context.config.get("GLIDEIN_Singularity_Use", "") or "DISABLE_GWMS"
+    if use in runtime.CONTAINER_USES:
+        published = context.config.get("HAS_SINGULARITY", "") or "not published yet"
+        summary = (
+            f"GLIDEIN_Singularity_Use = {use}: GlideinWMS sets up Apptainer (HAS_SINGULARITY {published})"
+        )
+        return Finding("containers", OK, summary)
+    summary = (
+        f"GLIDEIN_Singularity_Use = {use}: GlideinWMS sets up no Apptainer (no SINGULARITY_PATH for the "
+        "server) and ignores the jobs' +SingularityImage"
+    )
+    notes = ("the frontend group needs OPTIONAL, PREFERRED or REQUIRED: glidein-triton frontend-xml --group",)
+    return Finding("containers", INFO if context.settings.runtime == "process" else WARN, summary, notes)
