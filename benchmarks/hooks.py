@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import install as hooks
 
@@ -131,8 +130,7 @@ def run(runs: int = 50) -> dict[str, list[float]]:
             for name in names
         ]
         timings[FIRST_LOAD] = [measure_once(load) for load in first_loads]
-        hooks_sim.install_periodic(glidein)
-        script = glidein.entry_dir / hooks_sim.PERIODIC_SCRIPT
+        script = glidein.install_periodic().path
         workdir = Path(tempfile.mkdtemp(dir=glidein.root))
         periodic_env = {**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"}
 

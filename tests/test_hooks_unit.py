@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import jobs as hooks_sim
-from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
 from glidein_triton.operator import payload
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker import prejob, runtime, supervisor
@@ -259,7 +259,7 @@ def test_restart_refusals_and_hung_detection() -> None:
     assert not supervisor.is_hung(state, now + 200)
 
 
-def test_record_launch_keeps_no_secrets_and_no_process_family_markers() -> None:
+def test_record_launch_keeps_no_secrets_but_the_outer_process_family_markers() -> None:
     plan = LaunchPlan(
         runtime="process", server=["tritonserver"], environment={"CUDA_VISIBLE_DEVICES": "GPU-1"}
     )
@@ -269,7 +269,8 @@ def test_record_launch_keeps_no_secrets_and_no_process_family_markers() -> None:
     gpu = GPU(0, "GPU-1", "NVIDIA A100", 40960, "550")
     supervisor.record_launch(state, plan, environment, settings, [gpu], "/repo", ["/glidein", "/cvmfs"])
     assert state.environment == {"PATH": "/bin", "_CONDOR_ANCESTOR_1": "z", "CUDA_VISIBLE_DEVICES": "GPU-1"}
-    assert supervisor.launch_environment(state) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "GPU-1"}
+    # The startup script's markers are the outer batch system's: a restarted server keeps them.
+    assert supervisor.launch_environment(state) == state.environment
     assert (state.restart_limit, state.launched_at, state.visible_roots) == (5, 123.0, [])
     assert state.gpus == ["NVIDIA A100 (GPU-1)"]
     assert state.pinned_models == ["*"]
@@ -340,7 +341,7 @@ def test_ad_lines() -> None:
     assert ad_line("TritonInferenceCount", 12) == "TritonInferenceCount = 12"
     assert ad_line("TritonGPUUtilization", 0.25) == "TritonGPUUtilization = 0.25"
     assert ad_line("TritonFailure", 'say "no"\\\nnow') == 'TritonFailure = "say no now"'
-    assert hooks_sim.parse_cron_lines('A = 1\nB = "x = y"\nnoise\n') == {"A": "1", "B": '"x = y"'}
+    assert cron_lines('A = 1\nB = "x = y"\nnoise\n') == {"A": "1", "B": '"x = y"'}
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])

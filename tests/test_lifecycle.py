@@ -192,9 +192,7 @@ def test_port_in_use_error_is_a_network_failure() -> None:
 
 
 def test_cleanup_without_startup(glidein: SimulatedGlidein) -> None:
-    target = glidein.gwms_dir / "exec" / "cleanup" / "glidein_triton_cleanup.sh"
-    shutil.copyfile(startup.SCRIPTS_DIR / "glidein_triton_cleanup.sh", target)
-    target.chmod(0o755)
+    startup.install_cleanup_script(glidein.root)
     results = glidein.run_cleanup()
     assert [r.returncode for r in results] == [0]
     assert "nothing to clean up" in results[0].stderr

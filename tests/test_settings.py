@@ -72,6 +72,7 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_RESTART_LIMIT",
         "GLIDEIN_TRITON_RESTART_BACKOFF",
         "GLIDEIN_TRITON_WATCHDOG_PERIOD",
+        "GLIDEIN_TRITON_PERIODIC_PERIOD",
     }
 
 

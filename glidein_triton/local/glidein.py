@@ -2,11 +2,17 @@
 
 GlideinWMS is not installable here, so this stands in for the parts of it around a custom script:
 the work directory and glidein_config keys, downloading (copying) and untarring the plugin's files,
-running the startup script as ``<script> glidein_config <id>`` with stdin from /dev/null, reading the
-published attributes the way condor_startup.sh does, what condor_startup.sh does to the work directory
-before the startd starts (:meth:`SimulatedGlidein.start_condor`), and running ``.gwms.d/exec/cleanup`` the way
-``gwms_process_scripts`` does. The helper scripts (add_config_line.source, error_gen.sh) are the doubles in
-glidein_doubles/, or the real ones from ``$GLIDEINWMS_WEB_BASE`` (a GlideinWMS creation/web_base directory).
+running the startup script, then the periodic script's first run, as ``<script> glidein_config <id>`` with
+stdin from /dev/null, checking their error_gen reports as error_augment.sh does, scheduling the periodic
+script only when its first run exits 0 (``add_periodic_script``: the startd cron include), running it from
+the cron as script_wrapper.sh does (:meth:`SimulatedGlidein.run_cron`), reading the published attributes
+the way condor_startup.sh does, what condor_startup.sh does to the work directory before the startd starts
+(:meth:`SimulatedGlidein.start_condor`), and the glidein's exit (:meth:`SimulatedGlidein.exit`):
+``.gwms.d/exec/cleanup`` run the way ``gwms_process_scripts`` does (with cvmfsexec's ``cvmfs_umount.sh``
+among them when :meth:`SimulatedGlidein.mount_cvmfs` was used), then the work directory removed unless
+``GLIDEIN_DEBUG_OPTIONS`` has ``nocleanup``. The helper scripts (add_config_line.source, error_gen.sh) are
+the doubles in glidein_doubles/, or the real ones from ``$GLIDEINWMS_WEB_BASE`` (a GlideinWMS
+creation/web_base directory).
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glidein_triton.operator import payload
+from glidein_triton.operator import factory_patch, payload
 from glidein_triton.worker.glidein_config import parse_glidein_config
 
 DOUBLES_DIR = Path(__file__).resolve().parent / "glidein_doubles"
@@ -31,6 +38,17 @@ CONDOR_VAR_FILE_KEYS = (
     "ENTRY_CONDOR_VARS_FILE",
     "CONDOR_VARS_FILE",
 )
+#: glidein_startup.sh's add_periodic_script: the startd cron part of condor_config, and its job names.
+CRON_INCLUDE = "condor_config_startd_cron_include"
+CRON_NAME_PREFIX = "GLIDEIN_PS_"
+NO_PREFIX = "NOPREFIX"
+#: cvmfsexec's unmount script: glidein_startup.sh copies it into .gwms.d/exec/cleanup under this name.
+CVMFS_UMOUNT = "cvmfs_umount.sh"
+#: A stand-in for cvmfs_umount.sh: the simulated /cvmfs is gone once it ran (cvmfsexec unmounts it).
+CVMFS_UMOUNT_STANDIN = """#!/bin/bash
+# STAND-IN for cvmfsexec's cvmfs_umount.sh: the simulated /cvmfs mount point disappears.
+mv "{mount}" "{mount}.unmounted"
+"""
 
 
 def helper_scripts_dir() -> Path:
@@ -58,6 +76,45 @@ class ScriptResult:
     def failure(self) -> str:
         return self.metrics.get("failure", "")
 
+    @property
+    def reported(self) -> bool:
+        """Whether error_augment.sh accepts the report: one was written, and its status agrees with the exit
+        code (else GlideinWMS records "The test script did not produce an XML file")."""
+        return self.status == ("OK" if self.returncode == 0 else "ERROR")
+
+
+@dataclass(frozen=True)
+class PeriodicScript:
+    """A ``<file period=...>`` of the glidein: its path, owner id, period and attribute prefix."""
+
+    path: Path
+    owner: str
+    period: int
+    prefix: str
+
+
+@dataclass
+class CronRun:
+    """One startd cron run of a periodic script through script_wrapper.sh."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    #: the script's own ``Name = value`` lines, as machine ad attributes (with the prefix)
+    attributes: dict[str, str]
+    #: script_wrapper.sh's own lines (OK, LAST, LAST_END...), as machine ad attributes
+    wrapper: dict[str, str]
+
+
+def cron_lines(text: str) -> dict[str, str]:
+    """``Name = value`` lines (startd cron output) as a dict of ClassAd expressions."""
+    values = {}
+    for line in text.splitlines():
+        name, separator, value = line.partition(" = ")
+        if separator:
+            values[name.strip()] = value.strip()
+    return values
+
 
 def read_report(path: Path) -> tuple[str, dict[str, str], str]:
     """(status, metrics, detail) of an otrb_output.xml written by error_gen."""
@@ -81,6 +138,11 @@ class SimulatedGlidein:
         self.entry_dir = self.root / f"entry_{entry}"
         self.config_path = self.root / "glidein_config"
         self.gwms_dir = self.root / ".gwms.d"
+        #: the periodic script downloaded with the payload, and those scheduled after their first run
+        self.periodic: PeriodicScript | None = None
+        self.scheduled: list[PeriodicScript] = []
+        self.first_periodic_run: ScriptResult | None = None
+        self.cvmfs: Path | None = None
 
     def layout(self, extra: Mapping[str, str] | None = None) -> SimulatedGlidein:
         """Create the directories, helper scripts and the initial glidein_config."""
@@ -123,8 +185,8 @@ class SimulatedGlidein:
         """Download the plugin's files as the factory XML templates list them.
 
         The worker tarball is an entry file, untarred into ``entry_<name>/triton_code`` (GlideinWMS writes
-        ``ENTRY_GLIDEIN_TRITON_DIR``); the startup script is a global file placed after the entry files
-        (``after_entry="True"``), so it is saved in ``main/`` and runs with id ``main``.
+        ``ENTRY_GLIDEIN_TRITON_DIR``); the startup and periodic scripts are global files placed after the
+        entry files (``after_entry="True"``), so they are saved in ``main/`` and run with id ``main``.
         """
         setup = self.startup_script
         shutil.copyfile(payload.SCRIPTS_DIR / payload.SETUP_SCRIPT, setup)
@@ -134,6 +196,19 @@ class SimulatedGlidein:
         with tarfile.open(fileobj=io.BytesIO(payload.worker_tarball_bytes()), mode="r:gz") as tar:
             tar.extractall(untar_dir, filter="data")
         self.set(f"ENTRY_{payload.CODE_DIR_ATTRIBUTE}", str(untar_dir))
+        self.install_periodic()
+
+    def install_periodic(
+        self,
+        period: int = factory_patch.DEFAULT_PERIOD,
+        prefix: str = factory_patch.DEFAULT_PERIODIC_PREFIX,
+    ) -> PeriodicScript:
+        """Download the periodic script (``period=``, ``prefix=`` as the factory template writes them)."""
+        path = self.main_dir / payload.PERIODIC_SCRIPT
+        shutil.copyfile(payload.SCRIPTS_DIR / payload.PERIODIC_SCRIPT, path)
+        path.chmod(0o755)
+        self.periodic = PeriodicScript(path, "main", period, prefix)
+        return self.periodic
 
     @property
     def startup_script(self) -> Path:
@@ -165,18 +240,97 @@ class SimulatedGlidein:
                 outcome.status = UNREADABLE_REPORT
         return outcome
 
+    def run_script(
+        self, script: Path, owner: str, env: Mapping[str, str] | None = None, timeout: float = 600
+    ) -> ScriptResult:
+        """A custom script as glidein_startup.sh runs it: ``<script> glidein_config <id>`` in the work dir."""
+        return self._run([str(script), "glidein_config", owner], self.root, env, timeout)
+
     def run_startup(
         self, env: Mapping[str, str] | None = None, timeout: float = 600, condor: bool = True
     ) -> ScriptResult:
         """Run the startup script as glidein_startup.sh does: ``<script> glidein_config main``.
 
-        A script that exits 0 is followed by what condor_startup.sh does to the work directory
-        (:meth:`start_condor`), unless ``condor`` is False: a fault there raises :class:`GlideinDied`.
+        A script that exits 0 is followed by the rest of the glidein's start, unless ``condor`` is False:
+        the periodic script's first run (:meth:`run_first_periodic`), then what condor_startup.sh does to
+        the work directory (:meth:`start_condor`). A fault there raises :class:`GlideinDied`.
         """
-        result = self._run([str(self.startup_script), "glidein_config", "main"], self.root, env, timeout)
+        result = self.run_script(self.startup_script, "main", env, timeout)
         if condor and result.returncode == 0:
+            self.run_first_periodic(env, timeout)
             self.start_condor()
         return result
+
+    def run_first_periodic(self, env: Mapping[str, str] | None = None, timeout: float = 600) -> None:
+        """The periodic script's startup-time run, like any custom script; scheduled only if it exits 0.
+
+        A non-zero exit fails the glidein (:class:`GlideinDied`); a missing or mismatched error_gen report
+        does not (GlideinWMS then records a generic one): see :attr:`first_periodic_run`.
+        """
+        if self.periodic is None:
+            return
+        result = self.run_script(self.periodic.path, self.periodic.owner, env, timeout)
+        self.first_periodic_run = result
+        if result.returncode != 0:
+            message = f"Error running '{self.periodic.path}' (exit code {result.returncode})"
+            raise GlideinDied(f"glidein_startup.sh: {message}")
+        if self.periodic.period > 0:
+            self.add_periodic_script(self.periodic)
+
+    def add_periodic_script(self, script: PeriodicScript) -> None:
+        """glidein_startup.sh's add_periodic_script: a STARTD_CRON job in the cron include file."""
+        self.scheduled.append(script)
+        name = f"{CRON_NAME_PREFIX}{len(self.scheduled)}"
+        lines = [
+            f"STARTD_CRON_JOBLIST = $(STARTD_CRON_JOBLIST) {name}",
+            f"STARTD_CRON_{name}_MODE = Periodic",
+            f"STARTD_CRON_{name}_KILL = True",
+            f"STARTD_CRON_{name}_PERIOD = {script.period}s",
+            f"STARTD_CRON_{name}_EXECUTABLE = {self.main_dir / 'script_wrapper.sh'}",
+            f"STARTD_CRON_{name}_ARGS = glidein_config {script.owner} {name} {script.path} {script.prefix}",
+            f"STARTD_CRON_{name}_CWD = {self.root}",
+        ]
+        if script.prefix != NO_PREFIX:
+            lines.append(f"STARTD_CRON_{name}_PREFIX = {script.prefix}")
+        with (self.root / CRON_INCLUDE).open("a") as include:
+            include.write("".join(f"{line}\n" for line in lines))
+        self.set("GLIDEIN_condor_config_startd_cron_include", CRON_INCLUDE)
+
+    def run_cron(self, env: Mapping[str, str] | None = None) -> list[CronRun]:
+        """One round of the startd cron: each scheduled script through :meth:`run_cron_job`."""
+        return [self.run_cron_job(script, env) for script in self.scheduled]
+
+    def run_cron_job(
+        self, script: PeriodicScript, env: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> CronRun:
+        """script_wrapper.sh run by the startd cron: a fresh temporary directory in the work dir as cwd, the
+        absolute glidein_config path, ``GLIDEIN_PERIODIC_SCRIPT=true``; killed when the period is over
+        (``STARTD_CRON_<name>_KILL``). The script's ``Name = value`` lines get the prefix (none for
+        NOPREFIX), and the wrapper adds OK, LAST and LAST_END."""
+        run_env = dict(os.environ if env is None else env)
+        run_env["GLIDEIN_PERIODIC_SCRIPT"] = "true"
+        cwd = Path(tempfile.mkdtemp(dir=self.root))
+        try:
+            result = subprocess.run(
+                [str(script.path), str(self.config_path), script.owner],
+                cwd=cwd,
+                env=run_env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=script.period if timeout is None else timeout,
+                check=False,
+            )
+        finally:
+            shutil.rmtree(cwd, ignore_errors=True)
+        prefix = "" if script.prefix == NO_PREFIX else script.prefix
+        ad_prefix = CRON_NAME_PREFIX if script.prefix == NO_PREFIX else prefix
+        attributes = {f"{prefix}{name}": value for name, value in cron_lines(result.stdout).items()}
+        wrapper = {
+            f"{ad_prefix}OK": str(result.returncode == 0),
+            f"{ad_prefix}LAST": f'"{script.path}"',
+        }
+        return CronRun(result.returncode, result.stdout, result.stderr, attributes, wrapper)
 
     def start_condor(self) -> None:
         """condor_startup.sh's first step in the work directory, before the startd starts.
@@ -194,8 +348,19 @@ class SimulatedGlidein:
         except OSError as error:
             raise GlideinDied(f"condor_startup.sh: Error creating monitor dirs ({error})") from error
 
+    def mount_cvmfs(self, mount: Path) -> Path:
+        """A simulated /cvmfs at ``mount`` mounted by cvmfsexec: glidein_startup.sh copies its
+        ``cvmfs_umount.sh`` into .gwms.d/exec/cleanup, where it runs among the cleanup scripts."""
+        mount.mkdir(parents=True, exist_ok=True)
+        umount = self.gwms_dir / "exec" / "cleanup" / CVMFS_UMOUNT
+        umount.write_text(CVMFS_UMOUNT_STANDIN.format(mount=mount))
+        umount.chmod(0o755)
+        self.cvmfs = mount
+        return mount
+
     def run_cleanup(self, env: Mapping[str, str] | None = None, timeout: float = 120) -> list[ScriptResult]:
-        """Run every executable of .gwms.d/exec/cleanup as gwms_process_scripts does."""
+        """Run every executable of .gwms.d/exec/cleanup as gwms_process_scripts does (in the C locale's
+        order, which agrees with other locales for the names used here)."""
         directory = self.gwms_dir / "exec" / "cleanup"
         results = []
         for script in sorted(directory.iterdir()):
@@ -203,6 +368,17 @@ class SimulatedGlidein:
                 results.append(
                     self._run([f"./{script.name}", str(self.config_path)], directory, env, timeout)
                 )
+        return results
+
+    def exit(self, env: Mapping[str, str] | None = None, timeout: float = 120) -> list[ScriptResult]:
+        """glidein_startup.sh's glidein_exit: the cleanup scripts, then the work directory is removed, unless
+        ``GLIDEIN_DEBUG_OPTIONS`` (an environment variable, a comma list) has ``nocleanup``: the cleanup
+        scripts still run, only the work directory is kept."""
+        results = self.run_cleanup(env, timeout)
+        options = (os.environ if env is None else env).get("GLIDEIN_DEBUG_OPTIONS", "")
+        if "nocleanup" not in options.split(","):
+            subprocess.run(["chmod", "-R", "u+w", str(self.root)], check=False, capture_output=True)
+            shutil.rmtree(self.root)
         return results
 
     def condor_vars(self) -> list[list[str]]:

@@ -8,9 +8,9 @@
   ``.gwms.d`` copied into the sandbox and processed from there, ``GWMS_SINGULARITY_REEXEC=1``, the sandbox
   seen under another path (``srv``, standing for /srv, with ``GWMS_SINGULARITY_OUTSIDE_PWD``), the glidein
   directory either not visible at all or seen under another root, and the host's Python path unusable.
-* :func:`run_periodic` stands in for script_wrapper.sh run by the startd cron (a fresh temporary directory
-  in the glidein directory, the absolute glidein_config path, ``GLIDEIN_PERIODIC_SCRIPT=true``), or, with
-  ``first=True``, for glidein_startup.sh's startup-time run (cwd the glidein directory, ``glidein_config``).
+* :func:`run_periodic` runs the glidein's periodic script from the simulated startd cron
+  (:meth:`SimulatedGlidein.run_cron_job`, script_wrapper.sh's way), or, with ``first=True``, as
+  glidein_startup.sh's startup-time run (:meth:`SimulatedGlidein.run_script`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.operator import payload
+from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
 from glidein_triton.worker import install as hooks
 
-PERIODIC_SCRIPT = "glidein_triton_periodic.sh"
 WRAPPER = r"""
 # Stand-in job wrapper: the prejob part of gwms_process_scripts, then the job.
 exit_wrapper() { echo "exit_wrapper: $1" >&2; exit "${2:-1}"; }
@@ -136,41 +134,14 @@ def start_job(
     return Job(process, sandbox)
 
 
-def install_periodic(glidein: SimulatedGlidein) -> Path:
-    """Download the periodic script as a factory entry file would be."""
-    script = glidein.entry_dir / PERIODIC_SCRIPT
-    shutil.copyfile(payload.SCRIPTS_DIR / PERIODIC_SCRIPT, script)
-    script.chmod(0o755)
-    return script
-
-
-def parse_cron_lines(text: str) -> dict[str, str]:
-    """``Name = value`` lines (startd cron output) as a dict of ClassAd expressions."""
-    values = {}
-    for line in text.splitlines():
-        name, separator, value = line.partition(" = ")
-        if separator:
-            values[name.strip()] = value.strip()
-    return values
-
-
 def run_periodic(
     glidein: SimulatedGlidein, environment: Mapping[str, str], first: bool = False, timeout: float = 120
 ) -> tuple[int, dict[str, str], str]:
-    """Run the periodic script once; (exit code, attributes printed, stderr)."""
-    script = install_periodic(glidein)
-    env = dict(environment)
+    """Run the glidein's periodic script once, from the startd cron (or, with ``first``, as
+    glidein_startup.sh's startup-time run); (exit code, attributes it printed, stderr)."""
+    script = glidein.periodic or glidein.install_periodic()
     if first:
-        cwd, argv = glidein.root, [str(script), "glidein_config", "entry"]
-    else:
-        cwd = Path(tempfile.mkdtemp(dir=glidein.root))
-        argv = [str(script), str(glidein.config_path), "entry"]
-        env["GLIDEIN_PERIODIC_SCRIPT"] = "true"
-    try:
-        result = subprocess.run(
-            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    finally:
-        if not first:
-            shutil.rmtree(cwd, ignore_errors=True)
-    return result.returncode, parse_cron_lines(result.stdout), result.stderr
+        result = glidein.run_script(script.path, script.owner, environment, timeout)
+        return result.returncode, cron_lines(result.stdout), result.stderr
+    run = glidein.run_cron_job(script, environment, timeout)
+    return run.returncode, run.attributes, run.stderr

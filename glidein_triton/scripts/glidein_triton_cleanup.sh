@@ -1,6 +1,8 @@
 #!/bin/bash
-# glidein-triton cleanup script, installed by the startup script into .gwms.d/exec/cleanup.
-# glidein_startup.sh runs it at glidein exit as: ./glidein_triton_cleanup.sh <glidein_config>
+# glidein-triton cleanup script, installed by the startup script as
+# .gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh (so that it runs before cvmfsexec's cvmfs_umount.sh).
+# glidein_startup.sh runs it at glidein exit as ./00_glidein_triton_cleanup.sh <glidein_config>, also with
+# GLIDEIN_DEBUG_OPTIONS=nocleanup.
 
 glidein_config="$1"
 # The value of key $1 in glidein_config $2: the rest of its last line (the last line of a key wins).

@@ -30,7 +30,12 @@ from glidein_triton.worker.state import (
 from glidein_triton.worker.triton_api import Server, TritonAPIError
 
 #: The hooks' files in the plugin directory, removed at cleanup (the server log stays).
-HOOK_FILES = (model_registry.REGISTRY_FILE, model_registry.USAGE_FILE, model_registry.LOCK_FILE)
+HOOK_FILES = (
+    model_registry.REGISTRY_FILE,
+    model_registry.USAGE_FILE,
+    model_registry.LOCK_FILE,
+    model_registry.RESTART_LOCK_FILE,
+)
 HOOK_DIRS = (JOB_REPOSITORY, model_registry.MODEL_LOCKS_DIR, EMPTY_REPOSITORY)
 
 LOG = logging.getLogger(__name__)
@@ -118,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     logs.configure("glidein-triton-cleanup")
     if not arguments:
-        print("usage: glidein_triton_cleanup.sh glidein_config", file=sys.stderr)
+        print("usage: 00_glidein_triton_cleanup.sh glidein_config", file=sys.stderr)
         return 0
     for problem in clean(Path(arguments[0]).resolve().parent, os.environ):
         LOG.error("%s", problem)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 REGISTRY_FILE = "models.json"
 USAGE_FILE = "usage.json"
 LOCK_FILE = "hooks.lock"
+#: Held by the periodic run that restarts the server: two runs never restart it at once.
+RESTART_LOCK_FILE = "restart.lock"
 MODEL_LOCKS_DIR = "model_locks"
 #: In each job's sandbox: the claim (what the job holds) and the environment for the job.
 JOB_DIR = ".glidein_triton"

@@ -1,8 +1,10 @@
 """Periodic script: ``glidein_triton_periodic.sh glidein_config <id>``, run by HTCondor's startd cron.
 
-GlideinWMS runs it once at startup (the glidein fails if that run exits non-zero: it always exits 0), then
-every ``period`` seconds through script_wrapper.sh, which turns the ``Name = value`` lines printed on stdout
-into machine ad attributes. Each run:
+GlideinWMS runs it once at startup like any custom script (``glidein_config <id>``, no
+``GLIDEIN_PERIODIC_SCRIPT``): that run reports ``error_gen -ok`` as the startup script does, and exits 0 (the
+glidein fails otherwise, and the script is scheduled only then). Then HTCondor's startd cron runs it every
+``period`` seconds through script_wrapper.sh (``GLIDEIN_PERIODIC_SCRIPT=true``), which turns the
+``Name = value`` lines printed on stdout into machine ad attributes. Each run:
 
 * checks ``/v2/health/ready`` (and ``live``); restarts a crashed or hung server (:mod:`supervisor`);
 * reaps models that no live job holds any more (:mod:`reaper`), keeping their statistics;
@@ -11,21 +13,27 @@ into machine ad attributes. Each run:
 
 Health and statistics calls have a timeout of a few seconds, each lock wait LOCK_WAIT (a process that holds
 a lock for longer costs this run its reaping and its counters, never its ``TritonReady``); a restart waits at
-most supervisor.RESTART_READY_WAIT for readiness, then reloads held models within their load timeout. It
-also caps server.log (:func:`log_files.cap`). Restarts and a final give-up are also written to the
-glidein's ``exit_message`` file, which glidein_startup.sh prints into the glidein log at exit.
+most supervisor.RESTART_READY_WAIT for readiness, then reloads held models within their load timeout, and
+never past the period (GLIDEIN_TRITON_PERIODIC_PERIOD: the startd cron kills a run still going when the
+next one is due). A restart holds a lock: a second run that finds it held reports it and leaves the server
+alone. It also caps server.log (:func:`log_files.cap`). Restarts and a final give-up are also written to
+the glidein's ``exit_message`` file, which glidein_startup.sh prints into the glidein log at exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from glidein_triton.worker import accounting, log_files, logs, processes, supervisor, token
-from glidein_triton.worker.model_registry import LockTimeoutError, Registry
+from glidein_triton.worker.error_gen import Reporter
+from glidein_triton.worker.glidein_config import parse_glidein_config
+from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.triton_api import Server, TritonAPIError, gauge_values
@@ -35,6 +43,9 @@ LOG = logging.getLogger(__name__)
 CHECK_TIMEOUT = 2.0
 #: The registry lock is held for a read and a rewrite (milliseconds): waiting longer means a stuck holder.
 LOCK_WAIT = 2.0
+SCRIPT_NAME = "glidein_triton_periodic.sh"
+#: Part of the period one run may use: the rest is left for its own start and exit.
+PERIOD_SHARE = 0.8
 EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config: <work dir>/execute
 EXIT_MESSAGE_FILE = "exit_message"
 
@@ -62,8 +73,10 @@ def note_exit_message(work_dir: Path, message: str) -> None:
 class Check:
     """One periodic run for the glidein whose work directory is ``work_dir``."""
 
-    def __init__(self, work_dir: Path, state: ServerState) -> None:
+    def __init__(self, work_dir: Path, state: ServerState, started: float | None = None) -> None:
         self.work_dir = work_dir
+        begun = time.monotonic() if started is None else started
+        self.deadline = begun + state.periodic_period * PERIOD_SHARE
         self.directory = state_dir(work_dir)
         self.state_path = self.directory / STATE_FILE_NAME
         self.state = state
@@ -104,11 +117,26 @@ class Check:
                 return False, False, f"server down, not restarted: {refusal}"
             LOG.info("tritonserver is down; %s", refusal)
             return False, False, ""
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(locked(str(self.directory / RESTART_LOCK_FILE), timeout=0))
+            except LockTimeoutError:
+                LOG.warning("another periodic run is restarting tritonserver: leaving it to that run")
+                return False, False, ""
+            return self.restart()
+
+    def restart(self) -> tuple[bool, bool, str]:
+        """Restart the server (the restart lock held), within what is left of the period."""
+        # What another run saved while this one waited for the lock (it may have restarted the server).
+        state = ServerState.load(self.state_path) or self.state
+        self.state = state
+        if supervisor.is_alive(state) and self.server.is_live(CHECK_TIMEOUT):
+            return self.server.is_ready(CHECK_TIMEOUT), True, ""
         accounting.Usage(self.registry).close_life()
         note_exit_message(
             self.work_dir, f"tritonserver was down; restart {state.restarts + 1} of {state.restart_limit}"
         )
-        problem = supervisor.restart(state, self.state_path)
+        problem = supervisor.restart(state, self.state_path, self.deadline - time.monotonic())
         if problem:
             LOG.error("restart failed: %s", problem)
             return False, False, ""
@@ -129,9 +157,12 @@ class Check:
         with self.registry.lock():
             models = self.registry.models()
         for model, entry in sorted(models.items()):
-            if entry.get("holders"):
+            left = self.deadline - time.monotonic()
+            if entry.get("holders") and left <= 1:
+                LOG.warning("no time left in this period to load %s again: the next run reloads it", model)
+            elif entry.get("holders"):
                 try:
-                    self.server.load(model, self.state.load_timeout)
+                    self.server.load(model, min(self.state.load_timeout, left))
                 except TritonAPIError as error:
                     LOG.error("could not load %s again after the restart: %s", model, error)
 
@@ -185,26 +216,40 @@ class Check:
         return [*lines, *tail]
 
 
-def run(config_path: str) -> list[str]:
+def run(config_path: str, started: float | None = None) -> list[str]:
     """The lines to print for the glidein of ``config_path``."""
     work_dir = Path(config_path).resolve().parent
     state = ServerState.load(state_dir(work_dir) / STATE_FILE_NAME)
     if state is None:
         return [ad_line("TritonReady", False)]
-    return Check(work_dir, state).lines()
+    return Check(work_dir, state, started).lines()
+
+
+def report_first_run(config_path: str, lines: Sequence[str]) -> None:
+    """glidein_startup.sh's startup-time run: report ``-ok`` through error_gen, as custom scripts do."""
+    try:
+        text = Path(config_path).read_bytes().decode("utf-8", errors="surrogateescape")
+    except OSError as error:
+        LOG.error("cannot read %s to find error_gen: %s", config_path, error)
+        return
+    ready = next((line.split(" = ", 1)[1] for line in lines if line.startswith("TritonReady = ")), "False")
+    Reporter.from_config(parse_glidein_config(text), SCRIPT_NAME).ok([("TritonReady", ready)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     logs.configure("glidein-triton-periodic")
     started = time.monotonic()
+    config_path = arguments[0] if arguments else "glidein_config"
     try:
-        lines = run(arguments[0] if arguments else "glidein_config")
+        lines = run(config_path, started)
     except Exception:  # a bug must neither fail the glidein (first run) nor stop the cron
         LOG.exception("periodic check failed")
         lines = [ad_line("TritonReady", False)]
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     sys.stdout.flush()
+    if os.environ.get("GLIDEIN_PERIODIC_SCRIPT") != "true":
+        report_first_run(config_path, lines)
     LOG.debug("periodic check took %.1f ms", (time.monotonic() - started) * 1000)
     return 0
 

@@ -416,6 +416,15 @@ SETTINGS = (
         "stops the server, in case the glidein ended without its cleanup. 0: no watchdog.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_PERIODIC_PERIOD",
+        "periodic_period",
+        seconds(10, 86400),
+        "300",
+        "10-86400 seconds",
+        "The period= of the periodic script in the factory XML: HTCondor kills a run still going when the "
+        "next one is due, so every wait of one run (a restart included) is bounded by it.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "server_args",
         parse_server_args,
@@ -466,6 +475,7 @@ class Settings:
     restart_backoff: float
     watchdog_period: float
     entry_gpus: bool
+    periodic_period: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:

@@ -68,6 +68,9 @@ LOG = logging.getLogger(__name__)
 
 SCRIPT_NAME = "glidein_triton_setup.sh"
 CLEANUP_SCRIPT = "glidein_triton_cleanup.sh"
+#: Its name in .gwms.d/exec/cleanup, which runs in lexicographic order: before cvmfsexec's cvmfs_umount.sh
+#: (the Python, the container runtime or the image may be on /cvmfs), in the C locale and in others.
+INSTALLED_CLEANUP_SCRIPT = "00_glidein_triton_cleanup.sh"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 PORT_ATTEMPTS = 3
 
@@ -109,7 +112,7 @@ def install_cleanup_script(work_dir: Path) -> Path:
     if not source.is_file():
         raise CorruptionError(f"the cleanup script {source} is missing from the plugin's files")
     target_dir = work_dir / ".gwms.d" / "exec" / "cleanup"
-    target = target_dir / CLEANUP_SCRIPT
+    target = target_dir / INSTALLED_CLEANUP_SCRIPT
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)

@@ -78,6 +78,8 @@ class ServerState:
     restarts: int = 0
     last_restart_at: float = 0.0
     health_misses: int = 0
+    #: The periodic script's period (GLIDEIN_TRITON_PERIODIC_PERIOD): one run's waits stay within it.
+    periodic_period: float = default_value("periodic_period")
     #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
     shared_memory: list[str] = field(default_factory=list)
     #: The watchdog that stops the server if the glidein ends without its cleanup (0: none).

@@ -30,9 +30,6 @@ LOG = logging.getLogger(__name__)
 
 MISS_LIMIT = 3
 RESTART_READY_WAIT = 30.0
-#: Environment variables HTCondor's procd follows process families with: not given to a restarted server,
-#: which must not be counted in (and killed with) the periodic script's own family.
-PROCESS_FAMILY_MARKERS = ("_CONDOR_ANCESTOR_", "_CONDOR_PARENT_UNIQUE_ID", "_CONDOR_UNIQUE_ID")
 #: Words in the names of environment variables that are not written into the state file.
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 #: Shared file systems that job model repositories live on, bound into a server container when present.
@@ -71,6 +68,7 @@ def record_launch(
     state.load_timeout = settings.load_timeout
     state.restart_limit = settings.restart_limit
     state.restart_backoff = settings.restart_backoff
+    state.periodic_period = settings.periodic_period
     state.launched_at = state.started_at
 
 
@@ -102,11 +100,14 @@ def gave_up(refusal: str) -> bool:
 
 
 def launch_environment(state: ServerState) -> dict[str, str]:
-    return {
-        name: value
-        for name, value in state.environment.items()
-        if not name.startswith(PROCESS_FAMILY_MARKERS)
-    }
+    """The startup script's environment, recorded at startup, for a restart from the periodic script.
+
+    Process-family markers (HTCondor's ``_CONDOR_ANCESTOR_<pid>``...) in it are the outer batch system's,
+    which follows the glidein's processes with them: kept. The glidein's own startd, which runs the periodic
+    script, started after it and adds its own markers: they are not in this environment, so a restarted
+    server is never counted in (and killed with) the periodic script's family.
+    """
+    return dict(state.environment)
 
 
 def stop_leftovers(state: ServerState) -> None:
@@ -117,12 +118,14 @@ def stop_leftovers(state: ServerState) -> None:
         LOG.warning("while stopping what was left of the server: %s", problem)
 
 
-def restart(state: ServerState, state_path: Path) -> str:
+def restart(state: ServerState, state_path: Path, budget: float = RESTART_READY_WAIT) -> str:
     """Restart the server from the recorded plan; returns "" when it is ready, else what went wrong.
 
-    The attempt is counted (and saved) before it is made. A server that is still starting after
-    RESTART_READY_WAIT seconds is left to start: the next periodic run sees it ready or not.
+    The attempt is counted (and saved) before it is made. The instance start and the wait for readiness
+    together take at most ``budget`` seconds (what is left of the periodic run's period); a server that is
+    still starting then is left to start: the next periodic run sees it ready or not.
     """
+    deadline = time.monotonic() + budget
     # Imported here: they bring subprocess and urllib (40 ms), which a periodic run of a healthy server
     # does not need.
     from glidein_triton.worker import server  # noqa: PLC0415
@@ -137,7 +140,9 @@ def restart(state: ServerState, state_path: Path) -> str:
     state.save(state_path)
     plan = state.launch_plan()
     try:
-        server.run_prepare(plan, environment, state.instance_start_timeout)
+        server.run_prepare(
+            plan, environment, max(1.0, min(state.instance_start_timeout, deadline - time.monotonic()))
+        )
         launched = server.launch(plan, Path(state.log_path), environment, state.stop_grace, state.process_tag)
     except ServerStartError as error:
         state.save(state_path)
@@ -149,7 +154,8 @@ def restart(state: ServerState, state_path: Path) -> str:
         "restarted tritonserver (restart %d of %d), pid %d", state.restarts, state.restart_limit, state.pid
     )
     try:
-        server.wait_ready(state, min(RESTART_READY_WAIT, state.ready_timeout))
+        wait = min(RESTART_READY_WAIT, state.ready_timeout, deadline - time.monotonic())
+        server.wait_ready(state, max(1.0, wait))
     except ServerStartError as error:
         state.save(state_path)
         return error.detail()

@@ -1,0 +1,206 @@
+"""What a real glidein does around the plugin (docs/real-glidein.md): the periodic script's first run and
+its scheduling, the order of the cleanup scripts with cvmfsexec's cvmfs_umount.sh, ``nocleanup``, one
+restart at a time within the cron period, and the process-family markers of a restarted server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local import demo
+from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local.glidein import CRON_INCLUDE, GlideinDied, SimulatedGlidein
+from glidein_triton.worker import processes, startup
+from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, locked
+from glidein_triton.worker.ports import free_port
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+
+from .conftest import assert_nothing_left, recorded_state, write_executable
+
+
+def glob_order(directory: Path, locale: str) -> list[str]:
+    """The order in which bash's ``for i in *`` (gwms_process_scripts) visits ``directory``."""
+    listed = subprocess.run(
+        ["bash", "-c", 'cd "$1" && for i in *; do echo "$i"; done', "order", str(directory)],
+        env={"PATH": os.environ["PATH"], "LC_ALL": locale},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listed.stdout.split()
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8", "en_US.UTF-8"])
+def test_cleanup_script_runs_before_cvmfs_umount(glidein: SimulatedGlidein, locale: str) -> None:
+    startup.install_cleanup_script(glidein.root)
+    glidein.mount_cvmfs(glidein.root.parent / "cvmfs")
+    order = glob_order(glidein.gwms_dir / "exec" / "cleanup", locale)
+    assert order == [startup.INSTALLED_CLEANUP_SCRIPT, "cvmfs_umount.sh"]
+
+
+def test_periodic_first_run_reports_ok_and_is_scheduled(glidein: SimulatedGlidein) -> None:
+    glidein.set("GLIDEIN_TRITON", "False")
+    assert glidein.run_startup().returncode == 0
+    first = glidein.first_periodic_run
+    assert first is not None
+    assert (first.returncode, first.status, first.metrics) == (0, "OK", {"TritonReady": "False"})
+    assert first.reported
+    assert first.stdout == "TritonReady = False\n"
+    include = (glidein.root / CRON_INCLUDE).read_text()
+    script = glidein.main_dir / "glidein_triton_periodic.sh"
+    assert "STARTD_CRON_GLIDEIN_PS_1_PERIOD = 300s\n" in include
+    assert f"STARTD_CRON_GLIDEIN_PS_1_ARGS = glidein_config main GLIDEIN_PS_1 {script} NOPREFIX\n" in include
+    assert "_PREFIX" not in include  # NOPREFIX: the attributes keep their names
+    assert glidein.config()["GLIDEIN_condor_config_startd_cron_include"] == CRON_INCLUDE
+    (run,) = glidein.run_cron()
+    assert (run.returncode, run.attributes) == (0, {"TritonReady": "False"})
+    assert run.wrapper["GLIDEIN_PS_OK"] == "True"
+    assert [path.name for path in glidein.root.iterdir() if path.name.startswith("tmp")] == ["tmp"]
+
+
+def test_cron_runs_do_not_report_through_error_gen(glidein: SimulatedGlidein) -> None:
+    glidein.set("GLIDEIN_TRITON", "False")
+    glidein.run_startup()
+    (glidein.root / "otrb_output.xml").unlink()
+    (run,) = glidein.run_cron()
+    assert run.returncode == 0
+    assert not (glidein.root / "otrb_output.xml").exists()  # script_wrapper.sh reports for the cron runs
+
+
+def test_a_failing_first_periodic_run_kills_the_glidein_and_is_not_scheduled(
+    glidein: SimulatedGlidein,
+) -> None:
+    glidein.set("GLIDEIN_TRITON", "False")
+    assert glidein.periodic is not None
+    write_executable(glidein.periodic.path, "#!/bin/sh\nexit 3\n")
+    with pytest.raises(GlideinDied, match="exit code 3"):
+        glidein.run_startup()
+    assert glidein.scheduled == []
+    assert not (glidein.root / CRON_INCLUDE).exists()
+
+
+@pytest.mark.parametrize(("options", "kept"), [("nocleanup", True), ("nowait,nocleanup", True), ("", False)])
+def test_nocleanup_keeps_the_work_dir_but_runs_the_cleanup_scripts(
+    glidein: SimulatedGlidein, options: str, kept: bool
+) -> None:
+    startup.install_cleanup_script(glidein.root)
+    results = glidein.exit({**os.environ, "GLIDEIN_DEBUG_OPTIONS": options})
+    assert [result.returncode for result in results] == [0]
+    assert "nothing to clean up" in results[0].stderr
+    assert glidein.root.is_dir() is kept
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def restartable_state(glidein: SimulatedGlidein, argv: list[str], period: float = 300.0) -> Path:
+    """A recorded server that is gone, with a launch plan running ``argv``; the hooks set up to find it."""
+    glidein.set("GLIDEIN_TRITON_CODE_DIR", glidein.config()["ENTRY_GLIDEIN_TRITON_DIR"])
+    glidein.set("GLIDEIN_TRITON_PYTHON", sys.executable)
+    path = state_dir(glidein.root) / STATE_FILE_NAME
+    ServerState(
+        runtime="process",
+        http_port=free_port(),
+        pid=dead_pid(),
+        argv=argv,
+        environment={"PATH": os.environ["PATH"]},
+        log_path=str(path.with_name("tritonserver.log")),
+        restart_limit=3,
+        restart_backoff=0,
+        periodic_period=period,
+    ).save(path)
+    return path
+
+
+def test_a_second_periodic_run_leaves_the_restart_to_the_first(glidein: SimulatedGlidein) -> None:
+    path = restartable_state(glidein, ["/bin/false"])
+    with locked(str(path.with_name(RESTART_LOCK_FILE)), timeout=1):  # a first run is restarting
+        started = time.monotonic()
+        code, attributes, stderr = hooks_sim.run_periodic(glidein, {"PATH": os.environ["PATH"]})
+    assert time.monotonic() - started < 5
+    assert code == 0, stderr
+    assert "another periodic run is restarting tritonserver" in stderr
+    assert (attributes["TritonReady"], attributes["TritonRestarts"]) == ("False", "0")
+    state = ServerState.load(path)
+    assert state is not None
+    assert state.restarts == 0
+
+
+def test_a_restart_waits_no_longer_than_the_period(glidein: SimulatedGlidein) -> None:
+    path = restartable_state(glidein, ["/bin/sleep", "600"], period=10)  # never ready
+    started = time.monotonic()
+    try:
+        code, attributes, stderr = hooks_sim.run_periodic(glidein, {"PATH": os.environ["PATH"]})
+        took = time.monotonic() - started
+    finally:
+        state = ServerState.load(path)
+        assert state is not None
+        assert state.pgid > 0
+        assert processes.stop_group(state.pgid, 1.0)
+    assert code == 0, stderr
+    assert (attributes["TritonRestarts"], attributes["TritonReady"]) == ("1", "False")
+    assert took < 10, stderr  # not the 30 s a restart may wait otherwise (supervisor.RESTART_READY_WAIT)
+
+
+@pytest.mark.server
+def test_cleanup_runs_before_cvmfs_umount_with_python_on_cvmfs(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein")
+    glidein = prepared.glidein
+    cvmfs = glidein.mount_cvmfs(tmp_path / "cvmfs")
+    (cvmfs / "python3").symlink_to(getattr(sys, "_base_executable", sys.executable))
+    glidein.set("GLIDEIN_TRITON_PYTHON", str(cvmfs / "python3"))
+    result = glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    assert glidein.published()[0]["HasTriton"] == "True", result.stderr
+    assert glidein.config()["GLIDEIN_TRITON_PYTHON"] == str(cvmfs / "python3")
+    state = recorded_state(glidein)
+    results = glidein.exit({**prepared.environment, "GLIDEIN_DEBUG_OPTIONS": "nocleanup"})
+    assert [r.returncode for r in results] == [0, 0]
+    assert "nothing left running" in results[0].stderr, results[0].stderr
+    assert not cvmfs.exists()  # cvmfs_umount.sh ran after the plugin's cleanup
+    assert_nothing_left(glidein, state)
+    assert glidein.root.is_dir()  # nocleanup: only the work dir is kept
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+@pytest.mark.server
+def test_restarted_server_keeps_the_outer_batch_systems_markers_only(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_RESTART_BACKOFF": "0"})
+    glidein = prepared.glidein
+    outer = {"_CONDOR_ANCESTOR_111": "111:1700000000:1", "_CONDOR_UNIQUE_ID": "outer"}
+    environment = {**prepared.environment, **outer}
+    assert glidein.run_startup(environment).returncode == 0
+    first = glidein.first_periodic_run
+    assert first is not None
+    assert (first.status, first.metrics) == ("OK", {"TritonReady": "True"})  # the server is up by then
+    before = recorded_state(glidein)
+    assert before is not None
+    try:
+        os.kill(before.pid, signal.SIGKILL)
+        startd = {"_CONDOR_ANCESTOR_222": "222:1700000100:2", "_CONDOR_UNIQUE_ID": "startd"}
+        code, attributes, stderr = hooks_sim.run_periodic(glidein, {**environment, **startd})
+        assert code == 0, stderr
+        assert (attributes["TritonReady"], attributes["TritonRestarts"]) == ("True", "1")
+        after = recorded_state(glidein)
+        assert after is not None
+        seen = environ_of(after.pid)
+        assert seen["_CONDOR_ANCESTOR_111"] == outer["_CONDOR_ANCESTOR_111"]
+        assert seen["_CONDOR_UNIQUE_ID"] == "outer"
+        assert "_CONDOR_ANCESTOR_222" not in seen
+    finally:
+        state = recorded_state(glidein)
+        glidein.run_cleanup(environment)
+    assert_nothing_left(glidein, state)
