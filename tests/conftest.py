@@ -35,9 +35,9 @@ def glidein(tmp_path: Path) -> SimulatedGlidein:
 
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
-    """The environment scripts run in: ours, with the stand-in apptainer's state kept per test."""
+    """The environment scripts run in: ours, with an Apptainer config dir of the test's own."""
     env = dict(os.environ)
-    env["APPTAINER_STANDIN_STATE"] = str(tmp_path / "apptainer-standin-state")
+    env["APPTAINER_CONFIGDIR"] = str(tmp_path / "apptainer-config")
     return env
 
 

@@ -38,7 +38,7 @@ class Node:
         self.work.mkdir()
         self.config_lines: dict[str, str] = {}
         monkeypatch.setenv("PATH", f"{self.bin}:/usr/bin:/bin")
-        monkeypatch.setenv("APPTAINER_STANDIN_STATE", str(root / "standin-state"))
+        monkeypatch.setenv("APPTAINER_CONFIGDIR", str(root / "apptainer-config"))
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
         monkeypatch.delenv("NVIDIA_VISIBLE_DEVICES", raising=False)
         monkeypatch.delenv("SINGULARITY_PATH", raising=False)

@@ -551,8 +551,6 @@ def test_cleanup_without_startup(glidein: SimulatedGlidein) -> None:
 def test_two_glideins(tmp_path: Path, watcher: Watcher) -> None:
     fault = FAULTS_BY_KEY["two_glideins"]
     first, second = (prepare(tmp_path / name, "apptainer") for name in ("first", "second"))
-    shared = str(tmp_path / "apptainer-standin-state")  # one user: one instance namespace
-    first.environment["APPTAINER_STANDIN_STATE"] = second.environment["APPTAINER_STANDIN_STATE"] = shared
     first_watch, second_watch = watcher(first), watcher(second)
     with second_watch:
         with first_watch, ThreadPoolExecutor(2) as pool:

@@ -363,9 +363,10 @@ def test_periodic_before_startup_and_with_triton_off(tmp_path: Path) -> None:
 def test_apptainer_runtime_restart_starts_the_instance_again(tmp_path: Path) -> None:
     prepared = Served(demo.prepare(tmp_path / "glidein", runtime="apptainer"))
     prepared.start()
-    records = Path(prepared.environment["APPTAINER_STANDIN_STATE"])
     try:
         before = state(prepared.glidein)
+        # The stand-in's instance records, in the plugin's Apptainer config dir.
+        (records,) = (state_dir(prepared.glidein.root) / "apptainer").glob("instances/app/*/*")
         root = prepared.glidein.root
         assert ["--bind", f"{root}:{root}:ro"] == before.prepare[0][-4:-2]  # job model links resolve inside
         instance_before = json.loads((records / f"{before.instance}.json").read_text())

@@ -298,8 +298,9 @@ def test_container_plan_serves_job_models_and_binds_shared_paths() -> None:
         "gt-1",
         more_repositories=["/glidein/triton/job_models"],
         same_path_binds=["/glidein", "/cvmfs"],
+        config_dir="/glidein/triton/apptainer",
     )
-    assert plan.prepare[0] == [
+    assert plan.prepare[0][6:] == [
         "/usr/bin/apptainer",
         "instance",
         "start",

@@ -14,12 +14,12 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import ports as port_allocation
-from glidein_triton.worker import processes, server, startup
+from glidein_triton.worker import processes, runtime, server, startup
 from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports, is_listening
 from glidein_triton.worker.settings import Settings
-from glidein_triton.worker.state import ServerState
+from glidein_triton.worker.state import ServerState, state_dir
 
 from .conftest import add_model, assert_nothing_left, recorded_state
 
@@ -39,10 +39,12 @@ class TritonPythonModel:
 """
 
 
-def standin_instances(environment: dict[str, str]) -> str:
+def standin_instances(environment: dict[str, str], glidein: SimulatedGlidein) -> str:
+    """The stand-in's ``instance list`` with the glidein's Apptainer config dir."""
+    config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
     listed = subprocess.run(
         [str(demo.STANDIN_APPTAINER), "instance", "list"],
-        env=environment,
+        env={**environment, "APPTAINER_CONFIGDIR": str(config_dir)},
         capture_output=True,
         text=True,
         check=True,
@@ -91,16 +93,19 @@ def test_apptainer_runtime_through_the_standin(tmp_path: Path) -> None:
     state = recorded_state(glidein)
     assert state is not None
     assert state.runtime == "apptainer"
-    assert state.argv[:4] == [str(demo.STANDIN_APPTAINER), "exec", "--env", "CUDA_VISIBLE_DEVICES="]
-    assert state.argv[4] == f"instance://{state.instance}"
+    config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
+    in_config_dir = ["/usr/bin/env", f"APPTAINER_CONFIGDIR={config_dir}", str(demo.STANDIN_APPTAINER)]
+    assert state.argv[:6] == [*in_config_dir, "exec", "--env", "CUDA_VISIBLE_DEVICES="]
+    assert state.argv[6] == f"instance://{state.instance}"
     assert "--model-repository=/models" in state.argv
-    assert state.teardown == [[str(demo.STANDIN_APPTAINER), "instance", "stop", state.instance]]
-    assert state.instance in standin_instances(environment)
+    assert state.teardown == [[*in_config_dir, "instance", "stop", state.instance]]
+    assert state.prepare[0][:5] == ["/usr/bin/env", "-u", "DBUS_SESSION_BUS_ADDRESS", "-u", "XDG_RUNTIME_DIR"]
+    assert state.instance in standin_instances(environment, glidein)
     assert glidein.published()[0]["TritonRuntime"] == '"apptainer"'
     demo.run_sample_job(glidein.published()[1], requests=2)
     glidein.run_cleanup(environment)
     assert_nothing_left(glidein, state)
-    assert state.instance not in standin_instances(environment)
+    assert state.instance not in standin_instances(environment, glidein)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import CRON_INCLUDE, GlideinDied, SimulatedGlidein
-from glidein_triton.worker import processes, startup
+from glidein_triton.worker import processes, runtime, server, startup
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, locked
 from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
@@ -204,3 +204,42 @@ def test_restarted_server_keeps_the_outer_batch_systems_markers_only(tmp_path: P
         state = recorded_state(glidein)
         glidein.run_cleanup(environment)
     assert_nothing_left(glidein, state)
+
+
+def test_a_stop_that_finds_no_instance_is_reported(tmp_path: Path) -> None:
+    config_dir = str(tmp_path / "config")
+    teardown = [
+        *runtime.in_config_dir("apptainer", config_dir),
+        str(demo.STANDIN_APPTAINER),
+        "instance",
+        "stop",
+    ]
+    state = ServerState(runtime="apptainer", instance="gt-gone", teardown=[[*teardown, "gt-gone"]])
+    (problem,) = server.stop(state, {"PATH": os.environ["PATH"]})
+    assert "instance stop gt-gone: exit code 255" in problem
+    assert "no instance found with name gt-gone" in problem
+
+
+@pytest.mark.server
+def test_apptainer_instances_on_a_pool_account_without_a_usable_home(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", runtime="apptainer")
+    (tmp_path / "file").write_text("")
+    environment = {
+        **prepared.environment,
+        "HOME": str(tmp_path / "file" / "home"),  # cannot be created, even by root
+        "XDG_RUNTIME_DIR": str(tmp_path / "no-runtime-dir"),
+        "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}",
+    }
+    del environment["APPTAINER_CONFIGDIR"]
+    glidein = prepared.glidein
+    result = glidein.run_startup(environment)
+    assert result.returncode == 0, result.stderr
+    assert glidein.published()[0]["HasTriton"] == "True", result.stderr
+    state = recorded_state(glidein)
+    assert state is not None
+    config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
+    assert list(config_dir.glob(f"instances/app/*/*/{state.instance}.json"))
+    results = glidein.run_cleanup(environment)
+    assert "nothing left running" in results[0].stderr, results[0].stderr
+    assert_nothing_left(glidein, state)
+    assert not list(config_dir.glob("instances/app/*/*/*.json"))

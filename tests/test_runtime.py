@@ -50,10 +50,26 @@ def test_process_plan_without_binary(tmp_path: Path) -> None:
 
 def test_container_plan_argv_with_gpu() -> None:
     plan = runtime.container_plan(
-        "apptainer", "/usr/bin/apptainer", "/cvmfs/img", "/cvmfs/repo", PORTS, ["*"], [], [H100], "gt-1"
+        "apptainer",
+        "/usr/bin/apptainer",
+        "/cvmfs/img",
+        "/cvmfs/repo",
+        PORTS,
+        ["*"],
+        [],
+        [H100],
+        "gt-1",
+        config_dir="/glidein/triton/apptainer",
     )
+    in_config_dir = ["/usr/bin/env", "APPTAINER_CONFIGDIR=/glidein/triton/apptainer"]
     assert plan.prepare == [
         [
+            "/usr/bin/env",
+            "-u",
+            "DBUS_SESSION_BUS_ADDRESS",
+            "-u",
+            "XDG_RUNTIME_DIR",
+            "APPTAINER_CONFIGDIR=/glidein/triton/apptainer",
             "/usr/bin/apptainer",
             "instance",
             "start",
@@ -64,7 +80,8 @@ def test_container_plan_argv_with_gpu() -> None:
             "gt-1",
         ]
     ]
-    assert plan.server[:6] == [
+    assert plan.server[:8] == [
+        *in_config_dir,
         "/usr/bin/apptainer",
         "exec",
         "--env",
@@ -74,13 +91,22 @@ def test_container_plan_argv_with_gpu() -> None:
     ]
     assert "--model-repository=/models" in plan.server
     assert "--load-model=*" in plan.server
-    assert plan.teardown == [["/usr/bin/apptainer", "instance", "stop", "gt-1"]]
+    assert plan.teardown == [[*in_config_dir, "/usr/bin/apptainer", "instance", "stop", "gt-1"]]
 
 
 def test_container_plan_cpu_has_no_nv() -> None:
-    plan = runtime.container_plan("singularity", "/s", "/img", "/repo", PORTS, [], [], [], "gt-2")
+    plan = runtime.container_plan(
+        "singularity", "/s", "/img", "/repo", PORTS, [], [], [], "gt-2", config_dir="/c"
+    )
     assert "--nv" not in plan.prepare[0]
-    assert plan.server[2:4] == ["--env", "CUDA_VISIBLE_DEVICES="]
+    assert plan.server[:6] == [
+        "/usr/bin/env",
+        "SINGULARITY_CONFIGDIR=/c",
+        "/s",
+        "exec",
+        "--env",
+        "CUDA_VISIBLE_DEVICES=",
+    ]
 
 
 def test_instance_names_are_valid_and_unique() -> None:
@@ -120,11 +146,14 @@ def test_find_container_runtime(tmp_path: Path) -> None:
         runtime.find_container_runtime("apptainer", {}, str(tmp_path / "none"))
 
 
+def run_argv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+
+
 def standin(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
-    env = {"APPTAINER_STANDIN_STATE": str(state), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [str(STANDIN_APPTAINER), *args], capture_output=True, text=True, env=env, check=False
-    )
+    """The stand-in with ``state`` as its config dir."""
+    env = {"APPTAINER_CONFIGDIR": str(state), "PATH": "/usr/bin:/bin"}
+    return run_argv([str(STANDIN_APPTAINER), *args], env)
 
 
 @pytest.fixture
@@ -137,18 +166,53 @@ def sandbox(tmp_path: Path) -> Path:
 def test_standin_accepts_the_plan_and_maps_binds(tmp_path: Path, sandbox: Path) -> None:
     repository = tmp_path / "repo"
     repository.mkdir()
+    state = tmp_path / "plugin config dir"
     plan = runtime.container_plan(
-        "apptainer", str(STANDIN_APPTAINER), str(sandbox), str(repository), PORTS, ["m"], [], [H100], "gt-ok"
+        "apptainer",
+        str(STANDIN_APPTAINER),
+        str(sandbox),
+        str(repository),
+        PORTS,
+        ["m"],
+        [],
+        [H100],
+        "gt-ok",
+        config_dir=str(state),
     )
-    state = tmp_path / "state"
-    assert standin(*plan.prepare[0][1:], state=state).returncode == 0
-    ran = standin(*plan.server[1:], state=state)
+    # A pool account: HOME unusable, session variables pointing at nothing.
+    (tmp_path / "file").write_text("")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path / "file" / "home"),
+        "XDG_RUNTIME_DIR": "/run/user/nonexistent",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/nonexistent/bus",
+    }
+    started = run_argv(plan.prepare[0], env)
+    assert started.returncode == 0, started.stderr
+    ran = run_argv(plan.server, env)
     assert ran.returncode == 0, ran.stderr
     assert f"--model-repository={repository}" in ran.stdout
     listed = standin("instance", "list", state=state)
     assert "gt-ok" in listed.stdout
-    assert standin(*plan.teardown[0][1:], state=state).returncode == 0
+    assert "gt-ok" not in standin("instance", "list", state=tmp_path / "another").stdout
+    assert run_argv(plan.teardown[0], env).returncode == 0
     assert "gt-ok" not in standin("instance", "list", state=state).stdout
+
+
+def test_standin_needs_a_usable_config_dir_and_session(tmp_path: Path, sandbox: Path) -> None:
+    (tmp_path / "file").write_text("")
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "file" / "home")}
+    started = run_argv([str(STANDIN_APPTAINER), "instance", "start", str(sandbox), "gt-home"], base)
+    assert started.returncode == 255
+    assert "failed to create instance directory" in started.stderr
+    with_dir = {**base, "APPTAINER_CONFIGDIR": str(tmp_path / "config")}
+    bad_session = {**with_dir, "XDG_RUNTIME_DIR": str(tmp_path / "no-runtime-dir")}
+    started = run_argv([str(STANDIN_APPTAINER), "instance", "start", str(sandbox), "gt-home"], bad_session)
+    assert started.returncode == 255
+    assert "dbus" in started.stderr
+    started = run_argv([str(STANDIN_APPTAINER), "instance", "start", str(sandbox), "gt-home"], with_dir)
+    assert started.returncode == 0, started.stderr
+    assert run_argv([str(STANDIN_APPTAINER), "instance", "stop", "gt-home"], with_dir).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -216,8 +280,20 @@ def test_python_backend_paths_that_work(tmp_path: Path) -> None:
 @pytest.mark.parametrize("repository", ["/cvmfs/repo:v2", "/data/a,b"])
 def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> None:
     with pytest.raises(VOConfigError, match="cannot be bound into the container"):
-        runtime.container_plan("apptainer", "/a", "/img", repository, PORTS, [], [], [], "gt-3")
+        runtime.container_plan(
+            "apptainer", "/a", "/img", repository, PORTS, [], [], [], "gt-3", config_dir="/c"
+        )
     with pytest.raises(ConfigError, match="GLIDEIN_TRITON_TLS_"):
         runtime.container_plan(
-            "apptainer", "/a", "/img", "/repo", PORTS, [], [], [], "gt-3", same_path_binds=[repository]
+            "apptainer",
+            "/a",
+            "/img",
+            "/repo",
+            PORTS,
+            [],
+            [],
+            [],
+            "gt-3",
+            same_path_binds=[repository],
+            config_dir="/c",
         )

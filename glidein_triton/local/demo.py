@@ -92,7 +92,8 @@ def server_settings(home: Path, runtime: str = "process") -> tuple[dict[str, str
         values["SINGULARITY_PATH"] = str(STANDIN_APPTAINER)
         values["HAS_SINGULARITY"] = "True"
         values["GLIDEIN_TRITON_IMAGE"] = str(make_standin_image(home / "images", launcher))
-        environment["APPTAINER_STANDIN_STATE"] = str(home / "apptainer-standin-state")
+        # The plugin gives its own commands its config dir; this one is for any other apptainer command.
+        environment["APPTAINER_CONFIGDIR"] = str(home / "apptainer-config")
     return values, environment
 
 

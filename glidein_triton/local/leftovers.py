@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from glidein_triton.worker import processes
+from glidein_triton.worker import processes, runtime
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.token import TOKEN_FILE_NAME
@@ -98,11 +98,20 @@ def instance_names(seen: Iterable[Process]) -> set[str]:
     }
 
 
-def listed_instances(container_runtime: str, environment: Mapping[str, str]) -> dict[str, str]:
-    """Instance name -> image, as ``<runtime> instance list --json`` shows them (empty when it fails)."""
+def listed_instances(
+    container_runtime: str, environment: Mapping[str, str], config_dir: Path
+) -> dict[str, str]:
+    """Instance name -> image, as ``<runtime> instance list --json`` with the plugin's config dir shows them
+    (empty when it fails)."""
     try:
         listed = subprocess.run(
-            [container_runtime, "instance", "list", "--json"],
+            [
+                *runtime.in_config_dir("apptainer", str(config_dir)),
+                container_runtime,
+                "instance",
+                "list",
+                "--json",
+            ],
             env=dict(environment),
             capture_output=True,
             text=True,
@@ -209,7 +218,8 @@ class Watch:
         if container_runtime:
             # The glidein's instances: those its processes ran in, or of an image in its directory.
             names = instance_names(seen)
-            running = listed_instances(container_runtime, environment or os.environ)
+            config_dir = state_dir(self.root) / runtime.CONFIG_DIR_NAME
+            running = listed_instances(container_runtime, environment or os.environ, config_dir)
             problems += [
                 f"instance {name} of {image} still runs"
                 for name, image in sorted(running.items())

@@ -4,6 +4,14 @@
 * ``apptainer`` / ``singularity``: ``$SINGULARITY_PATH instance start [--nv] --bind <repo>:/models <image>
   <instance>`` starts a named instance, ``$SINGULARITY_PATH exec instance://<instance> tritonserver ...``
   runs the server in it, and ``$SINGULARITY_PATH instance stop <instance>`` ends it.
+
+Apptainer keeps its instance records under its config dir (``$HOME/.apptainer`` by default), and only
+commands run with the same one see an instance. A pool account's HOME may be missing or read-only, so
+every instance command runs through ``env`` with ``APPTAINER_CONFIGDIR`` (``SINGULARITY_CONFIGDIR`` for
+singularity) set to the plugin's own directory; ``instance start`` also runs without
+``DBUS_SESSION_BUS_ADDRESS`` and ``XDG_RUNTIME_DIR`` (unprivileged starts under cgroups v2 have failed when
+they pointed at nothing usable). The commands stay plain argument lists, recorded in the state file, so
+the cleanup, the watchdog and a restart run them with the same config dir whatever their own environment.
 """
 
 from __future__ import annotations
@@ -31,6 +39,12 @@ BIND_SEPARATORS = (",", ":")
 SHELL_SAFE_PUNCTUATION = "_-.,+:@%=/"
 SHELL_SAFE_PATH = re.compile(rf"^[A-Za-z0-9{re.escape(SHELL_SAFE_PUNCTUATION)}]*$")
 PYTHON_BACKEND = re.compile(r'^\s*backend\s*:\s*"python"', re.MULTILINE)
+ENV_PROGRAM = "/usr/bin/env"
+#: The plugin's Apptainer config dir, in its own directory of the glidein.
+CONFIG_DIR_NAME = "apptainer"
+CONFIG_DIR_VARIABLES = {"apptainer": "APPTAINER_CONFIGDIR", "singularity": "SINGULARITY_CONFIGDIR"}
+#: Unset for ``instance start``.
+SESSION_VARIABLES = ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR")
 
 
 def server_options(
@@ -155,24 +169,25 @@ def container_plan(
     release: TritonRelease | None = None,
     operator_options: Sequence[str] = (),
     cuda_visible_devices: str = "",
+    config_dir: str,
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
 
     ``same_path_binds`` (host directories, TLS files) are bound read-only at the same path, so that
     ``more_repositories`` (given as host paths), the targets of the links in them and the TLS files
-    resolve inside the instance too.
+    resolve inside the instance too. Every command uses ``config_dir`` (:func:`in_config_dir`).
     """
     bindable(model_repository, "GLIDEIN_TRITON_MODEL_REPOSITORY", VOConfigError)
     for path in same_path_binds:
         bindable(path, "GLIDEIN_TRITON_TLS_* or the glidein directory", ConfigError)
-    start = [singularity_path, "instance", "start"]
+    start = [*in_config_dir(runtime, config_dir, SESSION_VARIABLES), singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
     start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
     for path in same_path_binds:
         start += ["--bind", f"{path}:{path}:ro"]
     start += [image, instance]
-    run = [singularity_path, "exec"]
+    run = [*in_config_dir(runtime, config_dir), singularity_path, "exec"]
     for name, value in sorted(cuda_environment(gpus, cuda_visible_devices).items()):
         run += ["--env", f"{name}={value}"]
     options = fit_options(
@@ -185,10 +200,18 @@ def container_plan(
         runtime=runtime,
         server=run,
         prepare=[start],
-        teardown=[[singularity_path, "instance", "stop", instance]],
+        teardown=[[*in_config_dir(runtime, config_dir), singularity_path, "instance", "stop", instance]],
         instance=instance,
         metrics=METRICS_OFF not in options,
     )
+
+
+def in_config_dir(runtime: str, config_dir: str, unset: Sequence[str] = ()) -> list[str]:
+    """``env`` words that run a runtime command with ``config_dir`` as config dir, and without ``unset``."""
+    words = [ENV_PROGRAM]
+    for name in unset:
+        words += ["-u", name]
+    return [*words, f"{CONFIG_DIR_VARIABLES.get(runtime, CONFIG_DIR_VARIABLES['apptainer'])}={config_dir}"]
 
 
 def bindable(path: str, setting: str, error: type[TritonSetupError]) -> None:

@@ -138,7 +138,7 @@ def model_repository(settings: Settings, directory: Path) -> str:
 
 def plan_for(
     settings: Settings,
-    config: Mapping[str, str],
+    config: GlideinConfig,
     environment: Mapping[str, str],
     repository: str,
     ports: Ports,
@@ -182,6 +182,9 @@ def plan_for(
     release = triton_release.from_image(settings.image)
     LOG.info("%s", release.describe())
     executable = runtime.find_container_runtime(chosen, config, search_path)
+    config_dir = state_dir(config.work_dir) / runtime.CONFIG_DIR_NAME
+    with writing_in(config_dir):
+        config_dir.mkdir(exist_ok=True)
     return runtime.container_plan(
         chosen,
         executable,
@@ -198,6 +201,7 @@ def plan_for(
         release=release,
         operator_options=settings.server_args,
         cuda_visible_devices=cuda_visible_devices,
+        config_dir=str(config_dir),
     )
 
 
