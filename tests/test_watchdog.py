@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,8 +19,12 @@ from .conftest import assert_nothing_left, recorded_state
 pytestmark = pytest.mark.server
 
 
-def started(tmp_path: Path, glidein_pid: int, period: str = "0.2") -> demo.DemoGlidein:
-    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_WATCHDOG_PERIOD": period})
+def started(
+    tmp_path: Path, glidein_pid: int, period: str = "0.2", runtime: str = "process"
+) -> demo.DemoGlidein:
+    prepared = demo.prepare(
+        tmp_path / "glidein", runtime, settings={"GLIDEIN_TRITON_WATCHDOG_PERIOD": period}
+    )
     prepared.glidein.set("GLIDEIN_STARTUP_PID", str(glidein_pid))
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 0, result.stderr
@@ -48,6 +54,32 @@ def test_the_watchdog_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None
     assert_nothing_left(prepared.glidein, state)
     log = (state_dir(prepared.glidein.root) / "glidein_triton_watchdog.log").read_text()
     assert f"the glidein (pid {glidein_process.pid}) is gone without its cleanup" in log
+
+
+@pytest.mark.parametrize("runtime", ["process", "apptainer"])
+def test_the_watchdog_stops_the_server_after_the_work_dir_was_deleted(tmp_path: Path, runtime: str) -> None:
+    glidein_process = subprocess.Popen(["sleep", "600"])
+    prepared = started(tmp_path, glidein_process.pid, runtime=runtime)
+    state = recorded_state(prepared.glidein)
+    assert state is not None
+    instance = {}
+    if state.instance:
+        (record,) = state_dir(prepared.glidein.root).glob(
+            f"apptainer/instances/app/*/*/{state.instance}.json"
+        )
+        instance = json.loads(record.read_text())
+        assert processes.is_running(instance["pid"])
+    log = state_dir(prepared.glidein.root) / "glidein_triton_watchdog.log"
+    assert wait_until(lambda: "following the glidein" in log.read_text())  # it knows what to stop
+    # The batch system removes the job's scratch directory as it kills the glidein.
+    shutil.rmtree(prepared.glidein.root)
+    glidein_process.kill()
+    glidein_process.wait()
+    assert wait_until(lambda: not processes.is_running(state.watchdog_pid, state.watchdog_ticks))
+    assert demo.leftovers(state) == []
+    if instance:
+        assert not processes.is_running(instance["pid"])  # its records went with the directory
+    assert not log.exists()
 
 
 def test_the_glidein_cleanup_stops_the_watchdog(tmp_path: Path) -> None:
