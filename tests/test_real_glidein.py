@@ -5,6 +5,7 @@ restart at a time within the cron period, and the process-family markers of a re
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,3 +244,89 @@ def test_apptainer_instances_on_a_pool_account_without_a_usable_home(tmp_path: P
     assert "nothing left running" in results[0].stderr, results[0].stderr
     assert_nothing_left(glidein, state)
     assert not list(config_dir.glob("instances/app/*/*/*.json"))
+
+
+#: Paths POSIX allows, and what each runtime does with them: "" works end to end, else the failure type and
+#: words of the error that names the path (process runtime, apptainer runtime).
+LONG = "/".join(["l" * 200] * 5)
+PYTHON_BACKEND = ("VO_Config", "python backend, which cannot load models from")
+NOT_BINDABLE = ("VO_Config", "cannot be bound into the container")
+REPOSITORY_PATHS = [
+    ("with space", PYTHON_BACKEND, ""),
+    ("modèles-é", PYTHON_BACKEND, ""),
+    ("q'uo\"te", PYTHON_BACKEND, ""),
+    ("co:lon", "", NOT_BINDABLE),
+    ("com,ma", "", NOT_BINDABLE),
+    ("-leading-dash", "", ""),
+    (LONG, "", ""),
+]
+WORK_DIR = ("Config", "characters that Triton's python backend cannot start models from")
+WORK_DIR_NOT_BINDABLE = ("Config", "cannot be bound into the container")
+WORK_DIR_PATHS = [
+    ("with space", WORK_DIR, WORK_DIR),
+    ("modèles-é", WORK_DIR, WORK_DIR),
+    ("q'uo\"te", WORK_DIR, WORK_DIR),
+    ("co:lon", "", WORK_DIR_NOT_BINDABLE),
+    ("com,ma", "", WORK_DIR_NOT_BINDABLE),
+    ("-leading-dash", "", ""),
+    (LONG, "", ""),
+]
+
+
+def check_outcome(prepared: demo.DemoGlidein, expected: tuple[str, str] | str, path: Path) -> None:
+    """Startup then either inference over gRPC and HTTP, or HasTriton = False with an error naming ``path``."""
+    glidein = prepared.glidein
+    state = None
+    try:
+        result = glidein.run_startup(prepared.environment, timeout=180)
+        assert result.returncode == 0, result.stderr
+        state = recorded_state(glidein)
+        attributes, job_environment = glidein.published()
+        if not expected:
+            assert attributes["HasTriton"] == "True", result.stderr
+            assert [line.split()[0] for line in demo.run_sample_job(job_environment, 1)] == ["gRPC", "HTTP"]
+        else:
+            failure_type, words = expected
+            assert attributes["HasTriton"] == "False"
+            assert result.metrics["TritonFailure"] == failure_type, result.metrics
+            assert words in result.metrics["TritonFailureDetail"]
+            assert str(path) in result.metrics["TritonFailureDetail"]
+            assert state is None  # refused before the server started
+    finally:
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, state)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("runtime_name", ["process", "apptainer"])
+@pytest.mark.parametrize(("name", "process", "apptainer"), REPOSITORY_PATHS)
+def test_model_repository_paths(
+    tmp_path: Path,
+    runtime_name: str,
+    name: str,
+    process: tuple[str, str] | str,
+    apptainer: tuple[str, str] | str,
+) -> None:
+    prepared = demo.prepare(tmp_path / "glidein", runtime_name)
+    repository = tmp_path / name / "repository"
+    shutil.copytree(demo.MODELS_DIR, repository)
+    prepared.glidein.set("GLIDEIN_TRITON_MODEL_REPOSITORY", str(repository))
+    check_outcome(prepared, process if runtime_name == "process" else apptainer, repository)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("runtime_name", ["process", "apptainer"])
+@pytest.mark.parametrize(("name", "process", "apptainer"), WORK_DIR_PATHS)
+def test_work_dir_paths(
+    tmp_path: Path,
+    runtime_name: str,
+    name: str,
+    process: tuple[str, str] | str,
+    apptainer: tuple[str, str] | str,
+) -> None:
+    root = tmp_path / name / "glidein"
+    prepared = demo.prepare(root, runtime_name)
+    repository = tmp_path / "repository"  # a plain path: only the work dir is odd
+    shutil.copytree(demo.MODELS_DIR, repository)
+    prepared.glidein.set("GLIDEIN_TRITON_MODEL_REPOSITORY", str(repository))
+    check_outcome(prepared, process if runtime_name == "process" else apptainer, root)
