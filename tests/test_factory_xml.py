@@ -393,6 +393,7 @@ def test_options_reach_the_xml(capsys: pytest.CaptureFixture[str], tmp_path: Pat
         in out
     )
     assert 'period="120" prefix="TRITON_"/>' in out
+    assert 'name="GLIDEIN_TRITON_PERIODIC_PERIOD"' in out  # the script bounds its waits by it
     assert (
         'name="GLIDEIN_TRITON" const="False" glidein_publish="False" job_publish="False" parameter="True" publish="True" type="string" value="False"/>'
         in out

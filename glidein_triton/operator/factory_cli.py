@@ -98,6 +98,9 @@ def collect_settings(arguments: argparse.Namespace) -> tuple[tuple[str, str], ..
         values["GLIDEIN_TRITON_IMAGE"] = arguments.image
     if arguments.model_repository:
         values["GLIDEIN_TRITON_MODEL_REPOSITORY"] = arguments.model_repository
+    if not arguments.no_periodic and str(arguments.period) != DEFAULTS["GLIDEIN_TRITON_PERIODIC_PERIOD"]:
+        # The periodic script bounds its waits by its period: tell it the one the <file> gets.
+        values["GLIDEIN_TRITON_PERIODIC_PERIOD"] = str(arguments.period)
     for item in arguments.set:
         key, separator, value = item.partition("=")
         if not separator or key not in DEFAULTS:
