@@ -191,7 +191,11 @@ def test_standin_accepts_the_plan_and_maps_binds(tmp_path: Path, sandbox: Path) 
     assert started.returncode == 0, started.stderr
     ran = run_argv(plan.server, env)
     assert ran.returncode == 0, ran.stderr
-    assert f"--model-repository={repository}" in ran.stdout
+    # The server sees the bind destination (as a link to the source), never the host path.
+    (seen,) = re.findall(r"--model-repository=(\S+)", ran.stdout)
+    assert seen.endswith("/models")
+    assert str(repository) not in ran.stdout
+    assert Path(seen).resolve() == repository.resolve()
     listed = standin("instance", "list", state=state)
     assert "gt-ok" in listed.stdout
     assert "gt-ok" not in standin("instance", "list", state=tmp_path / "another").stdout
