@@ -45,6 +45,7 @@ from glidein_triton.worker import processes, startup, token
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports
+from glidein_triton.worker.runtime import CONFIG_DIR_NAME, in_config_dir
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.token import TOKEN_FILE_NAME
 from glidein_triton.worker.triton_api import Server
@@ -447,7 +448,9 @@ def test_startup_sigkill(tmp_path: Path, watcher: Watcher, runtime: str) -> None
         assert processes.is_running(state.pid, state.start_ticks)
         assert (state_dir(glidein.root) / TOKEN_FILE_NAME).exists()
         if runtime == "apptainer":
-            assert state.teardown == [[str(demo.STANDIN_APPTAINER), "instance", "stop", state.instance]]
+            config_dir = state_dir(glidein.root) / CONFIG_DIR_NAME
+            stop = [*in_config_dir("apptainer", str(config_dir)), str(demo.STANDIN_APPTAINER)]
+            assert state.teardown == [[*stop, "instance", "stop", state.instance]]
         assert watch.leftovers(glidein.config_path, container_runtime(prepared), prepared.environment)
         cleanups = glidein.run_cleanup(prepared.environment)
     assert [cleanup.returncode for cleanup in cleanups] == [0]

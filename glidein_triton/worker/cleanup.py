@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, logs, model_registry, processes, server, token
+from glidein_triton.worker import accounting, logs, model_registry, processes, runtime, server, token
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import (
@@ -87,6 +87,8 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
         shutil.rmtree(directory / name, ignore_errors=True)  # links are removed, never followed
     for name in HOOK_FILES:
         remove(directory / name)
+    if not problems:  # else the instance records stay, for a later instance stop
+        shutil.rmtree(directory / runtime.CONFIG_DIR_NAME, ignore_errors=True)
     remove(state_path)
     LOG.info(
         "stopped tritonserver (pid %d, %s%s) after %.0f s: %s",
