@@ -16,7 +16,7 @@ from pathlib import Path
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import accounting, watchdog
+from glidein_triton.worker import accounting, agent
 from glidein_triton.worker.state import ServerState, state_dir
 
 MODEL_CONFIG = """backend: "python"
@@ -57,6 +57,24 @@ def add_model(repository: Path, name: str, source: str = ECHO_MODEL) -> Path:
     (repository / name / "config.pbtxt").write_text(MODEL_CONFIG)
     (repository / name / "1" / "model.py").write_text(source)
     return repository / name
+
+
+NOBODY = 65534
+
+
+def hand_over(root: Path) -> Path:
+    """Give ``root`` to another user than the glidein's, read-only to others, as a VO's CVMFS repository is
+    (the policy refuses job models the glidein's user could change; these tests may run as root).
+
+    Root ignores mode bits, so the server's python backend would write ``__pycache__`` next to ``model.py``
+    (a glidein user could not): a file of that name keeps it from doing so."""
+    for module in list(root.rglob("*.py")):
+        (module.parent / "__pycache__").touch()
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            os.chown(path, NOBODY, NOBODY)
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
 
 
 def infer(http_url: str, model: str, values: list[int], token: str = "") -> int:
@@ -130,7 +148,7 @@ def held_locks(directory: Path) -> list[str]:
 
 
 #: What cleanup leaves in the plugin's directory on purpose: the logs and the accounting, for the operator.
-KEPT_AFTER_CLEANUP = {"server.log", watchdog.LOG_FILE_NAME, accounting.ACCOUNTING_FILE_NAME}
+KEPT_AFTER_CLEANUP = {"server.log", agent.LOG_FILE_NAME, accounting.ACCOUNTING_FILE_NAME}
 
 
 def leftovers_after_cleanup(glidein: SimulatedGlidein, recorded: ServerState | None) -> list[str]:

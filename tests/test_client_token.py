@@ -1,7 +1,8 @@
 """The access token on a real server whose APIs (all but health) are restricted.
 
-The server runs with ``--http-restricted-api`` and ``--grpc-restricted-protocol`` (header key
-``triton-token``): requests without the token must fail, and the client helper must pass them.
+The server runs with a glidein's ``--http-restricted-api`` and ``--grpc-restricted-protocol`` options (the
+jobs' token ``triton-token`` for inference and metadata, the agent's for the rest): requests without the token
+must fail, and the client helper must pass them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from glidein_triton.worker.ports import Ports, allocate
 pytestmark = pytest.mark.server
 
 SECRET = "s3cret-token-for-tests"
-RESTRICTED = f"{token.RESTRICTED_APIS}:triton-token={SECRET}"
+ADMIN_SECRET = "s3cret-admin-token-for-tests"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("token-server")
     launcher = local_server.prepare(root / "home")
     ports = allocate(Ports(0, 0, 0))
-    options = [f"--http-restricted-api={RESTRICTED}", f"--grpc-restricted-protocol={RESTRICTED}"]
+    options = token.server_options(SECRET, ADMIN_SECRET)  # as a glidein starts its server
     plan = runtime.process_plan(str(launcher), str(demo.MODELS_DIR), ports, ["simple"], options, [])
     state = server.launch(plan, root / "server.log", {"PATH": "/usr/bin:/bin"}, stop_grace=5)
     try:
@@ -71,13 +72,14 @@ def test_without_a_token_inference_and_repository_are_refused(urls: dict[str, st
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_the_token_file_opens_inference_and_repository(
+def test_the_token_file_opens_inference_not_the_repository(
     urls: dict[str, str], protocol: str, tmp_path: Path
 ) -> None:
     environment = {"TRITON_TOKEN_FILE": str(token_file(tmp_path, SECRET))}
     found = connect(protocol, urls[protocol], environment=environment, timeout=30)
     assert infer(found, protocol).tolist() == [[2] * 16]
-    assert found.get_model_repository_index()
+    with pytest.raises(InferenceServerException, match="triton-admin-token"):  # the glidein agent's
+        found.get_model_repository_index()
     found.close()
 
 

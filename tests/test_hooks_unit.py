@@ -16,9 +16,11 @@ from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
 from glidein_triton.operator import payload
 from glidein_triton.worker import install as hooks
-from glidein_triton.worker import prejob, runtime, supervisor
+from glidein_triton.worker import runtime, supervisor
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.gpus import GPU
+from glidein_triton.worker.job_loader import requested_models
+from glidein_triton.worker.job_request import read_request
 from glidein_triton.worker.periodic import ad_line
 from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
@@ -32,7 +34,8 @@ exit_wrapper() { echo "exit_wrapper: $1 ($2)"; exit 7; }
 glidein_triton_name=kept_by_the_wrapper
 . "$1"
 echo "status=$TRITON_MODELS_STATUS ready=$TRITON_MODELS_READY failed=$TRITON_MODELS_FAILED"
-echo "other=${SECRET-unset} helper=${glidein_triton_name-unset} ${glidein_triton_file-unset}"
+echo "other=${SECRET-unset} helper=${glidein_triton_name-unset} ${glidein_triton_dir-unset}"
+echo "token=${TRITON_TOKEN_FILE-unset}"
 """
 
 
@@ -50,7 +53,9 @@ def test_payload_ships_the_hooks() -> None:
         "glidein_triton/scripts/glidein_triton_prejob.sh",
         "glidein_triton/scripts/glidein_triton_prejob_env.sh",
         "glidein_triton/scripts/glidein_triton_periodic.sh",
-        "glidein_triton/worker/prejob.py",
+        "glidein_triton/worker/agent.py",
+        "glidein_triton/worker/job_loader.py",
+        "glidein_triton/worker/job_policy.py",
         "glidein_triton/worker/periodic.py",
         "glidein_triton/worker/accounting.py",
     ):
@@ -58,7 +63,17 @@ def test_payload_ships_the_hooks() -> None:
 
 
 def test_hook_modules_import_on_the_oldest_python() -> None:
-    modules = ("prejob", "periodic", "reaper", "accounting", "supervisor", "cleanup", "startup")
+    modules = (
+        "agent",
+        "job_loader",
+        "job_policy",
+        "periodic",
+        "reaper",
+        "accounting",
+        "supervisor",
+        "cleanup",
+        "startup",
+    )
     code = "import sys; sys.path.insert(0, sys.argv[1]); " + "; ".join(
         f"import glidein_triton.worker.{module}" for module in modules
     )
@@ -71,38 +86,21 @@ def test_hook_modules_import_on_the_oldest_python() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_install_prejob_hook_and_code_copy(tmp_path: Path) -> None:
-    prejob_dir = hooks.install_prejob(tmp_path, "/usr/bin/python3.11")
+def test_install_prejob_hook_shell_only(tmp_path: Path) -> None:
+    prejob_dir = hooks.install_prejob(tmp_path)
     executable = prejob_dir / "glidein_triton_1_prejob.sh"
     sourced = prejob_dir / "glidein_triton_2_prejob_env.sh"
     assert os.access(executable, os.X_OK)
     assert not os.access(sourced, os.X_OK)  # gwms_process_scripts sources it only if not executable
     assert sorted(path.name for path in prejob_dir.iterdir()) == [executable.name, sourced.name]
-    code = tmp_path / ".gwms.d" / "lib" / "glidein_triton"
-    assert (code / "python").read_text() == "/usr/bin/python3.11\n"
-    assert (code / "glidein_triton" / "worker" / "prejob.py").read_bytes() == Path(
-        prejob.__file__
-    ).read_bytes()
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-S",
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); import glidein_triton.worker.prejob",
-            str(code),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stderr
+    assert not (tmp_path / ".gwms.d" / "lib").exists()  # no code, no token travels with .gwms.d
+    assert executable.read_text().startswith("#!/bin/sh\n")
+    commands = [line for line in executable.read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in commands if "python" in line.lower()]
 
 
-def test_prejob_launcher_without_request_does_not_start_python(
-    glidein: SimulatedGlidein, tmp_path: Path
-) -> None:
-    hooks.install_prejob(glidein.root, "/nonexistent/python3")
+def test_prejob_without_request_returns_at_once(glidein: SimulatedGlidein) -> None:
+    hooks.install_prejob(glidein.root)
     job = hooks_sim.start_job(
         glidein, ["sh", "-c", 'echo "[$TRITON_MODELS_STATUS]"'], {"PATH": "/usr/bin:/bin"}, {}
     )
@@ -111,34 +109,43 @@ def test_prejob_launcher_without_request_does_not_start_python(
     assert not (job.sandbox / ".glidein_triton").exists()
 
 
-def test_prejob_launcher_reports_a_missing_or_old_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
-    hooks.install_prejob(glidein.root, "/nonexistent/python3")
-    report = ["sh", "-c", 'echo "$TRITON_MODELS_STATUS|$TRITON_MODELS_FAILED"']
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("bash", "grep", "sh", "mkdir"):
+def posix_tools(directory: Path) -> str:
+    """A PATH with only the tools a minimal job image has (no Python): the pre-job needs no more."""
+    directory.mkdir()
+    for tool in ("bash", "sh", "grep", "cut", "date", "sleep", "mkdir", "cat"):
         found = subprocess.run(
             ["sh", "-c", f"command -v {tool}"], capture_output=True, text=True, check=False
         )
-        if found.stdout.strip().startswith("/"):
-            (bin_dir / tool).symlink_to(found.stdout.strip())
+        (directory / tool).symlink_to(found.stdout.strip())
+    return str(directory)
+
+
+def test_prejob_waits_for_the_agents_answer_without_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
+    hooks.install_prejob(glidein.root)
+    report = ["sh", "-c", 'echo "$TRITON_MODELS_STATUS|$TRITON_MODELS_FAILED|$TRITON_MODELS_ERRORS"']
+    path = posix_tools(tmp_path / "bin")
     ad = {"TritonModels": '"simple"'}
-    job = hooks_sim.start_job(glidein, report, {"PATH": str(bin_dir)}, ad)
+    # An agent that noticed the job (pending: 1 s at most) and does not answer: the wait is bounded.
+    started = time.monotonic()
+    job = hooks_sim.start_job(glidein, ["sh", "-c", "sleep 0.3; echo late"], {"PATH": path}, ad)
+    (job.sandbox / ".glidein_triton").mkdir()
+    (job.sandbox / ".glidein_triton" / "pending").write_text("1\n")
     code, stdout, stderr = job.finish()
-    assert (code, stdout) == (0, "failed|all\n")
-    assert "no python3 found (Python >= 3.9 is needed)" in stderr
-    old = bin_dir / "python3"
-    old.write_text("#!/bin/sh\nexit 3\n")  # what the version check does on Python 3.6
-    old.chmod(0o755)
-    job = hooks_sim.start_job(glidein, report, {"PATH": str(bin_dir)}, ad)
+    assert (code, stdout) == (0, "late\n")
+    assert 1.0 <= time.monotonic() - started < 5.0
+    assert "did not answer within 1 s" in stderr
+    assert "TRITON_MODELS_STATUS=failed" in (job.sandbox / ".glidein_triton" / "prejob.env").read_text()
+    # An answer already there: exported to the job at once.
+    job = hooks_sim.start_job(glidein, report, {"PATH": path}, ad)
+    answer = "TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=simple\nTRITON_MODELS_STATUS=failed\n"
+    (job.sandbox / ".glidein_triton").mkdir()
+    (job.sandbox / ".glidein_triton" / "prejob.env").write_text(
+        answer + "TRITON_MODELS_ERRORS=simple: refused\n"
+    )
+    (job.sandbox / ".glidein_triton" / "pending").write_text("330\n")
     code, stdout, stderr = job.finish()
-    assert (code, stdout) == (0, "failed|all\n")
-    assert f"{old} is older than Python 3.9" in stderr
-    # Even a job that requires its models runs: no Python in its container is not the job's failure.
-    required = {**ad, "TritonModelsRequired": "True"}
-    job = hooks_sim.start_job(glidein, report, {"PATH": str(bin_dir)}, required)
-    code, stdout, stderr = job.finish()
-    assert (code, stdout) == (0, "failed|all\n")
+    assert (code, stdout) == (0, "failed|simple|simple: refused\n")
+    assert "not available: simple: refused" in stderr
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])
@@ -160,14 +167,24 @@ def test_env_snippet_exports_results_and_stops_required_jobs(tmp_path: Path, she
 
     result = source("TRITON_MODELS_READY=a,b\nTRITON_MODELS_FAILED=\nTRITON_MODELS_STATUS=ready\nSECRET=x\n")
     assert result.returncode == 0
-    assert result.stdout.splitlines() == ["status=ready ready=a,b failed=", "other=unset helper=unset unset"]
+    assert result.stdout.splitlines()[:2] == [
+        "status=ready ready=a,b failed=",
+        "other=unset helper=unset unset",
+    ]
     result = source("TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=c\nTRITON_MODELS_STATUS=failed\n")
     assert (result.returncode, result.stdout.splitlines()[0]) == (0, "status=failed ready= failed=c")
-    result = source("TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=c\nTRITON_MODELS_STATUS=required-failed\n")
+    assert result.stdout.splitlines()[2] == "token=unset"  # the agent has written no token
+    (sandbox / ".glidein_triton" / "token").write_text("x")
+    result = source(
+        "TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=c\nTRITON_MODELS_STATUS=required-failed\n"
+        "TRITON_MODELS_ERRORS=c: refused\n"
+    )
     assert result.returncode == 7
     assert result.stdout == (
-        "exit_wrapper: glidein-triton: this job requires Triton models that could not be loaded: c (1)\n"
+        "exit_wrapper: glidein-triton: this job requires Triton models that could not be loaded: c: refused (1)\n"
     )
+    result = source("TRITON_MODELS_STATUS=ready\n")
+    assert result.stdout.splitlines()[2] == f"token={sandbox}/.glidein_triton/token"
     env_file.unlink()
     result = subprocess.run(
         [shell, "-c", ENV_SNIPPET, shell, snippet],
@@ -179,39 +196,13 @@ def test_env_snippet_exports_results_and_stops_required_jobs(tmp_path: Path, she
     assert result.stdout.splitlines()[0] == "status= ready= failed="  # no file: nothing exported
 
 
-def test_prejob_request_errors_and_no_server(tmp_path: Path) -> None:
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    env_file = sandbox / ".glidein_triton" / "prejob.env"
-    environment = {"_CONDOR_SCRATCH_DIR": str(sandbox), "TRITON_MODELS": "a", "TRITON_MODELS_REQUIRED": "yes"}
-    assert prejob.run(str(tmp_path / "glidein_config"), environment) == 1  # no server, and required
-    assert (
-        env_file.read_text()
-        == "TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=a\nTRITON_MODELS_STATUS=required-failed\n"
-    )
-    assert prejob.run("", {**environment, "TRITON_MODELS_REQUIRED": "no"}) == 0
-    assert "TRITON_MODELS_STATUS=failed\n" in env_file.read_text()
-    assert prejob.run("", {**environment, "TRITON_MODELS": "bad/name"}) == 1
-    assert prejob.run("", {"TRITON_MODELS": "a", "TRITON_JOB_MODEL_REPOSITORY": "relative"}) == 0
-    assert prejob.run("", {}) == 0
-
-
-def test_prejob_lists_a_repository_and_translates_sandbox_paths(tmp_path: Path) -> None:
+def test_requested_models_lists_a_repository(tmp_path: Path) -> None:
     repository = tmp_path / "repository"
     for name in ("b", "a", ".hidden", "not a name"):
         (repository / name).mkdir(parents=True)
     (repository / "README").write_text("not a model")
-    request = prejob.read_request({"TRITON_JOB_MODEL_REPOSITORY": str(repository)}, "")
-    assert prejob.requested_models(request) == ["a", "b"]
-    inside = {"GWMS_SINGULARITY_REEXEC": "1", "GWMS_SINGULARITY_OUTSIDE_PWD": "/glidein/execute/dir_9"}
-    context = prejob.Context("/srv/", {**inside, "_CONDOR_SCRATCH_DIR": "/srv"})
-    assert context.registry is None  # the glidein directory is not visible
-    assert context.host_path("/srv/models/a") == "/glidein/execute/dir_9/models/a"
-    assert context.host_path("/srvx/a") == "/srvx/a"
-    assert context.host_path("/cvmfs/repo/a") == "/cvmfs/repo/a"
-    name, record = context.holder(prejob.JobRequest("", ["a"], False, ""), inside)
-    assert name == "sandbox:/glidein/execute/dir_9"
-    assert "pid" not in record  # pids inside a container are not the host's
+    request = read_request(f'TritonModelRepository = "{repository}"\n')
+    assert requested_models(request) == ["a", "b"]
 
 
 def test_periodic_without_a_server(glidein: SimulatedGlidein) -> None:
@@ -343,30 +334,6 @@ def test_ad_lines() -> None:
     assert ad_line("TritonGPUUtilization", 0.25) == "TritonGPUUtilization = 0.25"
     assert ad_line("TritonFailure", 'say "no"\\\nnow') == 'TritonFailure = "say no now"'
     assert cron_lines('A = 1\nB = "x = y"\nnoise\n') == {"A": "1", "B": '"x = y"'}
-
-
-@pytest.mark.parametrize("shell", ["sh", "bash"])
-def test_env_snippet_points_containerised_jobs_at_the_token_copy(tmp_path: Path, shell: str) -> None:
-    # The job wrapper copied .gwms.d into the job's sandbox; the glidein's own token file is not visible.
-    prejob_dir = tmp_path / ".gwms.d" / "exec" / "prejob"
-    prejob_dir.mkdir(parents=True)
-    copy = tmp_path / ".gwms.d" / "lib" / "glidein_triton" / "token"
-    copy.parent.mkdir(parents=True)
-    copy.write_text("secret")
-    snippet = str(SCRIPTS / "glidein_triton_prejob_env.sh")
-    show = f'. "{snippet}"; echo "$TRITON_TOKEN_FILE"'
-
-    def token_file(published: str) -> str:
-        env = {"PATH": os.environ["PATH"], "TRITON_TOKEN_FILE": published}
-        result = subprocess.run(
-            [shell, "-c", show], cwd=prejob_dir, env=env, capture_output=True, text=True, check=True
-        )
-        return result.stdout.strip()
-
-    assert token_file("/glidein/on/the/host/triton/token") == str(copy)
-    visible = tmp_path / "visible-token"
-    visible.write_text("secret")
-    assert token_file(str(visible)) == str(visible)  # a visible glidein token file is kept
 
 
 def test_a_state_keeps_its_plan_to_start_the_server_again() -> None:

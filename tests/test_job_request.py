@@ -1,4 +1,4 @@
-"""Reading a job's request from its ClassAd (old syntax) and its environment."""
+"""Reading a job's request from its ClassAd (old syntax)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_classad_attributes_case_insensitive_literals() -> None:
 
 
 def test_request_from_the_job_ad() -> None:
-    request = read_request({}, JOB_AD)
+    request = read_request(JOB_AD)
     assert request.repository == "/cvmfs/example.org/models"
     assert request.models == ["resnet", "bert"]
     assert request.required is True
@@ -43,31 +43,20 @@ def test_request_from_the_job_ad() -> None:
     assert not request.empty
 
 
-def test_environment_wins_over_the_job_ad() -> None:
-    environment = {
-        "TRITON_MODELS": "gpt",
-        "TRITON_JOB_MODEL_REPOSITORY": "models",
-        "TRITON_MODELS_REQUIRED": "no",
-        "TRITON_MODEL_REPOSITORY": "/the/server/repository",  # published by the glidein: not a request
-    }
-    request = read_request(environment, JOB_AD)
-    assert (request.repository, request.models, request.required) == ("models", ["gpt"], False)
-
-
 def test_empty_request() -> None:
-    request = read_request({"TRITON_MODEL_REPOSITORY": "/served"}, 'MyType = "Job"\n')
+    request = read_request('MyType = "Job"\nTritonModelRepositoryX = "/served"\n')
     assert request.empty
     assert (request.models, request.required, request.job_id) == ([], False, "")
 
 
 def test_bad_names_and_truth_values() -> None:
     with pytest.raises(RequestError, match=r"'\.\./etc' is not a model name") as raised:
-        read_request({"TRITON_MODELS": "ok,../etc"}, "")
+        read_request('TritonModels = "ok,../etc"\n')
     assert raised.value.required is False
     with pytest.raises(RequestError, match=r"'a/b' is not a model name") as raised:
-        read_request({"TRITON_MODELS": "a/b", "TRITON_MODELS_REQUIRED": "1"}, "")
+        read_request('TritonModels = "a/b"\nTritonModelsRequired = 1\n')
     assert raised.value.required is True
     with pytest.raises(RequestError, match=r"TritonModelsRequired='MY\.X > 1' is not a truth value"):
-        read_request({}, 'TritonModels = "a"\nTritonModelsRequired = MY.X > 1\n')
+        read_request('TritonModels = "a"\nTritonModelsRequired = MY.X > 1\n')
     with pytest.raises(RequestError, match=r"'\.\.' is not a model name"):
-        parse_names("TRITON_MODELS", "..")
+        parse_names("TritonModels", "..")

@@ -17,8 +17,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
-from glidein_triton.worker import access, processes, token
-from glidein_triton.worker import install as hooks
+from glidein_triton.worker import access, agent, processes, token
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
@@ -107,9 +106,11 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
     secret = token.read(token_path)
     assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
     assert stat.S_IMODE((state_dir(glidein.root) / STATE_FILE_NAME).stat().st_mode) == 0o600
-    bundled = hooks.bundled_token(glidein.root)  # the copy that travels with .gwms.d into job containers
-    assert token.read(bundled) == secret
-    assert stat.S_IMODE(bundled.stat().st_mode) == 0o600
+    admin_path = state_dir(glidein.root) / token.ADMIN_TOKEN_FILE_NAME  # the agent's; jobs never get it
+    admin = token.read(admin_path)
+    assert admin != secret
+    assert stat.S_IMODE(admin_path.stat().st_mode) == 0o600
+    assert admin not in job_environment.values()
     assert attributes["TritonAuth"] == '"token"'
     assert "TritonTokenFile" not in attributes
 
@@ -140,7 +141,7 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
     for call in (lambda: grpc.infer("simple", simple_inputs(grpcclient)), lambda: grpc.load_model("simple")):
         with pytest.raises(
             InferenceServerException,
-            match=r"protocol is restricted, expecting header .triton-grpc-protocol-triton-token",
+            match=r"protocol is restricted, expecting header .triton-grpc-protocol-triton-(admin-)?token",
         ):
             call()
     with_token = http.infer("simple", simple_inputs(httpclient), headers={token.HEADER: secret})
@@ -151,16 +152,22 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
         .sum()
         == 0
     )
-    grpc.load_model("simple", headers={GRPC_HEADER: secret})
+    with pytest.raises(
+        InferenceServerException, match=r"expecting header .triton-grpc-protocol-triton-admin-token"
+    ):
+        grpc.load_model("simple", headers={GRPC_HEADER: secret})  # the jobs' token is for inference only
+    grpc.load_model("simple", headers={f"triton-grpc-protocol-{token.ADMIN_HEADER}": admin})
     for call in (grpc.get_server_metadata, grpc.unregister_system_shared_memory):
         with pytest.raises(InferenceServerException, match="protocol is restricted"):
             call()
-    bare = Server(state.http_port)  # another local user: every API but health needs the token
+    bare = Server(state.http_port)  # another local user: every API but health needs a token
     for method, path, body in RESTRICTED_REQUESTS:
         assert bare.exchange(method, path, body)[0] == 403, f"{method} {path} answered without the token"
-    assert bare.exchange("GET", "/v2/models/simple/ready")[0] == 200  # health, as the pre-job asks it
-    with_header = Server(state.http_port, headers={token.HEADER: secret})
+    assert bare.exchange("GET", "/v2/models/simple/ready")[0] == 200  # health, as the clients ask it
+    with_header = Server(state.http_port, headers={token.ADMIN_HEADER: admin})
     assert with_header.exchange("GET", "/v2/systemsharedmemory/status")[0] == 200
+    jobs_token = Server(state.http_port, headers={token.HEADER: secret})
+    assert jobs_token.exchange("GET", "/v2/systemsharedmemory/status")[0] == 403
     http.close()
     grpc.close()
 
@@ -171,10 +178,10 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
         str(attributes),
         (glidein.root / "otrb_output.xml").read_text() if (glidein.root / "otrb_output.xml").exists() else "",
     ]
-    outputs += [(state_dir(glidein.root) / "server.log").read_text()]
-    assert all(secret not in text for text in outputs)
+    outputs += [(state_dir(glidein.root) / name).read_text() for name in ("server.log", agent.LOG_FILE_NAME)]
+    assert all(secret not in text and admin not in text for text in outputs)
     assert not token_path.exists()
-    assert not bundled.exists()
+    assert not admin_path.exists()
 
 
 @pytest.mark.server
@@ -186,10 +193,12 @@ def test_failure_reports_do_not_leak_the_token(tmp_path: Path, monkeypatch: pyte
     )
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 1
-    assert f"--http-restricted-api={token.RESTRICTED_APIS}:triton-token=***" in result.detail
+    assert "--http-restricted-api=inference,metadata:triton-token=***" in result.detail
+    assert ":triton-admin-token=***" in result.detail
     assert "--load-model=absent_model" in result.detail
-    assert f"--http-restricted-api={token.RESTRICTED_APIS}:triton-token=***" in result.stderr
+    assert "--http-restricted-api=inference,metadata:triton-token=***" in result.stderr
     assert not (state_dir(prepared.glidein.root) / "token").exists()
+    assert not (state_dir(prepared.glidein.root) / "admin_token").exists()
 
 
 def make_certificate(directory: Path, address: str) -> tuple[Path, Path]:

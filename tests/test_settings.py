@@ -8,7 +8,6 @@ import subprocess
 import pytest
 
 from glidein_triton.local.glidein import helper_scripts_dir
-from glidein_triton.worker import prejob
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.job_request import RequestError, parse_names, parse_truth
 from glidein_triton.worker.settings import (
@@ -21,7 +20,7 @@ from glidein_triton.worker.settings import (
     parse_models,
     required_flag,
 )
-from glidein_triton.worker.state import JOB_REPOSITORY, STATE_DIR_NAME, STATE_FILE_NAME, ServerState
+from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.words import is_model_name
 
 
@@ -36,6 +35,23 @@ def test_defaults_with_the_switch_on() -> None:
     assert settings.ready_timeout == 240
     assert settings.server_binary == "tritonserver"
     assert settings.image == ""
+
+
+def test_job_repository_prefixes() -> None:
+    settings = Settings.from_config(
+        {
+            "GLIDEIN_TRITON_JOB_REPOSITORIES": "/cvmfs/a.org/models, /cvmfs/b.org/models",
+            "GLIDEIN_TRITON_CODE_REPOSITORIES": "/cvmfs/a.org/models",
+        }
+    )
+    assert settings.job_repositories == ("/cvmfs/a.org/models", "/cvmfs/b.org/models")
+    assert settings.code_repositories == ("/cvmfs/a.org/models",)
+    assert Settings.from_config({}).job_repositories == ()
+    for bad in ("relative/models", "/", "/cvmfs/a.org //"):
+        with pytest.raises(
+            ConfigError, match=r"GLIDEIN_TRITON_JOB_REPOSITORIES=.*not an absolute path prefix"
+        ):
+            Settings.from_config({"GLIDEIN_TRITON_JOB_REPOSITORIES": bad})
 
 
 def test_switch_off_by_default() -> None:
@@ -72,6 +88,8 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_RESTART_LIMIT",
         "GLIDEIN_TRITON_RESTART_BACKOFF",
         "GLIDEIN_TRITON_WATCHDOG_PERIOD",
+        "GLIDEIN_TRITON_JOB_REPOSITORIES",
+        "GLIDEIN_TRITON_CODE_REPOSITORIES",
         "GLIDEIN_TRITON_PERIODIC_PERIOD",
     }
 
@@ -175,14 +193,10 @@ def test_the_table_fills_every_settings_field_once() -> None:
     )
 
 
-def test_the_state_file_and_the_pre_job_take_their_defaults_from_the_table() -> None:
+def test_the_state_file_takes_its_defaults_from_the_table() -> None:
     state = ServerState(runtime="process")
     for field in ("stop_grace", "ready_timeout", "load_timeout", "restart_backoff"):
         assert getattr(state, field) == default_value(field)
-    # The pre-job keeps its own copies (importing the settings would cost it ~10 ms before every job).
-    assert default_value("load_timeout") == prejob.DEFAULT_LOAD_TIMEOUT
-    assert (prejob.STATE_DIR_NAME, prejob.STATE_FILE_NAME) == (STATE_DIR_NAME, STATE_FILE_NAME)
-    assert prejob.JOB_REPOSITORY == JOB_REPOSITORY
 
 
 @pytest.mark.parametrize(

@@ -174,11 +174,11 @@ def test_the_simulated_condor_startup_keeps_both_monitor_dirs(glidein: Simulated
 
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "glidein_triton" / "scripts"
+#: (The pre-job reads no glidein_config: it waits for the agent's answer in the job's sandbox.)
 READER_SCRIPTS = (
     "glidein_triton_setup.sh",
     "glidein_triton_periodic.sh",
     "glidein_triton_cleanup.sh",
-    "glidein_triton_prejob.sh",
 )
 
 

@@ -13,16 +13,22 @@ Written for a model exported from PyTorch (docs/pytorch-to-triton.md); change th
   dynamic batcher merges the requests of several jobs.
 
 The model's metadata (names, data types, shapes) is read from the server first, so a wrong name or shape
-is reported before any inference.
+is reported before any inference. Its ``max_batch_size`` comes from its configuration: on a glidein the
+server's configuration API is the glidein agent's alone, so it is read from the model's ``config.pbtxt`` in
+the repository the job knows (``$TRITON_MODEL_REPOSITORY``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from glidein_triton.job.client import NoServerError, connect
 
@@ -59,6 +65,16 @@ def infer_in_batches(client, args: argparse.Namespace, items: np.ndarray, data_t
     return np.concatenate(results)
 
 
+def max_batch_size_of(client: grpcclient.InferenceServerClient, model: str) -> int:
+    """From the server's configuration API, else (restricted on a glidein) from the model's config.pbtxt."""
+    try:
+        return int(client.get_model_config(model, as_json=True)["config"].get("max_batch_size", 0))
+    except InferenceServerException:
+        config = Path(os.environ.get("TRITON_MODEL_REPOSITORY", ""), model, "config.pbtxt")
+        found = re.search(r"^\s*max_batch_size\s*:\s*(\d+)", config.read_text(), re.MULTILINE)
+        return int(found.group(1)) if found else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -80,7 +96,7 @@ def main() -> int:
         print(error, file=sys.stderr)
         return 1
     metadata = client.get_model_metadata(args.model, as_json=True)
-    max_batch_size = int(client.get_model_config(args.model, as_json=True)["config"].get("max_batch_size", 0))
+    max_batch_size = max_batch_size_of(client, args.model)
     if max_batch_size == 0:
         sys.exit(f"{args.model} takes no batch dimension (max_batch_size 0): send single items of its shape")
     args.batch = min(args.batch, max_batch_size)

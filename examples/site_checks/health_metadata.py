@@ -2,8 +2,9 @@
 """Health and metadata check of a Triton server, over gRPC and HTTP, as a site runs it.
 
 For each protocol: liveness and readiness, the server's name, version and extensions, and for each model
-(``--model``, or every model of the repository index) its readiness, versions, inputs and outputs. With a
-metrics URL (``--metrics-url`` or ``$TRITON_METRICS_URL``) it also counts the inference counters there.
+(``--model``, else every model of the repository index, else, on a glidein, where the index is the agent's
+alone, every model directory of ``$TRITON_MODEL_REPOSITORY``) its readiness, versions, inputs and outputs.
+With a metrics URL (``--metrics-url`` or ``$TRITON_METRICS_URL``) it also counts the inference counters there.
 Exits 1 when the server or a model is not ready. The server is found by glidein_triton.job.client, which also
 sends the access token when the job has one.
 """
@@ -14,6 +15,9 @@ import argparse
 import os
 import sys
 import urllib.request
+from pathlib import Path
+
+from tritonclient.utils import InferenceServerException
 
 from glidein_triton.job.client import NoServerError, connect
 
@@ -24,6 +28,22 @@ def shape(tensor: dict) -> str:
 
 def tensors(metadata: dict, kind: str) -> str:
     return ", ".join(f"{t['name']} {t['datatype']}[{shape(t)}]" for t in metadata.get(kind, []))
+
+
+def listed_models(client: object, protocol: str) -> list[str]:
+    """The ready models of the repository index; a job's token cannot read it (a glidein's agent can): then
+    the model directories of the glidein's repository, when the job sees it."""
+    as_json = {"as_json": True} if protocol == "grpc" else {}
+    try:
+        index = client.get_model_repository_index(**as_json)
+    except InferenceServerException as error:
+        repository = os.environ.get("TRITON_MODEL_REPOSITORY", "")
+        print(f"[{protocol}] repository index: {error.message()}; models of {repository or 'no repository'}")
+        if not repository or not Path(repository).is_dir():
+            return []
+        return sorted(path.name for path in Path(repository).iterdir() if path.is_dir())
+    entries = index.get("models", []) if protocol == "grpc" else index
+    return [entry["name"] for entry in entries if entry.get("state") == "READY"]
 
 
 def check(protocol: str, url: str | None, models: list[str], timeout: float) -> bool:
@@ -39,9 +59,7 @@ def check(protocol: str, url: str | None, models: list[str], timeout: float) -> 
     print(f"[{protocol}] server: {server['name']} {server['version']}")
     print(f"[{protocol}] extensions: {' '.join(server.get('extensions', []))}")
     if not models:
-        index = client.get_model_repository_index(**as_json)
-        entries = index.get("models", []) if protocol == "grpc" else index
-        models = [entry["name"] for entry in entries if entry.get("state") == "READY"]
+        models = listed_models(client, protocol)
     healthy = True
     for model in models:
         ready = client.is_model_ready(model)

@@ -8,8 +8,12 @@ Runs inside the job (e.g. in the slim client image): the standard library at imp
 3. the machine ad file ``$_CONDOR_MACHINE_AD``: ``TritonGRPCURL`` / ``TritonHTTPURL``.
 
 :func:`connect` waits, with backoff, until the server (and the models asked for) are ready, retrying
-connection failures until the timeout. When the server restricts its APIs with an access token, the token
-is read from the file named by ``$TRITON_TOKEN_FILE`` or from ``$TRITON_TOKEN`` and sent with every request.
+connection failures until the timeout; a model the glidein's agent could not load for this job (its answer
+in the sandbox, ``.glidein_triton/prejob.env``) fails at once with the agent's reason. When the server
+restricts its APIs with an access token, the token is read from the file named by ``$TRITON_TOKEN_FILE``,
+from ``$TRITON_TOKEN``, or from the copy the agent wrote into the job's sandbox
+(``$_CONDOR_SCRATCH_DIR/.glidein_triton/token``, else ``./.glidein_triton/token``: no variable needed, under
+any job wrapper and in any container), and sent with every request.
 When no server is found or ready, :class:`NoServerError` says what was tried, or an opt-in ``fallback``
 callable runs instead (e.g. the model in-process). When the machine ad says the glidein's gRPC endpoint uses
 TLS (``TritonGRPCTLS``, remote mode), the gRPC client is made with ``ssl=True``.
@@ -37,6 +41,11 @@ AD_ATTRIBUTES = {"grpc": "TritonGRPCURL", "http": "TritonHTTPURL"}
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
 TOKEN_FILE_VARIABLE = "TRITON_TOKEN_FILE"  # noqa: S105 (the name of a variable, not a secret)
 TOKEN_VARIABLE = "TRITON_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
+SCRATCH_VARIABLE = "_CONDOR_SCRATCH_DIR"
+#: In the job's sandbox, written by the glidein's agent: the inference token and the answer for the job.
+JOB_DIR = ".glidein_triton"
+SANDBOX_TOKEN = "token"  # noqa: S105 (a file name, not a secret)
+ANSWER_FILE = "prejob.env"
 #: The header the server checks (``--http-restricted-api=...:triton-token=<token>``).
 TOKEN_HEADER = "triton-token"  # noqa: S105 (a header name, not a secret)
 #: Triton expects a restricted gRPC protocol's header as metadata with this prefix (src/grpc/grpc_server.h).
@@ -45,6 +54,7 @@ DEFAULT_TIMEOUT = 60.0
 FIRST_DELAY = 0.1
 LONGEST_DELAY = 2.0
 LONGEST_TRY = 5.0
+AGENT_POLL = 0.02
 
 AD_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
 HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}$")
@@ -76,6 +86,10 @@ class ServerNotFoundError(NoServerError):
 
 class ServerNotReadyError(NoServerError):
     """A server address was found but the server (or a model) was not ready before the timeout."""
+
+
+class ModelsUnavailableError(NoServerError):
+    """The glidein's agent could not make a model available for this job (refused or failed to load)."""
 
 
 class TokenError(RuntimeError):
@@ -183,27 +197,76 @@ def find_endpoint(
     raise ServerNotFoundError(protocol, attempts)
 
 
+def job_directory(environment: Mapping[str, str]) -> Path:
+    """Where the glidein's agent writes for this job: in ``$_CONDOR_SCRATCH_DIR``, else the current dir."""
+    return Path(environment.get(SCRATCH_VARIABLE, "").strip() or ".") / JOB_DIR
+
+
+def _token_file(path: Path, source: str) -> Token:
+    try:
+        value = path.read_text().strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as error:
+        raise TokenError(f"cannot read the access token from {source}: {error}") from error
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        LOG.warning("%s is readable by others (mode %o); it should be 0600", path, stat.S_IMODE(mode))
+    return Token(value, source)
+
+
 def read_token(environment: Mapping[str, str] | None = None) -> Token | None:
-    """The token from the file named by ``$TRITON_TOKEN_FILE``, else ``$TRITON_TOKEN``; None if neither."""
+    """The token from the file named by ``$TRITON_TOKEN_FILE``, else ``$TRITON_TOKEN``, else the job's
+    sandbox (:func:`job_directory`); None if none. A ``$TRITON_TOKEN_FILE`` that cannot be read is an
+    error unless the sandbox has the token (a job container does not see the glidein's file)."""
     environment = os.environ if environment is None else environment
     path = environment.get(TOKEN_FILE_VARIABLE, "").strip()
-    if path:
-        source = f"${TOKEN_FILE_VARIABLE} ({path})"
-        try:
-            value = Path(path).read_text().strip()
-            mode = Path(path).stat().st_mode
-        except (OSError, UnicodeDecodeError) as error:
-            raise TokenError(f"cannot read the access token from {source}: {error}") from error
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            LOG.warning("%s is readable by others (mode %o); it should be 0600", path, stat.S_IMODE(mode))
+    sandbox_token = job_directory(environment) / SANDBOX_TOKEN
+    value = environment.get(TOKEN_VARIABLE, "").strip()
+    if path and (Path(path).is_file() or not sandbox_token.is_file()):
+        found = _token_file(Path(path), f"${TOKEN_FILE_VARIABLE} ({path})")
+    elif value:
+        found = Token(value, f"${TOKEN_VARIABLE}")
+    elif sandbox_token.is_file():
+        found = _token_file(sandbox_token, f"the job's sandbox ({sandbox_token})")
     else:
-        source = f"${TOKEN_VARIABLE}"
-        value = environment.get(TOKEN_VARIABLE, "").strip()
-        if not value:
-            return None
-    if not value or not value.isascii() or not value.isprintable():
-        raise TokenError(f"the access token from {source} is empty or not printable ASCII")
-    return Token(value, source)
+        return None
+    if not found.value or not found.value.isascii() or not found.value.isprintable():
+        raise TokenError(f"the access token from {found.source} is empty or not printable ASCII")
+    return found
+
+
+def agent_failures(environment: Mapping[str, str]) -> dict[str, str]:
+    """The models the glidein's agent answered it could not make available for this job, with why."""
+    try:
+        lines = (job_directory(environment) / ANSWER_FILE).read_text().splitlines()
+    except OSError:
+        return {}
+    answer = dict(line.partition("=")[::2] for line in lines)
+    failed = [model for model in answer.get("TRITON_MODELS_FAILED", "").split(",") if model]
+    if not failed:
+        return {}
+    # "model: reason; model: reason": split only before a failed model's name (reasons may hold "; ").
+    before_a_model = "; (?=(?:" + "|".join(re.escape(model) for model in failed) + "): )"
+    items = re.split(before_a_model, answer.get("TRITON_MODELS_ERRORS", ""))
+    reasons = dict(item.partition(": ")[::2] for item in items)
+    return {model: reasons.get(model, "") for model in failed}
+
+
+def wait_for_agent(environment: Mapping[str, str], models: Sequence[str], timeout: float) -> None:
+    """In a job sandbox on a glidein with Triton: wait (at most ``timeout``) until the glidein's agent has
+    answered for ``models`` (or, with none, written the token), and fail at once for a model it refused."""
+    ad = machine_ad(environment)
+    if not environment.get(SCRATCH_VARIABLE, "").strip() or ad.get("hastriton", "").lower() != "true":
+        return
+    if not models and ad.get("tritonauth", "") != "token":
+        return
+    target = job_directory(environment) / (ANSWER_FILE if models else SANDBOX_TOKEN)
+    deadline = time.monotonic() + timeout
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(AGENT_POLL)
+    failures = {model: why for model, why in agent_failures(environment).items() if model in models}
+    if failures:
+        details = "; ".join(f"{model}: {why}" for model, why in failures.items())
+        raise ModelsUnavailableError(f"the glidein could not make these models available: {details}")
 
 
 def token_headers(protocol: str, token: str) -> dict[str, str]:
@@ -303,6 +366,8 @@ def connect(
     environment = os.environ if environment is None else environment
     try:
         endpoint = find_endpoint(protocol, url, environment)
+        if endpoint.source != URL_ARGUMENT:
+            wait_for_agent(environment, models, timeout)
         access = Token(token, "the token argument") if token else read_token(environment)
         _apply_glidein_hints(endpoint, access, environment, client_options)
         if protocol == "http":

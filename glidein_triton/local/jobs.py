@@ -1,13 +1,22 @@
 """How GlideinWMS runs the plugin's hooks, for a :class:`SimulatedGlidein`: jobs and the startd cron.
 
-* :func:`start_job` stands in for HTCondor's starter and GlideinWMS's job wrapper: it makes a job sandbox
-  under ``<work dir>/execute``, writes the job ad there, and runs a wrapper that processes
-  ``.gwms.d/exec/prejob`` as ``gwms_process_scripts`` does (executables run as ``./<file> <glidein_config>``,
-  other ``*.sh`` files sourced, lexicographic order, ``*.ignore`` skipped), then ``exec``s the job. With
-  ``container=True`` it does what ``singularity_prepare_and_invoke`` prepares (without a container):
-  ``.gwms.d`` copied into the sandbox and processed from there, ``GWMS_SINGULARITY_REEXEC=1``, the sandbox
-  seen under another path (``srv``, standing for /srv, with ``GWMS_SINGULARITY_OUTSIDE_PWD``), the glidein
-  directory either not visible at all or seen under another root, and the host's Python path unusable.
+* :func:`start_job` stands in for HTCondor's starter and a job wrapper: it makes a job sandbox
+  ``<work dir>/execute/dir_<pid>`` with the job ad ``.job.ad`` and the machine ad ``.machine.ad`` in it, as
+  the starter does, and runs the job under one of three wrappers:
+
+  - ``default``: GlideinWMS's default_singularity_wrapper.sh, which processes ``.gwms.d/exec/prejob`` as
+    ``gwms_process_scripts`` does (executables run as ``./<file> <glidein_config>``, other ``*.sh`` files
+    sourced, lexicographic order, ``*.ignore`` skipped), then ``exec``s the job. With ``container`` it does
+    what ``singularity_prepare_and_invoke`` prepares (without a container): ``.gwms.d`` copied into the
+    sandbox and processed from there, ``GWMS_SINGULARITY_REEXEC=1``, the sandbox seen under another path
+    (``srv``, standing for /srv, with ``GWMS_SINGULARITY_OUTSIDE_PWD``), the glidein directory either not
+    visible at all or seen under another root;
+  - ``exec``: a wrapper that only execs the job (as the OSPool's), with the startd's job environment;
+  - ``container``: HTCondor's own container support, where no pre-job runs and the job sees only its
+    sandbox. **Stand-in for a container**: a private mount namespace (``unshare --mount``, needs root or
+    user namespaces) binds the sandbox at a mount point outside the glidein, hides the glidein directory
+    under an empty tmpfs, and runs the job there with an environment cleared but for
+    ``_CONDOR_SCRATCH_DIR``, ``_CONDOR_JOB_AD``, ``_CONDOR_MACHINE_AD`` (and the image's ``PATH``).
 * :func:`run_periodic` runs the glidein's periodic script from the simulated startd cron
   (:meth:`SimulatedGlidein.run_cron_job`, script_wrapper.sh's way), or, with ``first=True``, as
   glidein_startup.sh's startup-time run (:meth:`SimulatedGlidein.run_script`).
@@ -24,8 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
-from glidein_triton.worker import install as hooks
+from glidein_triton.local.glidein import SimulatedGlidein, classad_text, cron_lines
 
 WRAPPER = r"""
 # Stand-in job wrapper: the prejob part of gwms_process_scripts, then the job.
@@ -46,6 +54,18 @@ done
 cd "$_CONDOR_SCRATCH_DIR" || exit 97
 exec "$@"
 """
+#: The container stand-in: $1 the sandbox, $2 the mount point it is seen at, $3 the glidein directory to
+#: hide, then the job; run by ``unshare --mount --propagation private``.
+CONTAINER = r"""
+mount --bind "$1" "$2" || exit 96
+mount -t tmpfs -o size=1m,mode=0755 glidein-hidden "$3" || exit 95
+cd "$2" || exit 94
+inside=$2
+shift 3
+exec env -i PATH=/usr/bin:/bin _CONDOR_SCRATCH_DIR="$inside" _CONDOR_JOB_AD="$inside/.job.ad" \
+    _CONDOR_MACHINE_AD="$inside/.machine.ad" "$@"
+"""
+WRAPPERS = ("default", "exec", "container")
 _job_numbers = itertools.count(1)
 
 
@@ -81,8 +101,10 @@ def start_job(
     job_ad: Mapping[str, str] | None = None,
     container: str = "",
     inputs: Mapping[str, Path] | None = None,
+    wrapper: str = "default",
 ) -> Job:
-    """Start one job on ``glidein`` (see the module doc); ``container`` is "", "hidden" or "visible".
+    """Start one job on ``glidein`` under ``wrapper`` (see the module doc); ``container`` (for the default
+    wrapper) is "", "hidden" or "visible".
 
     "hidden": the glidein directory is not visible from the job (GlideinWMS's default for user jobs);
     "visible": it is, under another root (as with a bind of the operator's). The job's stdout and stderr
@@ -98,9 +120,13 @@ def start_job(
         else:
             shutil.copyfile(source, sandbox / name)
     ad = {"GlobalJobId": f'"sim#{number}.0#{os.getpid()}"', **(job_ad or {})}
-    (sandbox / ".job.ad").write_text(job_ad_text(ad))
+    (sandbox / ".machine.ad").write_text(classad_text(glidein.published()[0]))
+    write_new(sandbox / ".job.ad", job_ad_text(ad))  # last: the starter runs the job once its ad is there
     env = dict(environment)
     env.update(_CONDOR_SCRATCH_DIR=str(sandbox), _CONDOR_JOB_AD=str(sandbox / ".job.ad"))
+    env["_CONDOR_MACHINE_AD"] = str(sandbox / ".machine.ad")
+    if wrapper != "default":
+        return Job(_popen(wrapped(wrapper, glidein, sandbox, command), env, sandbox), sandbox)
     prejob_dir = glidein.gwms_dir / "exec" / "prejob"
     config_argument = str(glidein.config_path)
     if container:
@@ -108,7 +134,6 @@ def start_job(
         inside.parent.mkdir(exist_ok=True)
         inside.symlink_to(sandbox)
         shutil.copytree(glidein.gwms_dir, sandbox / ".gwms.d", symlinks=True)
-        (sandbox / ".gwms.d" / hooks.CODE_COPY / hooks.PYTHON_FILE).write_text("/host/only/python3\n")
         prejob_dir = inside / ".gwms.d" / "exec" / "prejob"
         env.update(
             GWMS_SINGULARITY_REEXEC="1",
@@ -123,15 +148,49 @@ def start_job(
             config_argument = str(root / "glidein" / "glidein_config")
         else:
             config_argument = str(inside) + "/"  # what gwms_process_scripts passes with no glidein_config
-    process = subprocess.Popen(
-        ["bash", "-c", WRAPPER, "wrapper", str(prejob_dir), config_argument, *command],
-        env=env,
+    argv = ["bash", "-c", WRAPPER, "wrapper", str(prejob_dir), config_argument, *command]
+    return Job(_popen(argv, env, sandbox), sandbox)
+
+
+def wrapped(wrapper: str, glidein: SimulatedGlidein, sandbox: Path, command: Sequence[str]) -> list[str]:
+    """The argv of the ``exec`` or ``container`` wrapper around ``command``."""
+    if wrapper == "exec":
+        return ["sh", "-c", 'cd "$_CONDOR_SCRATCH_DIR" && exec "$@"', "wrapper", *command]
+    if wrapper != "container":
+        raise ValueError(f"wrapper {wrapper!r} is not one of {', '.join(WRAPPERS)}")
+    mount_point = glidein.root.parent / f"container_{sandbox.name}"
+    mount_point.mkdir()
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    return [
+        *unshare,
+        "sh",
+        "-c",
+        CONTAINER,
+        "container",
+        str(sandbox),
+        str(mount_point),
+        str(glidein.root),
+        *command,
+    ]
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write ``path`` whole, under its name only once complete."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def _popen(argv: list[str], env: Mapping[str, str], sandbox: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        argv,
+        cwd=sandbox,
+        env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    return Job(process, sandbox)
 
 
 def run_periodic(

@@ -1,58 +1,55 @@
 #!/bin/sh
 # glidein-triton pre-job hook, installed by the startup script as .gwms.d/exec/prejob/glidein_triton_1_prejob.sh.
 # GlideinWMS's job wrapper runs it before each job as ./glidein_triton_1_prejob.sh <glidein_config>, inside
-# the job's container when there is one (cwd: its own directory; the job's sandbox at /srv) and ignores its
-# exit code. POSIX sh: a job container may have no bash. See docs/hooks.md.
+# the job's container when there is one, and ignores its exit code. POSIX sh only, no Python: a job container
+# may have neither bash nor Python. See docs/hooks.md.
+#
+# The glidein's agent, on the host, notices the job's sandbox, writes the inference token and "pending" (how
+# many seconds it may take) into $_CONDOR_SCRATCH_DIR/.glidein_triton, loads the models the job ad asks for,
+# and writes its answer there (prejob.env). This waits for the answer, bounded; the sourced
+# glidein_triton_2_prejob_env.sh exports it.
 
-# Nothing asked for (most jobs): done, without starting Python.
-if [ -z "$TRITON_MODELS$TRITON_JOB_MODEL_REPOSITORY" ] \
-    && ! grep -qiE '^[[:space:]]*Triton(Models|ModelRepository)[[:space:]]*=' "${_CONDOR_JOB_AD:-/dev/null}" 2> /dev/null; then
+# Nothing asked for (most jobs): done at once.
+if ! grep -qiE '^[[:space:]]*Triton(Models|ModelRepository)[[:space:]]*=' "${_CONDOR_JOB_AD:-/dev/null}" 2> /dev/null; then
     exit 0
 fi
 
+job_dir="${_CONDOR_SCRATCH_DIR:-.}/.glidein_triton"
+answer="$job_dir/prejob.env"
+NOTICE_WAIT=10 # seconds for the agent to notice the sandbox (it looks every 20 ms)
+
 fail() {
-    # $1: why the hook cannot run; tell the job through its stderr and its environment file.
+    # $1: why there is no answer; tell the job through its stderr and its environment file.
     echo "glidein-triton pre-job: $1" >&2
-    if [ -n "$_CONDOR_SCRATCH_DIR" ] && mkdir -p "$_CONDOR_SCRATCH_DIR/.glidein_triton" 2> /dev/null; then
-        printf 'TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=all\nTRITON_MODELS_STATUS=failed\n' \
-            > "$_CONDOR_SCRATCH_DIR/.glidein_triton/prejob.env"
+    if mkdir -p "$job_dir" 2> /dev/null; then
+        printf 'TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=all\nTRITON_MODELS_STATUS=failed\nTRITON_MODELS_ERRORS=%s\n' \
+            "$1" > "$answer"
     fi
     exit 1
 }
 
-# The value of key $1 in glidein_config $2: the rest of its last line (the last line of a key wins).
-config_value() { awk -v key="$1 " 'index($0, key) == 1 { value = substr($0, length(key) + 1) } END { print value }' "$2" 2> /dev/null; }
+nap() { sleep 0.01 2> /dev/null || sleep 1; }
 
-# The code: a copy in .gwms.d/lib (copied into job containers with .gwms.d), else the glidein's own.
-case "$0" in
-    */*) here=${0%/*} ;;
-    *) here=. ;;
-esac
-code="$here/../../lib/glidein_triton"
-python=""
-if [ -f "$code/glidein_triton/worker/prejob.py" ]; then
-    [ -r "$code/python" ] && read -r python < "$code/python"
-else
-    code=$(config_value GLIDEIN_TRITON_CODE_DIR "$1")
-    python=$(config_value GLIDEIN_TRITON_PYTHON "$1")
-    [ -f "$code/glidein_triton/worker/prejob.py" ] || fail "worker code not found next to $0 nor in $1"
-fi
-# The host's Python may not exist in the job's container: then the container's own.
-if [ ! -x "$python" ]; then
-    python=""
-    for candidate in python3 python3.13 python3.12 python3.11 python3.10 python3.9; do
-        python=$(command -v "$candidate" 2> /dev/null) && break
+# wait_for FILE SECONDS: until FILE exists, at most SECONDS (whole seconds by the clock).
+wait_for() {
+    [ -f "$1" ] && return 0
+    deadline=$(($(date +%s) + $2))
+    while [ ! -f "$1" ]; do
+        [ "$(date +%s)" -le "$deadline" ] || return 1
+        nap
     done
-fi
-[ -n "$python" ] || fail "no python3 found (Python >= 3.9 is needed); models not loaded"
+}
 
-# The job wrapper's shell (our parent) becomes the job: its pid tells the reaper when the job is gone.
-GLIDEIN_TRITON_WRAPPER_PID=$PPID "$python" -I -S -c 'import sys
-if sys.version_info < (3, 9):
-    sys.exit(3)
-sys.path.insert(0, sys.argv.pop(1))
-from glidein_triton.worker.prejob import main
-sys.exit(main())' "$code" "$@"
-status=$?
-[ "$status" -ne 3 ] || fail "$python is older than Python 3.9; models not loaded"
-exit "$status"
+wait_for "$job_dir/pending" "$NOTICE_WAIT" \
+    || fail "no answer from the glidein's Triton agent after ${NOTICE_WAIT} s (is HasTriton True?)"
+read -r limit < "$job_dir/pending"
+case "$limit" in
+    '' | *[!0-9]*) limit=330 ;;
+esac
+wait_for "$answer" "$limit" || fail "the glidein's Triton agent did not answer within $limit s"
+status=$(grep '^TRITON_MODELS_STATUS=' "$answer" | cut -d = -f 2-)
+while IFS='=' read -r name value; do
+    [ "$name" = TRITON_MODELS_ERRORS ] && [ -n "$value" ] && echo "glidein-triton pre-job: not available: $value" >&2
+done < "$answer"
+echo "glidein-triton pre-job: models $status" >&2
+[ "$status" != required-failed ]

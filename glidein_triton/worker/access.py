@@ -29,6 +29,7 @@ class Access:
     files: list[str] = field(default_factory=list)
     token_file: str = ""
     tls: bool = False
+    admin_token_file: str = ""
 
 
 def node_address(hostname: str | None = None) -> str:
@@ -70,15 +71,17 @@ def tls_options(settings: Settings) -> tuple[list[str], list[str]]:
 
 
 def prepare(settings: Settings, directory: Path) -> Access:
-    """The token file (when the token is on), the address and the options (metrics off unless asked)."""
+    """The token files (when the tokens are on), the address and the options (metrics off unless asked)."""
     options, files = tls_options(settings)
-    token_file = ""
+    token_file = admin_token_file = ""
     if settings.token:
         secret, path = token.create(directory)
+        admin_secret, admin_path = token.create(directory, token.ADMIN_TOKEN_FILE_NAME)
         logs.add_secret(secret)
-        options += token.server_options(secret)
-        token_file = str(path)
+        logs.add_secret(admin_secret)
+        options += token.server_options(secret, admin_secret)
+        token_file, admin_token_file = str(path), str(admin_path)
     if not settings.metrics:
         options.append(METRICS_OFF)
     address = (settings.address or node_address()) if settings.remote else LOOPBACK
-    return Access(address, options, files, token_file, bool(settings.tls_cert))
+    return Access(address, options, files, token_file, bool(settings.tls_cert), admin_token_file)

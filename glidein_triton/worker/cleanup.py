@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from glidein_triton.worker import accounting, logs, model_registry, processes, runtime, server, token
-from glidein_triton.worker import install as hooks
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
@@ -45,7 +44,7 @@ def account(work_dir: Path, state: ServerState) -> None:
     """Write the accounting JSON and log its summary line; never fails the cleanup."""
     registry = model_registry.Registry(str(state_dir(work_dir)), lock_timeout=10.0)
     try:
-        server = Server(state.http_port, headers=token.headers(state_dir(work_dir) / token.TOKEN_FILE_NAME))
+        server = Server(state.http_port, headers=token.host_headers(state_dir(work_dir)))
         current = accounting.model_totals(server.model_statistics(timeout=5.0))
     except TritonAPIError as error:
         LOG.warning("no live statistics (%s): accounting up to the last periodic check", error)
@@ -60,18 +59,20 @@ def account(work_dir: Path, state: ServerState) -> None:
     LOG.info("%s", accounting.summary_line(document, path))
 
 
-def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
-    """Stop what the state file in ``work_dir`` records; returns the problems left (empty: all clean)."""
+def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | None = None) -> list[str]:
+    """Stop what the state file in ``work_dir`` records (or ``known``, the agent's copy in memory);
+    returns the problems left (empty: all clean)."""
     directory = state_dir(work_dir)
     state_path = directory / STATE_FILE_NAME
-    state = ServerState.load(state_path)
+    state = known or ServerState.load(state_path)
     if state is None:
-        # A token without a state file: the startup was killed before it recorded a server.
+        # Tokens without a state file: the startup was killed before it recorded a server.
         remove(directory / token.TOKEN_FILE_NAME)
+        remove(directory / token.ADMIN_TOKEN_FILE_NAME)
         LOG.info("no Triton server recorded in %s: nothing to clean up", directory)
         return []
     uptime = time.time() - state.started_at if state.started_at else 0.0
-    stop_watchdog(state)
+    stop_agent(state)
     account(work_dir, state)
     problems = server.stop(state, environment)
     if state.pgid and processes.group_members(state.pgid):
@@ -82,7 +83,7 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
     if listening:
         problems.append(f"ports {listening} still accept connections")
     remove(directory / token.TOKEN_FILE_NAME)
-    remove(hooks.bundled_token(work_dir))
+    remove(directory / token.ADMIN_TOKEN_FILE_NAME)
     for name in HOOK_DIRS:
         shutil.rmtree(directory / name, ignore_errors=True)  # links are removed, never followed
     for name in HOOK_FILES:
@@ -101,13 +102,13 @@ def clean(work_dir: Path, environment: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def stop_watchdog(state: ServerState) -> None:
-    """End the watchdog (unless it is what runs this cleanup): the glidein's own cleanup is running."""
-    pid = state.watchdog_pid
-    if pid and pid != os.getpid() and processes.is_running(pid, state.watchdog_ticks):
+def stop_agent(state: ServerState) -> None:
+    """End the agent (unless it is what runs this cleanup): the glidein's own cleanup is running."""
+    pid = state.agent_pid
+    if pid and pid != os.getpid() and processes.is_running(pid, state.agent_ticks):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5.0
-        while processes.is_running(pid, state.watchdog_ticks) and time.monotonic() < deadline:
+        while processes.is_running(pid, state.agent_ticks) and time.monotonic() < deadline:
             time.sleep(0.02)
 
 

@@ -1,10 +1,9 @@
-"""Installing the pre-job hook where GlideinWMS's job wrapper runs it, with a copy of the worker code.
+"""Installing the pre-job hook where GlideinWMS's job wrapper runs it.
 
 The job wrapper processes ``.gwms.d/exec/prejob`` in lexicographic order: it runs each executable file as
-``./<file> <glidein_config>`` and sources each other ``*.sh`` file. When the job has a container, the
-wrapper first copies the whole ``.gwms.d`` into the job's sandbox (``/srv`` inside), and nothing else of
-the glidein directory is visible there. So the hook finds its code relative to itself, in
-``.gwms.d/lib/glidein_triton`` (a copy of the worker package, with the host's Python path in ``python``).
+``./<file> <glidein_config>`` and sources each other ``*.sh`` file, inside the job's container when there
+is one (after copying ``.gwms.d`` into the job's sandbox). Both files are POSIX sh and need nothing but the
+job's sandbox: the agent (:mod:`agent`) loads the models on the host and leaves its answer there.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glidein_triton.worker.errors import CorruptionError
-from glidein_triton.worker.token import TOKEN_FILE_NAME
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = PACKAGE_DIR / "scripts"
@@ -23,8 +21,6 @@ PREJOB_FILES = (
     ("glidein_triton_prejob.sh", "glidein_triton_1_prejob.sh", 0o755),
     ("glidein_triton_prejob_env.sh", "glidein_triton_2_prejob_env.sh", 0o644),  # sourced: not executable
 )
-CODE_COPY = Path("lib") / "glidein_triton"
-PYTHON_FILE = "python"
 #: Jobs load and unload models on the shared server; with Triton's default strict readiness the whole server
 #: would answer "not ready" while any one model loads or unloads (seconds), to every job's client.
 #: Readiness of a model is asked for per model (/v2/models/<model>/ready). The operator may still set it.
@@ -49,28 +45,12 @@ def gwms_dir(work_dir: Path) -> Path:
     return work_dir / ".gwms.d"
 
 
-def copy_worker_code(target: Path, python: str) -> None:
-    """The worker package (standard library only) under ``target``, and the Python to run it with."""
-    package = target / "glidein_triton"
-    (package / "worker").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PACKAGE_DIR / "__init__.py", package / "__init__.py")
-    for module in sorted((PACKAGE_DIR / "worker").glob("*.py")):
-        shutil.copyfile(module, package / "worker" / module.name)
-    (target / PYTHON_FILE).write_text(f"{python}\n")
-
-
-def bundled_token(work_dir: Path) -> Path:
-    """The token copy that travels with ``.gwms.d`` into job containers."""
-    return gwms_dir(work_dir) / CODE_COPY / TOKEN_FILE_NAME
-
-
-def install_prejob(work_dir: Path, python: str) -> Path:
-    """Install the pre-job hook and its code into the glidein's ``.gwms.d``; returns the prejob directory."""
+def install_prejob(work_dir: Path) -> Path:
+    """Install the pre-job hook into the glidein's ``.gwms.d``; returns the prejob directory."""
     base = gwms_dir(work_dir)
     prejob_dir = base / "exec" / "prejob"
     try:
         prejob_dir.mkdir(parents=True, exist_ok=True)
-        copy_worker_code(base / CODE_COPY, python)
         for source, name, mode in PREJOB_FILES:
             shutil.copyfile(SCRIPTS_DIR / source, prejob_dir / name)
             (prejob_dir / name).chmod(mode)

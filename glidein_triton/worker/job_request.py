@@ -1,16 +1,12 @@
-"""What a job asks of the glidein's Triton server: read from its environment and its job ClassAd.
+"""What a job asks of the glidein's Triton server: read from its job ClassAd.
 
-Job ClassAd attributes (``+Name = value`` in the submit file; the ad is the file ``$_CONDOR_JOB_AD`` in old
-ClassAd syntax, one ``Name = expression`` a line):
+Job ClassAd attributes (``+Name = value`` in the submit file; the agent reads the ad from the job's sandbox,
+``.job.ad``, in old ClassAd syntax, one ``Name = expression`` a line; only literals are understood):
 
-* ``TritonModelRepository``: a model repository directory, e.g. on /cvmfs; a relative path is in the job's
-  sandbox (where HTCondor puts the job's input files);
+* ``TritonModelRepository``: a model repository directory, e.g. on /cvmfs (the operator's policy decides
+  whether it may be used: :mod:`job_policy`);
 * ``TritonModels``: model names, separated by commas or spaces (default: every model of the repository);
 * ``TritonModelsRequired``: ``True`` when the job cannot run without them.
-
-The same from the job's environment, which wins over the ad: ``TRITON_JOB_MODEL_REPOSITORY``,
-``TRITON_MODELS``, ``TRITON_MODELS_REQUIRED``. (``TRITON_MODEL_REPOSITORY`` is taken: the glidein publishes
-its server's own repository there.)
 """
 
 from __future__ import annotations
@@ -19,14 +15,9 @@ import os
 
 from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-#: (job ad attribute, environment variable) for each part of the request.
-REPOSITORY = ("TritonModelRepository", "TRITON_JOB_MODEL_REPOSITORY")
-MODELS = ("TritonModels", "TRITON_MODELS")
-REQUIRED = ("TritonModelsRequired", "TRITON_MODELS_REQUIRED")
+REPOSITORY = "TritonModelRepository"
+MODELS = "TritonModels"
+REQUIRED = "TritonModelsRequired"
 JOB_ID = "GlobalJobId"
 
 
@@ -111,21 +102,13 @@ def parse_truth(source: str, value: str) -> bool:
     return truth
 
 
-def read_request(environment: Mapping[str, str], job_ad_text: str) -> JobRequest:
-    """The job's request: each part from the environment when set there, else from the job ad."""
-    names = (REPOSITORY[0], MODELS[0], REQUIRED[0], JOB_ID)
-    ad = classad_attributes(job_ad_text, names)
-
-    def part(pair: tuple[str, str]) -> tuple[str, str]:
-        attribute, variable = pair
-        if environment.get(variable, "").strip():
-            return variable, environment[variable].strip()
-        return attribute, ad.get(attribute, "").strip()
-
-    required = parse_truth(*part(REQUIRED))
-    repository = part(REPOSITORY)[1]
+def read_request(job_ad_text: str) -> JobRequest:
+    """The job's request, from its job ad."""
+    ad = classad_attributes(job_ad_text, (REPOSITORY, MODELS, REQUIRED, JOB_ID))
+    required = parse_truth(REQUIRED, ad.get(REQUIRED, ""))
+    repository = ad.get(REPOSITORY, "").strip()
     try:
-        models = parse_names(*part(MODELS))
+        models = parse_names(MODELS, ad.get(MODELS, ""))
     except RequestError as error:
         raise RequestError(str(error), required) from error
     return JobRequest(

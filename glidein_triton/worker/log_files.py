@@ -1,4 +1,4 @@
-"""The plugin's log files (server.log, the watchdog's): private to the glidein user, and capped in size.
+"""The plugin's log files (server.log, the agent's): private to the glidein user, and capped in size.
 
 tritonserver writes its log to its standard output and error, which :func:`open_private` opens in append
 mode. Another local user must not read it (it names models, paths and clients), and the server must not

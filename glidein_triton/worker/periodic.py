@@ -80,9 +80,7 @@ class Check:
         self.directory = state_dir(work_dir)
         self.state_path = self.directory / STATE_FILE_NAME
         self.state = state
-        self.server = Server(
-            state.http_port, state.metrics_port, headers=token.headers(self.directory / token.TOKEN_FILE_NAME)
-        )
+        self.server = Server(state.http_port, state.metrics_port, headers=token.host_headers(self.directory))
         self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
 
     def status(self) -> tuple[bool, bool, str]:

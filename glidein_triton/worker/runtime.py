@@ -11,7 +11,7 @@ every instance command runs through ``env`` with ``APPTAINER_CONFIGDIR`` (``SING
 singularity) set to the plugin's own directory; ``instance start`` also runs without
 ``DBUS_SESSION_BUS_ADDRESS`` and ``XDG_RUNTIME_DIR`` (unprivileged starts under cgroups v2 have failed when
 they pointed at nothing usable). The commands stay plain argument lists, recorded in the state file, so
-the cleanup, the watchdog and a restart run them with the same config dir whatever their own environment.
+the cleanup, the agent and a restart run them with the same config dir whatever their own environment.
 """
 
 from __future__ import annotations

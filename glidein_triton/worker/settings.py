@@ -161,6 +161,15 @@ def parse_models(key: str, value: str) -> tuple[str, ...]:
     return names
 
 
+def parse_prefixes(key: str, value: str) -> tuple[str, ...]:
+    """Absolute path prefixes separated by commas or blanks; ``/`` alone would allow everything."""
+    prefixes = tuple(value.replace(",", " ").split())
+    for prefix in prefixes:
+        if not prefix.startswith("/") or prefix.rstrip("/") == "":
+            raise ConfigError(f"{key}={value!r}: {prefix!r} is not an absolute path prefix other than /")
+    return prefixes
+
+
 def parse_images_dict(value: str) -> dict[str, str]:
     """SINGULARITY_IMAGES_DICT: ``key:path,key2:path2``; each item splits on its first colon only."""
     images: dict[str, str] = {}
@@ -412,8 +421,26 @@ SETTINGS = (
         seconds(0, 3600),
         "30",
         "0-3600 seconds",
-        "How often the watchdog checks that the glidein (GLIDEIN_STARTUP_PID) is alive; after 3 misses it "
-        "stops the server, in case the glidein ended without its cleanup. 0: no watchdog.",
+        "How often the agent checks that the glidein (GLIDEIN_STARTUP_PID) is alive; after 3 misses it "
+        "stops the server, in case the glidein ended without its cleanup. 0: the agent does not follow it.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_JOB_REPOSITORIES",
+        "job_repositories",
+        parse_prefixes,
+        "",
+        "absolute path prefixes, comma or space separated",
+        "Where jobs may load models from (TritonModelRepository), e.g. /cvmfs/myvo.example.org/models; "
+        "checked on the resolved path, never writable by the glidein's user. Empty: no job repositories.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_CODE_REPOSITORIES",
+        "code_repositories",
+        parse_prefixes,
+        "",
+        "absolute path prefixes, comma or space separated",
+        "Job repositories trusted for code: only there may a job's model run code in the server (python "
+        "backend, custom backends, execution environments). Elsewhere only data models load.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_PERIODIC_PERIOD",
@@ -476,6 +503,8 @@ class Settings:
     watchdog_period: float
     entry_gpus: bool
     periodic_period: float
+    job_repositories: tuple[str, ...]
+    code_repositories: tuple[str, ...]
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:

@@ -22,6 +22,7 @@ from types import FrameType
 
 from glidein_triton.worker import (
     access,
+    agent,
     gpu_ownership,
     gpu_selection,
     images,
@@ -34,7 +35,6 @@ from glidein_triton.worker import (
     supervisor,
     token,
     triton_release,
-    watchdog,
 )
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker.accounting import accounting_path
@@ -248,7 +248,7 @@ def start_server(
             )
             return _launch_until_ready(cpu_settings(settings), fallback, *launch)
     except BaseException:
-        for name in (STATE_FILE_NAME, token.TOKEN_FILE_NAME):
+        for name in (STATE_FILE_NAME, token.TOKEN_FILE_NAME, token.ADMIN_TOKEN_FILE_NAME):
             with contextlib.suppress(OSError):  # a read-only directory cannot have them either
                 (directory / name).unlink(missing_ok=True)
         raise
@@ -339,28 +339,39 @@ def _launch_until_ready(
         except BaseException:
             server.stop(state, environment)
             raise
-        headers = token.headers(Path(server_access.token_file)) if server_access.token_file else {}
-        version = str(Server(state.http_port, headers=headers).metadata().get("version", "unknown"))
+        version = str(
+            Server(state.http_port, headers=token.host_headers(directory))
+            .metadata()
+            .get("version", "unknown")
+        )
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access, selection)
 
 
-def start_watchdog(
+def start_agent(
     config: GlideinConfig, period: float, state: ServerState, environment: Mapping[str, str]
 ) -> None:
-    """Start the watchdog on glidein_startup.sh's process, and record it for the cleanup to stop."""
-    glidein_pid = config.get("GLIDEIN_STARTUP_PID", "").strip()
-    if period <= 0 or not glidein_pid.isdigit() or not processes.is_running(int(glidein_pid)):
+    """Start the agent, following glidein_startup.sh's process unless the period is 0 or it is not there,
+    and record it for the cleanup to stop."""
+    configured = config.get("GLIDEIN_STARTUP_PID", "").strip()
+    glidein_pid = int(configured) if configured.isdigit() else 0
+    if period <= 0 or not glidein_pid or not processes.is_running(glidein_pid):
         LOG.info(
-            "no watchdog (GLIDEIN_TRITON_WATCHDOG_PERIOD=%g, GLIDEIN_STARTUP_PID=%r)", period, glidein_pid
+            "the agent does not follow the glidein (GLIDEIN_TRITON_WATCHDOG_PERIOD=%g, "
+            "GLIDEIN_STARTUP_PID=%r)",
+            period,
+            configured,
         )
-        return
+        glidein_pid = 0
     with writing_in(state_dir(config.work_dir)):
-        state.watchdog_pid, state.watchdog_ticks = watchdog.spawn(
-            config.work_dir, int(glidein_pid), period, environment
-        )
+        state.agent_pid, state.agent_ticks = agent.spawn(config.work_dir, glidein_pid, period, environment)
         state.save(state_dir(config.work_dir) / STATE_FILE_NAME)
-    LOG.info("watchdog %d follows the glidein (pid %s) every %g s", state.watchdog_pid, glidein_pid, period)
+    LOG.info(
+        "agent %d serves the jobs; follows the glidein pid %s every %g s",
+        state.agent_pid,
+        glidein_pid,
+        period,
+    )
 
 
 @dataclass(frozen=True)
@@ -394,7 +405,8 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
             f"tritonserver initialised none of the {len(given)} GPUs it was given (no 'CUDA memory pool is "
             "created on device' in its log)"
         )
-    headers = token.headers(Path(running.access.token_file)) if running.access.token_file else {}
+    admin_file = running.access.admin_token_file  # the index is a model-repository API: the admin token's
+    headers = token.host_headers(Path(admin_file).parent) if admin_file else {}
     try:
         index = Server(running.state.http_port, headers=headers).index()
     except TritonAPIError as error:
@@ -411,7 +423,7 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
 def announce(config: GlideinConfig, launched: RunningServer) -> None:
     """While the server loads: install the pre-job hook, and publish the endpoint and its condor_vars lines
     with HasTriton still False."""
-    hooks.install_prejob(config.work_dir, sys.executable)
+    hooks.install_prejob(config.work_dir)
     values = publish.server_values(
         launched.endpoint(), launched.gpus, launched.state.runtime, launched.model_repository
     )
@@ -433,8 +445,6 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         running = start_server(config, settings, environment, lambda launched: announce(config, launched))
         state = running.state
         endpoint = running.endpoint()
-        if running.access.token_file:
-            token.copy(Path(running.access.token_file), hooks.bundled_token(config.work_dir))
         report = report_server(running, settings)
         if settings.gpu_mode == "gpu" and not report.used:
             for problem in server.stop(state, environment):
@@ -443,7 +453,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
         ready = [*publish.ready_values(running.version), *report.values(running, config), *hook_values]
         publish_config(config, ready, [])
-        start_watchdog(config, settings.watchdog_period, state, environment)
+        start_agent(config, settings.watchdog_period, state, environment)
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
     except Interrupted as interrupted:

@@ -71,6 +71,9 @@ class ServerState:
     ready_timeout: float = default_value("ready_timeout")
     load_timeout: float = default_value("load_timeout")
     instance_start_timeout: float = default_value("instance_start_timeout")
+    #: The operator's policy for job repositories (settings GLIDEIN_TRITON_JOB_/CODE_REPOSITORIES).
+    job_repositories: list[str] = field(default_factory=list)
+    code_repositories: list[str] = field(default_factory=list)
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0
@@ -82,9 +85,9 @@ class ServerState:
     periodic_period: float = default_value("periodic_period")
     #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
     shared_memory: list[str] = field(default_factory=list)
-    #: The watchdog that stops the server if the glidein ends without its cleanup (0: none).
-    watchdog_pid: int = 0
-    watchdog_ticks: int = 0
+    #: The agent (jobs' tokens and models; stops the server if the glidein ends without its cleanup).
+    agent_pid: int = 0
+    agent_ticks: int = 0
     #: The value of processes.TAG_VARIABLE in the server's environment: what cleanup sweeps for.
     process_tag: str = ""
 

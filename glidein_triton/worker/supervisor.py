@@ -66,6 +66,8 @@ def record_launch(
     state.ready_timeout = settings.ready_timeout
     state.instance_start_timeout = settings.instance_start_timeout
     state.load_timeout = settings.load_timeout
+    state.job_repositories = list(settings.job_repositories)
+    state.code_repositories = list(settings.code_repositories)
     state.restart_limit = settings.restart_limit
     state.restart_backoff = settings.restart_backoff
     state.periodic_period = settings.periodic_period

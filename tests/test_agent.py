@@ -1,4 +1,5 @@
-"""The watchdog stops the server when the glidein is gone without its cleanup, and only then."""
+"""The agent stops the server when the glidein is gone without its cleanup, and only then; it runs even when
+it does not follow the glidein (it serves the jobs)."""
 
 from __future__ import annotations
 
@@ -40,24 +41,24 @@ def wait_until(condition: object, timeout: float = 20.0) -> bool:
     return False
 
 
-def test_the_watchdog_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None:
+def test_the_agent_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None:
     glidein_process = subprocess.Popen(["sleep", "600"])
     prepared = started(tmp_path, glidein_process.pid)
     state = recorded_state(prepared.glidein)
     assert state is not None
-    assert processes.is_running(state.watchdog_pid, state.watchdog_ticks)
+    assert processes.is_running(state.agent_pid, state.agent_ticks)
     assert processes.is_running(state.pid, state.start_ticks)
     glidein_process.kill()  # the glidein dies: no cleanup script will run
     glidein_process.wait()
     assert wait_until(lambda: recorded_state(prepared.glidein) is None)
-    assert wait_until(lambda: not processes.is_running(state.watchdog_pid, state.watchdog_ticks))
+    assert wait_until(lambda: not processes.is_running(state.agent_pid, state.agent_ticks))
     assert_nothing_left(prepared.glidein, state)
-    log = (state_dir(prepared.glidein.root) / "glidein_triton_watchdog.log").read_text()
+    log = (state_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
     assert f"the glidein (pid {glidein_process.pid}) is gone without its cleanup" in log
 
 
 @pytest.mark.parametrize("runtime", ["process", "apptainer"])
-def test_the_watchdog_stops_the_server_after_the_work_dir_was_deleted(tmp_path: Path, runtime: str) -> None:
+def test_the_agent_stops_the_server_after_the_work_dir_was_deleted(tmp_path: Path, runtime: str) -> None:
     glidein_process = subprocess.Popen(["sleep", "600"])
     prepared = started(tmp_path, glidein_process.pid, runtime=runtime)
     state = recorded_state(prepared.glidein)
@@ -69,40 +70,42 @@ def test_the_watchdog_stops_the_server_after_the_work_dir_was_deleted(tmp_path: 
         )
         instance = json.loads(record.read_text())
         assert processes.is_running(instance["pid"])
-    log = state_dir(prepared.glidein.root) / "glidein_triton_watchdog.log"
+    log = state_dir(prepared.glidein.root) / "glidein_triton_agent.log"
     assert wait_until(lambda: "following the glidein" in log.read_text())  # it knows what to stop
     # The batch system removes the job's scratch directory as it kills the glidein.
     shutil.rmtree(prepared.glidein.root)
     glidein_process.kill()
     glidein_process.wait()
-    assert wait_until(lambda: not processes.is_running(state.watchdog_pid, state.watchdog_ticks))
+    assert wait_until(lambda: not processes.is_running(state.agent_pid, state.agent_ticks))
     assert demo.leftovers(state) == []
     if instance:
         assert not processes.is_running(instance["pid"])  # its records went with the directory
     assert not log.exists()
 
 
-def test_the_glidein_cleanup_stops_the_watchdog(tmp_path: Path) -> None:
+def test_the_glidein_cleanup_stops_the_agent(tmp_path: Path) -> None:
     glidein_process = subprocess.Popen(["sleep", "600"])
     try:
         prepared = started(tmp_path, glidein_process.pid)
         state = recorded_state(prepared.glidein)
         assert state is not None
-        assert processes.is_running(state.watchdog_pid, state.watchdog_ticks)
-        time.sleep(1.0)  # several periods with the glidein alive: the watchdog must not act
+        assert processes.is_running(state.agent_pid, state.agent_ticks)
+        time.sleep(1.0)  # several periods with the glidein alive: the agent must not act
         assert recorded_state(prepared.glidein) is not None
         prepared.glidein.run_cleanup(prepared.environment)
-        assert not processes.is_running(state.watchdog_pid, state.watchdog_ticks)
+        assert not processes.is_running(state.agent_pid, state.agent_ticks)
         assert_nothing_left(prepared.glidein, state)
     finally:
         glidein_process.kill()
         glidein_process.wait()
 
 
-def test_no_watchdog_when_switched_off(tmp_path: Path) -> None:
+def test_the_agent_runs_without_following_the_glidein(tmp_path: Path) -> None:
     prepared = started(tmp_path, glidein_pid=1, period="0")
     state = recorded_state(prepared.glidein)
     assert state is not None
-    assert state.watchdog_pid == 0
+    assert processes.is_running(state.agent_pid, state.agent_ticks)
+    log = (state_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
+    assert "gone without its cleanup" not in log
     prepared.glidein.run_cleanup(prepared.environment)
     assert_nothing_left(prepared.glidein, state)

@@ -1,0 +1,222 @@
+"""The agent: the host-side process that lives as long as the glidein and owns the server's admin access.
+
+The startup script starts it once the server is ready, in a session of its own, logging into the plugin's
+directory (never ``<work dir>/log``: condor_startup.sh fails the glidein when it finds ``log`` without
+``execute``). It keeps the state in memory (see below). Its poll loop, every ``POLL`` seconds:
+
+* finds new job sandboxes under HTCondor's execute directory (``<work dir>/execute/dir_*``, once their job
+  ad ``.job.ad`` is complete) and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
+  inference token, the models the job ad asks for, the answer), so jobs under any wrapper and in any
+  container get them, and a job never holds the admin token;
+* every ``watch_period`` seconds, when it follows glidein_startup.sh (``GLIDEIN_STARTUP_PID``), checks that
+  it still runs; after ``MISSES`` misses in a row it stops the server with the state it keeps in memory
+  (the glidein was killed, or ended with its cleanup disabled) and ends.
+
+Batch systems often delete the job's scratch directory, and the glidein work dir in it, as they kill the
+glidein: so the agent keeps in memory what it needs to stop the server, read while the directory is there
+(the state, re-read at each check as restarts change it; the instance's own process). With the directory it
+runs the whole cleanup; without, it stops the server from its copy (SIGTERM, grace, SIGKILL, the teardown
+argv), then ends the instance's process if the teardown could not find it (its records were in the deleted
+directory). It runs from ``/``, so that no command starts in a deleted directory.
+
+It ends on SIGTERM (the glidein's cleanup sends it), or when the state file is gone and the server with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from glidein_triton.worker import cleanup, logs, processes, server, token
+from glidein_triton.worker.commands import run_quietly, spawn_detached
+from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
+from glidein_triton.worker.job_policy import Policy
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.triton_api import Server
+
+LOG = logging.getLogger(__name__)
+
+MISSES = 3
+#: How often the execute directory is listed: a job's pre-job waits for the agent's answer.
+POLL = 0.02
+#: How often the end of the glidein's cleanup is checked for when the glidein itself is not followed.
+UNFOLLOWED_CHECK = 5.0
+EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config
+SANDBOX_PREFIX = "dir_"
+LOG_FILE_NAME = "glidein_triton_agent.log"
+CODE_ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.agent import main; main()"
+)
+INSTANCE_STOP = ("instance", "stop")
+
+
+class Agent:
+    """One glidein's agent, with the server's state in memory."""
+
+    def __init__(self, work_dir: Path, state: ServerState) -> None:
+        self.work_dir = work_dir
+        self.state = state
+        directory = state_dir(work_dir)
+        self.state_path = directory / STATE_FILE_NAME
+        self.execute_dir = work_dir / EXECUTE_DIR_NAME
+        api = Server(state.http_port, headers=token.host_headers(directory))
+        policy = Policy(state.job_repositories, state.code_repositories)
+        self.loader = JobLoader(
+            str(directory), api, policy, state.model_repository, state.load_timeout, state.visible_roots
+        )
+        self.seen: set[str] = set()
+        #: The container instance's own process (pid, start ticks), for the server it was looked up for.
+        self.instance = (0, 0)
+        self.instance_of = (0, 0)
+
+    def new_sandboxes(self) -> list[str]:
+        """Sandboxes with a job ad not seen before (and forget those that are gone)."""
+        try:
+            names = {path.name for path in self.execute_dir.iterdir() if path.name.startswith(SANDBOX_PREFIX)}
+        except OSError:
+            return []
+        self.seen &= names
+        new = []
+        for name in sorted(names - self.seen):
+            sandbox = self.execute_dir / name
+            if ad_complete(sandbox / JOB_AD_FILE):
+                self.seen.add(name)
+                new.append(str(sandbox))
+        return new
+
+    def serve(self, sandbox: str) -> None:
+        try:
+            self.loader.serve(sandbox)
+        except (
+            OSError
+        ) as error:  # the sandbox went away, or a job made it unusable: only that job is affected
+            LOG.warning("cannot serve the job in %s: %s", sandbox, error)
+
+    def finished(self) -> bool:
+        """The glidein's cleanup ran: no state file, and no server."""
+        return not self.state_path.exists() and not processes.is_running(
+            self.state.pid, self.state.start_ticks
+        )
+
+    def remember(self, environment: Mapping[str, str]) -> None:
+        """Re-read the state while the work dir is there (restarts change it), and look up the instance's
+        own process when the server is not the one it was looked up for."""
+        self.state = ServerState.load(self.state_path) or self.state
+        if (self.state.pid, self.state.start_ticks) != self.instance_of:
+            self.instance_of = (self.state.pid, self.state.start_ticks)
+            self.instance = instance_process(self.state, environment)
+
+    def stop(self, environment: Mapping[str, str]) -> None:
+        """Stop the server: the whole cleanup with the work dir, else from the copy in memory."""
+        if self.state_path.parent.is_dir():
+            # The file is newer after a restart by the periodic script; a job may have removed it.
+            cleanup.clean(self.work_dir, environment, ServerState.load(self.state_path) or self.state)
+        else:
+            LOG.warning("its work dir %s is gone: stopping the server recorded in memory", self.work_dir)
+            stop_from_memory(self.state, self.instance, environment)
+
+    def run(self, glidein_pid: int, ticks: int, watch_period: float, environment: Mapping[str, str]) -> bool:
+        """The loop; True when it stopped the server because the glidein is gone."""
+        misses = 0
+        self.remember(environment)
+        LOG.info(
+            "following the glidein (pid %d) every %g s; server pid %d, instance pid %d",
+            glidein_pid,
+            watch_period,
+            self.state.pid,
+            self.instance[0],
+        )
+        watch_period = watch_period if glidein_pid and watch_period > 0 else UNFOLLOWED_CHECK
+        next_watch = time.monotonic() + watch_period
+        while True:
+            for sandbox in self.new_sandboxes():
+                threading.Thread(target=self.serve, args=(sandbox,), daemon=True).start()
+            if time.monotonic() >= next_watch:
+                next_watch += watch_period
+                if self.finished():
+                    return False
+                self.remember(environment)
+                misses = 0 if not glidein_pid or processes.is_running(glidein_pid, ticks) else misses + 1
+                if misses >= MISSES:
+                    LOG.warning(
+                        "the glidein (pid %d) is gone without its cleanup: stopping the Triton server",
+                        glidein_pid,
+                    )
+                    self.stop(environment)
+                    return True
+            time.sleep(POLL)
+
+
+def instance_process(state: ServerState, environment: Mapping[str, str]) -> tuple[int, int]:
+    """(pid, start ticks) of the container instance's own process, from ``instance list --json`` run like
+    the recorded ``instance stop``; (0, 0) without an instance or an answer."""
+    stops = [argv for argv in state.teardown if tuple(argv[-3:-1]) == INSTANCE_STOP]
+    if not state.instance or not stops:
+        return 0, 0
+    argv = [*stops[0][:-3], "instance", "list", "--json", state.instance]
+    try:
+        listed = run_quietly(argv, 60, environment)
+        rows = json.loads(listed.stdout).get("instances", [])
+        pid = int(next(row["pid"] for row in rows if row.get("instance") == state.instance))
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError, StopIteration) as error:
+        LOG.warning("cannot find the process of instance %s: %r", state.instance, error)
+        return 0, 0
+    return pid, processes.start_ticks(pid)
+
+
+def stop_from_memory(state: ServerState, instance: tuple[int, int], environment: Mapping[str, str]) -> None:
+    """Stop the server from the agent's copy of the state (the work dir is gone)."""
+    if not processes.is_running(state.pid, state.start_ticks):
+        state.pid = state.pgid = 0  # gone already: its process group id may belong to another by now
+    for problem in server.stop(state, environment):
+        LOG.warning("%s", problem)
+    pid, ticks = instance
+    if pid and processes.is_running(pid, ticks):
+        LOG.warning("instance %s (pid %d) still runs: stopping its process", state.instance, pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + max(state.stop_grace, 1.0)
+        while processes.is_running(pid, ticks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if processes.is_running(pid, ticks):
+            os.kill(pid, signal.SIGKILL)
+
+
+def ad_complete(path: Path) -> bool:
+    """Whether the starter has written the job ad: not empty and ending with a newline (it is written in
+    buffered pieces, which end mid-line)."""
+    try:
+        with path.open("rb") as ad:
+            ad.seek(-1, os.SEEK_END)
+            return ad.read(1) == b"\n"
+    except OSError:  # missing, or empty (a seek before the start)
+        return False
+
+
+def spawn(work_dir: Path, glidein_pid: int, period: float, environment: Mapping[str, str]) -> tuple[int, int]:
+    """Start the agent in its own session; returns its (pid, start ticks). ``glidein_pid`` 0: not followed."""
+    log_path = state_dir(work_dir) / LOG_FILE_NAME
+    ticks = processes.start_ticks(glidein_pid) if glidein_pid else 0
+    argv = [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(CODE_ROOT), str(work_dir), str(glidein_pid)]
+    pid = spawn_detached([*argv, str(ticks), str(period)], environment, log_path)
+    return pid, processes.start_ticks(pid)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    work_dir, pid, ticks, period = list(sys.argv[1:] if argv is None else argv)
+    logs.configure("glidein-triton-agent")
+    os.chdir("/")  # the work dir may be deleted while the agent runs: commands must not start in it
+    state = ServerState.load(state_dir(Path(work_dir)) / STATE_FILE_NAME)
+    if state is None:
+        LOG.error("no server state in %s: nothing to serve", state_dir(Path(work_dir)))
+        return 1
+    Agent(Path(work_dir), state).run(int(pid), int(ticks), float(period), os.environ)
+    return 0

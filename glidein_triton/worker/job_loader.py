@@ -1,0 +1,281 @@
+"""The agent's work for one new job sandbox: its token, its models, its answer.
+
+The agent (:mod:`agent`) calls :meth:`JobLoader.serve` once for each job sandbox it finds under HTCondor's
+execute directory (``execute/dir_<pid>``, the job ad in ``.job.ad``). Into the sandbox's ``.glidein_triton/``
+(made by the agent, never followed through a link) it writes, in this order:
+
+* ``token``: the glidein's inference token (mode 0600), so a job under any wrapper or in any container
+  finds it next to itself (:mod:`glidein_triton.job.client` looks there);
+* ``pending``: how many seconds the agent may take to answer (the model load timeout and a margin);
+* ``claim.json``: the models the job holds, for the reaper (:mod:`reaper`);
+* ``prejob.env``: the answer, ``TRITON_MODELS_READY``, ``_FAILED``, ``_STATUS`` (``ready``, ``failed``,
+  ``required-failed``, or ``none`` when nothing was asked for) and ``TRITON_MODELS_ERRORS`` (why each
+  failed model failed), which the pre-job exports and the client helper reads.
+
+Models come from the job ad (:mod:`job_request`). A model of the server's own repository is loaded by name; a
+model of a job repository only as the operator's policy allows (:mod:`job_policy`), through a link
+``<plugin dir>/job_models/<model>`` to its resolved directory. Each job is a holder of its models in the
+reference counts (:mod:`model_registry`), named by its GlobalJobId (else its sandbox).
+"""
+
+# The agent serves jobs in threads with directory descriptors and os.path strings, as model_registry does.
+# ruff: noqa: PTH102, PTH103, PTH105, PTH108, PTH112, PTH114, PTH115, PTH117, PTH118, PTH119, PTH120, PTH123, PTH208, PTH211
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from glidein_triton.worker import model_registry, processes, token
+from glidein_triton.worker.job_policy import Policy, PolicyError, is_under
+from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
+from glidein_triton.worker.state import JOB_REPOSITORY
+from glidein_triton.worker.triton_api import Server, TritonAPIError
+from glidein_triton.worker.words import is_model_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+JOB_AD_FILE = ".job.ad"
+PENDING_FILE = "pending"
+ANSWER_MARGIN = 30.0
+
+
+class JobDirectory:
+    """``<sandbox>/.glidein_triton``, opened without following links: a job cannot redirect our writes."""
+
+    def __init__(self, sandbox: str) -> None:
+        path = os.path.join(sandbox, model_registry.JOB_DIR)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        self.descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+    def write(self, name: str, text: str) -> None:
+        """Replace ``name`` atomically with a new file of mode 0600."""
+        temporary = f".{name}.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=self.descriptor)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(temporary, flags, 0o600, dir_fd=self.descriptor), "w") as stream:
+            stream.write(text)
+        os.replace(temporary, name, src_dir_fd=self.descriptor, dst_dir_fd=self.descriptor)
+
+    def close(self) -> None:
+        os.close(self.descriptor)
+
+
+def answer_text(ready: Sequence[str], failed: dict[str, str], required: bool, asked: bool) -> str:
+    """The answer file: ``NAME=value`` lines, values on one line each."""
+    status = "ready" if not failed else ("required-failed" if required else "failed")
+    if not asked:
+        status = "none"
+    errors = "; ".join(f"{model}: {reason}" for model, reason in failed.items())
+    lines = [
+        f"TRITON_MODELS_READY={','.join(ready)}",
+        f"TRITON_MODELS_FAILED={','.join(failed)}",
+        f"TRITON_MODELS_STATUS={status}",
+        f"TRITON_MODELS_ERRORS={' '.join(errors.split())}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def requested_models(request: JobRequest) -> list[str]:
+    """The names asked for; with a repository and no names, every model directory in it."""
+    if request.models or not request.repository:
+        return request.models
+    try:
+        entries = sorted(os.listdir(request.repository))
+    except OSError as error:
+        raise RequestError(f"cannot list model repository {request.repository}: {error.strerror}") from error
+    return [
+        name
+        for name in entries
+        if not name.startswith(".")
+        and is_model_name(name)
+        and os.path.isdir(os.path.join(request.repository, name))
+    ]
+
+
+class JobLoader:
+    """Loads jobs' models on the glidein's server, for the agent (which holds the admin token)."""
+
+    def __init__(
+        self,
+        directory: str,
+        server: Server,
+        policy: Policy,
+        model_repository: str,
+        load_timeout: float,
+        visible_roots: Sequence[str] = (),
+    ) -> None:
+        self.registry = model_registry.Registry(directory)
+        self.server = server
+        self.policy = policy
+        self.model_repository = model_repository
+        self.load_timeout = load_timeout
+        self.visible_roots = list(visible_roots)
+        self.inference_token = Path(directory, token.TOKEN_FILE_NAME)
+
+    def serve(self, sandbox: str) -> None:
+        """Everything for the job of ``sandbox`` (see the module doc). A request that cannot be used is
+        answered as a failure; OSError when the sandbox cannot be written (gone, or a job's link)."""
+        started = time.monotonic()
+        try:
+            secret = token.read(self.inference_token)
+        except FileNotFoundError:  # the tokens are off (GLIDEIN_TRITON_TOKEN = False)
+            secret = ""
+        job_dir = JobDirectory(sandbox)
+        try:
+            if secret:
+                job_dir.write(token.TOKEN_FILE_NAME, secret)
+            job_dir.write(PENDING_FILE, f"{self.load_timeout + ANSWER_MARGIN:.0f}\n")
+            ready, failed, request = self.load_for(sandbox, job_dir)
+            asked = request is None or not request.empty
+            required = request is None or request.required
+            job_dir.write(model_registry.ENVIRONMENT_FILE, answer_text(ready, failed, required, asked))
+        finally:
+            job_dir.close()
+        if asked:
+            LOG.info(
+                "job %s: %d models ready (%s), failed: %s, in %.0f ms",
+                os.path.basename(sandbox),
+                len(ready),
+                ",".join(ready) or "none",
+                "; ".join(f"{name}: {why}" for name, why in failed.items()) or "none",
+                (time.monotonic() - started) * 1000,
+            )
+
+    def load_for(
+        self, sandbox: str, job_dir: JobDirectory
+    ) -> tuple[list[str], dict[str, str], JobRequest | None]:
+        """(ready, {failed: reason}, request or None when it could not be read)."""
+        try:
+            with open(os.path.join(sandbox, JOB_AD_FILE), errors="replace") as stream:
+                ad_text = stream.read()
+        except OSError:
+            ad_text = ""
+        try:
+            request = read_request(ad_text)
+            if request.empty:
+                return [], {}, request
+            if request.repository and not os.path.isabs(request.repository):
+                request.repository = os.path.join(sandbox, request.repository)
+            models = requested_models(request)
+        except RequestError as error:
+            return [], {"request": str(error)}, None
+        holder = request.job_id or f"sandbox:{sandbox}"
+        record: dict[str, Any] = {"job": request.job_id, "sandbox": sandbox, "since": time.time()}
+        claim = {"holder": holder, "record": record, "models": models}
+        job_dir.write(model_registry.CLAIM_FILE, json.dumps(claim))  # before any load: never reaped under it
+        ready: list[str] = []
+        failed: dict[str, str] = {}
+        for model in models:
+            try:
+                self.hold(request, model, holder, record)
+                ready.append(model)
+            except (PolicyError, RequestError, TritonAPIError, OSError) as error:
+                failed[model] = str(error).removeprefix(f"{model}: ")
+        if failed:
+            job_dir.write(model_registry.CLAIM_FILE, json.dumps({**claim, "models": ready}))
+        return ready, failed, request
+
+    def source_of(self, request: JobRequest, model: str) -> str:
+        """The directory to link for ``model``, or "" for a model of the server's own repository."""
+        repository = request.repository
+        served = self.model_repository
+        if not repository or (served and os.path.realpath(repository) == os.path.realpath(served)):
+            return ""
+        source = self.policy.model_directory(repository, model)
+        if self.visible_roots and not any(is_under(source, root) for root in self.visible_roots):
+            raise PolicyError(
+                f"{model}: {source} is not visible to the server's container, which sees "
+                f"{', '.join(self.visible_roots)} only: put the repository under one of them"
+            )
+        return source
+
+    def hold(self, request: JobRequest, model: str, holder: str, record: dict[str, Any]) -> None:
+        """Register ``holder`` for ``model`` and make sure it is loaded; raises on failure."""
+        source = self.source_of(request, model)
+        link = os.path.join(self.registry.directory, JOB_REPOSITORY, model)
+        with self.registry.model_lock(model, self.load_timeout + 30):
+            with self.registry.lock():
+                entry = self.registry.models().get(model)
+            reload = False
+            if entry is not None and entry.get("source", "") != source:
+                others = [
+                    name
+                    for name, held in entry.get("holders", {}).items()
+                    if name != holder and model_registry.holder_alive(held)
+                ]
+                if others:
+                    served = entry.get("source") or "the server's repository"
+                    raise RequestError(f"{model}: another job uses a different model of that name ({served})")
+                reload = True  # a stale entry whose jobs are gone: take the name over
+            if source and entry is None and not os.path.islink(link) and self.served_elsewhere(model):
+                raise RequestError(
+                    f"{model}: the server's repository has a model of that name; "
+                    "ask for it without a repository"
+                )
+            if source:
+                replace_link(link, source)
+            elif os.path.islink(link):
+                os.unlink(link)  # taken over from gone jobs' repository: the server's own model now
+            self.register(model, source, holder, record)
+            try:
+                if reload or not self.server.is_model_ready(model):
+                    self.server.load(model, self.load_timeout)
+                    # The new model's /dev/shm regions private at once, not at the next periodic run.
+                    processes.private_shared_memory()
+            except TritonAPIError:
+                self.unregister(model, link, holder)
+                raise
+
+    def served_elsewhere(self, model: str) -> bool:
+        return any(entry.get("name") == model for entry in self.server.index(timeout=self.load_timeout))
+
+    @contextlib.contextmanager
+    def models(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """The reference counts, read and saved under the registry's lock."""
+        with self.registry.lock():
+            models = self.registry.models()
+            yield models
+            self.registry.save(models)
+
+    def register(self, model: str, source: str, holder: str, record: dict[str, Any]) -> None:
+        with self.models() as models:
+            entry = models.setdefault(model, {"holders": {}})
+            entry["source"] = source
+            entry["holders"][holder] = record
+
+    def unregister(self, model: str, link: str, holder: str) -> None:
+        """Undo :meth:`register` after a failed load; the last holder also removes the link."""
+        with self.models() as models:
+            entry = models.get(model, {"holders": {}})
+            entry["holders"].pop(holder, None)
+            if not entry["holders"]:
+                models.pop(model, None)
+                if os.path.islink(link):
+                    os.unlink(link)
+
+
+def replace_link(link: str, target: str) -> None:
+    """Point ``link`` at ``target`` atomically: a new link made beside the repository, renamed over the old.
+
+    The new link is made outside the repository so that the server never sees a half-made model name; its
+    name is the model's (whose lock the caller holds: the agent's threads never share it).
+    """
+    if os.path.islink(link) and os.readlink(link) == target:
+        return
+    repository = os.path.dirname(link)
+    os.makedirs(repository, exist_ok=True)
+    temporary = os.path.join(os.path.dirname(repository), f".link.{os.path.basename(link)}.{os.getpid()}")
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
