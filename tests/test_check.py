@@ -20,8 +20,7 @@ from glidein_triton.worker.check import command as check
 from glidein_triton.worker.ports import LOOPBACK
 
 from .conftest import write_executable
-from .test_gpus import fake_nvidia_smi
-from .test_lifecycle import PYTHON39
+from .support import PYTHON39, fake_nvidia_smi
 
 STANDIN_APPTAINER = Path(cli.__file__).resolve().parent / "local" / "standins" / "apptainer"
 ESSENTIAL_CACHE = ("libcuda.so.1", "libnvidia-ml.so.1")

@@ -24,7 +24,7 @@ from glidein_triton.job.client import (
 )
 from glidein_triton.worker.ports import free_port
 
-from .test_lifecycle import PYTHON39
+from .support import PYTHON39
 
 MACHINE_AD = """\
 Name = "slot1@glidein_1234@wn01.example.org"

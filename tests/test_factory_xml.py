@@ -12,7 +12,7 @@ from glidein_triton.operator.factory_patch import FactoryOptions, has_gpus
 from glidein_triton.operator.xmlpatch.command import write_in_place
 from glidein_triton.operator.xmlpatch.source import PatchError
 
-from .xml_support import CONFIG_D_XML, FACTORY_XML, added_lines, named, parse, removed_lines, values
+from .support import CONFIG_D_XML, FACTORY_XML, added_lines, named, parse, removed_lines, values
 
 PAYLOAD = "/var/lib/gwms-factory/glidein-triton"
 TRITON_ATTR = (

@@ -20,7 +20,7 @@ from glidein_triton.operator.frontend_patch import (
 )
 from glidein_triton.operator.xmlpatch.source import PatchError
 
-from .xml_support import FRONTEND_XML, added_lines, named, parse, removed_lines
+from .support import FRONTEND_XML, added_lines, named, parse, removed_lines
 
 IMAGES = {"tritonserver": DEFAULT_SERVER_IMAGE}
 OURS = f"tritonserver:{DEFAULT_SERVER_IMAGE}"

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import gpu_check
 
-from .test_gpus import fake_nvidia_smi
+from .support import fake_nvidia_smi
 
 
 def steps_of(output: str) -> dict[str, dict[str, object]]:

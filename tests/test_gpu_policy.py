@@ -14,7 +14,7 @@ from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import ServerState
 
-from .test_gpus import fake_nvidia_smi
+from .support import fake_nvidia_smi
 
 #: A job that asks HTCondor for a GPU: condor_submit adds TARGET.GPUs >= RequestGPUs to its Requirements.
 REQUEST_GPUS_JOB = "RequestGPUs = 1\nRequirements = (TARGET.GPUs >= MY.RequestGPUs)\n"

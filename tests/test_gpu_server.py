@@ -15,7 +15,7 @@ import pytest
 from glidein_triton.local import demo
 
 from .conftest import assert_nothing_left, recorded_state
-from .test_gpus import fake_nvidia_smi
+from .support import fake_nvidia_smi
 
 pytestmark = pytest.mark.server
 

@@ -8,7 +8,7 @@ import pytest
 
 from glidein_triton.worker import gpus
 
-from .conftest import write_executable
+from .support import fake_nvidia_smi
 
 
 def query_csv(fixtures: Path, name: str, extra_indexes: tuple[int, ...] = ()) -> str:
@@ -132,16 +132,6 @@ def test_visible_mig_slice(nvidia_smi_fixtures: Path) -> None:
     assert chosen == [devices[2]]
     # The parent GPU's uuid selects all its slices.
     assert gpus.visible_devices(devices, {"CUDA_VISIBLE_DEVICES": found[0].uuid}) == devices
-
-
-def fake_nvidia_smi(directory: Path, fixture: Path, failing: bool = False) -> str:
-    """An nvidia-smi on PATH that prints a captured output (or the no-driver failure)."""
-    if failing:
-        body = f'cat "{fixture}/stdout.txt"; exit "$(cat "{fixture}/exit-status.txt")"'
-    else:
-        body = f'case "$1" in -L) cat "{fixture}/list-L.txt";; *) cat "{fixture}/query-gpu-idle.csv";; esac'
-    write_executable(directory / "nvidia-smi", f"#!/bin/bash\n{body}\n")
-    return f"{directory}:/usr/bin:/bin"
 
 
 def test_query_runs_nvidia_smi(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import ServerState, state_dir
 
 from .conftest import add_model, assert_nothing_left, recorded_state
+from .support import PYTHON39
 
 pytestmark = pytest.mark.server
 
@@ -201,27 +200,6 @@ def test_cleanup_without_startup(glidein: SimulatedGlidein) -> None:
     results = glidein.run_cleanup()
     assert [r.returncode for r in results] == [0]
     assert "nothing to clean up" in results[0].stderr
-
-
-def find_python39() -> str | None:
-    """A working Python 3.9 interpreter: on PATH, or one installed by pyenv."""
-    candidates = [shutil.which("python3.9") or ""]
-    candidates += sorted(
-        str(p)
-        for p in Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob(
-            "versions/3.9*/bin/python3.9"
-        )
-    )
-    for candidate in candidates:
-        if (
-            candidate
-            and subprocess.run([candidate, "-c", "pass"], capture_output=True, check=False).returncode == 0
-        ):
-            return candidate
-    return None
-
-
-PYTHON39 = find_python39()
 
 
 @pytest.mark.skipif(PYTHON39 is None, reason="no Python 3.9 on this machine to check the worker code with")

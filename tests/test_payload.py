@@ -16,7 +16,7 @@ from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import factory_cli, payload, payload_cli
 from glidein_triton.operator.factory_patch import FactoryOptions
 
-from .xml_support import FACTORY_XML, named, parse
+from .support import FACTORY_XML, named, parse
 
 
 def build(directory: Path, capsys: pytest.CaptureFixture[str], *arguments: str) -> etree._Element:

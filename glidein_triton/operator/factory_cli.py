@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,23 +16,25 @@ from glidein_triton.operator.factory_patch import (
     plan_edits,
     warnings,
 )
-from glidein_triton.operator.xmlpatch.command import EXIT_CODES, Patched, patch_file
-from glidein_triton.operator.xmlpatch.edit import run_passes
+from glidein_triton.operator.xmlpatch.command import (
+    Patched,
+    add_write_options,
+    apply,
+    command_parser,
+    run_command,
+)
 from glidein_triton.operator.xmlpatch.source import SourceDocument
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import DEFAULTS, Settings
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="glidein-triton factory-xml",
-        description="Add glidein-triton to factory entries: the worker tarball and the GLIDEIN_TRITON* "
-        "settings in each entry, the startup and periodic scripts in the global <files>. Prints a unified "
-        "diff; changes the file only with --in-place. Running it again changes nothing.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        "glidein-triton factory-xml",
+        "Add glidein-triton to factory entries: the worker tarball and the GLIDEIN_TRITON* settings in each "
+        "entry, the startup and periodic scripts in the global <files>.",
+        "glideinWMS.xml, or the config.d/*.xml file with the entry",
     )
-    parser.add_argument("file", type=Path, help="glideinWMS.xml, or the config.d/*.xml file with the entry")
     parser.add_argument(
         "--entry",
         action="append",
@@ -84,10 +85,7 @@ def argument_parser() -> argparse.ArgumentParser:
         help="leave the global <files> alone (e.g. patching a config.d file when glideinWMS.xml "
         "already has the scripts)",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace conflicting values instead of failing"
-    )
-    parser.add_argument("--in-place", action="store_true", help="write the changes (after a FILE.bak backup)")
+    add_write_options(parser)
     return parser
 
 
@@ -143,24 +141,14 @@ def payload_warnings(options: FactoryOptions) -> list[str]:
     ]
 
 
+def notes(document: SourceDocument, options: FactoryOptions) -> list[str]:
+    return warnings(document, options) + payload_warnings(options)
+
+
 def patch(data: bytes, label: str, options: FactoryOptions) -> Patched:
     """The file with glidein-triton added (PatchError when it cannot be)."""
-    patched, encoding = run_passes(data, label, lambda document: plan_edits(document, options))
-    notes = warnings(SourceDocument(data, label), options) + payload_warnings(options)
-    return Patched(patched, encoding, notes)
+    return apply(data, label, options, plan_edits, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argument_parser()
-    arguments = parser.parse_args(argv)
-    try:
-        options = options_from(arguments)
-    except ConfigError as error:
-        parser.error(str(error))
-    return patch_file(
-        arguments.file,
-        lambda data, label: patch(data, label, options),
-        arguments.in_place,
-        sys.stdout,
-        sys.stderr,
-    )
+    return run_command(argument_parser(), options_from, patch, argv)

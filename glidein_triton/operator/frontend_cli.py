@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from glidein_triton.operator.frontend_patch import (
     DEFAULT_SERVER_IMAGE,
@@ -17,21 +15,23 @@ from glidein_triton.operator.frontend_patch import (
     plan_edits,
     warnings,
 )
-from glidein_triton.operator.xmlpatch.command import EXIT_CODES, Patched, patch_file
-from glidein_triton.operator.xmlpatch.edit import run_passes
+from glidein_triton.operator.xmlpatch.command import (
+    Patched,
+    add_write_options,
+    apply,
+    command_parser,
+    run_command,
+)
 from glidein_triton.operator.xmlpatch.source import SourceDocument
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="glidein-triton frontend-xml",
-        description=f"Set the Triton server image ({IMAGE_SETTING}) and, with --group, make that group send "
-        "jobs with +RequiresTriton = True to entries that offer Triton, with the Triton switch on. Prints a "
-        "unified diff; changes the file only with --in-place. Running it again changes nothing.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        "glidein-triton frontend-xml",
+        f"Set the Triton server image ({IMAGE_SETTING}) and, with --group, make that group send jobs with "
+        "+RequiresTriton = True to entries that offer Triton, with the Triton switch on.",
+        "the frontend's frontend.xml",
     )
-    parser.add_argument("file", type=Path, help="the frontend's frontend.xml")
     parser.add_argument(
         "--group", metavar="NAME", help="the group for Triton jobs (without it: only the images)"
     )
@@ -50,10 +50,7 @@ def argument_parser() -> argparse.ArgumentParser:
         f"value) instead of {IMAGE_SETTING}",
     )
     parser.add_argument("--no-images", action="store_true", help="set no server image")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace conflicting values instead of failing"
-    )
-    parser.add_argument("--in-place", action="store_true", help="write the changes (after a FILE.bak backup)")
+    add_write_options(parser)
     return parser
 
 
@@ -71,25 +68,14 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
     return FrontendOptions(arguments.group, arguments.create_group, images, arguments.overwrite, server_image)
 
 
+def notes(document: SourceDocument, options: FrontendOptions) -> list[str]:
+    return warnings(options) + container_warnings(document, options)
+
+
 def patch(data: bytes, label: str, options: FrontendOptions) -> Patched:
     """The file with glidein-triton added (PatchError when it cannot be)."""
-    patched, encoding = run_passes(data, label, lambda document: plan_edits(document, options))
-    return Patched(
-        patched, encoding, warnings(options) + container_warnings(SourceDocument(data, label), options)
-    )
+    return apply(data, label, options, plan_edits, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argument_parser()
-    arguments = parser.parse_args(argv)
-    try:
-        options = options_from(arguments)
-    except ValueError as error:
-        parser.error(str(error))
-    return patch_file(
-        arguments.file,
-        lambda data, label: patch(data, label, options),
-        arguments.in_place,
-        sys.stdout,
-        sys.stderr,
-    )
+    return run_command(argument_parser(), options_from, patch, argv)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import difflib
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
-from glidein_triton.operator.xmlpatch.source import PatchError
+from glidein_triton.operator.xmlpatch.edit import Edit, run_passes
+from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
+from glidein_triton.worker.errors import ConfigError
+
+Options = TypeVar("Options")
 
 EXIT_OK = 0
 EXIT_CHANGES = 1
@@ -107,3 +113,58 @@ def patch_file(path: Path, patcher: Patcher, in_place: bool, out: TextIO, err: T
         return EXIT_ERROR
     print(f"glidein-triton: {path} updated; the original is in {backup}", file=err)
     return EXIT_OK
+
+
+def command_parser(prog: str, description: str, file_help: str) -> argparse.ArgumentParser:
+    """The parser both commands start from: the file to patch and the exit codes (then their own options)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"{description} Prints a unified diff; changes the file only with --in-place. Running it "
+        "again changes nothing.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help=file_help)
+    return parser
+
+
+def add_write_options(parser: argparse.ArgumentParser) -> None:
+    """--overwrite and --in-place, the last options of both commands."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace conflicting values instead of failing"
+    )
+    parser.add_argument("--in-place", action="store_true", help="write the changes (after a FILE.bak backup)")
+
+
+def apply(
+    data: bytes,
+    label: str,
+    options: Options,
+    plan_edits: Callable[[SourceDocument, Options], list[Edit]],
+    notes: Callable[[SourceDocument, Options], list[str]],
+) -> Patched:
+    """A command's edits applied to ``data`` (PatchError when they cannot be), with its operator notes."""
+    patched, encoding = run_passes(data, label, lambda document: plan_edits(document, options))
+    return Patched(patched, encoding, notes(SourceDocument(data, label), options))
+
+
+def run_command(
+    parser: argparse.ArgumentParser,
+    options_from: Callable[[argparse.Namespace], Options],
+    patch: Callable[[bytes, str, Options], Patched],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse the command line (a ValueError or ConfigError from ``options_from`` is a usage error), patch,
+    report."""
+    arguments = parser.parse_args(argv)
+    try:
+        options = options_from(arguments)
+    except (ValueError, ConfigError) as error:
+        parser.error(str(error))
+    return patch_file(
+        arguments.file,
+        lambda data, label: patch(data, label, options),
+        arguments.in_place,
+        sys.stdout,
+        sys.stderr,
+    )

@@ -1,8 +1,12 @@
-"""Helpers for the XML patch tests: fixtures, and what a patch changed line by line."""
+"""Helpers shared by the tests (tests import this module, never each other): the XML fixtures and what a
+patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the worker code with."""
 
 from __future__ import annotations
 
 import difflib
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from lxml import etree
@@ -46,3 +50,37 @@ def values(element: etree._Element) -> dict[str, str]:
 
 def named(root: etree._Element, path: str, name: str) -> list[etree._Element]:
     return [element for element in root.iterfind(path) if element.get("name") == name]
+
+
+def fake_nvidia_smi(directory: Path, fixture: Path, failing: bool = False) -> str:
+    """An nvidia-smi on PATH that prints a captured output (or the no-driver failure)."""
+    if failing:
+        body = f'cat "{fixture}/stdout.txt"; exit "$(cat "{fixture}/exit-status.txt")"'
+    else:
+        body = f'case "$1" in -L) cat "{fixture}/list-L.txt";; *) cat "{fixture}/query-gpu-idle.csv";; esac'
+    script = directory / "nvidia-smi"
+    directory.mkdir(parents=True, exist_ok=True)
+    script.write_text(f"#!/bin/bash\n{body}\n")
+    script.chmod(0o755)
+    return f"{directory}:/usr/bin:/bin"
+
+
+def find_python39() -> str | None:
+    """A working Python 3.9 interpreter: on PATH, or one installed by pyenv."""
+    candidates = [shutil.which("python3.9") or ""]
+    candidates += sorted(
+        str(p)
+        for p in Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob(
+            "versions/3.9*/bin/python3.9"
+        )
+    )
+    for candidate in candidates:
+        if (
+            candidate
+            and subprocess.run([candidate, "-c", "pass"], capture_output=True, check=False).returncode == 0
+        ):
+            return candidate
+    return None
+
+
+PYTHON39 = find_python39()
