@@ -11,7 +11,8 @@ from pathlib import Path
 
 from lxml import etree
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
 FACTORY_XML = FIXTURES / "factory" / "glideinWMS.xml"
 CONFIG_D_XML = FIXTURES / "factory" / "config.d" / "10-gpu-sites.xml"
 FRONTEND_XML = FIXTURES / "frontend" / "frontend.xml"
@@ -84,3 +85,61 @@ def find_python39() -> str | None:
 
 
 PYTHON39 = find_python39()
+
+
+#: The stand-in apptainer of the local glidein.
+STANDIN_APPTAINER = REPO / "glidein_triton" / "local" / "standins" / "apptainer"
+#: The image definitions.
+APPTAINER = REPO / "apptainer"
+SECTIONS = {"arguments", "files", "post", "test", "labels", "help", "environment", "runscript", "startscript"}
+
+
+def parse_definition(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(header keywords, section name -> its non-blank, non-comment lines), as Apptainer reads a def file."""
+    header: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("%"):
+            current = line[1:].split()[0]
+            assert current not in sections, f"{path.name}: %{current} twice"
+            sections[current] = []
+        elif not line.strip() or line.lstrip().startswith("#"):
+            continue
+        elif current:
+            sections[current].append(line.strip())
+        else:
+            keyword, _, value = line.partition(":")
+            header[keyword.strip()] = value.strip()
+    return header, sections
+
+
+def arguments(sections: dict[str, list[str]]) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in sections.get("arguments", []))
+
+
+def make_certificate(directory: Path, address: str) -> tuple[Path, Path]:
+    cert, key = directory / "server.pem", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={address}",
+            "-addext",
+            f"subjectAltName=IP:{address}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

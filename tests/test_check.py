@@ -13,16 +13,14 @@ from typing import Any
 
 import pytest
 
-from glidein_triton import cli
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import payload
 from glidein_triton.worker.check import command as check
 from glidein_triton.worker.ports import LOOPBACK
 
 from .conftest import write_executable
-from .support import PYTHON39, fake_nvidia_smi
+from .support import PYTHON39, STANDIN_APPTAINER, fake_nvidia_smi
 
-STANDIN_APPTAINER = Path(cli.__file__).resolve().parent / "local" / "standins" / "apptainer"
 ESSENTIAL_CACHE = ("libcuda.so.1", "libnvidia-ml.so.1")
 
 

@@ -13,7 +13,7 @@ from glidein_triton.job.client import ServerNotReadyError, connect
 from glidein_triton.local.job import LocalGlidein, local_glidein
 
 from .conftest import assert_nothing_left, recorded_state
-from .test_security import make_certificate
+from .support import make_certificate
 
 pytestmark = pytest.mark.server
 

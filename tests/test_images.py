@@ -8,33 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from .support import APPTAINER, SECTIONS, arguments, parse_definition
+
 REPO = Path(__file__).resolve().parent.parent
-APPTAINER = REPO / "apptainer"
-SECTIONS = {"arguments", "files", "post", "test", "labels", "help", "environment", "runscript", "startscript"}
-
-
-def parse_definition(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """(header keywords, section name -> its non-blank, non-comment lines), as Apptainer reads a def file."""
-    header: dict[str, str] = {}
-    sections: dict[str, list[str]] = {}
-    current = ""
-    for line in path.read_text().splitlines():
-        if line.startswith("%"):
-            current = line[1:].split()[0]
-            assert current not in sections, f"{path.name}: %{current} twice"
-            sections[current] = []
-        elif not line.strip() or line.lstrip().startswith("#"):
-            continue
-        elif current:
-            sections[current].append(line.strip())
-        else:
-            keyword, _, value = line.partition(":")
-            header[keyword.strip()] = value.strip()
-    return header, sections
-
-
-def arguments(sections: dict[str, list[str]]) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in sections.get("arguments", []))
 
 
 @pytest.mark.parametrize("name", ["tritonserver.def", "tritonclient.def", "localtest.def"])

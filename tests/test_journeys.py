@@ -21,7 +21,7 @@ import pytest
 
 from glidein_triton.worker.images import DEFAULT_SERVER_IMAGE
 
-from .test_check import STANDIN_APPTAINER
+from .support import STANDIN_APPTAINER
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

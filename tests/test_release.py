@@ -12,7 +12,7 @@ import glidein_triton as release
 from glidein_triton.local.job import local_glidein
 from glidein_triton.worker.images import CVMFS_SERVER_IMAGES
 
-from .test_images import APPTAINER, arguments, parse_definition
+from .support import APPTAINER, arguments, parse_definition
 
 REPO = Path(__file__).resolve().parent.parent
 #: where a release may be written: what users and operators read, and what builds images

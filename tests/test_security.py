@@ -6,7 +6,6 @@ import ipaddress
 import os
 import signal
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 from glidein_triton.worker.triton_api import Server
 
 from .conftest import assert_nothing_left, recorded_state
+from .support import make_certificate
 
 GRPC_HEADER = f"triton-grpc-protocol-{token.HEADER}"
 #: One request of each restricted API category (method, path, body), as another local user would send it.
@@ -199,33 +199,6 @@ def test_failure_reports_do_not_leak_the_token(tmp_path: Path, monkeypatch: pyte
     assert "--http-restricted-api=inference,metadata:triton-token=***" in result.stderr
     assert not (state_dir(prepared.glidein.root) / "token").exists()
     assert not (state_dir(prepared.glidein.root) / "admin_token").exists()
-
-
-def make_certificate(directory: Path, address: str) -> tuple[Path, Path]:
-    cert, key = directory / "server.pem", directory / "server.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={address}",
-            "-addext",
-            f"subjectAltName=IP:{address}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.mark.server
