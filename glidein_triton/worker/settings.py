@@ -182,8 +182,9 @@ def parse_images_dict(value: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SettingSpec:
-    """One glidein_config key of the plugin: the ``Settings`` field it fills, how its text is read, its
-    default (used when the key is unset or blank) and its documentation (docs/settings.md)."""
+    """One glidein_config key of the plugin: the ``Settings`` field it fills ("" for a key only the startup
+    shell script reads), how its text is read, its default (used when the key is unset or blank) and its
+    documentation (docs/settings.md)."""
 
     key: str
     field: str
@@ -452,6 +453,16 @@ SETTINGS = (
         "next one is due, so every wait of one run (a restart included) is bounded by it.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_PYTHON",
+        "",
+        parse_text,
+        "",
+        "path of a Python >= 3.9",
+        "The Python that runs the worker code; the startup script checks it, then records the interpreter it "
+        "found here. On EL8 (python3 is 3.6): the python39 package's python3.9, found on PATH.",
+        default_text="python3, python3.13 ... python3.9 on PATH, then the LCG views' Pythons on CVMFS",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "server_args",
         parse_server_args,
@@ -461,7 +472,7 @@ SETTINGS = (
     ),
 )
 DEFAULTS = {spec.key: spec.default for spec in SETTINGS}
-SPEC_BY_FIELD = {spec.field: spec for spec in SETTINGS}
+SPEC_BY_FIELD = {spec.field: spec for spec in SETTINGS if spec.field}
 
 
 def default_value(field: str) -> Any:
@@ -515,6 +526,8 @@ class Settings:
         """
         values: dict[str, Any] = {}
         for spec in SETTINGS:
+            if not spec.field:
+                continue  # read by the startup shell script only
             value = config.get(spec.key, "")
             values[spec.field] = spec.parse(spec.key, value if _trimmed(value) else spec.default)
         if not values["image"]:
