@@ -16,7 +16,7 @@ from pathlib import Path
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import accounting, agent
+from glidein_triton.worker import accounting, agent_launch
 from glidein_triton.worker.state import ServerState, state_dir
 
 MODEL_CONFIG = """backend: "python"
@@ -148,7 +148,7 @@ def held_locks(directory: Path) -> list[str]:
 
 
 #: What cleanup leaves in the plugin's directory on purpose: the logs and the accounting, for the operator.
-KEPT_AFTER_CLEANUP = {"server.log", agent.LOG_FILE_NAME, accounting.ACCOUNTING_FILE_NAME}
+KEPT_AFTER_CLEANUP = {"server.log", agent_launch.LOG_FILE_NAME, accounting.ACCOUNTING_FILE_NAME}
 
 
 def leftovers_after_cleanup(glidein: SimulatedGlidein, recorded: ServerState | None) -> list[str]:

@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
-from glidein_triton.worker import access, agent, processes, token
+from glidein_triton.worker import access, agent_launch, processes, token
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
@@ -178,7 +178,9 @@ def test_token_loopback_and_no_secret_anywhere(served_glidein: demo.DemoGlidein)
         str(attributes),
         (glidein.root / "otrb_output.xml").read_text() if (glidein.root / "otrb_output.xml").exists() else "",
     ]
-    outputs += [(state_dir(glidein.root) / name).read_text() for name in ("server.log", agent.LOG_FILE_NAME)]
+    outputs += [
+        (state_dir(glidein.root) / name).read_text() for name in ("server.log", agent_launch.LOG_FILE_NAME)
+    ]
     assert all(secret not in text and admin not in text for text in outputs)
     assert not token_path.exists()
     assert not admin_path.exists()

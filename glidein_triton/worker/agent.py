@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from glidein_triton.worker import cleanup, logs, processes, server, token
-from glidein_triton.worker.commands import run_quietly, spawn_detached
+from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
@@ -51,11 +51,6 @@ POLL = 0.02
 UNFOLLOWED_CHECK = 5.0
 EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config
 SANDBOX_PREFIX = "dir_"
-LOG_FILE_NAME = "glidein_triton_agent.log"
-CODE_ROOT = Path(__file__).resolve().parents[2]
-BOOTSTRAP = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.agent import main; main()"
-)
 INSTANCE_STOP = ("instance", "stop")
 
 
@@ -199,15 +194,6 @@ def ad_complete(path: Path) -> bool:
             return ad.read(1) == b"\n"
     except OSError:  # missing, or empty (a seek before the start)
         return False
-
-
-def spawn(work_dir: Path, glidein_pid: int, period: float, environment: Mapping[str, str]) -> tuple[int, int]:
-    """Start the agent in its own session; returns its (pid, start ticks). ``glidein_pid`` 0: not followed."""
-    log_path = state_dir(work_dir) / LOG_FILE_NAME
-    ticks = processes.start_ticks(glidein_pid) if glidein_pid else 0
-    argv = [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(CODE_ROOT), str(work_dir), str(glidein_pid)]
-    pid = spawn_detached([*argv, str(ticks), str(period)], environment, log_path)
-    return pid, processes.start_ticks(pid)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

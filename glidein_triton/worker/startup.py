@@ -22,7 +22,7 @@ from types import FrameType
 
 from glidein_triton.worker import (
     access,
-    agent,
+    agent_launch,
     gpu_ownership,
     gpu_selection,
     images,
@@ -364,7 +364,9 @@ def start_agent(
         )
         glidein_pid = 0
     with writing_in(state_dir(config.work_dir)):
-        state.agent_pid, state.agent_ticks = agent.spawn(config.work_dir, glidein_pid, period, environment)
+        state.agent_pid, state.agent_ticks = agent_launch.spawn(
+            config.work_dir, glidein_pid, period, environment
+        )
         state.save(state_dir(config.work_dir) / STATE_FILE_NAME)
     LOG.info(
         "agent %d serves the jobs; follows the glidein pid %s every %g s",
