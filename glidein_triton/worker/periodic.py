@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glidein_triton.worker import accounting, log_files, logs, processes, supervisor, token
-from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -225,6 +224,9 @@ def run(config_path: str, started: float | None = None) -> list[str]:
 
 def report_first_run(config_path: str, lines: Sequence[str]) -> None:
     """glidein_startup.sh's startup-time run: report ``-ok`` through error_gen, as custom scripts do."""
+    # Imported here: error_gen brings subprocess, which the cron runs (every period) do not need.
+    from glidein_triton.worker.error_gen import Reporter  # noqa: PLC0415
+
     try:
         text = Path(config_path).read_bytes().decode("utf-8", errors="surrogateescape")
     except OSError as error:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from glidein_triton.worker.files import write_atomically
-from glidein_triton.worker.settings import default_value
 
 STATE_DIR_NAME = "triton"
 STATE_FILE_NAME = "state.json"
@@ -21,6 +21,21 @@ JOB_REPOSITORY = "job_models"
 def state_dir(work_dir: Path) -> Path:
     """Where the plugin keeps its files in the glidein work directory (next to glidein_config)."""
     return work_dir / STATE_DIR_NAME
+
+
+def setting_default(name: str) -> Callable[[], Any]:
+    """A default factory: the settings table's default for the ``Settings`` field ``name``.
+
+    Imported when a state is made without the field (at startup, or from an older state file), not when one
+    is loaded: the periodic, cleanup and agent runs would otherwise pay ~5 ms for the settings table.
+    """
+
+    def default() -> Any:
+        from glidein_triton.worker.settings import default_value  # noqa: PLC0415
+
+        return default_value(name)
+
+    return default
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,7 @@ class ServerState:
     grpc_port: int = 0
     metrics_port: int = 0
     log_path: str = ""
-    stop_grace: float = default_value("stop_grace")
+    stop_grace: float = field(default_factory=setting_default("stop_grace"))
     started_at: float = 0.0
     ready_at: float = 0.0
     argv: list[str] = field(default_factory=list)
@@ -68,21 +83,21 @@ class ServerState:
     pinned_models: list[str] = field(default_factory=list)
     model_repository: str = ""
     visible_roots: list[str] = field(default_factory=list)
-    ready_timeout: float = default_value("ready_timeout")
-    load_timeout: float = default_value("load_timeout")
-    instance_start_timeout: float = default_value("instance_start_timeout")
+    ready_timeout: float = field(default_factory=setting_default("ready_timeout"))
+    load_timeout: float = field(default_factory=setting_default("load_timeout"))
+    instance_start_timeout: float = field(default_factory=setting_default("instance_start_timeout"))
     #: The operator's policy for job repositories (settings GLIDEIN_TRITON_JOB_/CODE_REPOSITORIES).
     job_repositories: list[str] = field(default_factory=list)
     code_repositories: list[str] = field(default_factory=list)
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0
-    restart_backoff: float = default_value("restart_backoff")
+    restart_backoff: float = field(default_factory=setting_default("restart_backoff"))
     restarts: int = 0
     last_restart_at: float = 0.0
     health_misses: int = 0
     #: The periodic script's period (GLIDEIN_TRITON_PERIODIC_PERIOD): one run's waits stay within it.
-    periodic_period: float = default_value("periodic_period")
+    periodic_period: float = field(default_factory=setting_default("periodic_period"))
     #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
     shared_memory: list[str] = field(default_factory=list)
     #: The agent (jobs' tokens and models; stops the server if the glidein ends without its cleanup).
