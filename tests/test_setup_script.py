@@ -102,13 +102,18 @@ def test_missing_worker_code_is_corruption(glidein: SimulatedGlidein, required: 
     assert glidein.published()[0]["TritonFailure"].startswith('"Corruption: worker code not found')
 
 
-def test_no_suitable_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
+def tools_without_python(bin_dir: Path) -> Path:
+    """A PATH directory with the system tools the script and the helpers need, and no Python."""
     bin_dir.mkdir()
     for tool in TOOLS:
         found = shutil.which(tool)
         if found:
             (bin_dir / tool).symlink_to(found)
+    return bin_dir
+
+
+def test_no_suitable_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
+    bin_dir = tools_without_python(tmp_path / "bin")
     # An old Python, as on some worker nodes: it fails the version check.
     write_executable(bin_dir / "python3", "#!/bin/bash\nexit 1\n")
     glidein.set("GLIDEIN_TRITON", "True")
@@ -134,12 +139,7 @@ def python36(bin_dir: Path) -> Path:
 def test_an_el8_python_is_named_in_the_failure_with_what_to_set(
     glidein: SimulatedGlidein, tmp_path: Path
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in TOOLS:
-        found = shutil.which(tool)
-        if found:
-            (bin_dir / tool).symlink_to(found)
+    bin_dir = tools_without_python(tmp_path / "bin")
     old = python36(bin_dir)
     glidein.set("GLIDEIN_TRITON", "True")
     result = glidein.run_startup(env={**os.environ, "PATH": str(bin_dir)})

@@ -76,3 +76,12 @@ def test_indentation_is_read_only_from_blank_line_starts() -> None:
     b_element, c_element = document.root
     assert document.indent_before(document.span(b_element).start) == "\t  "
     assert document.indent_before(document.span(c_element).start) is None
+
+
+def test_a_patch_refuses_a_file_of_the_other_kind() -> None:
+    frontend = b"<frontend><groups/></frontend>\n"
+    with pytest.raises(
+        PatchError, match=r"f.xml: the root element is <frontend>, not <glidein>: not a factory"
+    ):
+        SourceDocument(frontend, "f.xml").require_root("glidein", "factory")
+    SourceDocument(frontend, "f.xml").require_root("frontend", "frontend")

@@ -197,11 +197,8 @@ def _patch_entry(
 
 def plan_edits(document: SourceDocument, options: FactoryOptions) -> list[Edit]:
     """The edits one pass wants (none when the file already has everything)."""
+    document.require_root("glidein", "factory")
     root, label = document.root, document.label
-    if root.tag != "glidein":
-        raise PatchError(
-            f"{label}: the root element is <{root.tag}>, not <glidein>: not a factory configuration"
-        )
     plan = Plan(document)
     values = template_values(options)
     if options.global_files:

@@ -292,11 +292,8 @@ def container_warnings(document: SourceDocument, options: FrontendOptions) -> li
 
 def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]:
     """The edits one pass wants (none when the file already has everything)."""
+    document.require_root("frontend", "frontend")
     root, label = document.root, document.label
-    if root.tag != "frontend":
-        raise PatchError(
-            f"{label}: the root element is <{root.tag}>, not <frontend>: not a frontend configuration"
-        )
     plan = Plan(document)
     group = None
     if options.group is not None:

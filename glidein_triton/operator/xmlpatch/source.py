@@ -166,6 +166,14 @@ class SourceDocument:
     def span(self, element: etree._Element) -> ElementSpan:
         return self._spans[element]
 
+    def require_root(self, tag: str, kind: str) -> None:
+        """PatchError unless the root element is ``<tag>`` (the file is a ``kind`` configuration)."""
+        if self.root.tag != tag:
+            raise PatchError(
+                f"{self.label}: the root element is <{self.root.tag}>, not <{tag}>: "
+                f"not a {kind} configuration"
+            )
+
     def text(self, start: int, end: int) -> str:
         return self.data[start:end].decode(self.encoding)
 
