@@ -304,13 +304,13 @@ def _launch_until_ready(
             roots,
             selection.cuda_visible_devices,
         )
-        if not plan.metrics:
+        if not plan.metrics:  # off by the operator's choice (GLIDEIN_TRITON_METRICS) or the release
             ports = Ports(ports.http, ports.grpc, 0)
         state = ServerState.from_plan(
             plan,
             http_port=ports.http,
             grpc_port=ports.grpc,
-            metrics_port=ports.metrics if settings.metrics else 0,
+            metrics_port=ports.metrics,
             stop_grace=settings.stop_grace,
         )
         try:
@@ -320,8 +320,7 @@ def _launch_until_ready(
                 state = server.launch(
                     plan, directory / LOG_FILE_NAME, environment, settings.stop_grace, processes.new_tag()
                 )
-                state.http_port, state.grpc_port = ports.http, ports.grpc
-                state.metrics_port = ports.metrics if settings.metrics else 0
+                state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
                 supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
                 state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
                 announce(RunningServer(state, devices, "", repository, server_access, selection))
