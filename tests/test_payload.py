@@ -6,6 +6,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -176,3 +177,31 @@ def test_the_served_files_work_where_the_xml_puts_them(
     assert config["HAS_TRITON"] == "False"
     assert not config["TRITON_FAILURE"].startswith("Corruption"), config["TRITON_FAILURE"]
     assert "no-tritonserver" in config["TRITON_FAILURE"]
+
+
+def test_the_worker_code_is_imported_from_the_shipped_bytecode(tmp_path: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(payload.worker_tarball_bytes())) as tar:
+        tar.extractall(tmp_path, filter="data")
+    shipped = {path: path.read_bytes() for path in tmp_path.rglob("*.pyc")}
+    assert len(shipped) == len(list(tmp_path.rglob("*.py")))
+    startup = tmp_path / "glidein_triton" / "worker" / "startup.py"
+    stale = tmp_path / "glidein_triton" / "worker" / "words.py"
+    stale.write_text(stale.read_text() + "\nEDITED = True\n")  # its bytecode no longer matches its source
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import glidein_triton.worker.startup as s; "
+            "from glidein_triton.worker import words; print(s.__file__, words.EDITED)",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.split() == [str(startup), "True"]
+    rewritten = [path.name for path, data in shipped.items() if path.read_bytes() != data]
+    assert rewritten == [f"words.{sys.implementation.cache_tag}.pyc"]  # the others were used as shipped
+    assert set(tmp_path.rglob("*.pyc")) == set(shipped)

@@ -91,3 +91,15 @@ def test_cleared_values_empty_every_server_key() -> None:
 def test_ad_string_is_safe_for_condor_startup_quoting() -> None:
     assert publish.ad_string('say "hi" \\ it\'s\r\n ok') == "say hi its ok"
     assert len(publish.ad_string("x" * 2000)) == 500
+
+
+def test_after_ready_only_what_changed_is_published_again() -> None:
+    announced = [("HAS_TRITON", "False"), ("TRITON_GPUS", "1"), ("TRITON_GPUS", "2"), ("TRITON_FAILURE", "")]
+    ready = [
+        ("HAS_TRITON", "True"),
+        ("TRITON_GPUS", "2"),
+        ("TRITON_FAILED_MODELS", ""),
+        ("TRITON_FAILURE", ""),
+    ]
+    # the last announced line of a key is the one in force; a key never announced is published
+    assert publish.changed(ready, announced) == [("HAS_TRITON", "True"), ("TRITON_FAILED_MODELS", "")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,16 @@ def test_the_reader_takes_the_last_line_of_a_key_whole(tmp_path: Path, shell: st
             [shell, "-c", script, "reader", key, str(config)], capture_output=True, text=True, check=True
         )
         assert result.stdout == expected
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_worker_scripts_end_at_once_with_their_output_flushed(code: int) -> None:
+    program = (
+        "import logging, sys; from glidein_triton.worker import logs; logs.configure('t'); "
+        "print('Attribute = 1'); logging.getLogger('glidein_triton').info('logged'); "
+        f"import atexit; atexit.register(print, 'teardown'); logs.exit_now({code})"
+    )
+    ended = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False)
+    assert ended.returncode == code
+    assert ended.stdout == "Attribute = 1\n"  # flushed into a pipe; the interpreter's teardown skipped
+    assert ended.stderr.endswith(" t INFO logged\n")

@@ -1,7 +1,9 @@
-"""Triton releases: what the image or binary supports is read before the server gets options it would refuse."""
+"""Triton releases: what an image supports is read before the server gets options it would refuse; a binary
+that refuses one is asked (``--help``) and launched again with what it accepts."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from glidein_triton.worker.triton_release import (
     from_sandbox,
 )
 
-from .conftest import assert_nothing_left, recorded_state
+from .conftest import assert_nothing_left, recorded_state, write_executable
 from .older_triton import older_tritonserver
 
 #: What docker2singularity writes into .singularity.d/env for the ENV lines of an NGC image (24.01).
@@ -170,12 +172,29 @@ def test_an_old_release_with_the_token_on_fails_before_it_starts(tmp_path: Path)
 
 
 @pytest.mark.server
+def test_a_current_release_is_launched_once_and_never_asked_for_its_options(tmp_path: Path) -> None:
+    prepared = demo.prepare(tmp_path / "glidein")
+    launcher = prepared.glidein.config()["GLIDEIN_TRITON_SERVER_BINARY"]
+    calls = tmp_path / "calls"
+    counting = write_executable(
+        tmp_path / "bin" / "tritonserver",
+        f'#!/bin/bash\necho "${{1%%=*}}" >> {shlex.quote(str(calls))}\nexec {shlex.quote(launcher)} "$@"\n',
+    )
+    prepared.glidein.set("GLIDEIN_TRITON_SERVER_BINARY", str(counting))
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.metrics["HasTriton"] == "True", result.stderr
+    assert calls.read_text().split() == ["--model-repository"]  # one launch, no --help
+    prepared.glidein.run_cleanup(prepared.environment)
+
+
+@pytest.mark.server
 def test_an_old_release_runs_without_the_token_and_without_metrics(tmp_path: Path) -> None:
     prepared = older_glidein(tmp_path, (2, 24), GLIDEIN_TRITON_TOKEN="False")
     glidein = prepared.glidein
     result = glidein.run_startup(prepared.environment)
     assert result.returncode == 0, result.stderr
     assert result.metrics["HasTriton"] == "True", result.stderr
+    assert "launching it again with the options it lists" in result.stderr
     state = recorded_state(glidein)
     assert state is not None
     assert state.metrics_port == 0

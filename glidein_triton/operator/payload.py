@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
+import marshal
+import sys
 import tarfile
 from pathlib import Path
 
@@ -29,12 +32,35 @@ def worker_files() -> list[tuple[str, Path]]:
     return files
 
 
+def bytecode(name: str, source: bytes) -> tuple[str, bytes] | None:
+    """(name, data) of the checked-hash ``.pyc`` of ``source`` for the Python building the payload.
+
+    A glidein whose Python has the same cache tag (e.g. ``cpython-39`` on an EL9 factory and worker) then
+    imports the worker code without compiling it, ~35 ms of the startup script; any other Python ignores
+    the file. The pyc holds a hash of its source (PEP 552), which the importer checks: a changed source is
+    compiled again, whatever the file times after extraction.
+    """
+    if sys.implementation.cache_tag is None:
+        return None
+    code = compile(source, name, "exec", dont_inherit=True)
+    flags = (0b11).to_bytes(4, "little")  # hash-based, checked
+    data = importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
+    return importlib.util.cache_from_source(name), data
+
+
 def worker_tarball_bytes() -> bytes:
-    """The worker tarball, byte-for-byte reproducible (fixed owners, times and order)."""
+    """The worker tarball, byte-for-byte reproducible (fixed owners, times and order), with the bytecode
+    of its modules for the Python that builds it."""
+    entries = []
+    for name, path in worker_files():
+        data = path.read_bytes()
+        entries.append((name, data))
+        compiled = bytecode(name, data) if name.endswith(".py") else None
+        if compiled:
+            entries.append(compiled)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, path in worker_files():
-            data = path.read_bytes()
+        for name, data in entries:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755 if name.endswith(".sh") else 0o644

@@ -14,5 +14,5 @@ if [ ! -x "$python" ] || [ ! -f "$code_dir/glidein_triton/worker/cleanup.py" ]; 
     echo "glidein-triton cleanup: the startup never got to start a server; nothing to clean up" >&2
     exit 0
 fi
-exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.cleanup import main; sys.exit(main())' \
+exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.cleanup import main; from glidein_triton.worker.logs import exit_now; exit_now(main())' \
     "$code_dir" "$@"

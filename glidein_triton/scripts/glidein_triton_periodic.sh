@@ -24,5 +24,5 @@ if [ ! -x "$python" ] || [ ! -f "$code_dir/glidein_triton/worker/periodic.py" ];
     fi
     exit 0
 fi
-exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.periodic import main; sys.exit(main())' \
+exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.periodic import main; from glidein_triton.worker.logs import exit_now; exit_now(main())' \
     "$code_dir" "$@"

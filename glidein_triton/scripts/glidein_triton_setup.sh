@@ -102,5 +102,5 @@ fi
 # Cleanup and periodic scripts find the code and the interpreter here.
 gconfig_add GLIDEIN_TRITON_CODE_DIR "$code_dir"
 gconfig_add GLIDEIN_TRITON_PYTHON "$python"
-exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.startup import main; sys.exit(main())' \
+exec "$python" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.startup import main; from glidein_triton.worker.logs import exit_now; exit_now(main())' \
     "$code_dir" "$@"

@@ -48,6 +48,14 @@ class ServerStartError(TritonSetupError):
     failure_type = "WN_Resource"
 
 
+class OptionRefusedError(ServerStartError):
+    """The server exited at once because its release does not know one of the options it was given."""
+
+    def __init__(self, message: str, *, option: str, evidence: str = "") -> None:
+        super().__init__(message, evidence=evidence)
+        self.option = option
+
+
 class PortInUseError(ServerStartError):
     """The server exited because one of its ports was taken between the probe and the bind."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 #: Secrets known to this process (the access token): replaced by ``***`` in logs and reports.
 SECRETS: set[str] = set()
@@ -34,3 +36,13 @@ def configure(name: str) -> None:
     root = logging.getLogger("glidein_triton")
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a short-lived worker script with ``code`` at once: the log handlers and standard streams are
+    flushed, and the interpreter's teardown of every module (~15 ms, a tenth of the periodic run) skipped."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -115,6 +115,12 @@ def off_values(failure: str = "") -> list[tuple[str, str]]:
     return [*values, ("TRITON_FAILURE", ad_string(failure))] if failure else values
 
 
+def changed(values: Sequence[tuple[str, str]], published: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The ``values`` that differ from the last ``published`` value of their key."""
+    last = dict(published)
+    return [(key, value) for key, value in values if last.get(key) != value]
+
+
 def condor_vars(values: Sequence[tuple[str, str]]) -> list[CondorVar]:
     """The condor_vars.lst lines for the published keys (each once, in order)."""
     return [ATTRIBUTE_BY_KEY[key] for key in dict(values)]

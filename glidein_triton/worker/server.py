@@ -12,7 +12,12 @@ from pathlib import Path
 
 from glidein_triton.worker import processes, triton_release
 from glidein_triton.worker.commands import run_quietly, spawn_detached
-from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
+from glidein_triton.worker.errors import (
+    OptionRefusedError,
+    PortInUseError,
+    ReadinessTimeoutError,
+    ServerStartError,
+)
 from glidein_triton.worker.state import LaunchPlan, ServerState
 from glidein_triton.worker.triton_api import Server
 
@@ -132,9 +137,10 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                 raise PortInUseError("tritonserver could not bind its ports", evidence=evidence)
             refused = triton_release.unrecognized_option(tail)
             if refused:
-                raise ServerStartError(
+                raise OptionRefusedError(
                     f"tritonserver does not accept {refused}: the server's Triton release is older than "
                     "that option (docs/images.md lists what each release supports)",
+                    option=refused,
                     evidence=evidence,
                 )
             raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)

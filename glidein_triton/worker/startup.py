@@ -41,6 +41,7 @@ from glidein_triton.worker.accounting import accounting_path
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.errors import (
     CorruptionError,
+    OptionRefusedError,
     PortInUseError,
     ServerStartError,
     TritonSetupError,
@@ -73,6 +74,7 @@ CLEANUP_SCRIPT = "glidein_triton_cleanup.sh"
 INSTALLED_CLEANUP_SCRIPT = "00_glidein_triton_cleanup.sh"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 PORT_ATTEMPTS = 3
+ACCOUNTING_KEY = "GLIDEIN_TRITON_ACCOUNTING_FILE"
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,15 @@ def plan_for(
     job_repository: str = "",
     same_path_binds: Sequence[str] = (),
     cuda_visible_devices: str = "",
+    probed: triton_release.TritonRelease | None = None,
 ) -> LaunchPlan:
     """The launch plan, with the options the server's release accepts; ``job_repository`` is served too (in a
-    container, found via ``same_path_binds``)."""
+    container, found via ``same_path_binds``).
+
+    A binary (process runtime) gets the options of current releases unchecked until ``probed`` says what
+    it accepts: an older release refuses one at once (:class:`OptionRefusedError`), and is then probed and
+    launched again (``_launch_until_ready``). That saves every other start a ``tritonserver --help``.
+    """
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
@@ -159,11 +167,10 @@ def plan_for(
         *server_access.options,
     ]
     if chosen == "process":
-        binary = runtime.find_server_binary(settings.server_binary, search_path)
-        release = triton_release.from_help([binary], dict(environment))
-        LOG.info("%s", release.describe())
+        if probed is not None:
+            LOG.info("%s", probed.describe())
         return runtime.process_plan(
-            binary,
+            settings.server_binary,
             repository,
             ports,
             settings.models,
@@ -172,7 +179,7 @@ def plan_for(
             search_path,
             server_access.grpc_address,
             more_repositories,
-            release=release,
+            release=probed,
             operator_options=settings.server_args,
             cuda_visible_devices=cuda_visible_devices,
         )
@@ -289,6 +296,7 @@ def _launch_until_ready(
     with writing_in(directory):
         environment = {**environment, **images.conversion_environment(config, environment)}
     attempt = 0
+    probed: triton_release.TritonRelease | None = None
     while True:
         attempt += 1
         ports = allocate(requested)
@@ -303,6 +311,7 @@ def _launch_until_ready(
             job_repository,
             roots,
             selection.cuda_visible_devices,
+            probed,
         )
         if not plan.metrics:  # off by the operator's choice (GLIDEIN_TRITON_METRICS) or the release
             ports = Ports(ports.http, ports.grpc, 0)
@@ -329,6 +338,10 @@ def _launch_until_ready(
                 state.shared_memory = sorted(str(path) for path in processes.shared_memory_files(members))
                 processes.make_private(state.shared_memory)
                 state.save(state_path)
+        except OptionRefusedError as refused:
+            server.stop(state, environment)
+            probed = release_after_refusal(refused, plan, probed, environment)
+            continue
         except PortInUseError:
             server.stop(state, environment)
             if 0 not in (requested.http, requested.grpc, requested.metrics) or attempt >= PORT_ATTEMPTS:
@@ -345,6 +358,23 @@ def _launch_until_ready(
         )
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access, selection)
+
+
+def release_after_refusal(
+    refused: OptionRefusedError,
+    plan: LaunchPlan,
+    probed: triton_release.TritonRelease | None,
+    environment: Mapping[str, str],
+) -> triton_release.TritonRelease:
+    """What the binary that refused an option accepts (``--help``), to launch it again; re-raises the
+    refusal when the release was already probed, cannot be, or is a container's."""
+    if plan.runtime != "process" or probed is not None:
+        raise refused
+    release = triton_release.from_help(plan.server[:1], dict(environment))
+    if not release.known:
+        raise refused
+    LOG.info("the server refused %s: launching it again with the options it lists", refused.option)
+    return release
 
 
 def start_agent(
@@ -421,14 +451,22 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
     return ServerReport(used, fallback, failed)
 
 
-def announce(config: GlideinConfig, launched: RunningServer) -> None:
-    """While the server loads: install the pre-job hook, and publish the endpoint and its condor_vars lines
-    with HasTriton still False."""
-    hooks.install_prejob(config.work_dir)
+def announced_values(config: GlideinConfig, launched: RunningServer) -> list[tuple[str, str]]:
+    """What is published while the server loads: its endpoint with HasTriton still False, the report of a
+    server that uses the GPUs it was given, and where the hooks keep their accounts."""
     values = publish.server_values(
         launched.endpoint(), launched.gpus, launched.state.runtime, launched.model_repository
     )
-    every_key = [*values, *publish.ready_values("")]
+    return [*values, (ACCOUNTING_KEY, str(accounting_path(config.work_dir)))]
+
+
+def announce(config: GlideinConfig, launched: RunningServer) -> None:
+    """While the server loads: install the pre-job hook, and publish its announced values and every
+    condor_vars line."""
+    hooks.install_prejob(config.work_dir)
+    values = announced_values(config, launched)
+    attributes = [(key, value) for key, value in values if key in publish.ATTRIBUTE_BY_KEY]
+    every_key = [*attributes, *publish.ready_values("")]
     publish_config(config, values, publish.condor_vars(every_key))
 
 
@@ -451,9 +489,8 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             for problem in server.stop(state, environment):
                 LOG.warning("while stopping the server: %s", problem)
             raise ServerStartError(f"GLIDEIN_TRITON_GPU=gpu but {report.fallback}")
-        hook_values = [("GLIDEIN_TRITON_ACCOUNTING_FILE", str(accounting_path(config.work_dir)))]
-        ready = [*publish.ready_values(running.version), *report.values(running, config), *hook_values]
-        publish_config(config, ready, [])
+        ready = [*publish.ready_values(running.version), *report.values(running, config)]
+        publish_config(config, publish.changed(ready, announced_values(config, running)), [])
         start_agent(config, settings.watchdog_period, state, environment)
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
@@ -485,7 +522,8 @@ def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, req
     LOG.error("Triton is not available (%s): %s", error.failure_type, error.detail())
     try:
         values = publish.off_values(f"{error.failure_type}: {error.message}")
-        publish_config(config, [*values, *publish.cleared_values()], publish.condor_vars(values))
+        cleared = [*publish.cleared_values(), (ACCOUNTING_KEY, "")]
+        publish_config(config, [*values, *cleared], publish.condor_vars(values))
     except TritonSetupError as publish_error:
         LOG.error("could not publish HasTriton = False: %s", publish_error.detail())
     if required:

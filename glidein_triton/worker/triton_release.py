@@ -1,15 +1,17 @@
 """Which Triton release a server image or binary has, and which of the plugin's options it accepts.
 
 An option that a release does not know makes ``tritonserver`` print "unrecognized option" and its usage,
-and exit 1, so the options are checked before the server starts. The first release of each option is the
-first server tag whose sources have it (triton-inference-server/server, src/command_line_parser.cc).
+and exit 1, so the options of an image are checked before the server starts. The first release of each
+option is the first server tag whose sources have it (triton-inference-server/server,
+src/command_line_parser.cc).
 
 The release is read, cheapest first, from:
 
 * a sandbox directory image (e.g. on CVMFS): ``TRITON_SERVER_VERSION`` / ``NVIDIA_TRITON_SERVER_VERSION``
   in ``.singularity.d/env/*.sh`` (the ``ENV`` lines of the image), else ``opt/tritonserver/TRITON_VERSION``;
-* a binary: ``tritonserver --help``, which lists every option it accepts (and exits 1);
-* the ``yy.mm`` in the image name (e.g. ``tritonserver:24.01``), for image files and URIs.
+* the ``yy.mm`` in the image name (e.g. ``tritonserver:24.01``), for image files and URIs;
+* a binary: ``tritonserver --help``, which lists every option it accepts (and exits 1). The startup script
+  asks only a binary that refused an option (see ``startup.plan_for``); ``check`` always asks.
 """
 
 from __future__ import annotations
