@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,11 +10,11 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
-REPO = Path(__file__).resolve().parent.parent
+from .support import FIXTURES, assert_nothing_left, recorded_state
+
 #: Real nvidia-smi outputs (see the README there for their origin).
-NVIDIA_SMI_FIXTURES = REPO / "tests" / "fixtures" / "nvidia-smi"
+NVIDIA_SMI_FIXTURES = FIXTURES / "nvidia-smi"
 
 
 @pytest.fixture(scope="session")
@@ -49,36 +48,3 @@ def served_glidein(tmp_path: Path) -> Iterator[demo.DemoGlidein]:
     state = recorded_state(prepared.glidein)
     prepared.glidein.run_cleanup(prepared.environment)
     assert_nothing_left(prepared.glidein, state)
-
-
-def recorded_state(glidein: SimulatedGlidein) -> ServerState | None:
-    return ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
-
-
-def assert_nothing_left(glidein: SimulatedGlidein, state: ServerState | None) -> None:
-    """No process of the recorded server's group and no listening port is left; the state file is gone."""
-    assert demo.leftovers(state) == []
-    assert recorded_state(glidein) is None
-
-
-def add_model(repository: Path, name: str, source: str) -> None:
-    """A python-backend model ``name`` with ``source`` as its model.py, in ``repository``."""
-    (repository / name / "1").mkdir(parents=True)
-    (repository / name / "config.pbtxt").write_text(
-        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [ { name: "IN", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
-        'output [ { name: "OUT", data_type: TYPE_FP32, dims: [ 1 ] } ]\n'
-    )
-    (repository / name / "1" / "model.py").write_text(source)
-
-
-def write_executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
-
-
-def copy_tree(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    return target

@@ -15,7 +15,7 @@ from glidein_triton.local import demo
 from glidein_triton.worker import processes
 from glidein_triton.worker.state import state_dir
 
-from .conftest import assert_nothing_left, recorded_state
+from .support import assert_nothing_left, recorded_state
 
 pytestmark = pytest.mark.server
 

@@ -18,8 +18,7 @@ from glidein_triton.operator import payload
 from glidein_triton.worker.check import command as check
 from glidein_triton.worker.ports import LOOPBACK
 
-from .conftest import write_executable
-from .support import PYTHON39, STANDIN_APPTAINER, fake_nvidia_smi
+from .support import PYTHON39, STANDIN_APPTAINER, fake_nvidia_smi, write_executable
 
 ESSENTIAL_CACHE = ("libcuda.so.1", "libnvidia-ml.so.1")
 

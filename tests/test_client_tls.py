@@ -12,8 +12,7 @@ import pytest
 from glidein_triton.job.client import ServerNotReadyError, connect
 from glidein_triton.local.job import LocalGlidein, local_glidein
 
-from .conftest import assert_nothing_left, recorded_state
-from .support import make_certificate
+from .support import assert_nothing_left, make_certificate, recorded_state
 
 pytestmark = pytest.mark.server
 

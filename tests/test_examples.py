@@ -13,7 +13,7 @@ import pytest
 
 from glidein_triton.local.job import LocalGlidein, local_glidein
 
-from .conftest import assert_nothing_left, recorded_state
+from .support import assert_nothing_left, recorded_state
 
 pytestmark = pytest.mark.server
 

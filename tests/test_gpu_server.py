@@ -14,8 +14,7 @@ import pytest
 
 from glidein_triton.local import demo
 
-from .conftest import assert_nothing_left, recorded_state
-from .support import fake_nvidia_smi
+from .support import assert_nothing_left, fake_nvidia_smi, recorded_state
 
 pytestmark = pytest.mark.server
 

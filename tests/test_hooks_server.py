@@ -21,7 +21,7 @@ from glidein_triton.worker import log_files, processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import ServerState, state_dir
 
-from .hooks_support import (
+from .support import (
     BROKEN_MODEL,
     HOLDING_JOB,
     SHORT_JOB,

@@ -26,7 +26,7 @@ from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, LaunchPlan, ServerState, state_dir
 
-from .hooks_support import oldest_python
+from .support import PYTHON39
 
 SCRIPTS = payload.SCRIPTS_DIR
 ENV_SNIPPET = """
@@ -78,7 +78,7 @@ def test_hook_modules_import_on_the_oldest_python() -> None:
         f"import glidein_triton.worker.{module}" for module in modules
     )
     result = subprocess.run(
-        [oldest_python(), "-I", "-c", code, str(Path(payload.PACKAGE_DIR).parent)],
+        [PYTHON39 or sys.executable, "-I", "-c", code, str(Path(payload.PACKAGE_DIR).parent)],
         capture_output=True,
         text=True,
         check=False,

@@ -19,8 +19,7 @@ from glidein_triton.worker.ports import Ports, is_listening
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import ServerState, state_dir
 
-from .conftest import add_model, assert_nothing_left, recorded_state
-from .support import PYTHON39
+from .support import DEFAULT_INSTANCES, PYTHON39, add_model, assert_nothing_left, recorded_state
 
 pytestmark = pytest.mark.server
 
@@ -159,7 +158,7 @@ def test_auto_ports_retry_after_a_clash(
 
 def test_model_failing_to_load_reports_the_server_log(tmp_path: Path) -> None:
     prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "broken"})
-    add_model(prepared.glidein.root / "model_repository", "broken", FAILING_MODEL)
+    add_model(prepared.glidein.root / "model_repository", "broken", FAILING_MODEL, DEFAULT_INSTANCES)
     config = GlideinConfig.read(prepared.glidein.config_path)
     with pytest.raises(ServerStartError) as raised:
         startup.start_server(config, Settings.from_config(config), prepared.environment)
@@ -176,7 +175,7 @@ def test_readiness_timeout_stops_the_server(tmp_path: Path, monkeypatch: pytest.
     prepared = demo.prepare(
         tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "slow", "GLIDEIN_TRITON_READY_TIMEOUT": "3"}
     )
-    add_model(prepared.glidein.root / "model_repository", "slow", SLOW_MODEL)
+    add_model(prepared.glidein.root / "model_repository", "slow", SLOW_MODEL, DEFAULT_INSTANCES)
     config = GlideinConfig.read(prepared.glidein.config_path)
     launched: list[ServerState] = []
     real_launch = server.launch

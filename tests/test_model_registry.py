@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.worker import model_registry
+from glidein_triton.worker import model_registry, processes
 from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive, locked
 
 HOLD_LOCK = """
@@ -65,7 +65,7 @@ def test_lock_waits_for_a_short_holder(tmp_path: Path) -> None:
 def test_holder_alive(tmp_path: Path) -> None:
     sandbox = tmp_path / "execute" / "dir_1"
     sandbox.mkdir(parents=True)
-    me = {"pid": os.getpid(), "ticks": model_registry.process_start_ticks(os.getpid())}
+    me = {"pid": os.getpid(), "ticks": processes.start_ticks(os.getpid())}
     assert me["ticks"] > 0
     assert holder_alive({"sandbox": str(sandbox), **me})
     assert holder_alive({"sandbox": str(sandbox)})  # in a container: the sandbox alone tells
@@ -95,13 +95,14 @@ def test_claims_are_found_in_sandboxes(tmp_path: Path) -> None:
 def test_registry_round_trip_and_counts(tmp_path: Path) -> None:
     registry = Registry(str(tmp_path))
     assert registry.reference_counts() == {}
-    with registry.lock():
-        registry.save(
-            {"a": {"source": "", "holders": {"j1": {}, "j2": {}}}, "b": {"source": "/x", "holders": {}}}
-        )
+    with registry.editing() as document:
+        document["models"] = {
+            "a": {"source": "", "holders": {"j1": {}, "j2": {}}},
+            "b": {"source": "/x", "holders": {}},
+        }
     assert registry.reference_counts() == {"a": 2, "b": 0}
     (tmp_path / model_registry.REGISTRY_FILE).write_text("[]")  # damaged: read as empty, not a crash
-    assert registry.models() == {}
+    assert registry.reference_counts() == {}
 
 
 GOOD_CLAIM = {"holder": "job#1", "models": ["alpha", "b.c-d_1"], "record": {"job": "j", "pid": 7, "ticks": 9}}
@@ -161,8 +162,8 @@ def test_lock_and_registry_files_are_private(tmp_path: Path) -> None:
     os.umask(0o000)
     try:
         registry = Registry(str(tmp_path))
-        with registry.lock(), registry.model_lock("alpha", 1):
-            registry.save({})
+        with registry.model_lock("alpha", 1), registry.editing() as document:
+            document["models"] = {}
         model_registry.write_claim(str(tmp_path / "sandbox"), "h", {}, ["alpha"])
     finally:
         os.umask(0o022)

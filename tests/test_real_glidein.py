@@ -24,7 +24,7 @@ from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, locked
 from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
-from .conftest import assert_nothing_left, recorded_state, write_executable
+from .support import assert_nothing_left, recorded_state, write_executable
 
 REPO = Path(__file__).resolve().parent.parent
 

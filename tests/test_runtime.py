@@ -14,7 +14,7 @@ from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOCo
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import Ports
 
-from .conftest import write_executable
+from .support import write_executable
 
 PORTS = Ports(8000, 8001, 8002)
 H100 = GPU(0, "GPU-abc", "NVIDIA H100 80GB HBM3", 81559, "590.48.01")

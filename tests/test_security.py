@@ -22,8 +22,7 @@ from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 from glidein_triton.worker.triton_api import Server
 
-from .conftest import assert_nothing_left, recorded_state
-from .support import make_certificate
+from .support import assert_nothing_left, make_certificate, recorded_state
 
 GRPC_HEADER = f"triton-grpc-protocol-{token.HEADER}"
 #: One request of each restricted API category (method, path, body), as another local user would send it.

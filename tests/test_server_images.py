@@ -13,7 +13,7 @@ from glidein_triton.worker import images, server
 from glidein_triton.worker.errors import ServerStartError
 from glidein_triton.worker.runtime import LaunchPlan
 
-from .conftest import write_executable
+from .support import write_executable
 
 REPO = Path(__file__).resolve().parent.parent
 

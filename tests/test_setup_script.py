@@ -13,7 +13,7 @@ import pytest
 from glidein_triton.local.glidein import GlideinDied, SimulatedGlidein
 from glidein_triton.worker.publish import ATTRIBUTE_BY_KEY
 
-from .conftest import write_executable
+from .support import write_executable
 
 #: What the script and the helpers need from the system, for a PATH without any Python.
 TOOLS = (

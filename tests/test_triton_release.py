@@ -21,8 +21,7 @@ from glidein_triton.worker.triton_release import (
     from_sandbox,
 )
 
-from .conftest import assert_nothing_left, recorded_state, write_executable
-from .older_triton import older_tritonserver
+from .support import assert_nothing_left, recorded_state, write_executable
 
 #: What docker2singularity writes into .singularity.d/env for the ENV lines of an NGC image (24.01).
 DOCKER2SINGULARITY_ENV = """#!/bin/sh
@@ -38,6 +37,61 @@ OPTIONS = [
     "--http-restricted-api=inference,model-repository:triton-token=x",
     "--grpc-restricted-protocol=inference,model-repository:triton-token=x",
 ]
+
+
+# STAND-IN tritonserver binaries of older Triton releases: not Triton, a bash script in front of the real
+# tritonserver (the nvidia-pytriton wheel's, 2.51) that behaves as an older release's command line does.
+# Options added after that release are missing from its ``--help`` and refused like tritonserver refuses an
+# unknown option (getopt's "unrecognized option '...'", the usage text, exit 1); the rest goes to the server.
+
+#: Option -> (major, minor) of the first release with it, read from the server's sources (independently of
+#: glidein_triton.worker.triton_release, which these stand-ins test).
+ADDED = {
+    "--log-file": (2, 26),
+    "--grpc-restricted-protocol": (2, 33),
+    "--metrics-address": (2, 34),
+    "--http-restricted-api": (2, 40),
+    "--model-load-retry-count": (2, 42),
+}
+
+SCRIPT = """#!/bin/bash
+# STAND-IN for tritonserver {major}.{minor} (tests/test_triton_release.py): refuses newer options.
+real={real}
+missing=({missing})
+for argument in "$@"; do
+    for option in "${{missing[@]}}"; do
+        if [ "${{argument%%=*}}" = "$option" ]; then
+            echo "$real: unrecognized option '$argument'" >&2
+            echo "Usage: tritonserver [options]" >&2
+            exit 1
+        fi
+    done
+done
+if [ "$1" = --help ] && [ {hide_help} = 0 ]; then
+    # The real usage text without the missing options' entries (an option line and its indented text).
+    "$real" --help 2>&1 | awk -v missing=" ${{missing[*]}} " '
+        /^  --/ {{ split($1, word, " "); skip = index(missing, " " word[1] " ") > 0 }}
+        !skip {{ print }}' >&2
+    exit 1
+fi
+[ "$1" = --help ] && {{ echo "tritonserver: no usage text in this build" >&2; exit 1; }}
+exec "$real" "$@"
+"""
+
+
+def older_tritonserver(path: Path, real: Path, release: tuple[int, int], help_text: bool = True) -> Path:
+    """A tritonserver of ``release`` at ``path``, running ``real``; ``help_text=False``: --help says nothing."""
+    missing = [option for option, first in ADDED.items() if first > release]
+    return write_executable(
+        path,
+        SCRIPT.format(
+            major=release[0],
+            minor=release[1],
+            real=shlex.quote(str(real)),
+            missing=" ".join(missing),
+            hide_help=0 if help_text else 1,
+        ),
+    )
 
 
 def sandbox(root: Path, env_text: str = "", version_file: str = "") -> Path:

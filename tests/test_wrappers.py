@@ -22,8 +22,7 @@ from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.worker import processes
 
-from .conftest import REPO
-from .hooks_support import add_model, hand_over, job_ad, leftovers_after_cleanup, state
+from .support import REPO, add_model, hand_over, job_ad, leftovers_after_cleanup, state
 
 pytestmark = pytest.mark.server
 

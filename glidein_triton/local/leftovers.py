@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from glidein_triton.worker import processes, runtime
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
@@ -52,22 +54,14 @@ def processes_under(root: Path) -> list[Process]:
     """Live processes whose command line names a path under ``root``, or whose working dir is in it."""
     prefix = str(root)
     found = []
-    for entry in processes.PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = tuple(
-                word.decode(errors="surrogateescape")
-                for word in (entry / "cmdline").read_bytes().split(b"\0")
-                if word
-            )
-            cwd = str((entry / "cwd").readlink())
-        except OSError:
-            continue
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        argv, cwd = process.info["cmdline"], process.info["cwd"]
+        if process.pid == os.getpid() or argv is None or cwd is None:
+            continue  # this process, or one whose command line or working dir cannot be read
         if _under(cwd, prefix) or any(prefix + "/" in word or word == prefix for word in argv):
-            ticks = processes.start_ticks(int(entry.name))
-            if ticks and processes.is_running(int(entry.name), ticks):
-                found.append(Process(int(entry.name), ticks, argv))
+            ticks = processes.start_ticks(process.pid)
+            if ticks and processes.is_running(process.pid, ticks):
+                found.append(Process(process.pid, ticks, tuple(argv)))
     return found
 
 
@@ -169,14 +163,8 @@ class Watch:
         current = processes_under(self.root)
         known = {process.pid for process in current}
         for pid in sorted({pid for tag in sorted(self.tags) for pid in processes.tagged(tag)} - known):
-            ticks = processes.start_ticks(pid)
-            with contextlib.suppress(OSError):
-                argv = tuple(
-                    word.decode(errors="replace")
-                    for word in (processes.PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
-                    if word
-                )
-                current.append(Process(pid, ticks, argv))
+            with contextlib.suppress(psutil.Error):
+                current.append(Process(pid, processes.start_ticks(pid), tuple(psutil.Process(pid).cmdline())))
         for process in current:
             self.seen[(process.pid, process.start_ticks)] = process
         return current

@@ -88,43 +88,31 @@ def everything(totals: Totals) -> dict[str, int]:
 
 
 class Usage:
-    """The ledger ``usage.json``, read and written under the registry's lock."""
+    """The ledger ``usage.json`` (``closed`` and ``last_seen`` totals), edited under the registry's lock."""
 
     def __init__(self, registry: model_registry.Registry) -> None:
         self.registry = registry
-        self.path = str(Path(registry.directory, model_registry.USAGE_FILE))
-
-    def read(self) -> tuple[Totals, Totals]:
-        """(closed, last_seen)."""
-        data = model_registry.read_json(self.path)
-        return data.get("closed", {}), data.get("last_seen", {})
-
-    def _write(self, closed: Totals, last_seen: Totals) -> None:
-        model_registry.write_json(self.path, {"closed": closed, "last_seen": last_seen})
 
     def record_seen(self, current: Totals) -> None:
         """A healthy periodic run: remember the live statistics, in case the server dies."""
-        with self.registry.lock():
-            closed, _ = self.read()
-            self._write(closed, current)
+        with self.registry.editing(model_registry.USAGE_FILE) as usage:
+            usage["last_seen"] = current
 
     def close_life(self) -> None:
         """The server died: what was last seen of it is final."""
-        with self.registry.lock():
-            closed, last_seen = self.read()
-            self._write(add(closed, last_seen), {})
+        with self.registry.editing(model_registry.USAGE_FILE) as usage:
+            usage["closed"] = add(usage.get("closed", {}), usage.pop("last_seen", {}))
 
     def retire(self, model: str, current: Totals) -> None:
         """``model`` is about to be unloaded: its statistics are final."""
-        with self.registry.lock():
-            closed, last_seen = self.read()
-            last_seen.pop(model, None)
-            self._write(add(closed, {model: current.get(model, {})}), last_seen)
+        with self.registry.editing(model_registry.USAGE_FILE) as usage:
+            usage.get("last_seen", {}).pop(model, None)
+            usage["closed"] = add(usage.get("closed", {}), {model: current.get(model, {})})
 
     def totals(self, current: Totals | None) -> Totals:
         """Everything so far: closed plus the live statistics (``last_seen`` when there are none)."""
-        with self.registry.lock():
-            closed, last_seen = self.read()
+        with self.registry.editing(model_registry.USAGE_FILE) as usage:
+            closed, last_seen = usage.get("closed", {}), usage.get("last_seen", {})
         return add(closed, last_seen if current is None else current)
 
 

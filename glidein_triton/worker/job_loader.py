@@ -39,7 +39,7 @@ from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from typing import Any
 
 LOG = logging.getLogger(__name__)
@@ -206,8 +206,8 @@ class JobLoader:
         source = self.source_of(request, model)
         link = os.path.join(self.registry.directory, JOB_REPOSITORY, model)
         with self.registry.model_lock(model, self.load_timeout + 30):
-            with self.registry.lock():
-                entry = self.registry.models().get(model)
+            with self.registry.editing() as document:
+                entry = document.get("models", {}).get(model)
             reload = False
             if entry is not None and entry.get("source", "") != source:
                 others = [
@@ -241,23 +241,16 @@ class JobLoader:
     def served_elsewhere(self, model: str) -> bool:
         return any(entry.get("name") == model for entry in self.server.index(timeout=self.load_timeout))
 
-    @contextlib.contextmanager
-    def models(self) -> Iterator[dict[str, dict[str, Any]]]:
-        """The reference counts, read and saved under the registry's lock."""
-        with self.registry.lock():
-            models = self.registry.models()
-            yield models
-            self.registry.save(models)
-
     def register(self, model: str, source: str, holder: str, record: dict[str, Any]) -> None:
-        with self.models() as models:
-            entry = models.setdefault(model, {"holders": {}})
+        with self.registry.editing() as document:
+            entry = document.setdefault("models", {}).setdefault(model, {"holders": {}})
             entry["source"] = source
             entry["holders"][holder] = record
 
     def unregister(self, model: str, link: str, holder: str) -> None:
         """Undo :meth:`register` after a failed load; the last holder also removes the link."""
-        with self.models() as models:
+        with self.registry.editing() as document:
+            models = document.get("models", {})
             entry = models.get(model, {"holders": {}})
             entry["holders"].pop(holder, None)
             if not entry["holders"]:

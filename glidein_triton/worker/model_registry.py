@@ -18,12 +18,11 @@ written by the job, so it is input from a stranger: :func:`check_claim` accepts 
 model names (one bad claim is ignored, it affects no other job).
 
 Lock files are mode 0600 (another user cannot open one, so cannot hold it), and every wait for a lock is
-bounded (``LOCK_NB`` polling until a deadline, :class:`LockTimeoutError` after it).
-
-Only the standard library's light modules are imported: the pre-job hook runs before every job.
+bounded (``LOCK_NB`` polling until a deadline, :class:`LockTimeoutError` after it). The files under the
+registry's lock are read and rewritten in one place, :meth:`Registry.editing`.
 """
 
-# Imported by the pre-job hook, which runs before every job: os.path instead of pathlib (~9 ms to import).
+# The agent serves jobs in threads with os.path strings (job_loader.py).
 # ruff: noqa: PTH103, PTH112, PTH118, PTH123, PTH208
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import json
 import os
 import time
 
-from glidein_triton.worker import files
+from glidein_triton.worker import files, processes
 from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
@@ -123,10 +122,6 @@ class Registry:
         self.directory = directory
         self.lock_timeout = lock_timeout
 
-    @property
-    def path(self) -> str:
-        return os.path.join(self.directory, REGISTRY_FILE)
-
     def exists(self) -> bool:
         """Whether this process can see the plugin's directory (it cannot from most job containers)."""
         return os.path.isdir(self.directory)
@@ -143,27 +138,22 @@ class Registry:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         return locked(os.path.join(directory, f"{model}.lock"), timeout)
 
-    def models(self) -> dict[str, dict[str, Any]]:
-        """``{model: {"source": ..., "holders": {holder: {...}}}}``; read under :meth:`lock`."""
-        models = read_json(self.path).get("models", {})
-        return models if isinstance(models, dict) else {}
-
-    def save(self, models: dict[str, dict[str, Any]]) -> None:
-        write_json(self.path, {"models": models})
+    @contextlib.contextmanager
+    def editing(self, name: str = REGISTRY_FILE) -> Iterator[dict[str, Any]]:
+        """The JSON object of the file ``name`` (``models.json``, or ``usage.json``) under :meth:`lock`,
+        saved when the block changed it. ``models.json`` holds ``{"models": {model: {"source": ...,
+        "holders": {holder: {...}}}}}``."""
+        path = os.path.join(self.directory, name)
+        with self.lock():
+            document = read_json(path)
+            before = json.dumps(document, sort_keys=True)
+            yield document
+            if json.dumps(document, sort_keys=True) != before:
+                write_json(path, document)
 
     def reference_counts(self) -> dict[str, int]:
-        with self.lock():
-            return {name: len(entry.get("holders", {})) for name, entry in self.models().items()}
-
-
-def process_start_ticks(pid: int) -> int:
-    """When ``pid`` started (clock ticks after boot), 0 when it is gone (as processes.start_ticks)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0
-    return 0 if fields[0] in ("Z", "X") else int(fields[19])
+        with self.editing() as document:
+            return {name: len(entry.get("holders", {})) for name, entry in document.get("models", {}).items()}
 
 
 def holder_alive(holder: dict[str, Any]) -> bool:
@@ -171,8 +161,8 @@ def holder_alive(holder: dict[str, Any]) -> bool:
     sandbox = holder.get("sandbox", "")
     if sandbox and not os.path.isdir(sandbox):
         return False
-    pid, ticks = holder.get("pid", 0), holder.get("ticks", 0)
-    return not pid or process_start_ticks(pid) == ticks
+    pid = holder.get("pid", 0)
+    return not pid or processes.is_running(pid, holder.get("ticks", 0))
 
 
 def check_claim(claim: dict[str, Any]) -> str:

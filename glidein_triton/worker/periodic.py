@@ -151,8 +151,8 @@ class Check:
         """After a restart, load again the models live jobs hold (pinned ones come back by themselves)."""
         if not self.registry.exists():
             return
-        with self.registry.lock():
-            models = self.registry.models()
+        with self.registry.editing() as document:
+            models = document.get("models", {})
         for model, entry in sorted(models.items()):
             left = self.deadline - time.monotonic()
             if entry.get("holders") and left <= 1:

@@ -90,11 +90,10 @@ class Reaper:
 
     def refresh(self) -> list[str]:
         """Adopt claims and drop gone holders; returns the models that have no holder left."""
-        with self.registry.lock():
-            models = self.registry.models()
+        with self.registry.editing() as document:
+            models = document.setdefault("models", {})
             adopt_claims(models, self.execute_dir)
             dropped = drop_gone(models)
-            self.registry.save(models)
         if dropped:
             LOG.info("%d holders of models are gone", dropped)
         return sorted(name for name, entry in models.items() if not entry.get("holders"))
@@ -120,16 +119,14 @@ class Reaper:
 
     def release(self, model: str) -> bool:
         """Under the model's lock: unload ``model`` if it still has no holder; True when it was unloaded."""
-        with self.registry.lock():
-            models = self.registry.models()
+        with self.registry.editing() as document:
+            models = document.setdefault("models", {})
             adopt_claims(models, self.execute_dir)
             drop_gone(models)
             entry = models.get(model)
             if entry is None or entry.get("holders"):
-                self.registry.save(models)
                 return False
             del models[model]
-            self.registry.save(models)
         if is_pinned(model, entry, self.pinned):
             return False
         try:
@@ -154,11 +151,10 @@ class Reaper:
         link = Path(self.registry.directory, JOB_REPOSITORY, model)
         if entry.get("source") and not link.is_symlink():
             link.symlink_to(entry["source"])
-        with self.registry.lock():
-            models = self.registry.models()
+        with self.registry.editing() as document:
+            models = document.setdefault("models", {})
             models[model] = {"source": entry.get("source", ""), "holders": {}}
             adopt_claims(models, self.execute_dir)
-            self.registry.save(models)
         try:
             self.server.load(model, timeout=60.0)
         except TritonAPIError as error:
