@@ -19,7 +19,9 @@ from pathlib import Path
 
 from . import hooks, overhead, pool, report, sharing
 
-SHARING_TARGETS = {"throughput": 0.9, "memory": 0.5}
+#: At 8 jobs: server throughput >= 0.9x the jobs' own; memory (PSS, server + jobs) <= 0.4x at 8, 0.3x at 32.
+THROUGHPUT_TARGET = 0.9
+MEMORY_TARGETS = {8: 0.4, 32: 0.3}
 CLEANUP = "cleanup script (stop, check, remove)"
 CLEANUP_TARGET_MS = 2000.0
 
@@ -51,19 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     print("== pool simulation", file=sys.stderr)
     scenario, protodune_analytic, protodune_simulated = pool.protodune()
 
-    at_eight = {r.mode: r for r in shared if r.jobs == 8}
-    throughput_ratio = at_eight["server"].throughput / at_eight["in-process"].throughput
-    memory_ratio = at_eight["server"].memory_mb / at_eight["in-process"].memory_mb
+    by_jobs = {(r.jobs, r.mode): r for r in shared}
+    throughput_ratio = by_jobs[8, "server"].throughput / by_jobs[8, "in-process"].throughput
+    memory_ratios = {
+        jobs: by_jobs[jobs, "server"].memory_mb / by_jobs[jobs, "in-process"].memory_mb
+        for jobs in MEMORY_TARGETS
+        if (jobs, "server") in by_jobs
+    }
     misses = [c.name for c in comparisons if c.ratio > c.target]
     misses += [
         f"{name}: median {statistics.median(hook_timings[name]):.0f} ms > {target:.0f} ms"
         for name, target in hook_targets.items()
         if statistics.median(hook_timings[name]) > target
     ]
-    if throughput_ratio < SHARING_TARGETS["throughput"]:
-        misses.append(f"8 jobs: throughput ratio {throughput_ratio:.2f} < {SHARING_TARGETS['throughput']}")
-    if memory_ratio > SHARING_TARGETS["memory"]:
-        misses.append(f"8 jobs: memory ratio {memory_ratio:.2f} > {SHARING_TARGETS['memory']}")
+    if throughput_ratio < THROUGHPUT_TARGET:
+        misses.append(f"8 jobs: throughput ratio {throughput_ratio:.2f} < {THROUGHPUT_TARGET}")
+    misses += [
+        f"{jobs} jobs: memory ratio {ratio:.2f} > {MEMORY_TARGETS[jobs]}"
+        for jobs, ratio in memory_ratios.items()
+        if ratio > MEMORY_TARGETS[jobs]
+    ]
 
     lines = [
         "# Benchmarks",
@@ -78,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         "- *minimal custom script*: sources `add_config_line.source`, reads one key, publishes one attribute",
         "  (`gconfig_add` + `add_condor_vars_line`), reports with `error_gen -ok`.",
         "- *tritonserver by hand*: the same binary, options and model, polled every 10 ms until ready. The",
-        "  startup uses `GLIDEIN_TRITON_PYTHON` set to the real interpreter: here `python3` is a pyenv shim",
-        "  that costs about 90 ms per start, which a worker node's `/usr/bin/python3` does not.",
+        "  startup script finds its Python itself, as on a worker node (the interpreter's directory first on",
+        "  PATH: here `python3` is also a pyenv shim that costs about 90 ms per start, which a worker node's",
+        "  `/usr/bin/python3` does not), from a freshly unpacked worker tarball.",
         "- *cleanup*: ours stops the server with a 1.5 s grace (`GLIDEIN_TRITON_STOP_GRACE`), then SIGKILL and",
         "  removal of its shared memory; by hand waits for Triton's own graceful exit.",
         "",
@@ -101,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *report.sharing_rows(shared),
         "",
-        f"At 8 jobs: throughput ratio **{throughput_ratio:.2f}** (target >= 0.9), memory ratio "
-        f"**{memory_ratio:.2f}** (target <= 0.5).",
+        f"At 8 jobs: throughput ratio **{throughput_ratio:.2f}** (target >= {THROUGHPUT_TARGET}). Memory ratio: "
+        + ", ".join(
+            f"**{ratio:.2f}** at {jobs} jobs (target <= {MEMORY_TARGETS[jobs]})"
+            for jobs, ratio in memory_ratios.items()
+        )
+        + ".",
         "",
         f"![sharing](images/{report.plot_sharing(shared).name})",
         "",
