@@ -25,6 +25,7 @@ LOG_TAIL_LINES = 25
 FAST_POLL_INTERVAL = 0.01
 FAST_POLL_SECONDS = 5.0
 MAX_POLL_INTERVAL = 0.5
+MIB = 1 << 20
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
 
 
@@ -84,7 +85,7 @@ def launch(
         env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
     try:
-        pid = spawn_detached(plan.server, env, log_path)
+        pid = spawn_detached(plan.server, env, log_path, plan.memory_limit * MIB)
     except OSError as error:
         raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
     return ServerState.from_plan(
@@ -137,7 +138,11 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                     "that option (docs/images.md lists what each release supports)",
                     evidence=evidence,
                 )
-            raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
+            limit = f" (its data limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)"
+            raise ServerStartError(
+                f"tritonserver exited before it was ready{limit if state.memory_limit else ''}",
+                evidence=evidence,
+            )
         if time.monotonic() >= deadline:
             raise ReadinessTimeoutError(
                 f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT)",

@@ -52,7 +52,7 @@ from glidein_triton.worker.glidein_config import publish as publish_config
 from glidein_triton.worker.gpu_selection import Selection
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports, allocate
-from glidein_triton.worker.settings import Settings, required_flag
+from glidein_triton.worker.settings import Settings, memory_limit, required_flag
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
@@ -153,6 +153,7 @@ def plan_for(
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
+    data_limit = memory_limit(settings.server_memory_limit, config, bool(devices))
     options = [
         *hooks.default_server_args(settings.server_args, settings.models),
         *settings.server_args,
@@ -175,6 +176,7 @@ def plan_for(
             release=release,
             operator_options=settings.server_args,
             cuda_visible_devices=cuda_visible_devices,
+            memory_limit=data_limit,
         )
     runtime.check_image(settings.image)
     if images.is_remote(settings.image):
@@ -202,6 +204,7 @@ def plan_for(
         operator_options=settings.server_args,
         cuda_visible_devices=cuda_visible_devices,
         config_dir=str(config_dir),
+        memory_limit=data_limit,
     )
 
 

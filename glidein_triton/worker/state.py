@@ -50,6 +50,8 @@ class LaunchPlan:
     instance: str = ""
     #: False when the server's release has no --metrics-address, so that its metrics are off
     metrics: bool = True
+    #: The server's data size limit (RLIMIT_DATA) in MiB; 0: none (GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)
+    memory_limit: int = 0
 
 
 @dataclass
@@ -75,6 +77,8 @@ class ServerState:
     started_at: float = 0.0
     ready_at: float = 0.0
     argv: list[str] = field(default_factory=list)
+    #: The server's data size limit in MiB (0: none), set again at each restart.
+    memory_limit: int = 0
     # The rest of the launch plan, to restart the server exactly as it was started (same ports).
     prepare: list[list[str]] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
@@ -116,6 +120,7 @@ class ServerState:
             argv=plan.server,
             prepare=plan.prepare,
             teardown=plan.teardown,
+            memory_limit=plan.memory_limit,
             **values,
         )
 
@@ -127,6 +132,7 @@ class ServerState:
             prepare=self.prepare,
             teardown=self.teardown,
             instance=self.instance,
+            memory_limit=self.memory_limit,
         )
 
     def save(self, path: Path) -> None:
