@@ -1,5 +1,6 @@
 """Helpers shared by the tests (tests import this module, never each other): the XML fixtures and what a
-patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the worker code with."""
+patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the worker code with, a process's
+limits and memory."""
 
 from __future__ import annotations
 
@@ -143,3 +144,20 @@ def make_certificate(directory: Path, address: str) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+def data_limit(pid: int) -> str:
+    """The soft "Max data size" of a running process, as /proc/<pid>/limits shows it."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max data size"):
+            return line.split()[3]
+    raise AssertionError(f"no data size limit in /proc/{pid}/limits")
+
+
+def peak_memory_kib(pid: int) -> int | None:
+    """VmHWM (peak resident memory) of a process, None once it is gone (or a zombie, which has none)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), None)

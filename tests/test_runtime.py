@@ -19,6 +19,7 @@ from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import Ports
 
 from .conftest import write_executable
+from .support import data_limit
 
 PORTS = Ports(8000, 8001, 8002)
 H100 = GPU(0, "GPU-abc", "NVIDIA H100 80GB HBM3", 81559, "590.48.01")
@@ -305,14 +306,6 @@ def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> 
             same_path_binds=[repository],
             config_dir="/c",
         )
-
-
-def data_limit(pid: int) -> str:
-    """The soft "Max data size" of a running process, as /proc/<pid>/limits shows it."""
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max data size"):
-            return line.split()[3]
-    raise AssertionError(f"no data size limit in /proc/{pid}/limits")
 
 
 @pytest.mark.parametrize("chosen", ["process", "apptainer"])
