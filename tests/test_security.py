@@ -395,6 +395,8 @@ def test_an_unauthenticated_grpc_request_over_the_memory_limit_costs_one_restart
         assert time.monotonic() - started < 30
         assert run.attributes["TritonReady"] == "True", run.stderr
         assert run.attributes["TritonRestarts"] == "1"
+        secrets = token.host_headers(state_dir(glidein.root)).values()
+        assert not [secret for secret in secrets if secret in run.stderr], "the restart logged a token"
         assert "restart 1 of" in (glidein.root / "exit_message").read_text()
         restarted = recorded_state(glidein)
         assert restarted is not None
