@@ -154,6 +154,10 @@ def plan_for(
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
     data_limit = memory_limit(settings.server_memory_limit, config, bool(devices))
+    LOG.info(
+        "server data limit (GLIDEIN_TRITON_SERVER_MEMORY_LIMIT): %s",
+        f"{data_limit} MiB" if data_limit else "none",
+    )
     options = [
         *hooks.default_server_args(settings.server_args, settings.models),
         *settings.server_args,
