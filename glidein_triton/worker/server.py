@@ -138,10 +138,19 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                     "that option (docs/images.md lists what each release supports)",
                     evidence=evidence,
                 )
-            limit = f" (its data limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)"
-            raise ServerStartError(
-                f"tritonserver exited before it was ready{limit if state.memory_limit else ''}",
-                evidence=evidence,
+            if state.memory_limit:
+                raise ServerStartError(
+                    f"tritonserver exited before it was ready (its data limited to {state.memory_limit} MiB: "
+                    "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                    evidence=evidence,
+                )
+            raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
+        if time.monotonic() >= deadline and state.memory_limit:
+            # Under too low a limit the server may also hang, when a thread of a backend cannot start.
+            raise ReadinessTimeoutError(
+                f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
+                f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                evidence=_evidence(state.argv, None, state.log_path),
             )
         if time.monotonic() >= deadline:
             raise ReadinessTimeoutError(
