@@ -256,13 +256,10 @@ def test_server_memory_limit_values() -> None:
 def test_automatic_memory_limit(tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24684084 kB\nMemFree:        1000 kB\n")
-    assert memory_limit(640, {"MEMORY": "8000"}, gpus=True) == 640  # the operator's value, as given
-    assert memory_limit(0, {"MEMORY": "8000"}, gpus=False) == 0
-    assert memory_limit(None, {"MEMORY": "8000"}, gpus=True) == 0  # not measured with CUDA: off
-    assert memory_limit(None, {"MEMORY": "8000", "GLIDEIN_MaxMemMBs": "4000"}, gpus=False) == 8000
-    assert memory_limit(None, {"MEMORY": " ", "GLIDEIN_MaxMemMBs": "4000"}, gpus=False) == 4000
-    assert memory_limit(None, {"MEMORY": "1000"}, gpus=False) == MEMORY_LIMIT_AUTO_FLOOR
-    assert memory_limit(None, {}, gpus=False, meminfo=str(meminfo)) == 24684084 // 1024 // 2
+    assert memory_limit(640, gpus=True, meminfo=str(meminfo)) == 640  # the operator's value, as given
+    assert memory_limit(0, gpus=False, meminfo=str(meminfo)) == 0
+    assert memory_limit(None, gpus=True, meminfo=str(meminfo)) == 0  # not measured with CUDA: off
+    assert memory_limit(None, gpus=False, meminfo=str(meminfo)) == 24684084 // 1024 // 2
     meminfo.write_text("MemTotal: 2000000 kB\n")
-    assert memory_limit(None, {"MEMORY": "auto"}, gpus=False, meminfo=str(meminfo)) == MEMORY_LIMIT_AUTO_FLOOR
-    assert memory_limit(None, {}, gpus=False, meminfo=str(tmp_path / "missing")) == 0
+    assert memory_limit(None, gpus=False, meminfo=str(meminfo)) == MEMORY_LIMIT_AUTO_FLOOR
+    assert memory_limit(None, gpus=False, meminfo=str(tmp_path / "missing")) == 0

@@ -138,16 +138,14 @@ def count(low: int, high: int) -> Callable[[str, str], int]:
 #: The least memory limit an operator may set (MiB): the server's own data is more (469 MiB idle on 2 cores).
 MEMORY_LIMIT_MIN = 256
 MEMORY_LIMIT_MAX = 1 << 24
-#: The least the automatic limit gives: the server's own data grows with the node's cores (each thread maps
-#: its stack), 469 MiB with 59 threads on a 2-core node.
+#: The least the automatic limit gives: the server's own data grows with the node's cores and its models
+#: (each thread maps an 8 MiB stack): 469 MiB with 59 threads on 2 cores, ~170 MiB more per python model.
 MEMORY_LIMIT_AUTO_FLOOR = 2048
-#: glidein_config keys with the glidein's memory (MiB): MEMORY is what glidein_memory_setup.sh gives HTCondor.
-GLIDEIN_MEMORY_KEYS = ("MEMORY", "GLIDEIN_MaxMemMBs")
 MEMINFO = "/proc/meminfo"
 
 
 def parse_memory_limit(key: str, value: str) -> int | None:
-    """``auto`` (None: chosen at startup, see runtime.memory_limit), 0 (no limit) or a number of MiB."""
+    """``auto`` (None: chosen at startup, see :func:`memory_limit`), 0 (no limit) or a number of MiB."""
     word = _trimmed(value).lower()
     if word == "auto":
         return None
@@ -159,18 +157,19 @@ def parse_memory_limit(key: str, value: str) -> int | None:
     return int(word)
 
 
-def memory_limit(setting: int | None, config: Mapping[str, str], gpus: bool, meminfo: str = MEMINFO) -> int:
+def memory_limit(setting: int | None, gpus: bool, meminfo: str = MEMINFO) -> int:
     """The server's data limit in MiB (0: none) for GLIDEIN_TRITON_SERVER_MEMORY_LIMIT=``setting``, auto
-    when None: none with GPUs, else the glidein's memory, else half of ``meminfo``'s MemTotal (none when it
-    cannot be read), never below MEMORY_LIMIT_AUTO_FLOOR."""
+    when None: none with GPUs, else half of ``meminfo``'s MemTotal (none when it cannot be read), never below
+    MEMORY_LIMIT_AUTO_FLOOR.
+
+    Not the glidein's memory: the limit counts mapped memory, thread stacks included, so that legitimate
+    model loads would fail under it (a second python model did not load under 640 MiB). Half the node keeps
+    one process from taking the node's memory, which is what reached the kernel's OOM killer.
+    """
     if setting is not None:
         return setting
     if gpus:
         return 0
-    for key in GLIDEIN_MEMORY_KEYS:
-        word = _trimmed(config.get(key, ""))
-        if _digits(word) and int(word) > 0:
-            return max(int(word), MEMORY_LIMIT_AUTO_FLOOR)
     try:
         with Path(meminfo).open() as lines:
             total_kib = next(int(line.split()[1]) for line in lines if line.startswith("MemTotal:"))
@@ -516,11 +515,10 @@ SETTINGS = (
         "The server's data size limit (RLIMIT_DATA: heap and other private writable memory, thread stacks "
         "included, counted when mapped, not when used), which bounds what a request can cost before the "
         "server refuses it: an HTTP request over it is cut off, a gRPC one ends the server (the periodic "
-        "script restarts it). Only the server and what it starts have it. auto: the glidein's memory "
-        "(MEMORY, which GlideinWMS's glidein_memory_setup.sh sets from GLIDEIN_MaxMemMBs, else "
-        "GLIDEIN_MaxMemMBs), else half the node's memory, at least "
-        f"{MEMORY_LIMIT_AUTO_FLOOR} MiB (the server's own data grows with the node's cores); no limit when "
-        "the server uses GPUs (not measured with CUDA). 0: no limit.",
+        "script restarts it). Only the server and what it starts have it. auto: half the node's memory, at "
+        f"least {MEMORY_LIMIT_AUTO_FLOOR} MiB, not the glidein's memory (the server's own data, thread "
+        "stacks included, grows with the node's cores and its models: docs/security.md); no limit when the "
+        "server uses GPUs (not measured with CUDA). 0: no limit.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",

@@ -153,7 +153,7 @@ def plan_for(
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
-    data_limit = memory_limit(settings.server_memory_limit, config, bool(devices))
+    data_limit = memory_limit(settings.server_memory_limit, bool(devices))
     LOG.info(
         "server data limit (GLIDEIN_TRITON_SERVER_MEMORY_LIMIT): %s",
         f"{data_limit} MiB" if data_limit else "none",
