@@ -145,14 +145,14 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                     evidence=evidence,
                 )
             raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
-        if time.monotonic() >= deadline and state.memory_limit:
-            # Under too low a limit the server may also hang, when a thread of a backend cannot start.
-            raise ReadinessTimeoutError(
-                f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
-                f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
-                evidence=_evidence(state.argv, None, state.log_path),
-            )
         if time.monotonic() >= deadline:
+            # Under too low a limit, a backend may wait for a thread that never started.
+            if state.memory_limit:
+                raise ReadinessTimeoutError(
+                    f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
+                    f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                    evidence=_evidence(state.argv, None, state.log_path),
+                )
             raise ReadinessTimeoutError(
                 f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT)",
                 evidence=_evidence(state.argv, None, state.log_path),
