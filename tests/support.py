@@ -1,6 +1,7 @@
 """Helpers shared by the tests (tests import this module, never each other; conftest.py holds the fixtures):
 the XML fixtures and what a patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the
-worker code with, tiny python-backend models, jobs that hold their models, what a glidein left behind."""
+worker code with, tiny python-backend models, jobs that hold their models, what a glidein left behind, a
+process's limits and memory."""
 
 from __future__ import annotations
 
@@ -319,3 +320,20 @@ def write_executable(path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o755)
     return path
+
+
+def data_limit(pid: int) -> str:
+    """The soft "Max data size" of a running process, as /proc/<pid>/limits shows it."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max data size"):
+            return line.split()[3]
+    raise AssertionError(f"no data size limit in /proc/{pid}/limits")
+
+
+def peak_memory_kib(pid: int) -> int | None:
+    """VmHWM (peak resident memory) of a process, None once it is gone (or a zombie, which has none)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), None)

@@ -171,6 +171,18 @@ def test_model_failing_to_load_reports_the_server_log(tmp_path: Path) -> None:
     assert prepared.glidein.published()[0]["HasTriton"] == "False"
 
 
+def test_a_memory_limit_below_the_servers_own_need_names_the_setting(tmp_path: Path) -> None:
+    """The server maps more than 256 MiB of data at start (469 MiB on 2 cores): under that limit it exits
+    (thread creation fails) or waits for a backend thread that never started; either error names the limit."""
+    settings = {"GLIDEIN_TRITON_SERVER_MEMORY_LIMIT": "256", "GLIDEIN_TRITON_READY_TIMEOUT": "15"}
+    prepared = demo.prepare(tmp_path / "glidein", settings=settings)
+    config = GlideinConfig.read(prepared.glidein.config_path)
+    with pytest.raises(ServerStartError) as raised:
+        startup.start_server(config, Settings.from_config(config), prepared.environment)
+    assert "its data limited to 256 MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)" in raised.value.message
+    assert recorded_state(prepared.glidein) is None
+
+
 def test_readiness_timeout_stops_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prepared = demo.prepare(
         tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "slow", "GLIDEIN_TRITON_READY_TIMEOUT": "3"}

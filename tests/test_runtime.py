@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from glidein_triton.local.demo import STANDIN_APPTAINER
-from glidein_triton.worker import runtime
+from glidein_triton.worker import runtime, server
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import Ports
 
-from .support import write_executable
+from .support import data_limit, write_executable
 
 PORTS = Ports(8000, 8001, 8002)
 H100 = GPU(0, "GPU-abc", "NVIDIA H100 80GB HBM3", 81559, "590.48.01")
@@ -301,3 +305,52 @@ def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> 
             same_path_binds=[repository],
             config_dir="/c",
         )
+
+
+@pytest.mark.parametrize("chosen", ["process", "apptainer"])
+def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Path, chosen: str) -> None:
+    """The server gets RLIMIT_DATA (also through the stand-in's exec); the instance start, the launching
+    process and a launch without a limit do not."""
+    sleeper = "#!/bin/sh\nexec sleep 60\n"
+    write_executable(sandbox / "opt" / "tritonserver" / "bin" / "tritonserver", sleeper)
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    env = {"PATH": "/usr/bin:/bin"}
+    if chosen == "process":
+        binary = write_executable(tmp_path / "bin" / "tritonserver", sleeper)
+        plan = runtime.process_plan(str(binary), str(repository), PORTS, [], [], [], memory_limit=300)
+    else:
+        config_dir = tmp_path / "config"
+        plan = runtime.container_plan(
+            chosen,
+            str(STANDIN_APPTAINER),
+            str(sandbox),
+            str(repository),
+            PORTS,
+            [],
+            [],
+            [],
+            "gt-limit",
+            config_dir=str(config_dir),
+            memory_limit=300,
+        )
+    ours = data_limit(os.getpid())
+    server.run_prepare(plan, env, 30)
+    state = server.launch(plan, tmp_path / "server.log", env, 1.0)
+    unlimited = server.launch(dataclasses.replace(plan, memory_limit=0), tmp_path / "other.log", env, 1.0)
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{state.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        assert data_limit(state.pid) == str(300 << 20)
+        assert state.memory_limit == 300
+        assert state.launch_plan().memory_limit == 300  # kept for restarts
+        assert data_limit(os.getpid()) == ours
+        assert data_limit(unlimited.pid) == ours
+        if chosen != "process":
+            (row,) = json.loads(standin("instance", "list", "--json", state=config_dir).stdout)["instances"]
+            assert data_limit(row["pid"]) == ours  # the instance's own process
+    finally:
+        server.stop(unlimited, env)
+        server.stop(state, env)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import os
 import signal
 import stat
+import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
@@ -22,7 +26,13 @@ from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 from glidein_triton.worker.triton_api import Server
 
-from .support import assert_nothing_left, make_certificate, recorded_state
+from .support import (
+    assert_nothing_left,
+    data_limit,
+    make_certificate,
+    peak_memory_kib,
+    recorded_state,
+)
 
 GRPC_HEADER = f"triton-grpc-protocol-{token.HEADER}"
 #: One request of each restricted API category (method, path, body), as another local user would send it.
@@ -301,3 +311,104 @@ def test_a_daemon_that_left_the_server_process_group_is_stopped_at_cleanup(tmp_p
     finally:
         if daemon and processes.is_running(daemon):
             os.kill(daemon, signal.SIGKILL)
+
+
+#: The server's data limit in the tests below (MiB): above its own 469 MiB on 2 cores, below the request.
+TEST_MEMORY_LIMIT = 640
+#: An unauthenticated request body of 1 GiB: Triton reads a request whole before it checks the token.
+OVERSIZED_BODY = 1 << 30
+
+
+def limited_glidein(root: Path) -> demo.DemoGlidein:
+    """The demo glidein, started, with its server's data limited to TEST_MEMORY_LIMIT."""
+    prepared = demo.prepare(root, settings={"GLIDEIN_TRITON_SERVER_MEMORY_LIMIT": str(TEST_MEMORY_LIMIT)})
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    return prepared
+
+
+def post_infer(port: int, body: bytes) -> int:
+    """The status of an inference request without a token (OSError when the server cuts it off)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", "/v2/models/simple/infer", body=body)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.server
+def test_an_unauthenticated_http_request_over_the_memory_limit_is_cut_off(tmp_path: Path) -> None:
+    prepared = limited_glidein(tmp_path / "glidein")
+    glidein = prepared.glidein
+    state = recorded_state(glidein)
+    try:
+        assert state is not None
+        assert data_limit(state.pid) == str(TEST_MEMORY_LIMIT << 20)
+        with pytest.raises(OSError, match=r"reset|Broken pipe"):  # no 403: refused while it is read
+            post_infer(state.http_port, bytes(OVERSIZED_BODY))
+        assert processes.is_running(state.pid, state.start_ticks)
+        assert Server(state.http_port).is_ready()
+        peak = peak_memory_kib(state.pid)
+        assert peak is not None
+        assert peak < TEST_MEMORY_LIMIT << 10
+        # Jobs are served on as before.
+        secret = token.read(Path(glidein.published()[1]["TRITON_TOKEN_FILE"]))
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{state.http_port}")
+        answer = client.infer("simple", simple_inputs(httpclient), headers={token.HEADER: secret})
+        assert answer.as_numpy("OUTPUT0")[0][3] == 6
+        client.close()
+    finally:
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, state)
+
+
+@pytest.mark.server
+def test_an_unauthenticated_grpc_request_over_the_memory_limit_costs_one_restart(tmp_path: Path) -> None:
+    """gRPC does not survive the refused allocation: the server ends, bounded, and the periodic script's
+    next run starts it again and reports it; the glidein and its agent live on."""
+    prepared = limited_glidein(tmp_path / "glidein")
+    glidein = prepared.glidein
+    state = recorded_state(glidein)
+    restarted = None
+    try:
+        assert state is not None
+        peaks: list[int] = []
+
+        def watch() -> None:
+            while (peak := peak_memory_kib(state.pid)) is not None:
+                peaks.append(peak)
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        channel = grpc.insecure_channel(
+            f"127.0.0.1:{state.grpc_port}", options=[("grpc.max_send_message_length", -1)]
+        )
+        request = service_pb2.ModelInferRequest(
+            model_name="simple", raw_input_contents=[bytes(OVERSIZED_BODY)]
+        )
+        with pytest.raises(grpc.RpcError):
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
+        channel.close()
+        watcher.join(30)
+        assert not processes.is_running(state.pid, state.start_ticks), "the server survived the request"
+        assert peaks
+        assert max(peaks) < TEST_MEMORY_LIMIT << 10
+        started = time.monotonic()
+        (run,) = glidein.run_cron(prepared.environment)
+        assert time.monotonic() - started < 30
+        assert run.attributes["TritonReady"] == "True", run.stderr
+        assert run.attributes["TritonRestarts"] == "1"
+        secrets = token.host_headers(state_dir(glidein.root)).values()
+        assert not [secret for secret in secrets if secret in run.stderr], "the restart logged a token"
+        assert "restart 1 of" in (glidein.root / "exit_message").read_text()
+        restarted = recorded_state(glidein)
+        assert restarted is not None
+        assert restarted.pid != state.pid
+        assert Server(restarted.http_port).is_ready()
+        assert data_limit(restarted.pid) == str(TEST_MEMORY_LIMIT << 20)  # limited again
+        assert processes.is_running(restarted.agent_pid, restarted.agent_ticks)
+    finally:
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, restarted or state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +13,11 @@ from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.job_request import RequestError, parse_names, parse_truth
 from glidein_triton.worker.settings import (
     ALLOWED_SERVER_OPTIONS,
+    MEMORY_LIMIT_AUTO_FLOOR,
     SETTINGS,
     Settings,
     default_value,
+    memory_limit,
     parse_bool,
     parse_images_dict,
     parse_models,
@@ -79,6 +82,7 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_STOP_GRACE",
         "GLIDEIN_TRITON_PYTHON",
         "GLIDEIN_TRITON_SERVER_ARGS",
+        "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT",
         "GLIDEIN_TRITON_TOKEN",
         "GLIDEIN_TRITON_REMOTE",
         "GLIDEIN_TRITON_ADDRESS",
@@ -236,3 +240,26 @@ def test_job_requests_read_truth_values_as_the_settings_do(value: str) -> None:
     except RequestError:
         read = None
     assert read == expected
+
+
+def test_server_memory_limit_values() -> None:
+    key = "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT"
+    assert Settings.from_config({}).server_memory_limit is None  # auto
+    assert Settings.from_config({key: " AUTO "}).server_memory_limit is None
+    assert Settings.from_config({key: "0"}).server_memory_limit == 0
+    assert Settings.from_config({key: "640"}).server_memory_limit == 640
+    for bad in ("255", "-1", "1.5G", "640MiB", "99999999999"):
+        with pytest.raises(ConfigError, match=rf"{key}=.*not a memory limit: use auto, 0 .*256-"):
+            Settings.from_config({key: bad})
+
+
+def test_automatic_memory_limit(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24684084 kB\nMemFree:        1000 kB\n")
+    assert memory_limit(640, gpus=True, meminfo=str(meminfo)) == 640  # the operator's value, as given
+    assert memory_limit(0, gpus=False, meminfo=str(meminfo)) == 0
+    assert memory_limit(None, gpus=True, meminfo=str(meminfo)) == 0  # not measured with CUDA: off
+    assert memory_limit(None, gpus=False, meminfo=str(meminfo)) == 24684084 // 1024 // 2
+    meminfo.write_text("MemTotal: 2000000 kB\n")
+    assert memory_limit(None, gpus=False, meminfo=str(meminfo)) == MEMORY_LIMIT_AUTO_FLOOR
+    assert memory_limit(None, gpus=False, meminfo=str(tmp_path / "missing")) == 0

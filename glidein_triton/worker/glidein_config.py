@@ -7,12 +7,10 @@ value. The last line for a key wins, as with ``gconfig_get``. Lines without a sp
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.errors import CorruptionError
 
 LOG = logging.getLogger(__name__)
@@ -128,6 +126,11 @@ def publish(
         argv += ["config", key, value]
     for var in condor_vars:
         argv += ["var", *var.fields()]
+    # Imported here: subprocess costs the periodic script, which reads glidein_config, ~3 ms.
+    import subprocess  # noqa: PLC0415
+
+    from glidein_triton.worker.commands import run_quietly  # noqa: PLC0415
+
     try:
         result = run_quietly(argv, PUBLISH_TIMEOUT)
     except subprocess.TimeoutExpired as error:

@@ -79,7 +79,10 @@ class Check:
         self.directory = state_dir(work_dir)
         self.state_path = self.directory / STATE_FILE_NAME
         self.state = state
-        self.server = Server(state.http_port, state.metrics_port, headers=token.host_headers(self.directory))
+        headers = token.host_headers(self.directory)
+        for secret in headers.values():  # a restart logs the server's command line, which has them
+            logs.add_secret(secret)
+        self.server = Server(state.http_port, state.metrics_port, headers=headers)
         self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
 
     def status(self) -> tuple[bool, bool, str]:

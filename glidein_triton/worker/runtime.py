@@ -99,8 +99,10 @@ def process_plan(
     release: TritonRelease | None = None,
     operator_options: Sequence[str] = (),
     cuda_visible_devices: str = "",
+    memory_limit: int = 0,
 ) -> LaunchPlan:
-    """Run ``binary`` (a path, or a name found on PATH) directly, with the options ``release`` accepts."""
+    """Run ``binary`` (a path, or a name found on PATH) directly, with the options ``release`` accepts and
+    its data limited to ``memory_limit`` MiB (0: no limit)."""
     executable = find_server_binary(binary, search_path)
     check_python_backend_path(model_repository, models)
     options = fit_options(
@@ -113,6 +115,7 @@ def process_plan(
         server=[executable, *options],
         environment=cuda_environment(gpus, cuda_visible_devices),
         metrics=METRICS_OFF not in options,
+        memory_limit=memory_limit,
     )
 
 
@@ -170,8 +173,12 @@ def container_plan(
     operator_options: Sequence[str] = (),
     cuda_visible_devices: str = "",
     config_dir: str,
+    memory_limit: int = 0,
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
+
+    ``memory_limit`` (MiB, 0: none) is set on the ``exec`` command alone, not on the instance start: the
+    runtime's starter passes its limits on to the server it starts.
 
     ``same_path_binds`` (host directories, TLS files) are bound read-only at the same path, so that
     ``more_repositories`` (given as host paths), the targets of the links in them and the TLS files
@@ -203,6 +210,7 @@ def container_plan(
         teardown=[[*in_config_dir(runtime, config_dir), singularity_path, "instance", "stop", instance]],
         instance=instance,
         metrics=METRICS_OFF not in options,
+        memory_limit=memory_limit,
     )
 
 

@@ -30,6 +30,7 @@ LOG_TAIL_LINES = 25
 FAST_POLL_INTERVAL = 0.01
 FAST_POLL_SECONDS = 5.0
 MAX_POLL_INTERVAL = 0.5
+MIB = 1 << 20
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
 
 
@@ -89,7 +90,7 @@ def launch(
         env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
     try:
-        pid = spawn_detached(plan.server, env, log_path)
+        pid = spawn_detached(plan.server, env, log_path, plan.memory_limit * MIB)
     except OSError as error:
         raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
     return ServerState.from_plan(
@@ -143,8 +144,21 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                     option=refused,
                     evidence=evidence,
                 )
+            if state.memory_limit:
+                raise ServerStartError(
+                    f"tritonserver exited before it was ready (its data limited to {state.memory_limit} MiB: "
+                    "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                    evidence=evidence,
+                )
             raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
         if time.monotonic() >= deadline:
+            # Under too low a limit, a backend may wait for a thread that never started.
+            if state.memory_limit:
+                raise ReadinessTimeoutError(
+                    f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
+                    f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                    evidence=_evidence(state.argv, None, state.log_path),
+                )
             raise ReadinessTimeoutError(
                 f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT)",
                 evidence=_evidence(state.argv, None, state.log_path),

@@ -13,6 +13,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from glidein_triton.worker.errors import ConfigError
@@ -132,6 +133,49 @@ def count(low: int, high: int) -> Callable[[str, str], int]:
         return int(word)
 
     return parse
+
+
+#: The least memory limit an operator may set (MiB): the server's own data is more (469 MiB idle on 2 cores).
+MEMORY_LIMIT_MIN = 256
+MEMORY_LIMIT_MAX = 1 << 24
+#: The least the automatic limit gives: the server's own data grows with the node's cores and its models
+#: (each thread maps an 8 MiB stack): 469 MiB with 59 threads on 2 cores, ~170 MiB more per python model.
+MEMORY_LIMIT_AUTO_FLOOR = 2048
+MEMINFO = "/proc/meminfo"
+
+
+def parse_memory_limit(key: str, value: str) -> int | None:
+    """``auto`` (None: chosen at startup, see :func:`memory_limit`), 0 (no limit) or a number of MiB."""
+    word = _trimmed(value).lower()
+    if word == "auto":
+        return None
+    if not _digits(word) or not (int(word) == 0 or MEMORY_LIMIT_MIN <= int(word) <= MEMORY_LIMIT_MAX):
+        raise ConfigError(
+            f"{key}={value!r} is not a memory limit: use auto, 0 (no limit) or "
+            f"{MEMORY_LIMIT_MIN}-{MEMORY_LIMIT_MAX} (MiB)"
+        )
+    return int(word)
+
+
+def memory_limit(setting: int | None, gpus: bool, meminfo: str = MEMINFO) -> int:
+    """The server's data limit in MiB (0: none) for GLIDEIN_TRITON_SERVER_MEMORY_LIMIT=``setting``, auto
+    when None: none with GPUs, else half of ``meminfo``'s MemTotal (none when it cannot be read), never below
+    MEMORY_LIMIT_AUTO_FLOOR.
+
+    Not the glidein's memory: the limit counts mapped memory, thread stacks included, so that legitimate
+    model loads would fail under it (a second python model did not load under 640 MiB). Half the node keeps
+    one process from taking the node's memory, which is what reached the kernel's OOM killer.
+    """
+    if setting is not None:
+        return setting
+    if gpus:
+        return 0
+    try:
+        with Path(meminfo).open() as lines:
+            total_kib = next(int(line.split()[1]) for line in lines if line.startswith("MemTotal:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0
+    return max(total_kib // 1024 // 2, MEMORY_LIMIT_AUTO_FLOOR)
 
 
 def parse_server_args(key: str, value: str) -> tuple[str, ...]:
@@ -463,6 +507,20 @@ SETTINGS = (
         default_text="python3, python3.13 ... python3.9 on PATH, then the LCG views' Pythons on CVMFS",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT",
+        "server_memory_limit",
+        parse_memory_limit,
+        "auto",
+        f"auto, 0 or {MEMORY_LIMIT_MIN}-{MEMORY_LIMIT_MAX} MiB",
+        "The server's data size limit (RLIMIT_DATA: heap and other private writable memory, thread stacks "
+        "included, counted when mapped, not when used), which bounds what a request can cost before the "
+        "server refuses it: an HTTP request over it is cut off, a gRPC one ends the server (the periodic "
+        "script restarts it). Only the server and what it starts have it. auto: half the node's memory, at "
+        f"least {MEMORY_LIMIT_AUTO_FLOOR} MiB, not the glidein's memory (the server's own data, thread "
+        "stacks included, grows with the node's cores and its models: docs/security.md); no limit when the "
+        "server uses GPUs (not measured with CUDA). 0: no limit.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "server_args",
         parse_server_args,
@@ -502,6 +560,7 @@ class Settings:
     instance_start_timeout: float
     stop_grace: float
     server_args: tuple[str, ...]
+    server_memory_limit: int | None
     token: bool
     remote: bool
     address: str

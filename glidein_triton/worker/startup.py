@@ -53,7 +53,7 @@ from glidein_triton.worker.glidein_config import publish as publish_config
 from glidein_triton.worker.gpu_selection import Selection
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports, allocate
-from glidein_triton.worker.settings import Settings, required_flag
+from glidein_triton.worker.settings import Settings, memory_limit, required_flag
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
@@ -161,6 +161,11 @@ def plan_for(
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
+    data_limit = memory_limit(settings.server_memory_limit, bool(devices))
+    LOG.info(
+        "server data limit (GLIDEIN_TRITON_SERVER_MEMORY_LIMIT): %s",
+        f"{data_limit} MiB" if data_limit else "none",
+    )
     options = [
         *hooks.default_server_args(settings.server_args, settings.models),
         *settings.server_args,
@@ -182,6 +187,7 @@ def plan_for(
             release=probed,
             operator_options=settings.server_args,
             cuda_visible_devices=cuda_visible_devices,
+            memory_limit=data_limit,
         )
     runtime.check_image(settings.image)
     if images.is_remote(settings.image):
@@ -209,6 +215,7 @@ def plan_for(
         operator_options=settings.server_args,
         cuda_visible_devices=cuda_visible_devices,
         config_dir=str(config_dir),
+        memory_limit=data_limit,
     )
 
 
