@@ -19,7 +19,8 @@ from pathlib import Path
 
 from . import hooks, overhead, pool, report, sharing
 
-#: At 8 jobs: server throughput >= 0.9x the jobs' own; memory (PSS, server + jobs) <= 0.4x at 8, 0.3x at 32.
+#: At 8 jobs: the glidein server's throughput >= 0.9x a bare tritonserver's (same binary and model, in the same
+#: run); memory (PSS, server + jobs) <= 0.4x the jobs running the model in-process at 8 jobs, 0.3x at 32.
 THROUGHPUT_TARGET = 0.9
 MEMORY_TARGETS = {8: 0.4, 32: 0.3}
 CLEANUP = "cleanup script (stop, check, remove)"
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     scenario, protodune_analytic, protodune_simulated = pool.protodune()
 
     by_jobs = {(r.jobs, r.mode): r for r in shared}
-    throughput_ratio = by_jobs[8, "server"].throughput / by_jobs[8, "in-process"].throughput
+    throughput_ratio = by_jobs[8, "server"].throughput / by_jobs[8, "bare"].throughput
+    sharing_gain = by_jobs[8, "server"].throughput / by_jobs[8, "in-process"].throughput
     memory_ratios = {
         jobs: by_jobs[jobs, "server"].memory_mb / by_jobs[jobs, "in-process"].memory_mb
         for jobs in MEMORY_TARGETS
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if statistics.median(hook_timings[name]) > target
     ]
     if throughput_ratio < THROUGHPUT_TARGET:
-        misses.append(f"8 jobs: throughput ratio {throughput_ratio:.2f} < {THROUGHPUT_TARGET}")
+        misses.append(f"8 jobs: throughput vs a bare server {throughput_ratio:.2f} < {THROUGHPUT_TARGET}")
     misses += [
         f"{jobs} jobs: memory ratio {ratio:.2f} > {MEMORY_TARGETS[jobs]}"
         for jobs, ratio in memory_ratios.items()
@@ -102,16 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         "## Sharing one server (8 jobs: the target)",
         "",
         "The model is a ~100 MB MLP (25 M float32 weights, `benchmarks/models/mlp`) on the python backend; each",
-        "job infers one event at a time. In-process jobs run it with one BLAS thread each (one core per job);",
-        "the shared server may use every core of the glidein. Memory is the PSS summed over all processes of",
-        "a side (jobs, plus the server and its python-backend stub). Both sides use OpenBLAS's AVX2 kernels",
-        "(`OPENBLAS_CORETYPE=Zen`): on this CPU its default AVX-512 sgemm is 2x slower for small batches,",
-        f"while one-event products run the same. Each side runs twice for {seconds:g} s, alternating with the",
-        "other; throughput is the mean of the two rounds, latencies are over all requests.",
+        "job infers one event at a time. Three sides: the jobs send it to the glidein's server (started by the",
+        "startup script, with the token), to a *bare* tritonserver (the same binary, model and basic options,",
+        "launched by hand, no token: what the plugin costs), or run it in-process with one BLAS thread each (one",
+        "core per job: what sharing gains). A server may use every core of the glidein. Memory is the PSS summed",
+        "over all processes of a side (jobs, plus the server and its python-backend stub). Every side uses",
+        "OpenBLAS's AVX2 kernels (`OPENBLAS_CORETYPE=Zen`): on this CPU its default AVX-512 sgemm is 2x slower",
+        f"for small batches, while one-event products run the same. Each side runs twice for {seconds:g} s,",
+        "alternating with the others; throughput is the mean of the two rounds, latencies are over all requests.",
         "",
         *report.sharing_rows(shared),
         "",
-        f"At 8 jobs: throughput ratio **{throughput_ratio:.2f}** (target >= {THROUGHPUT_TARGET}). Memory ratio: "
+        f"At 8 jobs: the glidein server's throughput is **{throughput_ratio:.2f}x** the bare server's (target >= "
+        f"{THROUGHPUT_TARGET}) and {sharing_gain:.2f}x the jobs' own in-process rate. Memory ratio: "
         + ", ".join(
             f"**{ratio:.2f}** at {jobs} jobs (target <= {MEMORY_TARGETS[jobs]})"
             for jobs, ratio in memory_ratios.items()

@@ -163,7 +163,7 @@ def measure_sharing(node: Node, seconds: float, server_settings: Mapping[str, st
     if not torch.cuda.is_available():
         return Step("sharing", "skipped", "PyTorch sees no CUDA device")
     settings = {**GPU_ENTRY, **server_settings}
-    results = sharing.run(SHARING_JOBS, seconds, repeats=1, model="mlp_gpu", settings=settings)
+    results = sharing.run(SHARING_JOBS, seconds, repeats=1, model="mlp_gpu", settings=settings, bare=False)
     rates = {(result.mode, result.jobs): result.throughput for result in results}
     ratios = {jobs: rates[("server", jobs)] / rates[("in-process", jobs)] for jobs in SHARING_JOBS}
     details = {

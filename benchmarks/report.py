@@ -52,18 +52,23 @@ def absolute_rows(timings_ms: dict[str, list[float]], targets_ms: dict[str, floa
 
 
 def sharing_rows(results: Sequence[SideResult]) -> list[str]:
+    """Per number of jobs: each side's rate, the glidein server's against the bare server's (what the plugin
+    costs) and against the jobs' own (what sharing gains), memory, latencies."""
     rows = [
-        "| jobs | in-process inferences/s | server inferences/s | throughput ratio | in-process MB | server MB "
-        "| memory ratio | server p50 / p95 / p99 ms | in-process p50 / p95 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| jobs | in-process inferences/s | bare server inferences/s | glidein server inferences/s "
+        "| vs bare | vs in-process | in-process MB | glidein server MB | memory ratio "
+        "| glidein server p50 / p95 / p99 ms | in-process p50 / p95 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_jobs: dict[int, dict[str, SideResult]] = {}
     for result in results:
         by_jobs.setdefault(result.jobs, {})[result.mode] = result
     for jobs, sides in sorted(by_jobs.items()):
-        local, server = sides["in-process"], sides["server"]
+        local, server, bare = sides["in-process"], sides["server"], sides.get("bare")
         rows.append(
-            f"| {jobs} | {local.throughput:.0f} | {server.throughput:.0f} | {server.throughput / local.throughput:.2f} "
+            f"| {jobs} | {local.throughput:.0f} | {f'{bare.throughput:.0f}' if bare else '-'} "
+            f"| {server.throughput:.0f} | {f'{server.throughput / bare.throughput:.2f}' if bare else '-'} "
+            f"| {server.throughput / local.throughput:.2f} "
             f"| {local.memory_mb:.0f} | {server.memory_mb:.0f} | {server.memory_mb / local.memory_mb:.2f} "
             f"| {server.p50_ms:.1f} / {server.p95_ms:.1f} / {server.p99_ms:.1f} "
             f"| {local.p50_ms:.1f} / {local.p95_ms:.1f} / {local.p99_ms:.1f} |"
@@ -73,8 +78,10 @@ def sharing_rows(results: Sequence[SideResult]) -> list[str]:
 
 def plot_sharing(results: Sequence[SideResult]) -> Path:
     figure, (throughput, memory) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, marker in (("in-process", "o"), ("server", "s")):
+    for mode, marker in (("in-process", "o"), ("bare", "^"), ("server", "s")):
         side = sorted((r for r in results if r.mode == mode), key=lambda r: r.jobs)
+        if not side:
+            continue
         throughput.plot([r.jobs for r in side], [r.throughput for r in side], marker=marker, label=mode)
         memory.plot([r.jobs for r in side], [r.memory_mb for r in side], marker=marker, label=mode)
     throughput.set(xscale="log", xlabel="concurrent jobs", ylabel="inferences / s", title="Throughput")

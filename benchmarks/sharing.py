@@ -1,18 +1,23 @@
-"""Sharing gain: N jobs sending inference to one glidein server versus N jobs each running the model.
+"""Sharing gain: N jobs sending inference to one glidein server, versus the same jobs sending it to a bare
+tritonserver (the same binary and model, launched by hand: what the plugin costs), versus N jobs each running
+the model (what sharing saves).
 
-Both sides run the same ~100 MB MLP (models/mlp) with one BLAS thread per process, as grid jobs get one
+Every side runs the same ~100 MB MLP (models/mlp) with one BLAS thread per job process, as grid jobs get one
 core each. Throughput, latency percentiles, and memory (PSS summed over every process of the side: the
 jobs, plus the server and its python-backend stub) are measured side by side in one run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +26,11 @@ import psutil
 
 from glidein_triton.local import demo
 from glidein_triton.worker import processes
+from glidein_triton.worker.ports import Ports, allocate
+from glidein_triton.worker.runtime import server_options
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+
+from .overhead import wait_ready
 
 HERE = Path(__file__).resolve().parent
 SINGLE_THREAD = {
@@ -80,7 +89,7 @@ def run_jobs(
         "-m",
         "benchmarks.sharing_job",
         "--mode",
-        mode,
+        "in-process" if mode == "in-process" else "server",
         "--url",
         url,
         "--token-file",
@@ -118,16 +127,35 @@ def run_jobs(
     return count, latencies, memory[0]
 
 
+@contextlib.contextmanager
+def bare_server(launcher: Path, model: str, environment: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
+    """A tritonserver launched by hand with ``model`` and the plugin's basic options, no token: (gRPC URL,
+    its processes) while it runs."""
+    ports = allocate(Ports(0, 0, 0))
+    argv = [str(launcher), *server_options(str(HERE / "models"), ports, [model], ["--allow-metrics=false"])]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, start_new_session=True
+    )
+    try:
+        wait_ready(ports.http, process)
+        yield f"127.0.0.1:{ports.grpc}", processes.group_members(process.pid)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def run(
     job_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
     seconds: float = 5.0,
     repeats: int = 2,
     model: str = "mlp",
     settings: dict[str, str] | None = None,
+    bare: bool = True,
 ) -> list[SideResult]:
-    """Both sides at each number of jobs, with one glidein server started through the real startup script.
+    """Every side at each number of jobs, with one glidein server started through the real startup script.
 
-    ``model`` is the server's (``mlp_gpu`` for the GPU check), ``settings`` more glidein_config values.
+    ``model`` is the server's (``mlp_gpu`` for the GPU check), ``settings`` more glidein_config values;
+    ``bare``: also the jobs with a bare tritonserver.
     """
     environment = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(HERE.parent)}
     results = []
@@ -149,23 +177,50 @@ def run(
             state = ServerState.load(state_dir(prepared.glidein.root) / STATE_FILE_NAME)
             assert state is not None
             _, job_environment = prepared.glidein.published()
-            server = (job_environment["TRITON_GRPC_URL"], job_environment.get("TRITON_TOKEN_FILE", ""))
-            for jobs in job_counts:
-                # Alternate the sides, ``repeats`` rounds each, so that load changes hit both alike.
-                rounds: dict[str, list[SideResult]] = {"in-process": [], "server": []}
-                latencies: dict[str, list[float]] = {"in-process": [], "server": []}
-                for _ in range(repeats):
-                    for mode, pids, (url, token_file) in (
-                        ("in-process", [], ("", "")),
-                        ("server", processes.group_members(state.pgid), server),
-                    ):
-                        count, round_latencies, memory = run_jobs(
-                            mode, jobs, seconds, environment, pids, url, token_file, model
-                        )
-                        rounds[mode].append(SideResult(mode, jobs, count / seconds, 0, 0, 0, memory))
-                        latencies[mode] += [value * 1000 for value in round_latencies]
-                results += [combined(rounds[mode], latencies[mode]) for mode in ("in-process", "server")]
-                print(f"  sharing: {jobs} jobs done", file=sys.stderr, flush=True)
+            sides = {
+                "in-process": ("", "", []),
+                "server": (
+                    job_environment["TRITON_GRPC_URL"],
+                    job_environment.get("TRITON_TOKEN_FILE", ""),
+                    processes.group_members(state.pgid),
+                ),
+            }
+            with contextlib.ExitStack() as stack:
+                if bare:
+                    launcher = prepared.glidein.root / "tritonserver-home" / "bin" / "tritonserver"
+                    url, pids = stack.enter_context(bare_server(launcher, model, prepared.environment))
+                    sides["bare"] = (url, "", pids)
+                for jobs in job_counts:
+                    results += sides_at(jobs, sides, seconds, repeats, environment, model)
+                    print(f"  sharing: {jobs} jobs done", file=sys.stderr, flush=True)
         finally:
             prepared.glidein.run_cleanup(prepared.environment)
     return results
+
+
+def sides_at(
+    jobs: int,
+    sides: dict[str, tuple[str, str, list[int]]],
+    seconds: float,
+    repeats: int,
+    environment: dict[str, str],
+    model: str,
+) -> list[SideResult]:
+    """Every side with ``jobs`` jobs, alternating, ``repeats`` rounds each, so that load changes hit all alike.
+
+    The in-process jobs (which churn memory the most) go first; the servers take turns in coming right after
+    them, so that neither is always the one that does.
+    """
+    rounds: dict[str, list[SideResult]] = {mode: [] for mode in sides}
+    latencies: dict[str, list[float]] = {mode: [] for mode in sides}
+    first, *servers = sides
+    for repeat in range(repeats):
+        turn = repeat % len(servers) if servers else 0
+        for mode in [first, *servers[turn:], *servers[:turn]]:
+            url, token_file, pids = sides[mode]
+            count, round_latencies, memory = run_jobs(
+                mode, jobs, seconds, environment, pids, url, token_file, model
+            )
+            rounds[mode].append(SideResult(mode, jobs, count / seconds, 0, 0, 0, memory))
+            latencies[mode] += [value * 1000 for value in round_latencies]
+    return [combined(rounds[mode], latencies[mode]) for mode in sides]
