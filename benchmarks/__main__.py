@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and job counts (a smoke run)")
     parser.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
     args = parser.parse_args(argv)
-    rounds_off, rounds_on = (10, 2) if args.quick else (40, 5)
+    rounds_off, rounds_on = (10, 2) if args.quick else (40, 9)
     job_counts = (1, 8) if args.quick else (1, 2, 4, 8, 16, 32)
     seconds = 3.0 if args.quick else 5.0
 

@@ -14,10 +14,13 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs 3 ms of every start
+    from typing import Any
 
 RUNTIMES = ("auto", "apptainer", "singularity", "process")
 GPU_MODES = ("auto", "gpu", "cpu")
