@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from lxml import etree
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import factory_cli, payload, payload_cli
 from glidein_triton.operator.factory_patch import FactoryOptions
+from glidein_triton.operator.xmlpatch.command import EXIT_ERROR
 
-from .support import FACTORY_XML, named, parse
+from .support import FACTORY_XML, PYTHON39, named, parse
 
 
 def build(directory: Path, capsys: pytest.CaptureFixture[str], *arguments: str) -> etree._Element:
@@ -179,29 +181,81 @@ def test_the_served_files_work_where_the_xml_puts_them(
     assert "no-tritonserver" in config["TRITON_FAILURE"]
 
 
-def test_the_worker_code_is_imported_from_the_shipped_bytecode(tmp_path: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(payload.worker_tarball_bytes())) as tar:
-        tar.extractall(tmp_path, filter="data")
-    shipped = {path: path.read_bytes() for path in tmp_path.rglob("*.pyc")}
-    assert len(shipped) == len(list(tmp_path.rglob("*.py")))
-    startup = tmp_path / "glidein_triton" / "worker" / "startup.py"
-    stale = tmp_path / "glidein_triton" / "worker" / "words.py"
-    stale.write_text(stale.read_text() + "\nEDITED = True\n")  # its bytecode no longer matches its source
+def import_startup(python: str, code_dir: Path) -> list[str]:
+    """``python`` imports the startup module and the words module from ``code_dir``: their files, and
+    whether words was edited."""
     run = subprocess.run(
         [
-            sys.executable,
+            python,
             "-I",
             "-S",
             "-c",
             "import sys; sys.path.insert(0, sys.argv[1]); import glidein_triton.worker.startup as s; "
-            "from glidein_triton.worker import words; print(s.__file__, words.EDITED)",
-            str(tmp_path),
+            "from glidein_triton.worker import words; print(s.__file__, hasattr(words, 'EDITED'))",
+            str(code_dir),
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert run.stdout.split() == [str(startup), "True"]
-    rewritten = [path.name for path, data in shipped.items() if path.read_bytes() != data]
-    assert rewritten == [f"words.{sys.implementation.cache_tag}.pyc"]  # the others were used as shipped
-    assert set(tmp_path.rglob("*.pyc")) == set(shipped)
+    return run.stdout.split()
+
+
+@pytest.mark.parametrize("with_python39", [True, False])
+def test_the_worker_code_is_imported_from_the_shipped_bytecode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], with_python39: bool
+) -> None:
+    """A glidein whose Python has bytecode in the tarball compiles nothing; a changed module is compiled."""
+    if with_python39 and PYTHON39 is None:
+        pytest.skip("no Python 3.9 here")
+    other = PYTHON39 if with_python39 else None
+    served = tmp_path / "served"
+    build(served, capsys, *(["--python", other] if other else []))
+    code = tmp_path / "code"
+    with tarfile.open(served / payload.WORKER_TARBALL) as tar:
+        tar.extractall(code, filter="data")
+    sources = list(code.rglob("*.py"))
+    pythons = [sys.executable, *([other] if other else [])]
+    tags = {
+        subprocess.check_output(
+            [p, "-c", "import sys; print(sys.implementation.cache_tag)"], text=True
+        ).strip()
+        for p in pythons
+    }
+    shipped = {path: path.read_bytes() for path in code.rglob("*.pyc")}
+    assert sorted(path.name.split(".")[1] for path in shipped) == sorted(list(tags) * len(sources))
+    stale = code / "glidein_triton" / "worker" / "words.py"
+    stale.write_text(stale.read_text() + "\nEDITED = True\n")  # its bytecode no longer matches its source
+    for python in pythons:
+        assert import_startup(python, code) == [
+            str(code / "glidein_triton" / "worker" / "startup.py"),
+            "True",
+        ]
+    rewritten = sorted(path.name for path, data in shipped.items() if path.read_bytes() != data)
+    assert rewritten == sorted(f"words.{tag}.pyc" for tag in tags)  # the others were used as shipped
+    assert set(code.rglob("*.pyc")) == set(shipped)
+
+
+def test_the_tarball_is_the_same_whatever_the_hash_seed() -> None:
+    program = "import sys; from glidein_triton.operator import payload; sys.stdout.buffer.write(payload.worker_tarball_bytes())"
+    built = [
+        subprocess.run(
+            [sys.executable, "-c", program],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert built[0] == built[1]
+
+
+def test_a_python_that_cannot_compile_the_worker_code_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert payload_cli.main([str(tmp_path / "served"), "--python", "/bin/false"]) == EXIT_ERROR
+    assert (
+        "glidein-triton: /bin/false cannot compile the worker code (a Python >= 3.9 is needed)"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "served").exists()

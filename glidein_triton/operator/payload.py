@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
-import importlib.util
 import io
-import marshal
+import os
+import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -32,35 +35,63 @@ def worker_files() -> list[tuple[str, Path]]:
     return files
 
 
-def bytecode(name: str, source: bytes) -> tuple[str, bytes] | None:
-    """(name, data) of the checked-hash ``.pyc`` of ``source`` for the Python building the payload.
+class PayloadError(RuntimeError):
+    """The payload cannot be built as asked (an interpreter that cannot compile the worker code)."""
 
-    A glidein whose Python has the same cache tag (e.g. ``cpython-39`` on an EL9 factory and worker) then
-    imports the worker code without compiling it, ~35 ms of the startup script; any other Python ignores
-    the file. The pyc holds a hash of its source (PEP 552), which the importer checks: a changed source is
-    compiled again, whatever the file times after extraction.
+
+@functools.lru_cache(maxsize=8)
+def bytecode_of(python: str, sources: tuple[tuple[str, bytes], ...]) -> list[tuple[str, bytes]]:
+    """(name, data) of the checked-hash ``.pyc`` files that ``python`` makes of ``sources``, named with its
+    cache tag (e.g. ``cpython-39``).
+
+    A glidein whose Python has that tag imports the worker code without compiling it (~35 ms of the startup
+    script); any other Python ignores the files. Each holds a hash of its source (PEP 552), which the importer
+    checks: a changed source is compiled again, whatever the file times after extraction. A fixed hash seed
+    keeps the bytes reproducible (the order of set constants follows it).
     """
-    if sys.implementation.cache_tag is None:
-        return None
-    code = compile(source, name, "exec", dont_inherit=True)
-    flags = (0b11).to_bytes(4, "little")  # hash-based, checked
-    data = importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
-    return importlib.util.cache_from_source(name), data
+    with tempfile.TemporaryDirectory(prefix="glidein-triton-bytecode-") as directory:
+        root = Path(directory)
+        for name, data in sources:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(data)
+        argv = [python, "-s", "-m", "compileall", "-q", "--invalidation-mode", "checked-hash"]
+        argv += ["-s", str(root), str(root / "glidein_triton")]
+        environment = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"}
+        try:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=300, check=False, env=environment
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise PayloadError(f"cannot compile the worker code with {python}: {error}") from error
+        if result.returncode != 0:
+            raise PayloadError(
+                f"{python} cannot compile the worker code (a Python >= 3.9 is needed): "
+                f"{(result.stdout + result.stderr).strip()[-500:]}"
+            )
+        compiled = sorted(root.rglob("*.pyc"))
+        return [(path.relative_to(root).as_posix(), path.read_bytes()) for path in compiled]
 
 
-def worker_tarball_bytes() -> bytes:
+def worker_tarball_bytes(pythons: Sequence[str] = ()) -> bytes:
     """The worker tarball, byte-for-byte reproducible (fixed owners, times and order), with the bytecode
-    of its modules for the Python that builds it."""
-    entries = []
-    for name, path in worker_files():
-        data = path.read_bytes()
-        entries.append((name, data))
-        compiled = bytecode(name, data) if name.endswith(".py") else None
-        if compiled:
-            entries.append(compiled)
+    of its modules (:func:`bytecode_of`) for the Python that builds it and for each of ``pythons``."""
+    files = tuple(worker_files())
+    stamps = tuple((name, path.stat().st_mtime_ns, path.stat().st_size) for name, path in files)
+    return _tarball(files, stamps, tuple(pythons))
+
+
+@functools.lru_cache(maxsize=4)
+def _tarball(
+    files: tuple[tuple[str, Path], ...], _stamps: tuple[tuple[str, int, int], ...], pythons: tuple[str, ...]
+) -> bytes:
+    """The tarball of ``files`` as they are (``_stamps``: their times and sizes, which key the cache)."""
+    entries = [(name, path.read_bytes()) for name, path in files]
+    sources = tuple((name, data) for name, data in entries if name.endswith(".py"))
+    for python in (sys.executable, *pythons):
+        entries += bytecode_of(python, sources)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
+        for name, data in dict(entries).items():  # one entry a name: a Python given twice adds nothing
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755 if name.endswith(".sh") else 0o644

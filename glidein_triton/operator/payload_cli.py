@@ -21,11 +21,12 @@ from glidein_triton.worker.files import write_atomically
 CHECKSUMS = "SHA256SUMS"
 
 
-def served_files() -> list[tuple[str, bytes, int]]:
-    """(name, content, mode) of each file the factory serves; the periodic script when there is one."""
+def served_files(pythons: Sequence[str] = ()) -> list[tuple[str, bytes, int]]:
+    """(name, content, mode) of each file the factory serves; the periodic script when there is one. The
+    tarball has bytecode for this Python and ``pythons``."""
     files = [
         (payload.SETUP_SCRIPT, (payload.SCRIPTS_DIR / payload.SETUP_SCRIPT).read_bytes(), 0o755),
-        (payload.WORKER_TARBALL, payload.worker_tarball_bytes(), 0o644),
+        (payload.WORKER_TARBALL, payload.worker_tarball_bytes(pythons), 0o644),
     ]
     periodic = payload.SCRIPTS_DIR / payload.PERIODIC_SCRIPT
     if periodic.is_file():
@@ -33,11 +34,12 @@ def served_files() -> list[tuple[str, bytes, int]]:
     return files
 
 
-def build(directory: Path) -> list[str]:
+def build(directory: Path, pythons: Sequence[str] = ()) -> list[str]:
     """Write the served files and SHA256SUMS (``sha256sum -c`` format) into ``directory``; their names."""
+    files = served_files(pythons)
     directory.mkdir(parents=True, exist_ok=True)
     names, sums = [], []
-    for name, content, mode in served_files():
+    for name, content, mode in files:
         write_atomically(directory / name, content, mode)  # a reconfiguration never reads half a file
         names.append(name)
         sums.append(f"{hashlib.sha256(content).hexdigest()}  {name}\n")
@@ -61,6 +63,15 @@ def argument_parser() -> argparse.ArgumentParser:
         help="periodic script period in the XML (default: %(default)s)",
     )
     parser.add_argument("--periodic-prefix", default=DEFAULT_PERIODIC_PREFIX, help="(default: %(default)s)")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also ship the worker code compiled by this interpreter, e.g. the worker nodes' "
+        "/usr/bin/python3.9 (repeatable); the one running this command is always included. A node whose "
+        "Python matches imports it without compiling (~35 ms of each startup)",
+    )
     return parser
 
 
@@ -71,9 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--period {arguments.period}: use a number of seconds > 0")
     directory = arguments.directory.absolute()
     try:
-        names = build(directory)
+        names = build(directory, arguments.python)
     except OSError as error:
         print(f"glidein-triton: cannot write the payload into {directory}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except payload.PayloadError as error:
+        print(f"glidein-triton: {error}", file=sys.stderr)
         return EXIT_ERROR
     period = arguments.period if payload.PERIODIC_SCRIPT in names else 0
     options = FactoryOptions((), str(directory), period=period, periodic_prefix=arguments.periodic_prefix)
