@@ -105,19 +105,41 @@ def wait_ready(http_port: int, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.01)
 
 
-def by_hand(launcher: Path, repository: Path, environment: dict[str, str]) -> tuple[float, float]:
-    """(time to ready, time to stop) of tritonserver launched by hand with the plugin's own options."""
-    ports = allocate(Ports(0, 0, 0))
-    argv = [str(launcher), *server_options(str(repository), ports, ["simple"], [])]
-    started = time.perf_counter()
+def launch_by_hand(
+    launcher: Path,
+    repository: Path,
+    ports: Ports,
+    models: list[str],
+    environment: dict[str, str],
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """tritonserver launched by hand with the plugin's basic options (no token), once it answers ready."""
+    argv = [str(launcher), *server_options(str(repository), ports, models, list(extra))]
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, start_new_session=True
     )
-    wait_ready(ports.http, process)
-    ready = time.perf_counter() - started
-    stopping = time.perf_counter()
+    try:
+        wait_ready(ports.http, process)
+    except BaseException:
+        stop_by_hand(process)
+        raise
+    return process
+
+
+def stop_by_hand(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the hand-launched server's group, and its own graceful exit."""
     os.killpg(process.pid, signal.SIGTERM)
     process.wait()
+
+
+def by_hand(launcher: Path, repository: Path, environment: dict[str, str]) -> tuple[float, float]:
+    """(time to ready, time to stop) of tritonserver launched by hand with the plugin's own options."""
+    ports = allocate(Ports(0, 0, 0))
+    started = time.perf_counter()
+    process = launch_by_hand(launcher, repository, ports, ["simple"], environment)
+    ready = time.perf_counter() - started
+    stopping = time.perf_counter()
+    stop_by_hand(process)
     return ready, time.perf_counter() - stopping
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,9 @@ import psutil
 from glidein_triton.local import demo
 from glidein_triton.worker import processes
 from glidein_triton.worker.ports import Ports, allocate
-from glidein_triton.worker.runtime import server_options
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
-from .overhead import wait_ready
+from .overhead import launch_by_hand, stop_by_hand
 
 HERE = Path(__file__).resolve().parent
 SINGLE_THREAD = {
@@ -132,16 +130,13 @@ def bare_server(launcher: Path, model: str, environment: dict[str, str]) -> Iter
     """A tritonserver launched by hand with ``model`` and the plugin's basic options, no token: (gRPC URL,
     its processes) while it runs."""
     ports = allocate(Ports(0, 0, 0))
-    argv = [str(launcher), *server_options(str(HERE / "models"), ports, [model], ["--allow-metrics=false"])]
-    process = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, start_new_session=True
+    process = launch_by_hand(
+        launcher, HERE / "models", ports, [model], environment, ("--allow-metrics=false",)
     )
     try:
-        wait_ready(ports.http, process)
         yield f"127.0.0.1:{ports.grpc}", processes.group_members(process.pid)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        stop_by_hand(process)
 
 
 def run(

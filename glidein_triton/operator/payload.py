@@ -76,7 +76,7 @@ def worker_tarball_bytes(pythons: Sequence[str] = ()) -> bytes:
     """The worker tarball, byte-for-byte reproducible (fixed owners, times and order), with the bytecode
     of its modules (:func:`bytecode_of`) for the Python that builds it and for each of ``pythons``."""
     files = tuple(worker_files())
-    stamps = tuple((name, path.stat().st_mtime_ns, path.stat().st_size) for name, path in files)
+    stamps = tuple((name, (stat := path.stat()).st_mtime_ns, stat.st_size) for name, path in files)
     return _tarball(files, stamps, tuple(pythons))
 
 
