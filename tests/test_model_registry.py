@@ -103,6 +103,11 @@ def test_registry_round_trip_and_counts(tmp_path: Path) -> None:
     assert registry.reference_counts() == {"a": 2, "b": 0}
     (tmp_path / model_registry.REGISTRY_FILE).write_text("[]")  # damaged: read as empty, not a crash
     assert registry.reference_counts() == {}
+    (tmp_path / model_registry.REGISTRY_FILE).write_text('{"models": [], "other": 1}')  # a damaged value
+    assert registry.reference_counts() == {}
+    with registry.editing() as document:
+        document.setdefault("models", {})["a"] = {"source": "", "holders": {"j1": {}}}
+    assert registry.reference_counts() == {"a": 1}
 
 
 GOOD_CLAIM = {"holder": "job#1", "models": ["alpha", "b.c-d_1"], "record": {"job": "j", "pid": 7, "ticks": 9}}

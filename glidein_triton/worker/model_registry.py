@@ -142,10 +142,11 @@ class Registry:
     def editing(self, name: str = REGISTRY_FILE) -> Iterator[dict[str, Any]]:
         """The JSON object of the file ``name`` (``models.json``, or ``usage.json``) under :meth:`lock`,
         saved when the block changed it. ``models.json`` holds ``{"models": {model: {"source": ...,
-        "holders": {holder: {...}}}}}``."""
+        "holders": {holder: {...}}}}}``. Every top-level value is an object: one that is not (a damaged
+        file) reads as absent, as a damaged file reads as empty."""
         path = os.path.join(self.directory, name)
         with self.lock():
-            document = read_json(path)
+            document = {key: value for key, value in read_json(path).items() if isinstance(value, dict)}
             before = json.dumps(document, sort_keys=True)
             yield document
             if json.dumps(document, sort_keys=True) != before:
