@@ -123,11 +123,6 @@ def wait_ready(state: ServerState, timeout: float) -> None:
     caller can retry with other ports. Every failure carries the argv, exit code and log tail.
     """
     endpoint = Server(state.http_port)
-    limit = (
-        f"its data limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT"
-        if state.memory_limit
-        else ""
-    )
     started = time.monotonic()
     deadline = started + timeout
     delay = FAST_POLL_INTERVAL
@@ -149,14 +144,23 @@ def wait_ready(state: ServerState, timeout: float) -> None:
                     option=refused,
                     evidence=evidence,
                 )
-            raise ServerStartError(
-                f"tritonserver exited before it was ready{f' ({limit})' if limit else ''}", evidence=evidence
-            )
+            if state.memory_limit:
+                raise ServerStartError(
+                    f"tritonserver exited before it was ready (its data limited to {state.memory_limit} MiB: "
+                    "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                    evidence=evidence,
+                )
+            raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
         if time.monotonic() >= deadline:
             # Under too low a limit, a backend may wait for a thread that never started.
+            if state.memory_limit:
+                raise ReadinessTimeoutError(
+                    f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
+                    f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
+                    evidence=_evidence(state.argv, None, state.log_path),
+                )
             raise ReadinessTimeoutError(
-                f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT"
-                f"{f'; {limit}' if limit else ''})",
+                f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT)",
                 evidence=_evidence(state.argv, None, state.log_path),
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
