@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -337,3 +338,32 @@ def peak_memory_kib(pid: int) -> int | None:
     except OSError:
         return None
     return next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), None)
+
+
+# Trust as deployed: the glidein as an unprivileged pool account, another local user beside it. Numeric ids
+# need no passwd entry; the tests that use them need root to switch to them (CI runs as root).
+PILOT_UID = 40001
+OTHER_UID = 40002
+AS_ROOT = os.geteuid() == 0
+
+
+def as_user(uid: int) -> dict[str, object]:
+    """subprocess keyword arguments that run a child as ``uid`` (its own group, no other groups)."""
+    return {"user": uid, "group": uid, "extra_groups": []}
+
+
+def user_directory(uid: int, mode: int = 0o700) -> Path:
+    """A fresh directory under /tmp owned by ``uid`` (pytest's tmp_path is root's 0700 tree, closed to it).
+    The caller removes it (shutil.rmtree as root)."""
+    path = Path(tempfile.mkdtemp(prefix=f"glidein-triton-{uid}-", dir="/tmp"))
+    os.chown(path, uid, uid)
+    path.chmod(mode)
+    return path
+
+
+def run_as(uid: int, argv: list[str], **options: object) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as ``uid``, text output captured, with a HOME of its own unless ``env`` says otherwise."""
+    env = options.pop("env", None) or {**os.environ, "HOME": "/nonexistent"}
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        argv, env=env, capture_output=True, text=True, check=False, **as_user(uid), **options
+    )
