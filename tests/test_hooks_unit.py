@@ -16,8 +16,8 @@ from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
 from glidein_triton.operator import payload
 from glidein_triton.worker import install as hooks
-from glidein_triton.worker import runtime, supervisor
-from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker import runtime, server, supervisor
+from glidein_triton.worker.errors import ConfigError, ServerStartError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.job_loader import requested_models
 from glidein_triton.worker.job_request import read_request
@@ -227,17 +227,21 @@ def test_periodic_without_a_server(glidein: SimulatedGlidein) -> None:
 
 def test_restart_refusals_and_hung_detection() -> None:
     state = ServerState(
-        runtime="process", argv=["tritonserver"], environment={"PATH": "/bin"}, restart_limit=3
+        runtime="process",
+        argv=["tritonserver"],
+        environment={"PATH": "/bin"},
+        restart_limit=3,
+        restart_window=0,  # the glidein's whole life
     )
     now = 10_000.0
     assert supervisor.restart_refusal(state, now) == ""
-    state.restarts, state.last_restart_at, state.restart_backoff = 1, now - 10, 60
+    state.restart_times, state.restart_backoff = [now - 10], 60
     assert supervisor.restart_refusal(state, now).startswith("backing off until")
     assert supervisor.restart_refusal(state, now + 51) == ""
-    state.restarts = 2  # the third restart waits 2 * 60 s
+    state.restart_times = [now - 20, now - 10]  # the third restart waits 2 * 60 s
     assert supervisor.restart_refusal(state, now + 100).startswith("backing off")
     assert supervisor.restart_refusal(state, now + 111) == ""
-    state.restarts = 3
+    state.restart_times = [now - 30, now - 20, now - 10]
     assert (
         supervisor.restart_refusal(state, now + 10_000)
         == "restart limit reached (3, GLIDEIN_TRITON_RESTART_LIMIT)"
@@ -248,6 +252,59 @@ def test_restart_refusals_and_hung_detection() -> None:
     assert supervisor.is_hung(state, now + 200)
     state.health_misses = 2
     assert not supervisor.is_hung(state, now + 200)
+
+
+def test_restarts_are_a_rate_that_requests_cannot_use_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four crashes by requests (1 GiB, no credential) used up the glidein's restarts: they come back."""
+    state = ServerState(
+        runtime="process",
+        argv=["tritonserver"],
+        environment={"PATH": "/bin"},
+        restart_limit=3,
+        restart_window=3600,
+        restart_backoff=60,
+    )
+    path = tmp_path / "triton" / STATE_FILE_NAME
+    clock = [100_000.0]
+    monkeypatch.setattr(supervisor.time, "time", lambda: clock[0])
+    monkeypatch.setattr(supervisor, "stop_leftovers", lambda _state: None)
+
+    def launch_fails(*_arguments: object) -> None:
+        raise ServerStartError("the stand-in server does not start")
+
+    monkeypatch.setattr(server, "run_prepare", launch_fails)
+    for crash in range(4):
+        refusal = supervisor.restart_refusal(state, clock[0])
+        if crash < 3:
+            assert refusal == ""
+            supervisor.restart(state, path)
+            clock[0] += 60 * 2**crash  # the back-off before the next one
+        else:
+            assert refusal.startswith("restart limit reached (3 in the last 3600 s")
+            assert not supervisor.gave_up(refusal), "the limit of a window is not final"
+    assert state.restarts == 3
+    assert len(ServerState.load(path).restart_times) == 3  # type: ignore[union-attr]
+    clock[0] = state.restart_times[0] + 3600  # the first restart leaves the window
+    assert supervisor.restart_refusal(state, clock[0]) == ""
+    supervisor.restart(state, path)
+    assert (state.restarts, len(state.restart_times)) == (4, 3)  # no more kept than the limit needs
+
+
+def test_an_idle_server_with_high_resident_memory_is_due_for_a_restart() -> None:
+    state = ServerState(runtime="process", idle_memory_growth=1024)
+    assert not supervisor.memory_restart_due(state, 800, idle=True)
+    assert state.idle_memory_floor == 800
+    assert not supervisor.memory_restart_due(state, 1800, idle=True)  # within the growth
+    assert not supervisor.memory_restart_due(state, 5800, idle=False)  # a job holds a model: never
+    assert not supervisor.memory_restart_due(state, 5800, idle=True)  # once is not "stays"
+    assert supervisor.memory_restart_due(state, 5800, idle=True)
+    assert not supervisor.memory_restart_due(state, 5800, idle=False)
+    assert state.memory_high_checks == 0
+    state.idle_memory_growth = 0  # off
+    assert not supervisor.memory_restart_due(state, 5800, idle=True)
+    assert not supervisor.memory_restart_due(state, 5800, idle=True)
 
 
 def test_record_launch_keeps_no_secrets_but_the_outer_process_family_markers() -> None:
@@ -270,6 +327,7 @@ def test_record_launch_keeps_no_secrets_but_the_outer_process_family_markers() -
 def test_old_state_files_load_without_a_restart_plan(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text('{"runtime": "process", "pid": 5, "http_port": 8000, "an_unknown_field": 1}')
+    path.chmod(0o600)  # as every version wrote it
     state = ServerState.load(path)
     assert state is not None
     assert (state.pid, state.restart_limit, state.environment) == (5, 0, {})

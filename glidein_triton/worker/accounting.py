@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from glidein_triton.worker import model_registry
-from glidein_triton.worker.files import write_atomically
+from glidein_triton.worker.files import private_directory, write_atomically
 from glidein_triton.worker.state import state_dir
 
 TYPE_CHECKING = False
@@ -170,6 +170,6 @@ def summary_line(document: dict[str, Any], path: Path) -> str:
 def write(work_dir: Path, document: dict[str, Any]) -> Path:
     """Write the document where :func:`accounting_path` says; returns its path."""
     path = accounting_path(work_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     write_atomically(path, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode())
     return path

@@ -8,6 +8,9 @@ directory (never ``<work dir>/log``: condor_startup.sh fails the glidein when it
   ad ``.job.ad`` is complete) and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
   inference token, the models the job ad asks for, the answer), so jobs under any wrapper and in any
   container get them, and a job never holds the admin token;
+* every ``LOG_CHECK`` seconds, cuts server.log to its end once it is over its cap (:func:`log_files.cap`):
+  a flood of connections makes the server write megabytes a second, which a cap once a period lets fill
+  the disk;
 * every ``watch_period`` seconds, when it follows glidein_startup.sh (``GLIDEIN_STARTUP_PID``), checks that
   it still runs; after ``MISSES`` misses in a row it stops the server with the state it keeps in memory
   (the glidein was killed, or ended with its cleanup disabled) and ends.
@@ -35,7 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, logs, processes, server, token
+from glidein_triton.worker import cleanup, files, log_files, logs, processes, server, token
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
 from glidein_triton.worker.job_policy import Policy
@@ -49,6 +52,8 @@ MISSES = 3
 POLL = 0.02
 #: How often the end of the glidein's cleanup is checked for when the glidein itself is not followed.
 UNFOLLOWED_CHECK = 5.0
+#: How often server.log's size is checked (a stat): at 20 MB/s it passes its cap by at most that much.
+LOG_CHECK = 1.0
 EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config
 SANDBOX_PREFIX = "dir_"
 INSTANCE_STOP = ("instance", "stop")
@@ -119,6 +124,11 @@ class Agent:
             LOG.warning("its work dir %s is gone: stopping the server recorded in memory", self.work_dir)
             stop_from_memory(self.state, self.instance, environment)
 
+    def cap_log(self) -> None:
+        """Cut server.log to its end when it is over log_files.SIZE_LIMIT."""
+        if self.state.log_path and log_files.cap(Path(self.state.log_path)):
+            LOG.warning("%s was over %d bytes: cut to its end", self.state.log_path, log_files.SIZE_LIMIT)
+
     def run(self, glidein_pid: int, ticks: int, watch_period: float, environment: Mapping[str, str]) -> bool:
         """The loop; True when it stopped the server because the glidein is gone."""
         misses = 0
@@ -132,9 +142,13 @@ class Agent:
         )
         watch_period = watch_period if glidein_pid and watch_period > 0 else UNFOLLOWED_CHECK
         next_watch = time.monotonic() + watch_period
+        next_log_check = time.monotonic()
         while True:
             for sandbox in self.new_sandboxes():
                 threading.Thread(target=self.serve, args=(sandbox,), daemon=True).start()
+            if time.monotonic() >= next_log_check:
+                next_log_check = time.monotonic() + LOG_CHECK
+                self.cap_log()
             if time.monotonic() >= next_watch:
                 next_watch += watch_period
                 if self.finished():
@@ -198,6 +212,7 @@ def ad_complete(path: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     work_dir, pid, ticks, period = list(sys.argv[1:] if argv is None else argv)
+    files.private_umask()  # the plugin's files 0600/0700 whatever umask the glidein has
     logs.configure("glidein-triton-agent")
     os.chdir("/")  # the work dir may be deleted while the agent runs: commands must not start in it
     state = ServerState.load(state_dir(Path(work_dir)) / STATE_FILE_NAME)

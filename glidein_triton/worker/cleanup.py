@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, logs, model_registry, processes, runtime, server, token
+from glidein_triton.worker import accounting, files, logs, model_registry, processes, runtime, server, token
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
@@ -124,6 +124,7 @@ def remove(path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    files.private_umask()  # the plugin's files 0600/0700 whatever umask the glidein has
     logs.configure("glidein-triton-cleanup")
     if not arguments:
         print("usage: 00_glidein_triton_cleanup.sh glidein_config", file=sys.stderr)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from glidein_triton.worker.files import private_directory
+
 #: server.log may grow to this many bytes between two periodic runs before it is cut.
 SIZE_LIMIT = 64 * 1024 * 1024
 #: How much of its end a cut log keeps.
@@ -20,7 +22,7 @@ CUT_NOTE = b"[glidein-triton: the log was over %d bytes; earlier lines were remo
 
 def open_private(path: Path) -> int:
     """A descriptor to append to ``path``, mode 0600 (also when the file was there before)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     os.fchmod(descriptor, 0o600)
     return descriptor

@@ -8,8 +8,10 @@ glidein fails otherwise, and the script is scheduled only then). Then HTCondor's
 
 * checks ``/v2/health/ready`` (and ``live``); restarts a crashed or hung server (:mod:`supervisor`);
 * reaps models that no live job holds any more (:mod:`reaper`), keeping their statistics;
+* restarts an idle server whose resident memory stays high (:meth:`Check.watch_memory`);
 * prints ``HasTriton``, ``TritonReady``, ``TritonLoadedModels``, ``TritonInferenceCount``,
-  ``TritonAverageQueueMicroseconds``, ``TritonGPUUtilization`` (with GPUs only) and ``TritonRestarts``.
+  ``TritonAverageQueueMicroseconds``, ``TritonResidentMemoryMB``, ``TritonGPUUtilization`` (with GPUs only)
+  and ``TritonRestarts``.
 
 Health and statistics calls have a timeout of a few seconds, each lock wait LOCK_WAIT (a process that holds
 a lock for longer costs this run its reaping and its counters, never its ``TritonReady``); a restart waits at
@@ -30,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, log_files, logs, processes, supervisor, token
+from glidein_triton.worker import accounting, files, log_files, logs, processes, supervisor, token
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -133,8 +135,10 @@ class Check:
         if supervisor.is_alive(state) and self.server.is_live(CHECK_TIMEOUT):
             return self.server.is_ready(CHECK_TIMEOUT), True, ""
         accounting.Usage(self.registry).close_life()
+        within = f" in {state.restart_window:g} s" if state.restart_window else ""
+        recent = len(supervisor.recent_restarts(state, time.time()))
         note_exit_message(
-            self.work_dir, f"tritonserver was down; restart {state.restarts + 1} of {state.restart_limit}"
+            self.work_dir, f"tritonserver was down; restart {recent + 1} of {state.restart_limit}{within}"
         )
         problem = supervisor.restart(state, self.state_path, self.deadline - time.monotonic())
         if problem:
@@ -142,6 +146,50 @@ class Check:
             return False, False, ""
         self.reload_held()
         return True, True, ""
+
+    def watch_memory(self, resident_mib: int, requests: int) -> None:
+        """Restart an idle server whose resident memory stays high (GLIDEIN_TRITON_IDLE_MEMORY_GROWTH).
+
+        Idle: no job holds a model, and no request was served since the previous run (``requests``: those
+        of this server life). Requests refused before any model ran (too large, unauthenticated) leave the
+        memory they made the server take and are never counted by Triton: this is where they are seen.
+        """
+        state = self.state
+        idle = requests == state.requests_seen and not self.held_models()
+        before = (state.memory_high_checks, state.idle_memory_floor, state.requests_seen)
+        state.requests_seen = requests
+        due = supervisor.memory_restart_due(state, resident_mib, idle)
+        if due:
+            with contextlib.ExitStack() as held:
+                try:
+                    held.enter_context(locked(str(self.directory / RESTART_LOCK_FILE), timeout=0))
+                except LockTimeoutError:
+                    return
+                accounting.Usage(self.registry).close_life()
+                note_exit_message(
+                    self.work_dir,
+                    f"tritonserver idle with {resident_mib} MiB resident (over {state.idle_memory_floor} + "
+                    f"{state.idle_memory_growth} MiB, GLIDEIN_TRITON_IDLE_MEMORY_GROWTH): restarted, "
+                    "not counted as a restart",
+                )
+                problem = supervisor.restart(
+                    state, self.state_path, self.deadline - time.monotonic(), counted=False
+                )
+                if problem:
+                    LOG.error("restart for memory failed: %s", problem)
+        elif (state.memory_high_checks, state.idle_memory_floor, state.requests_seen) != before:
+            state.save(self.state_path)
+
+    def held_models(self) -> bool:
+        """Whether a job holds a model (True when the registry cannot be read now: not idle then)."""
+        if not self.registry.exists():
+            return False
+        try:
+            with self.registry.editing() as document:
+                models = document.get("models", {})
+        except LockTimeoutError:
+            return True
+        return any(isinstance(entry, dict) and entry.get("holders") for entry in models.values())
 
     def give_up(self, refusal: str) -> None:
         """Stop what is left (a hung server), note in the glidein log that it stays down, forget its pid."""
@@ -202,12 +250,18 @@ class Check:
             except LockTimeoutError as error:
                 LOG.warning("counters of this server life only: %s", error)
         queued = totals["queue_ns"] / 1000 / totals["success_count"] if totals["success_count"] else 0.0
+        resident = 0
+        if self.state.pgid:
+            resident = processes.resident_kib(processes.group_members(self.state.pgid)) // 1024
+            served = accounting.everything(current)
+            self.watch_memory(resident, served["success_count"] + served["failure_count"])
         lines = [
             ad_line("HasTriton", True),
             ad_line("TritonReady", ready),
             ad_line("TritonLoadedModels", ",".join(sorted(current))),
             ad_line("TritonInferenceCount", totals["inference_count"]),
             ad_line("TritonAverageQueueMicroseconds", round(queued, 1)),
+            ad_line("TritonResidentMemoryMB", resident),
         ]
         if self.state.gpus:
             utilization = gauge_values(self.server.metrics(CHECK_TIMEOUT), "nv_gpu_utilization")
@@ -241,6 +295,7 @@ def report_first_run(config_path: str, lines: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    files.private_umask()  # the plugin's files 0600/0700 whatever umask the glidein has
     logs.configure("glidein-triton-periodic")
     started = time.monotonic()
     config_path = arguments[0] if arguments else "glidein_config"

@@ -74,6 +74,18 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def resident_kib(pids: Iterable[int]) -> int:
+    """The resident memory (VmRSS) of the processes, summed, in KiB; those gone count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            lines = (PROC / str(pid) / "status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return total
+
+
 def signal_group(pgid: int, signum: int) -> None:
     """Send ``signum`` to the process group; a group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError):

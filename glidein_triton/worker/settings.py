@@ -464,6 +464,28 @@ SETTINGS = (
         "Wait before the second restart; it doubles for each further restart.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_RESTART_WINDOW",
+        "restart_window",
+        seconds(0, 604800),
+        "3600",
+        "0-604800 seconds",
+        "The restart limit counts the restarts of the last this many seconds: an older one is given back, "
+        "so a server that requests crash (before any credential is checked) comes back once they stop, "
+        "and cannot use up the restarts of the rest of the glidein. 0: the glidein's whole life (a server "
+        "that reached the limit stays down).",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_IDLE_MEMORY_GROWTH",
+        "idle_memory_growth",
+        count(0, 1048576),
+        "2048",
+        "0-1048576 MiB",
+        "How far the server's resident memory (TritonResidentMemoryMB) may stay above the lowest it had "
+        "while no job held a model: above it for two periodic runs in a row while no job holds a model "
+        "(e.g. after refused large requests), the periodic script restarts the server, which no job then "
+        "uses (not counted in GLIDEIN_TRITON_RESTART_LIMIT). 0: never.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_WATCHDOG_PERIOD",
         "watchdog_period",
         seconds(0, 3600),
@@ -573,6 +595,8 @@ class Settings:
     load_timeout: float
     restart_limit: int
     restart_backoff: float
+    restart_window: float
+    idle_memory_growth: int
     watchdog_period: float
     entry_gpus: bool
     periodic_period: float

@@ -23,6 +23,7 @@ from types import FrameType
 from glidein_triton.worker import (
     access,
     agent_launch,
+    files,
     gpu_ownership,
     gpu_selection,
     images,
@@ -128,7 +129,7 @@ def model_repository(settings: Settings, directory: Path) -> str:
     """The configured repository, or an empty one in the work directory for models loaded later."""
     if not settings.model_repository:
         empty = directory / EMPTY_REPOSITORY
-        empty.mkdir(parents=True, exist_ok=True)
+        files.private_directory(empty)
         return str(empty)
     if not Path(settings.model_repository).is_dir():
         raise VOConfigError(
@@ -197,7 +198,7 @@ def plan_for(
     executable = runtime.find_container_runtime(chosen, config, search_path)
     config_dir = state_dir(config.work_dir) / runtime.CONFIG_DIR_NAME
     with writing_in(config_dir):
-        config_dir.mkdir(exist_ok=True)
+        files.private_directory(config_dir)
     return runtime.container_plan(
         chosen,
         executable,
@@ -239,11 +240,11 @@ def start_server(
         )
     try:
         with writing_in(directory):
-            directory.mkdir(parents=True, exist_ok=True)
+            files.private_directory(directory)
             repository = model_repository(settings, directory)
             server_access = access.prepare(settings, directory)
             job_repository = directory / JOB_REPOSITORY
-            job_repository.mkdir(exist_ok=True)
+            files.private_directory(job_repository)
         launch = (config, environment, announce, repository, server_access, str(job_repository))
         try:
             return _launch_until_ready(settings, selection, *launch)
@@ -548,6 +549,7 @@ def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, req
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    files.private_umask()  # the plugin's files 0600/0700 whatever umask the glidein has
     logs.configure("glidein-triton-setup")
     if not arguments:
         print(f"usage: {SCRIPT_NAME} glidein_config [id]", file=sys.stderr)

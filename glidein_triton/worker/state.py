@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from glidein_triton.worker.files import write_atomically
+from glidein_triton.worker.files import UntrustedFileError, private_directory, read_trusted, write_atomically
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a periodic run ~4 ms to import; the annotations here are never evaluated
     from typing import Any
+
+LOG = logging.getLogger(__name__)
 
 STATE_DIR_NAME = "triton"
 STATE_FILE_NAME = "state.json"
@@ -100,9 +103,19 @@ class ServerState:
     launched_at: float = 0.0
     restart_limit: int = 0
     restart_backoff: float = field(default_factory=setting_default("restart_backoff"))
+    restart_window: float = field(default_factory=setting_default("restart_window"))
+    #: Every restart counted (TritonRestarts); the times of the last restart_limit of them, for the window.
     restarts: int = 0
+    restart_times: list[float] = field(default_factory=list)
     last_restart_at: float = 0.0
     health_misses: int = 0
+    #: Restarts of an idle server whose resident memory stayed high (GLIDEIN_TRITON_IDLE_MEMORY_GROWTH).
+    idle_memory_growth: int = field(default_factory=setting_default("idle_memory_growth"))
+    idle_memory_floor: int = 0
+    memory_high_checks: int = 0
+    memory_restarts: int = 0
+    #: Requests served in this server life at the last periodic run (idle: none since).
+    requests_seen: int = 0
     #: The periodic script's period (GLIDEIN_TRITON_PERIODIC_PERIOD): one run's waits stay within it.
     periodic_period: float = field(default_factory=setting_default("periodic_period"))
     #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
@@ -141,17 +154,24 @@ class ServerState:
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename) so a reader never sees half a file.
 
-        Mode 0600: the server's command line in it carries the access token.
+        Mode 0600 in a 0700 directory: the file holds the commands a restart runs (:meth:`load` refuses
+        a file that another user could have written).
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent)
         write_atomically(path, json.dumps(asdict(self), indent=1).encode())
 
     @classmethod
     def load(cls, path: Path) -> ServerState | None:
-        """The recorded state, or None when there is none (or it is unreadable)."""
+        """The recorded state, or None when there is none, it is unreadable, or another user could have
+        written it (then nothing in it is run: it is logged as an error)."""
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(read_trusted(path))
+        except UntrustedFileError as error:
+            LOG.error("state file not trusted, ignored: %s", error)
+            return None
         except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
             return None
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**known)

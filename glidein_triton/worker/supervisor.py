@@ -4,9 +4,15 @@ A server that does not answer ``/v2/health/ready`` is restarted when its process
 still there but has missed several checks in a row after its readiness timeout (hung). A restart stops
 what is left (process group, container instance), then runs the recorded plan again: the instance start,
 and the server with the same argv (so the same ports: the URLs in the machine ad were published once,
-and condor_startup.sh does not read them again) and the environment the startup script had. Restarts are
-limited (GLIDEIN_TRITON_RESTART_LIMIT) and spaced: the n-th waits GLIDEIN_TRITON_RESTART_BACKOFF * 2^(n-2)
-seconds after the previous one.
+and condor_startup.sh does not read them again) and the environment the startup script had.
+
+Restarts are a rate, not a count: at most GLIDEIN_TRITON_RESTART_LIMIT within GLIDEIN_TRITON_RESTART_WINDOW
+seconds (0: the glidein's whole life), a restart older than the window given back. Anyone who can reach the
+server can crash it before any credential is checked (a request larger than its memory limit); a count
+would let four such requests keep it down for the rest of the glidein, a rate brings it back once they
+stop. Within the window they are spaced: the n-th waits GLIDEIN_TRITON_RESTART_BACKOFF * 2^(n-2) seconds
+after the previous one (at most until it leaves the window). A restart of an idle server for its memory
+(:func:`memory_restart_due`) is not counted.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 MISS_LIMIT = 3
+#: Periodic runs in a row that find an idle server's resident memory too high before it is restarted.
+MEMORY_CHECKS = 2
 RESTART_READY_WAIT = 30.0
 #: Words in the names of environment variables that are not written into the state file.
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
@@ -70,6 +78,8 @@ def record_launch(
     state.code_repositories = list(settings.code_repositories)
     state.restart_limit = settings.restart_limit
     state.restart_backoff = settings.restart_backoff
+    state.restart_window = settings.restart_window
+    state.idle_memory_growth = settings.idle_memory_growth
     state.periodic_period = settings.periodic_period
     state.launched_at = state.started_at
 
@@ -83,14 +93,28 @@ def is_hung(state: ServerState, now: float) -> bool:
     return state.health_misses >= MISS_LIMIT and now - state.started_at > state.ready_timeout
 
 
+def recent_restarts(state: ServerState, now: float) -> list[float]:
+    """When the counted restarts still within the window happened (all of them without a window)."""
+    window = state.restart_window
+    return [moment for moment in state.restart_times if not window or now - moment < window]
+
+
 def restart_refusal(state: ServerState, now: float) -> str:
-    """Why a restart may not happen now ("" when it may)."""
+    """Why a restart may not happen now ("" when it may); see :func:`gave_up` for the final ones."""
     if not state.argv or not state.environment:
         return "no launch plan recorded at startup"
-    if state.restarts >= state.restart_limit:
-        return f"restart limit reached ({state.restart_limit}, GLIDEIN_TRITON_RESTART_LIMIT)"
-    if state.restarts:
-        wait_until = state.last_restart_at + state.restart_backoff * 2 ** (state.restarts - 1)
+    limit, window = state.restart_limit, state.restart_window
+    recent = recent_restarts(state, now)
+    if not limit or (not window and len(recent) >= limit):
+        return f"restart limit reached ({limit}, GLIDEIN_TRITON_RESTART_LIMIT)"
+    if len(recent) >= limit:
+        until = time.strftime("%H:%M:%S", time.localtime(recent[-limit] + window))
+        return (
+            f"restart limit reached ({len(recent)} in the last {window:g} s, "
+            f"GLIDEIN_TRITON_RESTART_LIMIT and _WINDOW): backing off until {until}"
+        )
+    if recent:  # (a wait longer than the window ends with it: the restarts are out of it by then)
+        wait_until = recent[-1] + state.restart_backoff * 2 ** (len(recent) - 1)
         if now < wait_until:
             return f"backing off until {time.strftime('%H:%M:%S', time.localtime(wait_until))}"
     return ""
@@ -98,7 +122,26 @@ def restart_refusal(state: ServerState, now: float) -> str:
 
 def gave_up(refusal: str) -> bool:
     """Whether a refusal is final (no restart will ever happen)."""
-    return not refusal.startswith("backing off")
+    return "backing off until" not in refusal
+
+
+def memory_restart_due(state: ServerState, resident_mib: int, idle: bool) -> bool:
+    """Note an idle server's resident memory; True when it has stayed too high and it should be restarted.
+
+    Too high: over the lowest resident memory seen while idle in this server life plus
+    GLIDEIN_TRITON_IDLE_MEMORY_GROWTH, for MEMORY_CHECKS runs in a row. Not idle (a job holds a model, or
+    requests were served since the last run): nothing is due. The caller saves ``state``.
+    """
+    if not state.idle_memory_growth or not idle or resident_mib <= 0:
+        state.memory_high_checks = 0
+        return False
+    if not state.idle_memory_floor or resident_mib < state.idle_memory_floor:
+        state.idle_memory_floor = resident_mib
+    if resident_mib <= state.idle_memory_floor + state.idle_memory_growth:
+        state.memory_high_checks = 0
+        return False
+    state.memory_high_checks += 1
+    return state.memory_high_checks >= MEMORY_CHECKS
 
 
 def launch_environment(state: ServerState) -> dict[str, str]:
@@ -120,12 +163,15 @@ def stop_leftovers(state: ServerState) -> None:
         LOG.warning("while stopping what was left of the server: %s", problem)
 
 
-def restart(state: ServerState, state_path: Path, budget: float = RESTART_READY_WAIT) -> str:
+def restart(
+    state: ServerState, state_path: Path, budget: float = RESTART_READY_WAIT, counted: bool = True
+) -> str:
     """Restart the server from the recorded plan; returns "" when it is ready, else what went wrong.
 
-    The attempt is counted (and saved) before it is made. The instance start and the wait for readiness
-    together take at most ``budget`` seconds (what is left of the periodic run's period); a server that is
-    still starting then is left to start: the next periodic run sees it ready or not.
+    The attempt is counted (unless ``counted`` is False: a restart for memory) and saved before it is made.
+    The instance start and the wait for readiness together take at most ``budget`` seconds (what is left of
+    the periodic run's period); a server that is still starting then is left to start: the next periodic
+    run sees it ready or not.
     """
     deadline = time.monotonic() + budget
     # Imported here: they bring subprocess and urllib (40 ms), which a periodic run of a healthy server
@@ -135,9 +181,15 @@ def restart(state: ServerState, state_path: Path, budget: float = RESTART_READY_
 
     environment = launch_environment(state)
     stop_leftovers(state)
-    state.restarts += 1
-    state.last_restart_at = time.time()
-    state.health_misses = 0
+    now = time.time()
+    if counted:
+        state.restarts += 1
+        # The last restart_limit of them are all the window's count needs.
+        state.restart_times = [*recent_restarts(state, now), now][-max(1, state.restart_limit) :]
+    else:
+        state.memory_restarts += 1
+    state.last_restart_at = now
+    state.health_misses = state.memory_high_checks = state.idle_memory_floor = 0
     state.pid = state.pgid = state.start_ticks = 0
     state.save(state_path)
     plan = state.launch_plan()
@@ -153,7 +205,9 @@ def restart(state: ServerState, state_path: Path, budget: float = RESTART_READY_
     state.started_at = launched.started_at
     state.save(state_path)
     LOG.info(
-        "restarted tritonserver (restart %d of %d), pid %d", state.restarts, state.restart_limit, state.pid
+        "restarted tritonserver (%s), pid %d",
+        f"restart {state.restarts}" if counted else "for its memory, not counted",
+        state.pid,
     )
     try:
         wait = min(RESTART_READY_WAIT, state.ready_timeout, deadline - time.monotonic())
