@@ -1,0 +1,188 @@
+"""The plugin's files whatever the umask, and state files it did not write (issue 22, item 5).
+
+A glidein started with umask 000 left ``triton/`` 0777: another local user replaced state.json and the
+periodic script ran the command in it. These run the glidein as an unprivileged pool account (PILOT_UID)
+with another user (OTHER_UID) beside it, as deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import cron_lines
+from glidein_triton.worker import files
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as, user_directory
+
+needs_root = pytest.mark.skipif(not AS_ROOT, reason="switching to the pilot and other users needs root")
+
+
+@pytest.fixture
+def pilot_home() -> Iterator[Path]:
+    """A directory of the pilot account, open to others for reading (as a glidein's scratch may be)."""
+    path = user_directory(PILOT_UID, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def forged_state(marker: Path) -> dict[str, object]:
+    """A state file as another user would write it: a restart of a server that is down runs its commands."""
+    command = ["/bin/sh", "-c", f"echo ran >> {marker}"]
+    return {
+        "runtime": "process",
+        "http_port": 9,  # nothing answers: the server looks down, and the periodic script restarts it
+        "argv": command,
+        "prepare": [command],
+        "teardown": [command],
+        "environment": {"PATH": "/usr/bin:/bin"},
+        "restart_limit": 3,
+        "ready_timeout": 1,
+        "periodic_period": 10,
+    }
+
+
+def run_periodic_as_pilot(work_dir: Path) -> str:
+    """The periodic script's Python as the startd cron runs it, as the pilot; its stdout."""
+    result = run_as(
+        PILOT_UID,
+        [sys.executable, "-m", "glidein_triton.worker.periodic", str(work_dir / "glidein_config")],
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GLIDEIN_PERIODIC_SCRIPT": "true"},
+        cwd="/",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def pilot_glidein(home: Path) -> Path:
+    """A work directory of the pilot with triton/ as today's code left it under umask 000 (0777)."""
+    work_dir = home / "glidein"
+    directory = state_dir(work_dir)
+    directory.mkdir(parents=True)
+    (work_dir / "glidein_config").write_text("")
+    directory.chmod(0o777)
+    for path in (work_dir, directory, work_dir / "glidein_config"):
+        os.chown(path, PILOT_UID, PILOT_UID)
+    return work_dir
+
+
+def test_a_state_file_another_user_could_have_written_is_not_read(tmp_path: Path) -> None:
+    directory = tmp_path / "triton"
+    path = directory / STATE_FILE_NAME
+    ServerState(runtime="process", pid=5).save(path)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert ServerState.load(path) is not None
+    path.chmod(0o644)
+    assert ServerState.load(path) is None
+    with pytest.raises(files.UntrustedFileError, match="open to others"):
+        files.read_trusted(path)
+    path.chmod(0o600)
+    directory.chmod(0o777)
+    with pytest.raises(files.UntrustedFileError, match=r"directory of .* is writable by others"):
+        files.read_trusted(path)
+    directory.chmod(0o700)
+    other = tmp_path / "elsewhere.json"
+    path.rename(other)
+    path.symlink_to(other)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        files.read_trusted(path)
+    path.unlink()
+    os.link(other, path)  # a second name: someone else's link to the plugin's file, or to theirs
+    with pytest.raises(files.UntrustedFileError, match="not a plain file with one name"):
+        files.read_trusted(path)
+
+
+def test_private_directory_closes_an_existing_one_and_refuses_a_link(tmp_path: Path) -> None:
+    opened = tmp_path / "triton"
+    opened.mkdir(mode=0o777)
+    opened.chmod(0o777)
+    files.private_directory(opened)
+    assert stat.S_IMODE(opened.stat().st_mode) == 0o700
+    (tmp_path / "link").symlink_to(opened)
+    with pytest.raises(files.UntrustedFileError, match="not a directory of this user"):
+        files.private_directory(tmp_path / "link")
+
+
+@needs_root
+@pytest.mark.parametrize("tampering", ["replaced", "edited"])
+def test_a_state_file_of_another_user_runs_nothing(pilot_home: Path, tampering: str) -> None:
+    """OTHER_UID replaces state.json in a 0777 triton/, or edits one left open: refused, nothing run."""
+    work_dir = pilot_glidein(pilot_home)
+    path = state_dir(work_dir) / STATE_FILE_NAME
+    marker = pilot_home / "ran"
+    content = json.dumps(forged_state(marker))
+    if tampering == "replaced":
+        writer = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+    else:  # the pilot's own file, left writable by all
+        run_as(PILOT_UID, [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('{}')", str(path)])
+        path.chmod(0o666)
+        writer = "import sys; open(sys.argv[1], 'r+').write(sys.argv[2])"
+    written = run_as(OTHER_UID, [sys.executable, "-c", writer, str(path), content])
+    assert written.returncode == 0, written.stderr
+    assert path.stat().st_uid == (OTHER_UID if tampering == "replaced" else PILOT_UID)
+
+    output = run_periodic_as_pilot(work_dir)
+    assert not marker.exists(), f"the periodic script ran the command of another user's state file: {output}"
+    assert "state file not trusted" in output
+    assert "TritonReady = False" in output
+
+
+@needs_root
+@pytest.mark.server
+def test_startup_under_umask_000_leaves_every_path_private(pilot_home: Path) -> None:
+    """The whole startup (real server, agent, first periodic run) as the pilot with umask 000."""
+    prepared = demo.prepare(pilot_home / "glidein")
+    glidein = prepared.glidein
+    for root, directories, names in os.walk(pilot_home):
+        for name in [*directories, *names]:
+            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
+    environment = {**prepared.environment, "HOME": "/nonexistent"}
+    result = run_as(
+        PILOT_UID,
+        [str(glidein.startup_script), "glidein_config", "main"],
+        cwd=glidein.root,
+        env=environment,
+        umask=0,
+    )
+    try:
+        assert result.returncode == 0, result.stderr
+        periodic = run_as(
+            PILOT_UID,
+            [str(glidein.main_dir / "glidein_triton_periodic.sh"), "glidein_config", "main"],
+            cwd=glidein.root,
+            env={**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"},
+            umask=0,
+        )
+        directory = state_dir(glidein.root)
+        open_paths = []
+        for path in [directory, *directory.rglob("*")]:
+            status = path.lstat()
+            if stat.S_ISLNK(status.st_mode):
+                continue  # the job repository's links; what they name is checked where it lives
+            expected = 0o700 if stat.S_ISDIR(status.st_mode) else 0o600
+            if stat.S_IMODE(status.st_mode) & ~expected or status.st_uid != PILOT_UID:
+                open_paths.append(f"{path} {stat.S_IMODE(status.st_mode):04o} uid {status.st_uid}")
+        assert not open_paths, f"open to other users under umask 000: {open_paths}"
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert "TritonReady = True" in periodic.stdout, periodic.stderr
+        resident = cron_lines(periodic.stdout)["TritonResidentMemoryMB"]
+        assert int(resident) > 50, (
+            "the server's resident memory, in MiB"
+        )  # python model, bare server ~100 MiB
+    finally:
+        run_as(
+            PILOT_UID,
+            [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
+            cwd=glidein.root,
+            env=environment,
+        )
