@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.worker import processes
+from glidein_triton.worker import log_files, processes
 from glidein_triton.worker.state import state_dir
 
 from .support import assert_nothing_left, recorded_state
@@ -108,4 +108,23 @@ def test_the_agent_runs_without_following_the_glidein(tmp_path: Path) -> None:
     log = (state_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
     assert "gone without its cleanup" not in log
     prepared.glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(prepared.glidein, state)
+
+
+def test_the_agent_caps_the_server_log_within_seconds(tmp_path: Path) -> None:
+    """A connection flood made server.log grow ~20 MB/s while the periodic script cut it once a period."""
+    prepared = started(tmp_path, glidein_pid=1, period="0")
+    state = recorded_state(prepared.glidein)
+    assert state is not None
+    log = Path(state.log_path)
+    try:
+        with log.open("r+b") as stream:  # as if the server had written past the cap since the last run
+            stream.truncate(log_files.SIZE_LIMIT + 4096)
+        assert wait_until(
+            lambda: log.stat().st_size <= log_files.KEPT_BYTES + 1024,
+            timeout=3.0,  # agent.LOG_CHECK: 1 s
+        )
+        assert log.read_bytes().startswith(log_files.CUT_NOTE % log_files.SIZE_LIMIT)
+    finally:
+        prepared.glidein.run_cleanup(prepared.environment)
     assert_nothing_left(prepared.glidein, state)

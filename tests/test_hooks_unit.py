@@ -16,11 +16,12 @@ from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
 from glidein_triton.operator import payload
 from glidein_triton.worker import install as hooks
-from glidein_triton.worker import runtime, server, supervisor
+from glidein_triton.worker import periodic, runtime, server, supervisor
 from glidein_triton.worker.errors import ConfigError, ServerStartError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.job_loader import requested_models
 from glidein_triton.worker.job_request import read_request
+from glidein_triton.worker.model_registry import Registry
 from glidein_triton.worker.periodic import ad_line
 from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
@@ -405,3 +406,41 @@ def test_a_state_keeps_its_plan_to_start_the_server_again() -> None:
     state = ServerState.from_plan(plan, pid=42, http_port=8000)
     assert (state.pid, state.http_port, state.argv, state.instance) == (42, 8000, plan.server, "gt")
     assert state.launch_plan() == plan
+
+
+def test_periodic_restarts_an_idle_server_whose_memory_stays_high(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused requests left the server 5 GB resident, unreported: published, and an idle server restarted."""
+    work_dir = tmp_path / "glidein"
+    path = state_dir(work_dir) / STATE_FILE_NAME
+    ServerState(runtime="process", pgid=12345, idle_memory_growth=1024).save(path)
+    restarts: list[bool] = []
+
+    def restart(_state: ServerState, _path: Path, _budget: float, counted: bool = True) -> str:
+        restarts.append(counted)
+        return ""
+
+    monkeypatch.setattr(supervisor, "restart", restart)
+
+    def periodic_run(
+        resident: int, requests: int
+    ) -> None:  # each run a process of its own: state from the file
+        state = ServerState.load(path)
+        assert state is not None
+        periodic.Check(work_dir, state).watch_memory(resident, requests)
+
+    registry = Registry(str(state_dir(work_dir)))
+    with registry.editing() as document:
+        document["models"] = {"big": {"holders": ["dir_1"]}}
+    for resident, requests in ((800, 0), (5800, 0), (5800, 0), (5800, 0)):
+        periodic_run(resident, requests)
+    assert restarts == []  # a job holds a model: never while it does
+    with registry.editing() as document:
+        document["models"] = {}
+    # Requests served between two runs: not idle, the count of runs in a row starts again.
+    for resident, requests in ((800, 0), (5800, 0), (5800, 10), (5800, 10)):
+        periodic_run(resident, requests)
+    assert restarts == []
+    periodic_run(5800, 10)
+    assert restarts == [False], "an idle server high for two runs in a row is restarted, not counted"
