@@ -1,0 +1,71 @@
+"""What a request without any credential may cost the glidein (issue 22, item 5), on the real server.
+
+Four 1 GiB gRPC requests (no token) crashed the server under its memory limit and used up the periodic
+script's restarts for the rest of the glidein: restarts are now a rate (GLIDEIN_TRITON_RESTART_WINDOW).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from glidein_triton.worker import processes
+from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
+
+from .support import assert_nothing_left, recorded_state
+from .test_security import OVERSIZED_BODY, limited_glidein
+
+pytestmark = pytest.mark.server
+
+
+def crash(port: int, pid: int, ticks: int) -> None:
+    """Send the 1 GiB gRPC request that ends a server limited below it, and wait until it has ended."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)])
+    request = service_pb2.ModelInferRequest(model_name="simple", raw_input_contents=[bytes(OVERSIZED_BODY)])
+    with pytest.raises(grpc.RpcError):
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
+    channel.close()
+    deadline = time.monotonic() + 30
+    while processes.is_running(pid, ticks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not processes.is_running(pid, ticks), "the server survived the request"
+
+
+def test_requests_that_crash_the_server_do_not_use_up_its_restarts(tmp_path: Path) -> None:
+    prepared = limited_glidein(tmp_path / "glidein")
+    glidein = prepared.glidein
+    path = state_dir(glidein.root) / STATE_FILE_NAME
+    document = json.loads(path.read_text())
+    document.update(restart_limit=2, restart_backoff=0, restart_window=3600)  # as the settings would record
+    path.write_bytes(json.dumps(document).encode())
+    state = recorded_state(glidein)
+    try:
+        assert state is not None
+        for attack in range(3):
+            crash(state.grpc_port, state.pid, state.start_ticks)
+            (run,) = glidein.run_cron(prepared.environment)
+            state = recorded_state(glidein)
+            assert state is not None
+            if attack < 2:
+                assert run.attributes["TritonReady"] == "True", run.stderr
+            else:  # the limit of the window: down for now, not for good (jobs still match HasTriton)
+                assert run.attributes["TritonReady"] == "False"
+                assert run.attributes["HasTriton"] == "True"
+                assert run.attributes["TritonFailure"] == '""'
+                assert "restart limit reached (2 in the last 3600 s" in run.stderr
+        # An hour later (the state file's clock, not a sleep), the restarts are given back.
+        document = json.loads(path.read_text())
+        document["restart_times"] = [moment - 3600 for moment in document["restart_times"]]
+        path.write_bytes(json.dumps(document).encode())
+        (run,) = glidein.run_cron(prepared.environment)
+        assert run.attributes["TritonReady"] == "True", run.stderr
+        assert run.attributes["TritonRestarts"] == "3"
+        state = recorded_state(glidein)
+    finally:
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, state)
