@@ -204,7 +204,11 @@ def test_restart_limit_and_backoff(tmp_path: Path) -> None:
     prepared = Served(
         demo.prepare(
             tmp_path / "glidein",
-            settings={"GLIDEIN_TRITON_RESTART_LIMIT": "2", "GLIDEIN_TRITON_RESTART_BACKOFF": "3600"},
+            settings={
+                "GLIDEIN_TRITON_RESTART_LIMIT": "2",
+                "GLIDEIN_TRITON_RESTART_BACKOFF": "3600",
+                "GLIDEIN_TRITON_RESTART_WINDOW": "0",  # the glidein's whole life: the limit is final
+            },
         )
     )
     prepared.start()
@@ -221,7 +225,7 @@ def test_restart_limit_and_backoff(tmp_path: Path) -> None:
         )
         with (state_dir(prepared.glidein.root) / "state.json").open("r+") as stream:  # an hour later
             recorded = json.load(stream)
-            recorded["last_restart_at"] -= 3600
+            recorded["restart_times"] = [moment - 3600 for moment in recorded["restart_times"]]
             stream.seek(0)
             stream.truncate()
             json.dump(recorded, stream)
@@ -245,6 +249,7 @@ def test_restart_limit_and_backoff(tmp_path: Path) -> None:
 def test_hung_server_is_restarted_then_stopped_for_good(tmp_path: Path) -> None:
     settings = {
         "GLIDEIN_TRITON_RESTART_LIMIT": "1",
+        "GLIDEIN_TRITON_RESTART_WINDOW": "0",  # stopped for good once the limit is reached
         "GLIDEIN_TRITON_READY_TIMEOUT": "10",
         "GLIDEIN_TRITON_STOP_GRACE": "1",  # a stopped process handles SIGTERM only when it runs again
     }

@@ -296,6 +296,9 @@ def test_restarts_are_a_rate_that_requests_cannot_use_up(
 def test_an_idle_server_with_high_resident_memory_is_due_for_a_restart() -> None:
     state = ServerState(runtime="process", idle_memory_growth=1024)
     assert not supervisor.memory_restart_due(state, 800, idle=True)
+    assert state.idle_memory_floor == 0  # no launch plan: nothing to restart with
+    state.argv, state.environment = ["tritonserver"], {"PATH": "/bin"}
+    assert not supervisor.memory_restart_due(state, 800, idle=True)
     assert state.idle_memory_floor == 800
     assert not supervisor.memory_restart_due(state, 1800, idle=True)  # within the growth
     assert not supervisor.memory_restart_due(state, 5800, idle=False)  # a job holds a model: never
@@ -414,7 +417,8 @@ def test_periodic_restarts_an_idle_server_whose_memory_stays_high(
     """Refused requests left the server 5 GB resident, unreported: published, and an idle server restarted."""
     work_dir = tmp_path / "glidein"
     path = state_dir(work_dir) / STATE_FILE_NAME
-    ServerState(runtime="process", pgid=12345, idle_memory_growth=1024).save(path)
+    plan = {"argv": ["tritonserver"], "environment": {"PATH": "/bin"}}
+    ServerState(runtime="process", pgid=12345, idle_memory_growth=1024, **plan).save(path)
     restarts: list[bool] = []
 
     def restart(_state: ServerState, _path: Path, _budget: float, counted: bool = True) -> str:

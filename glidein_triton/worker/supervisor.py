@@ -93,6 +93,11 @@ def is_hung(state: ServerState, now: float) -> bool:
     return state.health_misses >= MISS_LIMIT and now - state.started_at > state.ready_timeout
 
 
+def has_plan(state: ServerState) -> bool:
+    """Whether the state records how to start the server again (older state files do not)."""
+    return bool(state.argv and state.environment)
+
+
 def recent_restarts(state: ServerState, now: float) -> list[float]:
     """When the counted restarts still within the window happened (all of them without a window)."""
     window = state.restart_window
@@ -101,7 +106,7 @@ def recent_restarts(state: ServerState, now: float) -> list[float]:
 
 def restart_refusal(state: ServerState, now: float) -> str:
     """Why a restart may not happen now ("" when it may); see :func:`gave_up` for the final ones."""
-    if not state.argv or not state.environment:
+    if not has_plan(state):
         return "no launch plan recorded at startup"
     limit, window = state.restart_limit, state.restart_window
     recent = recent_restarts(state, now)
@@ -132,7 +137,7 @@ def memory_restart_due(state: ServerState, resident_mib: int, idle: bool) -> boo
     GLIDEIN_TRITON_IDLE_MEMORY_GROWTH, for MEMORY_CHECKS runs in a row. Not idle (a job holds a model, or
     requests were served since the last run): nothing is due. The caller saves ``state``.
     """
-    if not state.idle_memory_growth or not idle or resident_mib <= 0:
+    if not state.idle_memory_growth or not idle or resident_mib <= 0 or not has_plan(state):
         state.memory_high_checks = 0
         return False
     if not state.idle_memory_floor or resident_mib < state.idle_memory_floor:
