@@ -2,6 +2,8 @@
 
 Four 1 GiB gRPC requests (no token) crashed the server under its memory limit and used up the periodic
 script's restarts for the rest of the glidein: restarts are now a rate (GLIDEIN_TRITON_RESTART_WINDOW).
+Refused HTTP requests left the server's memory high, unreported: it is published, and an idle server
+restarted (GLIDEIN_TRITON_IDLE_MEMORY_GROWTH).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from glidein_triton.worker import processes
 from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 
 from .support import assert_nothing_left, recorded_state
-from .test_security import OVERSIZED_BODY, limited_glidein
+from .test_security import OVERSIZED_BODY, limited_glidein, post_infer
 
 pytestmark = pytest.mark.server
 
@@ -36,13 +38,18 @@ def crash(port: int, pid: int, ticks: int) -> None:
     assert not processes.is_running(pid, ticks), "the server survived the request"
 
 
+def edit_state(path: Path, **values: object) -> None:
+    """Change the state file as the settings (or the passing of time) would have (it stays 0600)."""
+    document = json.loads(path.read_text())
+    document.update(values)
+    path.write_bytes(json.dumps(document).encode())
+
+
 def test_requests_that_crash_the_server_do_not_use_up_its_restarts(tmp_path: Path) -> None:
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
     path = state_dir(glidein.root) / STATE_FILE_NAME
-    document = json.loads(path.read_text())
-    document.update(restart_limit=2, restart_backoff=0, restart_window=3600)  # as the settings would record
-    path.write_bytes(json.dumps(document).encode())
+    edit_state(path, restart_limit=2, restart_backoff=0, restart_window=3600)
     state = recorded_state(glidein)
     try:
         assert state is not None
@@ -59,13 +66,44 @@ def test_requests_that_crash_the_server_do_not_use_up_its_restarts(tmp_path: Pat
                 assert run.attributes["TritonFailure"] == '""'
                 assert "restart limit reached (2 in the last 3600 s" in run.stderr
         # An hour later (the state file's clock, not a sleep), the restarts are given back.
-        document = json.loads(path.read_text())
-        document["restart_times"] = [moment - 3600 for moment in document["restart_times"]]
-        path.write_bytes(json.dumps(document).encode())
+        times = json.loads(path.read_text())["restart_times"]
+        edit_state(path, restart_times=[moment - 3600 for moment in times])
         (run,) = glidein.run_cron(prepared.environment)
         assert run.attributes["TritonReady"] == "True", run.stderr
         assert run.attributes["TritonRestarts"] == "3"
         state = recorded_state(glidein)
+    finally:
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, state)
+
+
+def test_memory_left_by_refused_requests_is_published_and_an_idle_server_restarted(tmp_path: Path) -> None:
+    prepared = limited_glidein(tmp_path / "glidein")
+    glidein = prepared.glidein
+    path = state_dir(glidein.root) / STATE_FILE_NAME
+    edit_state(path, idle_memory_growth=100)
+    state = recorded_state(glidein)
+    try:
+        assert state is not None
+        (run,) = glidein.run_cron(prepared.environment)
+        before = int(run.attributes["TritonResidentMemoryMB"])
+        with pytest.raises(OSError):  # cut off at the limit (no token): reset, or closed without an answer
+            post_infer(state.http_port, bytes(OVERSIZED_BODY))
+        assert processes.is_running(state.pid, state.start_ticks)
+        (run,) = glidein.run_cron(prepared.environment)
+        high = int(run.attributes["TritonResidentMemoryMB"])
+        assert high > before + 100, f"resident {before} MiB before the requests, {high} MiB after"
+        assert recorded_state(glidein).pid == state.pid  # type: ignore[union-attr]  # once is not "stays"
+        (run,) = glidein.run_cron(prepared.environment)  # the second run in a row: restarted
+        restarted = recorded_state(glidein)
+        assert restarted is not None
+        assert restarted.pid != state.pid, run.stderr
+        assert run.attributes["TritonRestarts"] == "0"  # not counted against the restart limit
+        assert "not counted as a restart" in (glidein.root / "exit_message").read_text()
+        (run,) = glidein.run_cron(prepared.environment)
+        assert run.attributes["TritonReady"] == "True", run.stderr
+        assert int(run.attributes["TritonResidentMemoryMB"]) < high - 100
+        state = restarted
     finally:
         glidein.run_cleanup(prepared.environment)
     assert_nothing_left(glidein, state)
