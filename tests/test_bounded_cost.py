@@ -87,7 +87,7 @@ def test_memory_left_by_refused_requests_is_published_and_an_idle_server_restart
         assert state is not None
         (run,) = glidein.run_cron(prepared.environment)
         before = int(run.attributes["TritonResidentMemoryMB"])
-        with pytest.raises(OSError):  # cut off at the limit (no token): reset, or closed without an answer
+        with pytest.raises(OSError, match=r"reset|Broken pipe|closed connection"):  # cut off at the limit
             post_infer(state.http_port, bytes(OVERSIZED_BODY))
         assert processes.is_running(state.pid, state.start_ticks)
         (run,) = glidein.run_cron(prepared.environment)

@@ -251,8 +251,8 @@ class Check:
                 LOG.warning("counters of this server life only: %s", error)
         queued = totals["queue_ns"] / 1000 / totals["success_count"] if totals["success_count"] else 0.0
         resident = 0
-        if self.state.pgid:
-            resident = processes.resident_kib(processes.group_members(self.state.pgid)) // 1024
+        if self.state.pid:
+            resident = processes.resident_kib(processes.descendants(self.state.pid)) // 1024
             served = accounting.everything(current)
             self.watch_memory(resident, served["success_count"] + served["failure_count"])
         lines = [
