@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local.glidein import cron_lines
-from glidein_triton.worker import files
+from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
+from glidein_triton.worker import files, processes
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
 from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as, user_directory
@@ -137,31 +138,72 @@ def test_a_state_file_of_another_user_runs_nothing(pilot_home: Path, tampering: 
     assert "TritonReady = False" in output
 
 
+def pilot_demo(home: Path) -> tuple[SimulatedGlidein, dict[str, str]]:
+    """The demo glidein (real local server) laid out under ``home``, all of it the pilot's."""
+    prepared = demo.prepare(home / "glidein")
+    for root, directories, names in os.walk(home):
+        for name in [*directories, *names]:
+            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
+    return prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
+
+
+def run_script_as_pilot(
+    glidein: SimulatedGlidein, script: Path, environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A custom script as glidein_startup.sh runs it, as the pilot, under umask 000."""
+    return run_as(
+        PILOT_UID, [str(script), "glidein_config", "main"], cwd=glidein.root, env=environment, umask=0
+    )
+
+
+def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> None:
+    """The glidein's cleanup, then a check that its server is gone."""
+    path = state_dir(glidein.root) / STATE_FILE_NAME
+    pid = json.loads(path.read_text()).get("pid", 0) if path.exists() else 0
+    run_as(
+        PILOT_UID,
+        [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
+        cwd=glidein.root,
+        env=environment,
+    )
+    assert not pid or not processes.is_running(pid), "the server survived the cleanup"
+
+
+@needs_root
+@pytest.mark.server
+def test_a_plugin_directory_made_by_another_user_is_refused(pilot_home: Path) -> None:
+    """In a work directory others may write (umask 000), OTHER_UID made triton/ first: never used."""
+    glidein, environment = pilot_demo(pilot_home)
+    glidein.root.chmod(0o777)
+    planted = state_dir(glidein.root)
+    made = run_as(
+        OTHER_UID,
+        [sys.executable, "-c", "import os, sys; os.mkdir(sys.argv[1], 0o777)", str(planted)],
+        umask=0,
+    )
+    assert made.returncode == 0, made.stderr
+    result = run_script_as_pilot(glidein, glidein.startup_script, environment)
+    try:
+        assert result.returncode == 0, result.stderr  # not required: the glidein runs on without Triton
+        assert "is not a directory of this user" in result.stderr
+        assert glidein.published()[0]["HasTriton"] == "False"
+        assert list(planted.iterdir()) == [], "the plugin wrote into another user's directory"
+    finally:
+        stop_as_pilot(glidein, environment)
+
+
 @needs_root
 @pytest.mark.server
 def test_startup_under_umask_000_leaves_every_path_private(pilot_home: Path) -> None:
-    """The whole startup (real server, agent, first periodic run) as the pilot with umask 000."""
-    prepared = demo.prepare(pilot_home / "glidein")
-    glidein = prepared.glidein
-    for root, directories, names in os.walk(pilot_home):
-        for name in [*directories, *names]:
-            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
-    environment = {**prepared.environment, "HOME": "/nonexistent"}
-    result = run_as(
-        PILOT_UID,
-        [str(glidein.startup_script), "glidein_config", "main"],
-        cwd=glidein.root,
-        env=environment,
-        umask=0,
-    )
+    """The whole startup (real server, agent) and a periodic run as the pilot with umask 000."""
+    glidein, environment = pilot_demo(pilot_home)
+    result = run_script_as_pilot(glidein, glidein.startup_script, environment)
     try:
         assert result.returncode == 0, result.stderr
-        periodic = run_as(
-            PILOT_UID,
-            [str(glidein.main_dir / "glidein_triton_periodic.sh"), "glidein_config", "main"],
-            cwd=glidein.root,
-            env={**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"},
-            umask=0,
+        periodic = run_script_as_pilot(
+            glidein,
+            glidein.main_dir / "glidein_triton_periodic.sh",
+            {**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"},
         )
         directory = state_dir(glidein.root)
         open_paths = []
@@ -175,14 +217,7 @@ def test_startup_under_umask_000_leaves_every_path_private(pilot_home: Path) -> 
         assert not open_paths, f"open to other users under umask 000: {open_paths}"
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
         assert "TritonReady = True" in periodic.stdout, periodic.stderr
-        resident = cron_lines(periodic.stdout)["TritonResidentMemoryMB"]
-        assert int(resident) > 50, (
-            "the server's resident memory, in MiB"
-        )  # python model, bare server ~100 MiB
+        resident = int(cron_lines(periodic.stdout)["TritonResidentMemoryMB"])
+        assert resident > 50, "the server's resident memory in MiB (the demo's python model: ~70)"
     finally:
-        run_as(
-            PILOT_UID,
-            [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
-            cwd=glidein.root,
-            env=environment,
-        )
+        stop_as_pilot(glidein, environment)
