@@ -110,10 +110,43 @@ def test_memory_is_at_most_half_of_the_glidein() -> None:
 def test_glidein_memory_is_its_own_share(tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24684084 kB\nMemFree:        1000 kB\n")
-    assert reservation.glidein_memory({}, str(meminfo)) == 24684084 // 1024
-    assert reservation.glidein_memory({"GLIDEIN_MaxMemMBs": "6000"}, str(meminfo)) == 6000
-    assert reservation.glidein_memory({"GLIDEIN_MaxMemMBs": "auto"}, str(meminfo)) == 24684084 // 1024
-    assert reservation.glidein_memory({}, str(tmp_path / "missing")) == 0
+    no_cgroup = str(tmp_path / "no_cgroup")  # not this machine's
+    assert reservation.glidein_memory({}, str(meminfo), no_cgroup) == 24684084 // 1024
+    assert reservation.glidein_memory({"GLIDEIN_MaxMemMBs": "6000"}, str(meminfo), no_cgroup) == 6000
+    assert (
+        reservation.glidein_memory({"GLIDEIN_MaxMemMBs": "auto"}, str(meminfo), no_cgroup) == 24684084 // 1024
+    )
+    assert reservation.glidein_memory({}, str(tmp_path / "missing"), no_cgroup) == 0
+    # Four glideins in one job (glidein_startup.sh's glidein_dir<i>): a quarter each.
+    assert (
+        reservation.glidein_memory({"GLIDEIN_MULTIGLIDEIN": "4"}, str(meminfo), no_cgroup)
+        == 24684084 // 1024 // 4
+    )
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_glidein_memory_is_bounded_by_the_batch_systems_cgroup(tmp_path: Path, version: int) -> None:
+    """A pilot's cgroup (HTCondor, Slurm) is its share of the node: the tightest limit on the way up counts."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24684084 kB\n")
+    root = tmp_path / "cgroup"
+    base, name = (root / "memory", "memory.limit_in_bytes") if version == 1 else (root, "memory.max")
+    job = base / "slurm" / "job_7" / "step_0"
+    job.mkdir(parents=True)
+    (base / "slurm" / name).write_text("max\n" if version == 2 else f"{1 << 62}\n")
+    (base / "slurm" / "job_7" / name).write_text(f"{6000 * 1024 * 1024}\n")
+    (job / name).write_text(f"{8000 * 1024 * 1024}\n")
+    own = tmp_path / "self_cgroup"
+    own.write_text("4:memory:/slurm/job_7/step_0\n0::/\n" if version == 1 else "0::/slurm/job_7/step_0\n")
+    assert reservation.glidein_memory({}, str(meminfo), str(own), str(root)) == 6000
+    assert (
+        reservation.glidein_memory({"GLIDEIN_MULTIGLIDEIN": "2"}, str(meminfo), str(own), str(root)) == 3000
+    )
+    assert (
+        reservation.glidein_memory({"GLIDEIN_MaxMemMBs": "5000"}, str(meminfo), str(own), str(root)) == 5000
+    )
+    own.write_text("0::/elsewhere\n")  # no limit where this process is
+    assert reservation.glidein_memory({}, str(meminfo), str(own), str(root)) == 24684084 // 1024
 
 
 @pytest.mark.parametrize("layout", ["partitionable", "fixed"])

@@ -30,6 +30,8 @@ GPU_SERVER_MEMORY = 3072
 #: back, up to every core with many (docs/benchmarks.md).
 CPU_SERVER_MEMORY = 512
 MEMINFO = "/proc/meminfo"
+OWN_CGROUP = "/proc/self/cgroup"
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def whole_number(text: str) -> int | None:
@@ -38,17 +40,56 @@ def whole_number(text: str) -> int | None:
     return int(word) if word.isdigit() else None
 
 
-def glidein_memory(config: Mapping[str, str], meminfo: str = MEMINFO) -> int:
-    """The glidein's memory in MiB, as the startd will see it: ``GLIDEIN_MaxMemMBs`` when the factory set
-    it (glidein_memory_setup.sh makes it ``MEMORY``), else the node's (HTCondor detects it); 0: unknown."""
+def glidein_memory(
+    config: Mapping[str, str],
+    meminfo: str = MEMINFO,
+    own_cgroup: str = OWN_CGROUP,
+    cgroup_root: str = CGROUP_ROOT,
+) -> int:
+    """The glidein's memory in MiB, as the startd will see it (0: unknown): ``GLIDEIN_MaxMemMBs`` when the
+    factory set it (glidein_memory_setup.sh makes it ``MEMORY``), else the node's as HTCondor detects it,
+    bounded by the batch system's memory cgroup limit of this process, and shared by the
+    ``GLIDEIN_MULTIGLIDEIN`` glideins of one job (glidein_startup.sh's ``glidein_dir<i>``)."""
     configured = whole_number(config.get("GLIDEIN_MaxMemMBs", ""))
     if configured:
         return configured
     try:
         with Path(meminfo).open() as lines:
-            return next(int(line.split()[1]) for line in lines if line.startswith("MemTotal:")) // 1024
+            node = next(int(line.split()[1]) for line in lines if line.startswith("MemTotal:")) // 1024
     except (OSError, ValueError, IndexError, StopIteration):
         return 0
+    share = min(node, cgroup_limit(own_cgroup, cgroup_root) or node)
+    return share // max(whole_number(config.get("GLIDEIN_MULTIGLIDEIN", "")) or 1, 1)
+
+
+def cgroup_limit(own_cgroup: str = OWN_CGROUP, cgroup_root: str = CGROUP_ROOT) -> int:
+    """The tightest memory limit (MiB) of this process's cgroup and its parents, v2 (``memory.max``) or v1
+    (the memory controller's ``memory.limit_in_bytes``); 0: none or unreadable."""
+    try:
+        lines = Path(own_cgroup).read_text().splitlines()
+    except OSError:
+        return 0
+    places = []
+    for line in lines:
+        _number, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if controllers == "":
+            places.append((Path(cgroup_root), path, "memory.max"))
+        elif "memory" in controllers.split(","):
+            places.append((Path(cgroup_root) / "memory", path, "memory.limit_in_bytes"))
+    limits = []
+    for base, path, name in places:
+        directory = base / path.strip("/")
+        while True:
+            try:
+                text = (directory / name).read_text().strip()
+            except OSError:
+                text = ""
+            if text.isdigit() and int(text) < 1 << 60:  # v1 writes a huge number for "none"
+                limits.append(int(text) // (1024 * 1024))
+            if directory == base or base not in directory.parents:
+                break
+            directory = directory.parent
+    return min(limits, default=0)
 
 
 @dataclass(frozen=True)

@@ -526,7 +526,8 @@ SETTINGS = (
         "included, counted when mapped, not when used), which bounds what a request can cost before the "
         "server refuses it: an HTTP request over it is cut off, a gRPC one ends the server (the periodic "
         "script restarts it). Only the server and what it starts have it. auto: half the glidein's memory "
-        "(GLIDEIN_MaxMemMBs, else the node's: several glideins on a node each get half their own share), at "
+        "(GLIDEIN_MaxMemMBs, else the node's within the batch system's memory cgroup, divided among the "
+        "GLIDEIN_MULTIGLIDEIN glideins of one job: several glideins on a node each get half their own share), at "
         f"least {MEMORY_LIMIT_AUTO_FLOOR} MiB (the server's own data, thread "
         "stacks included, grows with the node's cores and its models: docs/security.md); no limit when the "
         "server uses GPUs (not measured with CUDA). 0: no limit.",
@@ -550,7 +551,7 @@ SETTINGS = (
         "auto, 0 or 1-16777216 MiB",
         "Memory the startd keeps from jobs for the server: condor_vars.lst sets HTCondor's RESERVED_MEMORY, "
         "which the startd subtracts from the glidein's MEMORY; published as TritonReservedMemory. At most "
-        "half the glidein's memory (GLIDEIN_MaxMemMBs, else the node's). auto: "
+        "half the glidein's memory (as for GLIDEIN_TRITON_SERVER_MEMORY_LIMIT). auto: "
         f"{reservation.CPU_SERVER_MEMORY} MiB for a CPU server (measured: 54 MiB PSS idle, 60 busy, server "
         "and stub of one python model; each further python model adds a stub of ~170 MiB), "
         f"{reservation.GPU_SERVER_MEMORY} MiB with GPUs (not measured here: CUDA contexts, pinned "
