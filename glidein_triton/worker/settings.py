@@ -527,7 +527,7 @@ SETTINGS = (
         "server refuses it: an HTTP request over it is cut off, a gRPC one ends the server (the periodic "
         "script restarts it). Only the server and what it starts have it. auto: half the glidein's memory "
         "(GLIDEIN_MaxMemMBs, else the node's within the batch system's memory cgroup, divided among the "
-        "GLIDEIN_MULTIGLIDEIN glideins of one job: several glideins on a node each get half their own share), at "
+        "GLIDEIN_MULTIGLIDEIN glideins of one job: each glidein on a node gets half its own share), at "
         f"least {MEMORY_LIMIT_AUTO_FLOOR} MiB (the server's own data, thread "
         "stacks included, grows with the node's cores and its models: docs/security.md); no limit when the "
         "server uses GPUs (not measured with CUDA). 0: no limit.",
