@@ -392,7 +392,17 @@ def start_agent(
     and record it for the cleanup to stop."""
     configured = config.get("GLIDEIN_STARTUP_PID", "").strip()
     glidein_pid = int(configured) if configured.isdigit() else 0
-    if period <= 0 or not glidein_pid or not processes.is_running(glidein_pid):
+    if period > 0 and glidein_pid and not processes.is_running(glidein_pid):
+        # glidein_startup.sh was killed while this script ran (it traps signals only once condor_startup.sh
+        # runs; a batch system may kill it alone): no cleanup will run, and no agent would follow it.
+        from glidein_triton.worker import cleanup  # noqa: PLC0415 (only this rare case needs it)
+
+        problems = cleanup.clean(config.work_dir, environment, state)
+        raise ServerStartError(
+            f"the glidein (GLIDEIN_STARTUP_PID {glidein_pid}) ended during the startup: the server was "
+            f"stopped{': ' + '; '.join(problems) if problems else ''}"
+        )
+    if period <= 0 or not glidein_pid:
         LOG.info(
             "the agent does not follow the glidein (GLIDEIN_TRITON_WATCHDOG_PERIOD=%g, "
             "GLIDEIN_STARTUP_PID=%r)",
