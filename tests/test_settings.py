@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -98,6 +97,8 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_JOB_REPOSITORIES",
         "GLIDEIN_TRITON_CODE_REPOSITORIES",
         "GLIDEIN_TRITON_PERIODIC_PERIOD",
+        "GLIDEIN_TRITON_RESERVED_CPUS",
+        "GLIDEIN_TRITON_RESERVED_MEMORY",
     }
 
 
@@ -255,13 +256,13 @@ def test_server_memory_limit_values() -> None:
             Settings.from_config({key: bad})
 
 
-def test_automatic_memory_limit(tmp_path: Path) -> None:
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24684084 kB\nMemFree:        1000 kB\n")
-    assert memory_limit(640, gpus=True, meminfo=str(meminfo)) == 640  # the operator's value, as given
-    assert memory_limit(0, gpus=False, meminfo=str(meminfo)) == 0
-    assert memory_limit(None, gpus=True, meminfo=str(meminfo)) == 0  # not measured with CUDA: off
-    assert memory_limit(None, gpus=False, meminfo=str(meminfo)) == 24684084 // 1024 // 2
-    meminfo.write_text("MemTotal: 2000000 kB\n")
-    assert memory_limit(None, gpus=False, meminfo=str(meminfo)) == MEMORY_LIMIT_AUTO_FLOOR
-    assert memory_limit(None, gpus=False, meminfo=str(tmp_path / "missing")) == 0
+def test_automatic_memory_limit() -> None:
+    node = 24684084 // 1024
+    assert memory_limit(640, gpus=True, glidein_mib=node) == 640  # the operator's value, as given
+    assert memory_limit(0, gpus=False, glidein_mib=node) == 0
+    assert memory_limit(None, gpus=True, glidein_mib=node) == 0  # not measured with CUDA: off
+    assert memory_limit(None, gpus=False, glidein_mib=node) == node // 2
+    # Several glideins on one node: each gets half of its own share, not half the node.
+    assert memory_limit(None, gpus=False, glidein_mib=node // 4) == node // 4 // 2
+    assert memory_limit(None, gpus=False, glidein_mib=2000) == MEMORY_LIMIT_AUTO_FLOOR
+    assert memory_limit(None, gpus=False, glidein_mib=0) == 0  # unknown: none

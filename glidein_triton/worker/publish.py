@@ -35,6 +35,11 @@ ATTRIBUTES = (
     # The token file's path goes to the job environment only; the token itself is never published.
     CondorVar("TRITON_TOKEN_FILE", "S", "TritonTokenFile", "TRITON_TOKEN_FILE", publish="N"),
     CondorVar("TRITON_FAILURE", "S", "TritonFailure"),
+    # The server's share of the slot (reservation.py): published, and the two HTCondor knobs that keep it.
+    CondorVar("TRITON_RESERVED_CPUS", "I", "TritonReservedCpus"),
+    CondorVar("TRITON_RESERVED_MEMORY", "I", "TritonReservedMemory"),
+    CondorVar("TRITON_CONDOR_RESERVED_MEMORY", "I", "RESERVED_MEMORY", publish="N"),
+    CondorVar("TRITON_CONDOR_STARTD_CPUS", "I", "STARTD.GLIDEIN_CPUS", publish="N"),
 )
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 

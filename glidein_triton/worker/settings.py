@@ -13,8 +13,8 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
+from glidein_triton.worker import reservation
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
 
@@ -144,7 +144,6 @@ MEMORY_LIMIT_MAX = 1 << 24
 #: The least the automatic limit gives: the server's own data grows with the node's cores and its models
 #: (each thread maps an 8 MiB stack): 469 MiB with 59 threads on 2 cores, ~170 MiB more per python model.
 MEMORY_LIMIT_AUTO_FLOOR = 2048
-MEMINFO = "/proc/meminfo"
 
 
 def parse_memory_limit(key: str, value: str) -> int | None:
@@ -160,25 +159,33 @@ def parse_memory_limit(key: str, value: str) -> int | None:
     return int(word)
 
 
-def memory_limit(setting: int | None, gpus: bool, meminfo: str = MEMINFO) -> int:
+def memory_limit(setting: int | None, gpus: bool, glidein_mib: int) -> int:
     """The server's data limit in MiB (0: none) for GLIDEIN_TRITON_SERVER_MEMORY_LIMIT=``setting``, auto
-    when None: none with GPUs, else half of ``meminfo``'s MemTotal (none when it cannot be read), never below
-    MEMORY_LIMIT_AUTO_FLOOR.
+    when None: none with GPUs, else half of the glidein's memory ``glidein_mib`` (its share of the node,
+    :func:`reservation.glidein_memory`; none when unknown), never below MEMORY_LIMIT_AUTO_FLOOR.
 
-    Not the glidein's memory: the limit counts mapped memory, thread stacks included, so that legitimate
-    model loads would fail under it (a second python model did not load under 640 MiB). Half the node keeps
-    one process from taking the node's memory, which is what reached the kernel's OOM killer.
+    Not the glidein's whole memory: the limit counts mapped memory, thread stacks included, so that
+    legitimate model loads would fail under a tight one (a second python model did not load under 640 MiB).
+    Half the glidein's share keeps one process from taking the memory of the glidein, or of the other
+    glideins on the node, which is what reached the kernel's OOM killer.
     """
     if setting is not None:
         return setting
-    if gpus:
+    if gpus or not glidein_mib:
         return 0
-    try:
-        with Path(meminfo).open() as lines:
-            total_kib = next(int(line.split()[1]) for line in lines if line.startswith("MemTotal:"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return 0
-    return max(total_kib // 1024 // 2, MEMORY_LIMIT_AUTO_FLOOR)
+    return max(glidein_mib // 2, MEMORY_LIMIT_AUTO_FLOOR)
+
+
+def parse_reserved_memory(key: str, value: str) -> int | None:
+    """``auto`` (None: chosen at startup, see :func:`reservation.reserve`) or a number of MiB (0: none)."""
+    word = _trimmed(value).lower()
+    if word == "auto":
+        return None
+    if not _digits(word) or int(word) > MEMORY_LIMIT_MAX:
+        raise ConfigError(
+            f"{key}={value!r} is not a memory reservation: use auto, 0 or 1-{MEMORY_LIMIT_MAX} (MiB)"
+        )
+    return int(word)
 
 
 def parse_server_args(key: str, value: str) -> tuple[str, ...]:
@@ -540,10 +547,37 @@ SETTINGS = (
         "The server's data size limit (RLIMIT_DATA: heap and other private writable memory, thread stacks "
         "included, counted when mapped, not when used), which bounds what a request can cost before the "
         "server refuses it: an HTTP request over it is cut off, a gRPC one ends the server (the periodic "
-        "script restarts it). Only the server and what it starts have it. auto: half the node's memory, at "
-        f"least {MEMORY_LIMIT_AUTO_FLOOR} MiB, not the glidein's memory (the server's own data, thread "
+        "script restarts it). Only the server and what it starts have it. auto: half the glidein's memory "
+        "(GLIDEIN_MaxMemMBs, else the node's within the batch system's memory cgroup, divided among the "
+        "GLIDEIN_MULTIGLIDEIN glideins of one job: each glidein on a node gets half its own share), at "
+        f"least {MEMORY_LIMIT_AUTO_FLOOR} MiB (the server's own data, thread "
         "stacks included, grows with the node's cores and its models: docs/security.md); no limit when the "
         "server uses GPUs (not measured with CUDA). 0: no limit.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RESERVED_CPUS",
+        "reserved_cpus",
+        count(0, 1024),
+        "1",
+        "0-1024 CPUs",
+        "CPUs the startd keeps from jobs for the server (a busy CPU server takes most of a core per job): "
+        "condor_vars.lst sets STARTD.GLIDEIN_CPUS to GLIDEIN_CPUS minus this, published as "
+        "TritonReservedCpus. Only when GLIDEIN_CPUS is a number when the plugin runs (auto, node and slot "
+        "are counted later by glidein_cpus_setup.sh) and the glidein keeps one CPU for jobs; else 0.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_RESERVED_MEMORY",
+        "reserved_memory",
+        parse_reserved_memory,
+        "auto",
+        "auto, 0 or 1-16777216 MiB",
+        "Memory the startd keeps from jobs for the server: condor_vars.lst sets HTCondor's RESERVED_MEMORY, "
+        "which the startd subtracts from the glidein's MEMORY; published as TritonReservedMemory. At most "
+        "half the glidein's memory (as for GLIDEIN_TRITON_SERVER_MEMORY_LIMIT). auto: "
+        f"{reservation.CPU_SERVER_MEMORY} MiB for a CPU server (measured: 54 MiB PSS idle, 60 busy, server "
+        "and stub of one python model; each further python model adds a stub of ~170 MiB), "
+        f"{reservation.GPU_SERVER_MEMORY} MiB with GPUs (not measured here: CUDA contexts, pinned "
+        "buffers). 0: none.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
@@ -586,6 +620,8 @@ class Settings:
     stop_grace: float
     server_args: tuple[str, ...]
     server_memory_limit: int | None
+    reserved_cpus: int
+    reserved_memory: int | None
     token: bool
     remote: bool
     address: str

@@ -30,6 +30,7 @@ from glidein_triton.worker import (
     logs,
     processes,
     publish,
+    reservation,
     runtime,
     server,
     server_report,
@@ -162,7 +163,7 @@ def plan_for(
     search_path = environment.get("PATH")
     more_repositories = [job_repository] if job_repository else []
     chosen = runtime.choose_runtime(settings.runtime, settings.image, config, search_path)
-    data_limit = memory_limit(settings.server_memory_limit, bool(devices))
+    data_limit = memory_limit(settings.server_memory_limit, bool(devices), reservation.glidein_memory(config))
     LOG.info(
         "server data limit (GLIDEIN_TRITON_SERVER_MEMORY_LIMIT): %s",
         f"{data_limit} MiB" if data_limit else "none",
@@ -392,7 +393,17 @@ def start_agent(
     and record it for the cleanup to stop."""
     configured = config.get("GLIDEIN_STARTUP_PID", "").strip()
     glidein_pid = int(configured) if configured.isdigit() else 0
-    if period <= 0 or not glidein_pid or not processes.is_running(glidein_pid):
+    if period > 0 and glidein_pid and not processes.is_running(glidein_pid):
+        # glidein_startup.sh was killed while this script ran (it traps signals only once condor_startup.sh
+        # runs; a batch system may kill it alone): no cleanup will run, and no agent would follow it.
+        from glidein_triton.worker import cleanup  # noqa: PLC0415 (only this rare case needs it)
+
+        problems = cleanup.clean(config.work_dir, environment, state)
+        raise ServerStartError(
+            f"the glidein (GLIDEIN_STARTUP_PID {glidein_pid}) ended during the startup: the server was "
+            f"stopped{': ' + '; '.join(problems) if problems else ''}"
+        )
+    if period <= 0 or not glidein_pid:
         LOG.info(
             "the agent does not follow the glidein (GLIDEIN_TRITON_WATCHDOG_PERIOD=%g, "
             "GLIDEIN_STARTUP_PID=%r)",
@@ -468,11 +479,21 @@ def announced_values(config: GlideinConfig, launched: RunningServer) -> list[tup
     return [*values, (ACCOUNTING_KEY, str(accounting_path(config.work_dir)))]
 
 
-def announce(config: GlideinConfig, launched: RunningServer) -> None:
-    """While the server loads: install the pre-job hook, and publish its announced values and every
-    condor_vars line."""
+def announce(config: GlideinConfig, launched: RunningServer, settings: Settings) -> None:
+    """While the server loads: install the pre-job hook, and publish its announced values, the server's
+    share of the slot (reserved from the startd) and every condor_vars line."""
     hooks.install_prejob(config.work_dir)
-    values = announced_values(config, launched)
+    share = reservation.reserve(
+        settings.reserved_cpus,
+        settings.reserved_memory,
+        bool(launched.gpus),
+        config,
+        reservation.glidein_memory(config),
+    )
+    for note in share.notes:
+        LOG.warning("%s", note)
+    LOG.info("reserved from the startd for the server: %d CPUs, %d MiB", share.cpus, share.memory)
+    values = [*announced_values(config, launched), *share.values()]
     attributes = [(key, value) for key, value in values if key in publish.ATTRIBUTE_BY_KEY]
     every_key = [*attributes, *publish.ready_values("")]
     publish_config(config, values, publish.condor_vars(every_key))
@@ -489,7 +510,9 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
-        running = start_server(config, settings, environment, lambda launched: announce(config, launched))
+        running = start_server(
+            config, settings, environment, lambda launched: announce(config, launched, settings)
+        )
         state = running.state
         endpoint = running.endpoint()
         report = report_server(running, settings)

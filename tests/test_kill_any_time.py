@@ -1,0 +1,95 @@
+"""A glidein killed at any time leaves no server, agent or instance, on nodes whose batch system kills only
+glidein_startup.sh (not the process tree) and where no cleanup script runs.
+
+glidein_startup.sh traps signals only once its last script (condor_startup.sh) runs, so a kill during the
+custom scripts ends it at once; the plugin's startup script runs on as an orphan. The stand-in for
+glidein_startup.sh here is a ``sleep``, whose pid is GLIDEIN_STARTUP_PID; it gets SIGKILL.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import ScriptResult
+from glidein_triton.worker import processes
+from glidein_triton.worker.state import ServerState
+
+from .support import add_model, assert_nothing_left, recorded_state
+
+pytestmark = pytest.mark.server
+
+#: Loads for a few seconds: the startup waits for it, so that the kill lands while the server loads.
+LOADING_MODEL = """
+import time
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(4)
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def wait_for(condition: object, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_glidein_killed_during_the_startup_leaves_nothing(tmp_path: Path) -> None:
+    glidein_startup = subprocess.Popen(["sleep", "600"])
+    prepared = demo.prepare(
+        tmp_path / "glidein",
+        settings={"GLIDEIN_TRITON_WATCHDOG_PERIOD": "0.2", "GLIDEIN_TRITON_MODELS": "simple,loading"},
+    )
+    add_model(tmp_path / "glidein" / "model_repository", "loading", LOADING_MODEL)
+    glidein = prepared.glidein
+    glidein.set("GLIDEIN_STARTUP_PID", str(glidein_startup.pid))
+    outcome: list[ScriptResult] = []
+    startup = threading.Thread(
+        target=lambda: outcome.append(glidein.run_startup(prepared.environment, condor=False))
+    )
+    startup.start()
+    try:
+        # The server is launched and recorded, still loading: glidein_startup.sh is killed.
+        assert wait_for(lambda: recorded_state(glidein) is not None)
+        state = recorded_state(glidein)
+        assert state is not None
+        assert processes.is_running(state.pid, state.start_ticks)
+        assert state.agent_pid == 0
+    finally:
+        glidein_startup.kill()
+        glidein_startup.wait()
+        startup.join(120)
+    result = outcome[0]
+    assert result.returncode == 0, result.stderr  # not required: the (dead) glidein is not failed
+    assert result.metrics["HasTriton"] == "False"
+    assert "ended during the startup: the server was stopped" in result.metrics["TritonFailureDetail"]
+    assert not processes.is_running(state.pid, state.start_ticks)
+    assert_nothing_left(glidein, state)
+
+
+def test_a_glidein_killed_after_the_startup_leaves_nothing(tmp_path: Path) -> None:
+    """The agent follows glidein_startup.sh: three misses in a row, then it stops the server and ends."""
+    glidein_startup = subprocess.Popen(["sleep", "600"])
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_WATCHDOG_PERIOD": "0.2"})
+    prepared.glidein.set("GLIDEIN_STARTUP_PID", str(glidein_startup.pid))
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    state = recorded_state(prepared.glidein)
+    assert isinstance(state, ServerState)
+    assert processes.is_running(state.agent_pid, state.agent_ticks)
+    glidein_startup.kill()  # condor_startup.sh's own trap and the cleanup scripts never run
+    glidein_startup.wait()
+    assert wait_for(lambda: not processes.is_running(state.agent_pid, state.agent_ticks), 30)
+    assert_nothing_left(prepared.glidein, state)
