@@ -49,6 +49,10 @@ def test_job_repository_prefixes() -> None:
     assert settings.job_repositories == ("/cvmfs/a.org/models", "/cvmfs/b.org/models")
     assert settings.code_repositories == ("/cvmfs/a.org/models",)
     assert Settings.from_config({}).job_repositories == ()
+    assert Settings.from_config({}).job_model_size_limit == 8192
+    assert Settings.from_config({"GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT": "100"}).job_model_size_limit == 100
+    with pytest.raises(ConfigError, match=r"GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT='0' is not a whole number"):
+        Settings.from_config({"GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT": "0"})
     for bad in ("relative/models", "/", "/cvmfs/a.org //"):
         with pytest.raises(
             ConfigError, match=r"GLIDEIN_TRITON_JOB_REPOSITORIES=.*not an absolute path prefix"
@@ -96,6 +100,7 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_WATCHDOG_PERIOD",
         "GLIDEIN_TRITON_JOB_REPOSITORIES",
         "GLIDEIN_TRITON_CODE_REPOSITORIES",
+        "GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT",
         "GLIDEIN_TRITON_PERIODIC_PERIOD",
         "GLIDEIN_TRITON_RESERVED_CPUS",
         "GLIDEIN_TRITON_RESERVED_MEMORY",

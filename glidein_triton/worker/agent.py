@@ -69,7 +69,7 @@ class Agent:
         self.state_path = directory / STATE_FILE_NAME
         self.execute_dir = work_dir / EXECUTE_DIR_NAME
         api = Server(state.http_port, headers=token.host_headers(directory))
-        policy = Policy(state.job_repositories, state.code_repositories)
+        policy = Policy(state.job_repositories, state.code_repositories, state.job_model_size_limit << 20)
         self.loader = JobLoader(
             str(directory), api, policy, state.model_repository, state.load_timeout, state.visible_roots
         )

@@ -22,6 +22,7 @@ from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
+    JOB_SNAPSHOTS,
     STATE_FILE_NAME,
     ServerState,
     state_dir,
@@ -35,7 +36,7 @@ HOOK_FILES = (
     model_registry.LOCK_FILE,
     model_registry.RESTART_LOCK_FILE,
 )
-HOOK_DIRS = (JOB_REPOSITORY, model_registry.MODEL_LOCKS_DIR, EMPTY_REPOSITORY)
+HOOK_DIRS = (JOB_REPOSITORY, JOB_SNAPSHOTS, model_registry.MODEL_LOCKS_DIR, EMPTY_REPOSITORY)
 
 LOG = logging.getLogger(__name__)
 

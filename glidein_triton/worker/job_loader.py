@@ -13,9 +13,12 @@ execute directory (``execute/dir_<pid>``, the job ad in ``.job.ad``). Into the s
   failed model failed), which the pre-job exports and the client helper reads.
 
 Models come from the job ad (:mod:`job_request`). A model of the server's own repository is loaded by name; a
-model of a job repository only as the operator's policy allows (:mod:`job_policy`), through a link
-``<plugin dir>/job_models/<model>`` to its resolved directory. Each job is a holder of its models in the
-reference counts (:mod:`model_registry`), named by its GlobalJobId (else its sandbox).
+model of a job repository only as the operator's policy allows (:mod:`job_policy`): it is copied into a
+private snapshot (:mod:`model_snapshot`), vetted there, and the server loads the snapshot through a link
+``<plugin dir>/job_models/<model>``. The snapshot stays what the server loads, on restarts and reloads,
+until no job holds the model; a job that asks for the model while others hold it gets the same snapshot. An
+ensemble's models must be ones the job asks for (loaded first) or the server's own. Each job is a holder of
+its models in the reference counts (:mod:`model_registry`), named by its GlobalJobId (else its sandbox).
 """
 
 # The agent serves jobs in threads with directory descriptors and os.path strings, as model_registry does.
@@ -30,9 +33,10 @@ import os
 import time
 from pathlib import Path
 
-from glidein_triton.worker import model_registry, processes, token
-from glidein_triton.worker.job_policy import Policy, PolicyError, is_under
+from glidein_triton.worker import model_registry, model_snapshot, processes, token
+from glidein_triton.worker.job_policy import Policy, PolicyError, Refusal
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
+from glidein_triton.worker.model_snapshot import is_under
 from glidein_triton.worker.state import JOB_REPOSITORY
 from glidein_triton.worker.triton_api import Server, TritonAPIError
 from glidein_triton.worker.words import is_model_name
@@ -47,6 +51,10 @@ LOG = logging.getLogger(__name__)
 JOB_AD_FILE = ".job.ad"
 PENDING_FILE = "pending"
 ANSWER_MARGIN = 30.0
+
+
+class MissingModels(RequestError):
+    """An ensemble names models that are not loaded for this job (yet)."""
 
 
 class JobDirectory:
@@ -177,33 +185,47 @@ class JobLoader:
         job_dir.write(model_registry.CLAIM_FILE, json.dumps(claim))  # before any load: never reaped under it
         ready: list[str] = []
         failed: dict[str, str] = {}
-        for model in models:
-            try:
-                self.hold(request, model, holder, record)
-                ready.append(model)
-            except (PolicyError, RequestError, TritonAPIError, OSError) as error:
-                failed[model] = str(error).removeprefix(f"{model}: ")
+        pending = list(models)
+        while pending:  # an ensemble waits for the models it names, asked for by the same job
+            deferred: dict[str, str] = {}
+            for model in pending:
+                try:
+                    self.hold(request, model, holder, record, ready)
+                    ready.append(model)
+                except MissingModels as error:
+                    deferred[model] = str(error).removeprefix(f"{model}: ")
+                except (PolicyError, RequestError, TritonAPIError, OSError) as error:
+                    failed[model] = str(error).removeprefix(f"{model}: ")
+            if len(deferred) == len(pending):
+                failed.update(deferred)
+                break
+            pending = list(deferred)
+        ready.sort(key=models.index)
         if failed:
             job_dir.write(model_registry.CLAIM_FILE, json.dumps({**claim, "models": ready}))
         return ready, failed, request
 
-    def source_of(self, request: JobRequest, model: str) -> str:
-        """The directory to link for ``model``, or "" for a model of the server's own repository."""
+    def source_of(self, request: JobRequest, model: str) -> tuple[str, str]:
+        """(the resolved directory of ``model``, its prefix), or ("", "") for a model of the server's own
+        repository."""
         repository = request.repository
         served = self.model_repository
         if not repository or (served and os.path.realpath(repository) == os.path.realpath(served)):
-            return ""
-        source = self.policy.model_directory(repository, model)
+            return "", ""
+        source, prefix = self.policy.locate(repository, model)
         if self.visible_roots and not any(is_under(source, root) for root in self.visible_roots):
             raise PolicyError(
                 f"{model}: {source} is not visible to the server's container, which sees "
                 f"{', '.join(self.visible_roots)} only: put the repository under one of them"
             )
-        return source
+        return source, prefix
 
-    def hold(self, request: JobRequest, model: str, holder: str, record: dict[str, Any]) -> None:
-        """Register ``holder`` for ``model`` and make sure it is loaded; raises on failure."""
-        source = self.source_of(request, model)
+    def hold(
+        self, request: JobRequest, model: str, holder: str, record: dict[str, Any], ready: Sequence[str] = ()
+    ) -> None:
+        """Register ``holder`` for ``model`` and make sure it is loaded; raises on failure. ``ready``: the
+        models already loaded for this job (an ensemble may name them)."""
+        source, prefix = self.source_of(request, model)
         link = os.path.join(self.registry.directory, JOB_REPOSITORY, model)
         with self.registry.model_lock(model, self.load_timeout + 30):
             with self.registry.editing() as document:
@@ -224,11 +246,31 @@ class JobLoader:
                     f"{model}: the server's repository has a model of that name; "
                     "ask for it without a repository"
                 )
+            old = str(entry.get("snapshot", "")) if entry else ""
+            snapshot, needs = ("", []) if reload else (old, list(entry.get("needs", [])) if entry else [])
+            fresh = bool(source) and not model_snapshot.is_snapshot(self.registry.directory, snapshot)
+            if fresh:
+                snapshot = model_snapshot.new_path(self.registry.directory, model)
+                decision = self.policy.vet(source, prefix, snapshot)
+                if isinstance(decision, Refusal):
+                    raise PolicyError(f"{model}: {decision.reason}")
+                needs = list(decision.needs)
+                reload = reload or entry is not None
+            missing = [need for need in needs if need not in ready and not self.own_model(need)]
+            if missing:
+                if fresh:
+                    model_snapshot.remove(self.registry.directory, snapshot)
+                raise MissingModels(
+                    f"{model}: the ensemble needs {', '.join(missing)}: ask for them in the same job "
+                    "(from the same repository), or use models of the server's repository"
+                )
             if source:
-                replace_link(link, source)
+                replace_link(link, snapshot)
             elif os.path.islink(link):
                 os.unlink(link)  # taken over from gone jobs' repository: the server's own model now
-            self.register(model, source, holder, record)
+            self.register(model, {"source": source, "snapshot": snapshot, "needs": needs}, holder, record)
+            if old != snapshot:
+                model_snapshot.remove(self.registry.directory, old)
             try:
                 if reload or not self.server.is_model_ready(model):
                     self.server.load(model, self.load_timeout)
@@ -238,17 +280,23 @@ class JobLoader:
                 self.unregister(model, link, holder)
                 raise
 
+    def own_model(self, model: str) -> bool:
+        """A model of the server's own repository (not one linked for jobs)."""
+        link = os.path.join(self.registry.directory, JOB_REPOSITORY, model)
+        return not os.path.islink(link) and self.served_elsewhere(model)
+
     def served_elsewhere(self, model: str) -> bool:
         return any(entry.get("name") == model for entry in self.server.index(timeout=self.load_timeout))
 
-    def register(self, model: str, source: str, holder: str, record: dict[str, Any]) -> None:
+    def register(self, model: str, loaded: dict[str, Any], holder: str, record: dict[str, Any]) -> None:
+        """``loaded``: the entry's source, snapshot and needs."""
         with self.registry.editing() as document:
             entry = document.setdefault("models", {}).setdefault(model, {"holders": {}})
-            entry["source"] = source
+            entry.update(loaded)
             entry["holders"][holder] = record
 
     def unregister(self, model: str, link: str, holder: str) -> None:
-        """Undo :meth:`register` after a failed load; the last holder also removes the link."""
+        """Undo :meth:`register` after a failed load; the last holder also removes the link and snapshot."""
         with self.registry.editing() as document:
             models = document.get("models", {})
             entry = models.get(model, {"holders": {}})
@@ -257,6 +305,7 @@ class JobLoader:
                 models.pop(model, None)
                 if os.path.islink(link):
                     os.unlink(link)
+                model_snapshot.remove(self.registry.directory, entry.get("snapshot", ""))
 
 
 def replace_link(link: str, target: str) -> None:

@@ -6,9 +6,10 @@ GlideinWMS runs no post-job hooks, so a job never says it is done. Each periodic
    container that is a job's only record), so every live job is a holder in ``models.json``;
 2. drops holders whose sandbox or process is gone (:func:`model_registry.holder_alive`);
 3. for each model left without holders, under the model's lock (so no pre-job is registering for it),
-   checks again, keeps the statistics (:class:`accounting.Usage`), unloads it and removes its link. Models
-   the operator loaded at start (GLIDEIN_TRITON_MODELS) are never unloaded. A claim that shows up for a model
-   just unloaded (a containerised pre-job has no lock to take) gets the model loaded again.
+   checks again, keeps the statistics (:class:`accounting.Usage`), unloads it and removes its link and its
+   snapshot (:mod:`model_snapshot`). Models the operator loaded at start (GLIDEIN_TRITON_MODELS) are never
+   unloaded. A claim that shows up for a model just unloaded (a containerised pre-job has no lock to take)
+   gets the model loaded again, from its snapshot.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import model_registry
+from glidein_triton.worker import model_registry, model_snapshot
 from glidein_triton.worker.accounting import Usage, model_totals
 from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive
 from glidein_triton.worker.state import JOB_REPOSITORY
@@ -146,17 +147,23 @@ class Reaper:
         LOG.info("unloaded %s: no job holds it any more", model)
         if claimed(model, self.execute_dir):
             self.repair(model, entry)
+        else:
+            model_snapshot.remove(self.registry.directory, entry.get("snapshot", ""))
         return True
 
     def repair(self, model: str, entry: dict[str, Any]) -> None:
         """A job claimed ``model`` while it was being unloaded: put it back."""
         LOG.warning("a job claimed %s while it was unloaded: loading it again", model)
         link = Path(self.registry.directory, JOB_REPOSITORY, model)
+        snapshot = entry.get("snapshot", "")
+        if entry.get("source") and not model_snapshot.is_snapshot(self.registry.directory, snapshot):
+            LOG.error("no snapshot of %s left to load again", model)
+            return
         if entry.get("source") and not link.is_symlink():
-            link.symlink_to(entry["source"])
+            link.symlink_to(snapshot)  # the snapshot vetted when it was loaded, never the source
         with self.registry.editing() as document:
             models = document.setdefault("models", {})
-            models[model] = {"source": entry.get("source", ""), "holders": {}}
+            models[model] = {**entry, "holders": {}}
             adopt_claims(models, self.execute_dir)
         try:
             self.server.load(model, timeout=60.0)

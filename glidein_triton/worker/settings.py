@@ -520,6 +520,15 @@ SETTINGS = (
         "backend, custom backends, execution environments). Elsewhere only data models load.",
     ),
     SettingSpec(
+        "GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT",
+        "job_model_size_limit",
+        count(1, 1 << 20),
+        "8192",
+        "1-1048576 MiB",
+        "The largest job model (all its files) the agent copies into the private snapshot the server loads "
+        "(in the glidein's work directory, on its disk); a larger model is refused.",
+    ),
+    SettingSpec(
         "GLIDEIN_TRITON_PERIODIC_PERIOD",
         "periodic_period",
         seconds(10, 86400),
@@ -638,6 +647,7 @@ class Settings:
     periodic_period: float
     job_repositories: tuple[str, ...]
     code_repositories: tuple[str, ...]
+    job_model_size_limit: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:

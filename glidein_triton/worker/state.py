@@ -22,6 +22,8 @@ LOG_FILE_NAME = "server.log"
 EMPTY_REPOSITORY = "empty_model_repository"
 #: The second model repository the server serves: links to the model directories that jobs ask for.
 JOB_REPOSITORY = "job_models"
+#: The private copies of job models that those links point to (model_snapshot.py).
+JOB_SNAPSHOTS = "job_snapshots"
 
 
 def state_dir(work_dir: Path) -> Path:
@@ -99,6 +101,8 @@ class ServerState:
     #: The operator's policy for job repositories (settings GLIDEIN_TRITON_JOB_/CODE_REPOSITORIES).
     job_repositories: list[str] = field(default_factory=list)
     code_repositories: list[str] = field(default_factory=list)
+    #: MiB (GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT)
+    job_model_size_limit: int = field(default_factory=setting_default("job_model_size_limit"))
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0

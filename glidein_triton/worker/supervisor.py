@@ -76,6 +76,7 @@ def record_launch(
     state.load_timeout = settings.load_timeout
     state.job_repositories = list(settings.job_repositories)
     state.code_repositories = list(settings.code_repositories)
+    state.job_model_size_limit = settings.job_model_size_limit
     state.restart_limit = settings.restart_limit
     state.restart_backoff = settings.restart_backoff
     state.restart_window = settings.restart_window
