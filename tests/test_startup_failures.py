@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import server, server_report
 from glidein_triton.worker.errors import ModelLoadError, OptionRefusedError, PortInUseError
 from glidein_triton.worker.state import ServerState
@@ -178,3 +179,26 @@ def test_first_error_skips_the_cpu_nodes_cuda_line_and_ends_at_the_first_newline
     )
     assert server_report.first_error(log) == "ERROR: boom"
     assert server_report.first_error(CUDA_NOISE) == ""
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_misspelled_setting_is_reported_with_the_close_name(
+    glidein: SimulatedGlidein, required: bool
+) -> None:
+    for key, value in {
+        "GLIDEIN_TRITON": "True",
+        "GLIDEIN_TRITON_REQUIRED": str(required),
+        "GLIDEIN_TRITON_RUNTIME": "process",
+        "GLIDEIN_TRITON_SERVER_BINARY": str(glidein.root / "no-tritonserver"),
+        "GLIDEIN_TRITON_READY_TIMOUT": "5",
+    }.items():
+        glidein.set(key, value)
+    result = glidein.run_startup()
+    expected = (
+        "not settings of glidein-triton, ignored: GLIDEIN_TRITON_READY_TIMOUT (did you mean "
+        "GLIDEIN_TRITON_READY_TIMEOUT?) (docs/settings.md lists them)"
+    )
+    assert result.metrics["TritonIgnoredSettings"] == expected
+    assert f"WARNING {expected}" in result.stderr
+    if required:
+        assert result.detail.splitlines()[1].strip() == expected
