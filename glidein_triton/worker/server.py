@@ -33,6 +33,10 @@ FAST_POLL_INTERVAL = 0.01
 FAST_POLL_SECONDS = 5.0
 MAX_POLL_INTERVAL = 0.5
 MIB = 1 << 20
+#: While the server starts, what it is loading is logged after PROGRESS_FIRST seconds, then at twice the
+#: previous interval up to PROGRESS_MAX: eight lines in the longest wait of the default timeout (240 s).
+PROGRESS_FIRST = 5.0
+PROGRESS_MAX = 40.0
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
 #: Under RLIMIT_DATA, a thread stack (8 MiB) or buffer that does not fit fails: a server process this close
 #: to its limit is held by it (measured: 253 of 256 MiB while the python backend waited for its stub).
@@ -202,6 +206,8 @@ def wait_ready(state: ServerState, timeout: float) -> None:
     started = time.monotonic()
     deadline = started + timeout
     delay = FAST_POLL_INTERVAL
+    interval = PROGRESS_FIRST
+    next_progress = started + interval
     while True:
         if endpoint.is_ready(timeout=1.0):
             state.ready_at = time.time()
@@ -209,8 +215,18 @@ def wait_ready(state: ServerState, timeout: float) -> None:
         code = _exit_code(state.pid)
         if code is not None:
             raise exit_error(state, code)
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             raise timeout_error(state, timeout)
+        if now >= next_progress:
+            LOG.info(
+                "waiting for tritonserver to be ready (%.0f of %g s, GLIDEIN_TRITON_READY_TIMEOUT): %s",
+                now - started,
+                timeout,
+                server_report.loading_progress(server_report.read_log(state.log_path)),
+            )
+            interval = min(interval * 2, PROGRESS_MAX)
+            next_progress = now + interval
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         if time.monotonic() - started > FAST_POLL_SECONDS:
             delay = min(delay * 1.5, MAX_POLL_INTERVAL)

@@ -42,6 +42,13 @@ MODEL_FAILURE_PHRASES = (
     "Failed to create instance",
     "failed to load all models",
 )
+#: What the server logs of each model it loads at start (model_lifecycle.cc); its HTTP endpoint answers only
+#: after they all loaded, so its log is where the progress of a start is.
+LOADING = re.compile(r'"loading: ([^:"]+):\d+"')
+LOADED = re.compile(r"successfully loaded '([^']+)'")
+FAILED_TO_LOAD = re.compile(r"failed to load '([^']+)'")
+#: At most this many model names in a progress line.
+NAMES_SHOWN = 8
 #: Words of a failed allocation in a server's log: a thread stack or a buffer over the data limit.
 ALLOCATION_FAILURE_PHRASES = (
     "pthread_create",
@@ -103,3 +110,21 @@ def allocation_failure(text: str) -> bool:
     """Whether a server log shows an allocation that failed."""
     lowered = text.lower()
     return any(phrase in lowered for phrase in ALLOCATION_FAILURE_PHRASES)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def loading_progress(log_text: str) -> str:
+    """Which models a starting server is loading, has loaded and failed to load, from its log."""
+    loaded = list(dict.fromkeys(LOADED.findall(log_text)))
+    failed = [name for name in dict.fromkeys(FAILED_TO_LOAD.findall(log_text)) if name not in loaded]
+    loading = [name for name in dict.fromkeys(LOADING.findall(log_text)) if name not in {*loaded, *failed}]
+    parts = [
+        f"{label} {_names(names)}"
+        for label, names in (("loading", loading), ("loaded", loaded), ("failed", failed))
+        if names
+    ]
+    return "; ".join(parts) or "no model loading yet"
