@@ -128,6 +128,7 @@ def test_gpu_node_with_apptainer_can_run(
     assert list(checks) == [
         "python",
         "settings",
+        "keys",
         "containers",
         "runtime",
         "instance",
@@ -667,3 +668,26 @@ def test_without_a_glidein_config_the_container_setting_is_not_known(
 ) -> None:
     _, report = run_check(capsys)
     assert by_name(report)["containers"]["status"] == "info"
+
+
+def test_a_misspelled_setting_is_a_warning_with_the_close_name(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_executable(node.bin / "tritonserver", "#!/bin/sh\n")
+    config = node.glidein_config(
+        GLIDEIN_TRITON="True",
+        GLIDEIN_TRITON_READY_TIMOUT="5",
+        ENTRY_GLIDEIN_TRITON_DIR="/x",
+        GLIDEIN_TRITON_ZZZ="1",
+    )
+    _, report = run_check(capsys, "--glidein-config", str(config))
+    names = by_name(report)["keys"]
+    assert names["status"] == "warn"
+    assert names["summary"] == "not settings, ignored: GLIDEIN_TRITON_READY_TIMOUT, GLIDEIN_TRITON_ZZZ"
+    assert names["notes"] == [
+        "GLIDEIN_TRITON_READY_TIMOUT: did you mean GLIDEIN_TRITON_READY_TIMEOUT?",
+        "GLIDEIN_TRITON_ZZZ: no setting is close (docs/settings.md)",
+    ]
+    config = node.glidein_config(GLIDEIN_TRITON="True", GLIDEIN_TRITON_READY_TIMEOUT="5")
+    _, report = run_check(capsys, "--glidein-config", str(config))
+    assert by_name(report)["keys"]["status"] == "ok"

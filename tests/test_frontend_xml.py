@@ -490,7 +490,11 @@ def test_a_wrapper_in_the_global_files_is_enough() -> None:
 )
 def test_containers_kept_off_are_warned_about(original: bytes, group: str | None, message: str) -> None:
     options = FrontendOptions(group=group, create_group=True, images=IMAGES)
-    notes = frontend_cli.patch(original, "frontend.xml", options).warnings
+    notes = [
+        note
+        for note in frontend_cli.patch(original, "frontend.xml", options).warnings
+        if SINGULARITY_USE in note
+    ]
     assert len(notes) == 1
     assert message in notes[0]
     assert "no SINGULARITY_PATH for the Triton server" in notes[0]
@@ -505,7 +509,74 @@ def test_containers_kept_off_are_warned_about(original: bytes, group: str | None
     ],
 )
 def test_a_group_with_containers_is_not_warned_about(original: bytes) -> None:
-    assert (
-        frontend_cli.patch(original, "frontend.xml", FrontendOptions(group="main", images=IMAGES)).warnings
-        == []
+    options = FrontendOptions(group="main", images=IMAGES, exclude_elsewhere=True)
+    assert frontend_cli.patch(original, "frontend.xml", options).warnings == []
+
+
+def test_containers_off_globally_the_group_gets_its_own_preferred() -> None:
+    original = with_container_settings(global_attr=use_attr("DISABLE_GWMS"))
+    without = frontend_cli.patch(original, "frontend.xml", FrontendOptions(group="main", images=IMAGES))
+    assert container_settings(without.data, "main") == ([], [])
+    assert any("--group-containers sets PREFERRED in group 'main'" in note for note in without.warnings)
+    options = FrontendOptions(group="main", images=IMAGES, containers=True)
+    result = frontend_cli.patch(original, "frontend.xml", options)
+    assert container_settings(result.data, "main") == (["PREFERRED"], [(DEFAULT_WRAPPER, "True")])
+    assert not any(SINGULARITY_USE in note for note in result.warnings)
+    (global_use,) = named(parse(result.data), "attrs/attr", SINGULARITY_USE)
+    assert global_use.get("value") == "DISABLE_GWMS"  # the other groups keep theirs
+    assert frontend_cli.patch(result.data, "frontend.xml", options).data == result.data
+
+
+def test_a_groups_own_value_that_keeps_containers_off_is_replaced_only_with_overwrite() -> None:
+    original = with_container_settings(group_attr=use_attr("NEVER"))
+    with pytest.raises(PatchError, match="Pass --overwrite to replace it"):
+        patch(original, "main", containers=True)
+    replaced = patch(original, "main", containers=True, overwrite=True)
+    assert container_settings(replaced, "main")[0] == ["PREFERRED"]
+
+
+def query_of(data: bytes, group: str) -> str:
+    job = group_of(data, group).find("match/job")
+    assert job is not None
+    return job.get("query_expr", "")
+
+
+def test_other_groups_counting_triton_jobs_are_named_and_can_leave_them_out() -> None:
+    original = FRONTEND_XML.read_bytes()
+    plain = frontend_cli.patch(original, "frontend.xml", FrontendOptions(group="triton", create_group=True))
+    (note,) = [note for note in plain.warnings if "query_expr" in note]
+    assert "group(s) 'main', 'gpu' does not leave out Triton jobs" in note
+    assert "--exclude-triton-jobs" in note
+    options = FrontendOptions(group="triton", create_group=True, exclude_elsewhere=True)
+    result = frontend_cli.patch(original, "frontend.xml", options)
+    assert not any("query_expr" in note for note in result.warnings)
+    assert query_of(result.data, "main") == "(RequiresTriton =!= True)"
+    assert query_of(result.data, "gpu") == "(RequestGPUs >= 1) && (RequiresTriton =!= True)"
+    assert query_of(result.data, "triton") == "(RequiresTriton =?= True)"
+    assert frontend_cli.patch(result.data, "frontend.xml", options).data == result.data
+    # What the expressions select, as HTCondor evaluates a constraint on a job ad.
+    triton_job = classad2.ClassAd({"RequiresTriton": True, "RequestGPUs": 1})
+    other_job = classad2.ClassAd({"RequestGPUs": 1})
+    gpu_query = classad2.ExprTree(query_of(result.data, "gpu"))
+    assert gpu_query.eval(triton_job) is False
+    assert gpu_query.eval(other_job) is True
+
+
+def test_a_group_without_a_job_query_gets_one_that_leaves_triton_jobs_out() -> None:
+    text = FRONTEND_XML.read_text(encoding="utf-8")
+    head, _, tail = text.partition('<group name="main" enabled="True">')
+    start, end = tail.index("<match "), tail.index("</match>") + len("</match>")
+    original = f'{head}<group name="main" enabled="True">{tail[:start]}{tail[end:]}'.encode()
+    result = patch(original, "triton", create_group=True, exclude_elsewhere=True)
+    assert query_of(result, "main") == "(RequiresTriton =!= True)"
+    disabled = FRONTEND_XML.read_bytes().replace(
+        b'<group name="gpu" enabled="True"', b'<group name="gpu" enabled="False"'
     )
+    notes = frontend_cli.patch(disabled, "frontend.xml", FrontendOptions(group="main")).warnings
+    assert not any("query_expr" in note for note in notes)
+
+
+def test_the_group_options_need_a_group(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        frontend_cli.main(["--exclude-triton-jobs", str(FRONTEND_XML)])
+    assert "--exclude-triton-jobs needs --group NAME" in capsys.readouterr().err

@@ -163,8 +163,10 @@ def test_the_factory_journey(tmp_path: Path) -> None:
 
 
 def test_the_frontend_journey(tmp_path: Path) -> None:
-    _, patch = walk("journey-frontend.md", tmp_path)
+    _, patch, excluded = walk("journey-frontend.md", tmp_path)
     assert patch.stdout.splitlines()[-1] == "1"  # GLIDEIN_Singularity_Use, once, in the new group
+    assert "does not leave out Triton jobs" in patch.stderr  # the packaged group 'main' counts them
+    assert excluded.stdout.splitlines()[-1] == "1"  # the query of group 'main' leaves them out, once
     patched = (tmp_path / "etc" / "gwms-frontend" / "frontend.xml").read_text()
     assert '<group name="triton" enabled="True">' in patched
     assert "default_singularity_wrapper.sh" in patched

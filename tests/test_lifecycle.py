@@ -162,12 +162,12 @@ def test_model_failing_to_load_reports_the_server_log(tmp_path: Path) -> None:
     config = GlideinConfig.read(prepared.glidein.config_path)
     with pytest.raises(ServerStartError) as raised:
         startup.start_server(config, Settings.from_config(config), prepared.environment)
-    assert "exited before it was ready" in raised.value.message
-    assert "weights missing" in raised.value.evidence
+    assert "could not load its startup models" in raised.value.message
+    assert "weights missing" in raised.value.message
     assert "--load-model=broken" in raised.value.evidence
     assert recorded_state(prepared.glidein) is None
     result = prepared.glidein.run_startup(prepared.environment)
-    assert result.metrics["TritonFailure"] == "WN_Resource"
+    assert result.metrics["TritonFailure"] == "VO_Config"
     assert prepared.glidein.published()[0]["HasTriton"] == "False"
 
 

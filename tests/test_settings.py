@@ -8,11 +8,14 @@ import subprocess
 import pytest
 
 from glidein_triton.local.glidein import helper_scripts_dir
+from glidein_triton.operator import payload
+from glidein_triton.worker import startup
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.job_request import RequestError, parse_names, parse_truth
 from glidein_triton.worker.settings import (
     ALLOWED_SERVER_OPTIONS,
     MEMORY_LIMIT_AUTO_FLOOR,
+    OWN_KEYS,
     SETTINGS,
     Settings,
     default_value,
@@ -21,6 +24,8 @@ from glidein_triton.worker.settings import (
     parse_images_dict,
     parse_models,
     required_flag,
+    unknown_settings,
+    unknown_settings_text,
 )
 from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.words import is_model_name
@@ -271,3 +276,42 @@ def test_automatic_memory_limit() -> None:
     assert memory_limit(None, gpus=False, glidein_mib=node // 4) == node // 4 // 2
     assert memory_limit(None, gpus=False, glidein_mib=2000) == MEMORY_LIMIT_AUTO_FLOOR
     assert memory_limit(None, gpus=False, glidein_mib=0) == 0  # unknown: none
+
+
+def test_keys_meant_as_settings_are_found_with_the_closest_name() -> None:
+    config = {
+        "GLIDEIN_TRITON_READY_TIMOUT": "5",
+        "GLIDEIN_TRITON_GPUS": "gpu",
+        "GLIDEN_TRITON_MODELS": "simple",
+        "GLIDEIN_TRTION": "True",
+        "GLIDEIN_ToDie": "1",
+        "glidein_triton_image": "/cvmfs/x",
+        "GLIDEIN_TRITON_NOTHING_LIKE_IT": "1",
+        # Not settings, and not misspelled ones: the plugin's own keys, what it publishes, others.
+        "GLIDEIN_TRITON_READY_TIMEOUT": "5",
+        "ENTRY_GLIDEIN_TRITON_DIR": "/x",
+        "GLIDEIN_TRITON_CODE_DIR": "/x",
+        "GLIDEIN_TRITON_ACCOUNTING_FILE": "/x",
+        "TRITON_GRPC_URL": "127.0.0.1:1",
+        "HAS_TRITON": "True",
+        "GLIDEIN_Singularity_Use": "PREFERRED",
+    }
+    assert unknown_settings(config) == [
+        ("GLIDEIN_TRITON_GPUS", "GLIDEIN_TRITON_GPU"),
+        ("GLIDEIN_TRITON_NOTHING_LIKE_IT", ""),
+        ("GLIDEIN_TRITON_READY_TIMOUT", "GLIDEIN_TRITON_READY_TIMEOUT"),
+        ("GLIDEIN_TRTION", "GLIDEIN_TRITON"),
+        ("GLIDEN_TRITON_MODELS", "GLIDEIN_TRITON_MODELS"),
+        ("glidein_triton_image", "GLIDEIN_TRITON_IMAGE"),
+    ]
+    assert unknown_settings_text({"GLIDEIN_TRITON_READY_TIMOUT": "5"}) == (
+        "not settings of glidein-triton, ignored: GLIDEIN_TRITON_READY_TIMOUT (did you mean "
+        "GLIDEIN_TRITON_READY_TIMEOUT?) (docs/settings.md lists them)"
+    )
+    assert unknown_settings_text({"GLIDEIN_TRITON": "True"}) == ""
+
+
+def test_the_plugins_own_keys_are_the_ones_it_writes() -> None:
+    assert {payload.CODE_DIR_ATTRIBUTE, startup.ACCOUNTING_KEY} <= set(OWN_KEYS)
+    script = (payload.SCRIPTS_DIR / payload.SETUP_SCRIPT).read_text()
+    assert "gconfig_add GLIDEIN_TRITON_CODE_DIR " in script

@@ -111,6 +111,7 @@ CASES: dict[str, tuple[Mapping[str, object], Mapping[str, set[str]]]] = {
     "frontend_config/match.xml.j2": ({}, FRONTEND),
     "frontend_config/container_attrs.xml.j2": ({}, FRONTEND),
     "frontend_config/wrapper_file.xml.j2": ({"wrapper": "/var/lib/gwms-frontend/web-base/w.sh"}, FRONTEND),
+    "frontend_config/exclude_triton_jobs.xml.j2": ({}, FRONTEND),
 }
 
 

@@ -25,7 +25,7 @@ from glidein_triton.operator.xmlpatch.command import (
 )
 from glidein_triton.operator.xmlpatch.source import SourceDocument
 from glidein_triton.worker.errors import ConfigError
-from glidein_triton.worker.settings import DEFAULTS, Settings
+from glidein_triton.worker.settings import DEFAULTS, Settings, closest_setting
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -101,8 +101,13 @@ def collect_settings(arguments: argparse.Namespace) -> tuple[tuple[str, str], ..
         values["GLIDEIN_TRITON_PERIODIC_PERIOD"] = str(arguments.period)
     for item in arguments.set:
         key, separator, value = item.partition("=")
-        if not separator or key not in DEFAULTS:
+        if not separator:
             raise ConfigError(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(DEFAULTS)}")
+        if key not in DEFAULTS:
+            close = closest_setting(key)
+            if close:
+                raise ConfigError(f"--set {item!r}: {key} is not a setting: did you mean {close}?")
+            raise ConfigError(f"--set {item!r}: {key} is not a setting: use one of {', '.join(DEFAULTS)}")
         values[key] = value
     Settings.from_config(values)
     return tuple(values.items())

@@ -12,6 +12,7 @@ from glidein_triton.operator.frontend_patch import (
     SERVER_KEY,
     FrontendOptions,
     container_warnings,
+    other_group_warnings,
     plan_edits,
     warnings,
 )
@@ -50,6 +51,18 @@ def argument_parser() -> argparse.ArgumentParser:
         f"value) instead of {IMAGE_SETTING}",
     )
     parser.add_argument("--no-images", action="store_true", help="set no server image")
+    parser.add_argument(
+        "--group-containers",
+        action="store_true",
+        help="give the group GLIDEIN_Singularity_Use = PREFERRED (and the job wrapper) also when the "
+        "frontend keeps containers off (e.g. a global DISABLE_GWMS): a group value wins over the global one",
+    )
+    parser.add_argument(
+        "--exclude-triton-jobs",
+        action="store_true",
+        help="add && (RequiresTriton =!= True) to the job query_expr of the other enabled groups, so that "
+        "only the Triton group requests glideins for Triton jobs",
+    )
     add_write_options(parser)
     return parser
 
@@ -58,6 +71,12 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
     """The options, or ValueError naming what is wrong with the command line."""
     if arguments.create_group and not arguments.group:
         raise ValueError("--create-group needs --group NAME")
+    for option, given in (
+        ("--group-containers", arguments.group_containers),
+        ("--exclude-triton-jobs", arguments.exclude_triton_jobs),
+    ):
+        if given and not arguments.group:
+            raise ValueError(f"{option} needs --group NAME")
     if arguments.no_images and not arguments.group:
         raise ValueError("nothing to do: give --group NAME, or leave out --no-images")
     image = "" if arguments.no_images else arguments.server_image.strip()
@@ -65,11 +84,19 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
         raise ValueError(f"server image {image!r}: give a path or URI without commas")
     images = {SERVER_KEY: image} if image and arguments.images_dict else {}
     server_image = "" if arguments.images_dict else image
-    return FrontendOptions(arguments.group, arguments.create_group, images, arguments.overwrite, server_image)
+    return FrontendOptions(
+        arguments.group,
+        arguments.create_group,
+        images,
+        arguments.overwrite,
+        server_image,
+        containers=arguments.group_containers,
+        exclude_elsewhere=arguments.exclude_triton_jobs,
+    )
 
 
 def notes(document: SourceDocument, options: FrontendOptions) -> list[str]:
-    return warnings(options) + container_warnings(document, options)
+    return warnings(options) + container_warnings(document, options) + other_group_warnings(document, options)
 
 
 def patch(data: bytes, label: str, options: FrontendOptions) -> Patched:

@@ -12,7 +12,12 @@
   only where the entry gives GPUs; and its ``GLIDEIN_TRITON`` parameter turns the switch on.
 * Containers: when neither the group nor the global ``<attrs>`` set ``GLIDEIN_Singularity_Use``, the group
   gets ``PREFERRED`` (and GlideinWMS's job wrapper when no wrapper file is listed); a value that keeps
-  containers off is left, with a warning.
+  containers off is left, with a warning, unless ``containers`` (``--group-containers``) asks for the
+  group's own ``PREFERRED`` (a group value wins over the global one; a group's own other value is a
+  conflict, replaced with ``--overwrite``).
+* Other groups: every enabled group whose ``<job query_expr>`` does not leave Triton jobs out also requests
+  glideins for them (without Triton: the jobs cannot run there): a warning names them, and
+  ``exclude_elsewhere`` (``--exclude-triton-jobs``) ANDs ``(RequiresTriton =!= True)`` to their query_expr.
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ class FrontendOptions:
     overwrite: bool = False
     #: GLIDEIN_TRITON_IMAGE; empty: not set
     server_image: str = ""
+    #: give the group GLIDEIN_Singularity_Use = PREFERRED even where the frontend keeps containers off
+    containers: bool = False
+    #: AND the Triton-jobs exclusion to the job query_expr of the other enabled groups
+    exclude_elsewhere: bool = False
 
 
 def parse_images(value: str) -> list[tuple[str, str]]:
@@ -257,10 +266,16 @@ def _has_wrapper(root: etree._Element, group: etree._Element) -> bool:
     )
 
 
-def _patch_containers(plan: Plan, root: etree._Element, group: etree._Element, context: MergeContext) -> None:
-    """Give the group GLIDEIN_Singularity_Use (and a job wrapper) when the frontend sets no value."""
-    if group.find("attrs") is None or singularity_use(root, group) is not None:
-        return  # without <attrs>, this pass adds them (with the switch): the next pass comes back here
+def _patch_containers(
+    plan: Plan, root: etree._Element, group: etree._Element, context: MergeContext, containers: bool
+) -> None:
+    """Give the group GLIDEIN_Singularity_Use (and a job wrapper) when the frontend sets no value, or, with
+    ``containers``, when its value keeps containers off."""
+    if group.find("attrs") is None:
+        return  # this pass adds them (with the switch): the next pass comes back here
+    use = singularity_use(root, group)
+    if use is not None and (use in CONTAINER_USES or not containers):
+        return
     wanted = wanted_elements(Fragment.render("frontend_config/container_attrs.xml.j2"))
     ensure_elements(plan, group, "attrs", wanted, name_key, context)
     if not _has_wrapper(root, group):
@@ -280,13 +295,66 @@ def container_warnings(document: SourceDocument, options: FrontendOptions) -> li
         found = _named(root.find("groups"), "group", options.group)
         group = found[-1] if found else None  # None: a group to create, which gets the global value
     use = singularity_use(root, group)
-    if use in CONTAINER_USES or (use is None and options.group is not None):
+    if use in CONTAINER_USES or (options.group is not None and (use is None or options.containers)):
         return []  # containers on, or the patch turns them on in the group
     where = "the global <attrs>" if options.group is None else f"group {options.group!r}"
+    fix = "" if options.group is None else f"; --group-containers sets PREFERRED in group {options.group!r}"
     return [
         f"{document.label}: {where}: {SINGULARITY_USE} is {use or 'not set (DISABLE_GWMS)'}: GlideinWMS then "
         "sets up no Apptainer (no SINGULARITY_PATH for the Triton server) and ignores the jobs' "
-        f"+SingularityImage; the groups that run Triton jobs need one of {', '.join(CONTAINER_USES)}"
+        f"+SingularityImage; the groups that run Triton jobs need one of {', '.join(CONTAINER_USES)}{fix}"
+    ]
+
+
+def _exclusion() -> tuple[Fragment, etree._Element, etree._Element]:
+    """The template that leaves Triton jobs out of a group: the fragment, its <match> and its <job>."""
+    fragment = Fragment.render("frontend_config/exclude_triton_jobs.xml.j2")
+    match = fragment.elements[0]
+    job = match.find("job")
+    if job is None:
+        raise PatchError("the template frontend_config/exclude_triton_jobs.xml.j2 has no <job>")
+    return fragment, match, job
+
+
+def counting_groups(root: etree._Element, triton_group: str) -> list[etree._Element]:
+    """The enabled groups other than ``triton_group`` whose job query_expr does not leave Triton jobs out:
+    each requests glideins for Triton jobs too (glideins without Triton, where those jobs cannot run)."""
+    exclusion = _normalized(_exclusion()[2].get("query_expr", ""))
+    counting = []
+    for group in root.iterfind("groups/group"):
+        job = group.find("match/job")
+        query = "" if job is None else job.get("query_expr", "")
+        enabled = group.get("enabled", "True").strip().lower() != "false"
+        if group.get("name") != triton_group and enabled and exclusion not in _normalized(query):
+            counting.append(group)
+    return counting
+
+
+def _exclude_triton_jobs(plan: Plan, group: etree._Element) -> None:
+    """AND the exclusion of Triton jobs to the group's job query_expr (a <match> or <job> where missing)."""
+    fragment, wanted_match, wanted_job = _exclusion()
+    match = group.find("match")
+    job = None if match is None else match.find("job")
+    if match is None:
+        plan.insert(group, fragment.text(wanted_match))
+    elif job is None:
+        plan.insert(match, fragment.text(wanted_job))
+    else:
+        combine_expression(plan, job, "query_expr", wanted_job.get("query_expr", ""), "&&")
+
+
+def other_group_warnings(document: SourceDocument, options: FrontendOptions) -> list[str]:
+    """The other groups that also request glideins for Triton jobs, when the patch leaves them so."""
+    if options.group is None or options.exclude_elsewhere:
+        return []
+    names = [group.get("name", "") for group in counting_groups(document.root, options.group)]
+    if not names:
+        return []
+    return [
+        f"{document.label}: the job query_expr of group(s) {', '.join(map(repr, names))} does not leave out "
+        "Triton jobs (+RequiresTriton = True): each of these groups requests glideins for them too, which "
+        "start no Triton server, so the jobs do not run there and those glideins idle until they end; "
+        "--exclude-triton-jobs adds && (RequiresTriton =!= True) to their query_expr"
     ]
 
 
@@ -313,7 +381,12 @@ def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]
             plan, group, "attrs", switch, name_key, MergeContext(where, PARSER_DEFAULTS, options.overwrite)
         )
         _patch_match(plan, group, Fragment.render("frontend_config/match.xml.j2"), where, options.overwrite)
-        _patch_containers(plan, root, group, MergeContext(where, PARSER_DEFAULTS, options.overwrite))
+        _patch_containers(
+            plan, root, group, MergeContext(where, PARSER_DEFAULTS, options.overwrite), options.containers
+        )
+        if options.exclude_elsewhere:
+            for other in counting_groups(root, options.group):
+                _exclude_triton_jobs(plan, other)
     if options.server_image:
         holder = root if group is None else group
         where = f"{label}: " + ("global <attrs>" if group is None else f"group {options.group!r}")

@@ -48,6 +48,12 @@ class ServerStartError(TritonSetupError):
     failure_type = "WN_Resource"
 
 
+class ModelLoadError(ServerStartError):
+    """The server exited because a model it was to start with is not in its repositories or cannot load."""
+
+    failure_type = "VO_Config"
+
+
 class OptionRefusedError(ServerStartError):
     """The server exited at once because its release does not know one of the options it was given."""
 

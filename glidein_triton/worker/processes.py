@@ -37,6 +37,18 @@ def start_ticks(pid: int) -> int:
     return int(fields[19]) if fields else 0
 
 
+def data_size_mib(pid: int) -> int:
+    """The process's data segment (``VmData``: what RLIMIT_DATA limits) in MiB; 0 when it is gone."""
+    try:
+        text = (PROC / str(pid) / "status").read_text()
+    except (OSError, ValueError):
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmData:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
 def _alive(pid: int, fields: list[str]) -> bool:
     """Not a zombie; or a zombie whose other threads still exit (and still hold its sockets and files)."""
     if fields[0] not in ("Z", "X"):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from glidein_triton.worker import processes, triton_release
+from glidein_triton.worker import processes, server_report, triton_release
 from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import (
+    ModelLoadError,
     OptionRefusedError,
     PortInUseError,
     ReadinessTimeoutError,
@@ -31,7 +33,16 @@ FAST_POLL_INTERVAL = 0.01
 FAST_POLL_SECONDS = 5.0
 MAX_POLL_INTERVAL = 0.5
 MIB = 1 << 20
+#: While the server starts, what it is loading is logged after PROGRESS_FIRST seconds, then at twice the
+#: previous interval up to PROGRESS_MAX: eight lines in the longest wait of the default timeout (240 s).
+PROGRESS_FIRST = 5.0
+PROGRESS_MAX = 40.0
 PORT_CLASH_WORDS = ("already in use", "Address in use", "Failed to bind")
+#: Under RLIMIT_DATA, a thread stack (8 MiB) or buffer that does not fit fails: a server process this close
+#: to its limit is held by it (measured: 253 of 256 MiB while the python backend waited for its stub).
+LIMIT_MARGIN_MIB = 16
+#: Exits of a crash, which a failed allocation ends in when the code does not check it.
+CRASH_CODES = (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS)
 
 
 def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -116,53 +127,106 @@ def _exit_code(pid: int) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
+def _first_error(log_text: str) -> str:
+    """The server's first error line, for the end of a message."""
+    return server_report.first_error(log_text) or "no error line in its log"
+
+
+def limit_is_the_cause(state: ServerState, log_text: str, code: int | None) -> bool:
+    """Whether the data limit stopped the server: its log shows a failed allocation, it crashed (exit
+    ``code``), or, still running, a process of it is within LIMIT_MARGIN_MIB of the limit (a thread it
+    waits for could not start: the python backend's stub under 256 MiB)."""
+    if not state.memory_limit:
+        return False
+    if server_report.allocation_failure(log_text):
+        return True
+    if code is not None:
+        return code in CRASH_CODES
+    members = processes.group_members(state.pgid) if state.pgid else []
+    used = max((processes.data_size_mib(pid) for pid in members or [state.pid]), default=0)
+    return used >= state.memory_limit - LIMIT_MARGIN_MIB
+
+
+def exit_error(state: ServerState, code: int) -> ServerStartError:
+    """The error of a server that exited before it was ready, from its log: the cause it names first."""
+    evidence = _evidence(state.argv, code, state.log_path)
+    text = server_report.read_log(state.log_path)
+    tail = log_tail(state.log_path)
+    said = _first_error(text)
+    if any(word in tail for word in PORT_CLASH_WORDS):
+        return PortInUseError(f"tritonserver could not bind its ports: {said}", evidence=evidence)
+    refused = triton_release.unrecognized_option(tail)
+    if refused:
+        return OptionRefusedError(
+            f"tritonserver does not accept {refused}: the server's Triton release is older than "
+            "that option (docs/images.md lists what each release supports)",
+            option=refused,
+            evidence=evidence,
+        )
+    if limit_is_the_cause(state, text, code):
+        return ServerStartError(
+            f"tritonserver exited before it was ready (its data limited to {state.memory_limit} MiB: "
+            f"GLIDEIN_TRITON_SERVER_MEMORY_LIMIT): {said}",
+            evidence=evidence,
+        )
+    if server_report.model_failure(said):
+        return ModelLoadError(
+            f"tritonserver could not load its startup models (GLIDEIN_TRITON_MODELS from "
+            f"GLIDEIN_TRITON_MODEL_REPOSITORY): {said}",
+            evidence=evidence,
+        )
+    return ServerStartError(f"tritonserver exited before it was ready: {said}", evidence=evidence)
+
+
+def timeout_error(state: ServerState, timeout: float) -> ReadinessTimeoutError:
+    """The error of a server still not ready after ``timeout`` seconds."""
+    evidence = _evidence(state.argv, None, state.log_path)
+    text = server_report.read_log(state.log_path)
+    said = _first_error(text)
+    if limit_is_the_cause(state, text, None):
+        return ReadinessTimeoutError(
+            f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
+            f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT): {said}",
+            evidence=evidence,
+        )
+    return ReadinessTimeoutError(
+        f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT): {said}",
+        evidence=evidence,
+    )
+
+
 def wait_ready(state: ServerState, timeout: float) -> None:
     """Poll ``/v2/health/ready`` with backoff until it answers 200.
 
     An early exit of the server is noticed at once, and a port clash raises PortInUseError so that the
-    caller can retry with other ports. Every failure carries the argv, exit code and log tail.
+    caller can retry with other ports. Every failure carries the server's first error line, and the argv,
+    exit code and log tail as evidence.
     """
     endpoint = Server(state.http_port)
     started = time.monotonic()
     deadline = started + timeout
     delay = FAST_POLL_INTERVAL
+    interval = PROGRESS_FIRST
+    next_progress = started + interval
     while True:
         if endpoint.is_ready(timeout=1.0):
             state.ready_at = time.time()
             return
         code = _exit_code(state.pid)
         if code is not None:
-            evidence = _evidence(state.argv, code, state.log_path)
-            tail = log_tail(state.log_path)
-            if any(word in tail for word in PORT_CLASH_WORDS):
-                raise PortInUseError("tritonserver could not bind its ports", evidence=evidence)
-            refused = triton_release.unrecognized_option(tail)
-            if refused:
-                raise OptionRefusedError(
-                    f"tritonserver does not accept {refused}: the server's Triton release is older than "
-                    "that option (docs/images.md lists what each release supports)",
-                    option=refused,
-                    evidence=evidence,
-                )
-            if state.memory_limit:
-                raise ServerStartError(
-                    f"tritonserver exited before it was ready (its data limited to {state.memory_limit} MiB: "
-                    "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
-                    evidence=evidence,
-                )
-            raise ServerStartError("tritonserver exited before it was ready", evidence=evidence)
-        if time.monotonic() >= deadline:
-            # Under too low a limit, a backend may wait for a thread that never started.
-            if state.memory_limit:
-                raise ReadinessTimeoutError(
-                    f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT; its data "
-                    f"limited to {state.memory_limit} MiB: GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)",
-                    evidence=_evidence(state.argv, None, state.log_path),
-                )
-            raise ReadinessTimeoutError(
-                f"tritonserver was not ready after {timeout:g} s (GLIDEIN_TRITON_READY_TIMEOUT)",
-                evidence=_evidence(state.argv, None, state.log_path),
+            raise exit_error(state, code)
+        now = time.monotonic()
+        if now >= deadline:
+            raise timeout_error(state, timeout)
+        if now >= next_progress:
+            LOG.info(
+                "waiting for tritonserver to be ready (%.0f of %g s, GLIDEIN_TRITON_READY_TIMEOUT): %s",
+                now - started,
+                timeout,
+                server_report.loading_progress(server_report.read_log(state.log_path)),
             )
+            interval = min(interval * 2, PROGRESS_MAX)
+            next_progress = now + interval
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         if time.monotonic() - started > FAST_POLL_SECONDS:
             delay = min(delay * 1.5, MAX_POLL_INTERVAL)

@@ -28,6 +28,34 @@ GPU_FAILURE_PHRASES = (
 )
 #: Triton's error lines: ``E1201 14:26:20.181979 821 model_lifecycle.cc:642] ...``, or main's ``error: ...``.
 ERROR_LINE = re.compile(r"^(E\d{4} |error: )")
+#: The part of an ``E`` line after its prefix (date, time, thread, source file), without its quotes.
+ERROR_PREFIX = re.compile(r'^E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "?')
+#: Error lines every server writes without a GPU: they are not the cause of anything.
+HARMLESS_ERRORS = ("CudaDriverHelper has not been initialized",)
+#: Phrases of the errors of a model the server could not find or load (model_repository_manager.cc,
+#: model_lifecycle.cc, backend_model.cc, and main's summary).
+MODEL_FAILURE_PHRASES = (
+    "failed to poll model",
+    "Poll failed for model",
+    "failed to load '",
+    "load failed for model",
+    "Failed to create instance",
+    "failed to load all models",
+)
+#: What the server logs of each model it loads at start (model_lifecycle.cc); its HTTP endpoint answers only
+#: after they all loaded, so its log is where the progress of a start is.
+LOADING = re.compile(r'"loading: ([^:"]+):\d+"')
+LOADED = re.compile(r"successfully loaded '([^']+)'")
+FAILED_TO_LOAD = re.compile(r"failed to load '([^']+)'")
+#: At most this many model names in a progress line.
+NAMES_SHOWN = 8
+#: Words of a failed allocation in a server's log: a thread stack or a buffer over the data limit.
+ALLOCATION_FAILURE_PHRASES = (
+    "pthread_create",
+    "cannot allocate memory",
+    "bad_alloc",
+    "resource temporarily unavailable",
+)
 
 
 def read_log(path: str | Path) -> str:
@@ -58,3 +86,45 @@ def failed_models(index: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
         for entry in index
         if entry.get("state") == "UNAVAILABLE" and entry.get("reason")
     ]
+
+
+def first_error(text: str) -> str:
+    """The server's first error line that says something ("" when none): the text of an ``E`` line without
+    its prefix (up to its first escaped newline), main's ``error: ...``, or a refused option."""
+    for line in text.splitlines():
+        if "unrecognized option" in line:
+            return line.strip()
+        if not ERROR_LINE.match(line) or any(phrase in line for phrase in HARMLESS_ERRORS):
+            continue
+        message = ERROR_PREFIX.sub("", line.strip(), count=1)
+        return message.split("\\n", 1)[0].rstrip('" ')
+    return ""
+
+
+def model_failure(error_line: str) -> bool:
+    """Whether an error line says that a model could not be found or loaded."""
+    return any(phrase in error_line for phrase in MODEL_FAILURE_PHRASES)
+
+
+def allocation_failure(text: str) -> bool:
+    """Whether a server log shows an allocation that failed."""
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in ALLOCATION_FAILURE_PHRASES)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def loading_progress(log_text: str) -> str:
+    """Which models a starting server is loading, has loaded and failed to load, from its log."""
+    loaded = list(dict.fromkeys(LOADED.findall(log_text)))
+    failed = [name for name in dict.fromkeys(FAILED_TO_LOAD.findall(log_text)) if name not in loaded]
+    loading = [name for name in dict.fromkeys(LOADING.findall(log_text)) if name not in {*loaded, *failed}]
+    parts = [
+        f"{label} {_names(names)}"
+        for label, names in (("loading", loading), ("loaded", loaded), ("failed", failed))
+        if names
+    ]
+    return "; ".join(parts) or "no model loading yet"

@@ -599,6 +599,55 @@ SETTINGS = (
 )
 DEFAULTS = {spec.key: spec.default for spec in SETTINGS}
 SPEC_BY_FIELD = {spec.field: spec for spec in SETTINGS if spec.field}
+#: glidein_config keys of the plugin that are no settings: the code directory the factory's untar writes
+#: (with an owner prefix), the one the startup script records, and the accounting file it writes.
+OWN_KEYS = ("GLIDEIN_TRITON_DIR", "GLIDEIN_TRITON_CODE_DIR", "GLIDEIN_TRITON_ACCOUNTING_FILE")
+PREFIX = "GLIDEIN_TRITON"
+#: How like a setting's name a key must be (difflib's ratio) to be taken for a misspelling of it: the part
+#: after GLIDEIN_TRITON for keys with that prefix (which every setting shares), else the whole name.
+CLOSENESS = 0.75
+WHOLE_NAME_CLOSENESS = 0.85
+
+
+def closest_setting(name: str) -> str:
+    """The setting whose name is closest to ``name`` ("" when none is close)."""
+    import difflib  # noqa: PLC0415 (only a config with an unknown key needs it)
+
+    upper = name.upper()
+    if upper.startswith(PREFIX):
+        tails = {key[len(PREFIX) :]: key for key in DEFAULTS}
+        matches = difflib.get_close_matches(upper[len(PREFIX) :], list(tails), n=1, cutoff=CLOSENESS)
+        return tails[matches[0]] if matches else ""
+    matches = difflib.get_close_matches(upper, list(DEFAULTS), n=1, cutoff=WHOLE_NAME_CLOSENESS)
+    return matches[0] if matches else ""
+
+
+def unknown_settings(config: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, the closest setting or "") of each key of ``config`` that looks meant for the plugin but is no
+    setting, which the plugin ignores: a ``GLIDEIN_TRITON*`` key, or a ``GLIDEIN_T*`` or ``*TRITON*`` key
+    (not one of those the plugin publishes, ``TRITON_*``) close to a setting's name."""
+    found = []
+    for key in config:
+        upper = key.upper()
+        if (
+            not ("TRITON" in upper or upper.startswith("GLIDEIN_T"))
+            or key in DEFAULTS
+            or upper.endswith(OWN_KEYS)
+        ):
+            continue
+        close = closest_setting(key)
+        if upper.startswith(PREFIX) or (close and not upper.startswith("TRITON_")):
+            found.append((key, close))
+    return sorted(found)
+
+
+def unknown_settings_text(config: Mapping[str, str]) -> str:
+    """One line naming the ignored keys of ``config`` with the setting each was probably meant as ("" when
+    there are none)."""
+    words = [f"{key} (did you mean {close}?)" if close else key for key, close in unknown_settings(config)]
+    if not words:
+        return ""
+    return f"not settings of glidein-triton, ignored: {', '.join(words)} (docs/settings.md lists them)"
 
 
 def default_value(field: str) -> Any:

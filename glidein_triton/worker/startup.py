@@ -55,7 +55,7 @@ from glidein_triton.worker.glidein_config import publish as publish_config
 from glidein_triton.worker.gpu_selection import Selection
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports, allocate
-from glidein_triton.worker.settings import Settings, memory_limit, required_flag
+from glidein_triton.worker.settings import Settings, memory_limit, required_flag, unknown_settings_text
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
@@ -77,6 +77,8 @@ INSTALLED_CLEANUP_SCRIPT = "00_glidein_triton_cleanup.sh"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 PORT_ATTEMPTS = 3
 ACCOUNTING_KEY = "GLIDEIN_TRITON_ACCOUNTING_FILE"
+#: The error_gen metric that names misspelled settings.
+IGNORED_SETTINGS_METRIC = "TritonIgnoredSettings"
 
 
 @dataclass(frozen=True)
@@ -502,12 +504,15 @@ def announce(config: GlideinConfig, launched: RunningServer, settings: Settings)
 def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str]) -> int:
     """The whole startup; returns the script's exit code."""
     required = required_flag(config)
+    ignored = ignored_settings(config)
+    for _metric, text in ignored:
+        LOG.warning("%s", text)
     try:
         settings = Settings.from_config(config)
         if not settings.enabled:
             values = publish.off_values()
             publish_config(config, values, publish.condor_vars(values))
-            reporter.ok([("HasTriton", "False")])
+            reporter.ok([("HasTriton", "False"), *ignored])
             return 0
         install_cleanup_script(config.work_dir)
         running = start_server(
@@ -543,9 +548,17 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
                 if report.failed_models
                 else []
             ),
+            *ignored,
         ]
     )
     return 0
+
+
+def ignored_settings(config: GlideinConfig) -> list[tuple[str, str]]:
+    """The metric naming the keys of glidein_config that look like settings but are none (misspellings),
+    each with the setting it was probably meant as; empty when there are none."""
+    text = unknown_settings_text(config)
+    return [(IGNORED_SETTINGS_METRIC, text)] if text else []
 
 
 def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, required: bool) -> int:
@@ -557,14 +570,18 @@ def fail(config: GlideinConfig, reporter: Reporter, error: TritonSetupError, req
         publish_config(config, [*values, *cleared], publish.condor_vars(values))
     except TritonSetupError as publish_error:
         LOG.error("could not publish HasTriton = False: %s", publish_error.detail())
+    ignored = ignored_settings(config)
     if required:
-        reporter.error(error.failure_type, error.detail(), [("HasTriton", "False")])
+        # The misspellings right after the message: the detail is shortened in its middle.
+        detail = "\n".join([error.message, *(text for _metric, text in ignored), error.evidence]).rstrip()
+        reporter.error(error.failure_type, detail, [("HasTriton", "False"), *ignored])
         return 1
     reporter.ok(
         [
             ("HasTriton", "False"),
             ("TritonFailure", error.failure_type),
             ("TritonFailureDetail", error.message),
+            *ignored,
         ]
     )
     return 0

@@ -22,10 +22,10 @@ from glidein_triton import __version__
 from glidein_triton.worker import cuda_support
 from glidein_triton.worker.check import container_checks, node_checks
 from glidein_triton.worker.check import findings as check_report
-from glidein_triton.worker.check.findings import FAIL, INFO, Finding
+from glidein_triton.worker.check.findings import FAIL, INFO, WARN, Finding
 from glidein_triton.worker.errors import ConfigError, CorruptionError
 from glidein_triton.worker.glidein_config import GlideinConfig
-from glidein_triton.worker.settings import Settings
+from glidein_triton.worker.settings import Settings, unknown_settings
 
 GIB = 1024**3
 
@@ -92,6 +92,19 @@ def read_settings(config: Mapping[str, str], source: str) -> tuple[Finding, Sett
     return Finding("settings", check_report.OK, f"{summary}; GLIDEIN_TRITON is on"), settings
 
 
+def check_setting_names(config: Mapping[str, str]) -> Finding:
+    """Keys of glidein_config that look like settings but are none: ignored by the startup script."""
+    unknown = unknown_settings(config)
+    if not unknown:
+        return Finding("keys", check_report.OK, "every GLIDEIN_TRITON* key is a setting")
+    notes = tuple(
+        f"{key}: did you mean {close}?" if close else f"{key}: no setting is close (docs/settings.md)"
+        for key, close in unknown
+    )
+    keys = ", ".join(key for key, _close in unknown)
+    return Finding("keys", WARN, f"not settings, ignored: {keys}", notes)
+
+
 def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> list[Finding]:
     """Every check, in the order of the report."""
     runtime_finding, server = container_checks.check_runtime(context)
@@ -99,6 +112,7 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
     return [
         node_checks.check_python(),
         settings_finding,
+        check_setting_names(context.config),
         container_checks.check_containers(context),
         runtime_finding,
         container_checks.check_instances(server),
