@@ -155,6 +155,47 @@ def test_a_config_d_file_can_also_carry_the_global_files() -> None:
     ]
 
 
+#: Plain entries directly inside <entry_sets> (GlideinWMS's unittests fixture Dev_Sites.xml has this shape).
+ENTRY_SETS_XML = CONFIG_D_XML.parent / "20-entry-sets.xml"
+
+
+def test_an_entry_directly_inside_entry_sets_is_patched_like_any_entry() -> None:
+    original = ENTRY_SETS_XML.read_bytes()
+    result = patch(original, "DEV_GPU_SITE", label="config.d/20-entry-sets.xml", global_files=False)
+    assert removed_lines(original, result) == []  # only insertions: the rest is byte-identical
+    assert added_lines(original, result) == [
+        *indented(" " * 12, [TRITON_ATTR, ENTRY_GPUS_ATTR, SLOTS_ATTR]),
+        *indented(" " * 12, TARBALL_FILE),
+    ]
+    (switch,) = named(parse(result), "entry_sets/entry[@name='DEV_GPU_SITE']/attrs/attr", "GLIDEIN_TRITON")
+    assert switch.get("value") == "True"
+    assert patch(result, "DEV_GPU_SITE", global_files=False) == result
+
+
+def test_entries_inside_entry_sets_sit_beside_an_entry_set_and_are_found_by_name() -> None:
+    original = ENTRY_SETS_XML.read_bytes()
+    result = patch(original, "DEV_GPU_SITE", "DEV_FIXED_SITE", "DEV_POOL")
+    root = parse(result)
+    for where in ("entry[@name='DEV_GPU_SITE']", "entry[@name='DEV_FIXED_SITE']", "entry_set"):
+        (found,) = root.iterfind(f"entry_sets/{where}")
+        assert len(named(found, "attrs/attr", "GLIDEIN_TRITON")) == 1
+        assert found.find("files/file").get("untar") == "True"  # type: ignore[union-attr]
+    assert [file.get("absfname") for file in root.iterfind("files/file")] == [
+        f"{PAYLOAD}/glidein_triton_setup.sh",
+        f"{PAYLOAD}/glidein_triton_periodic.sh",
+    ]
+    assert patch(result, "DEV_GPU_SITE", "DEV_FIXED_SITE", "DEV_POOL") == result
+    with pytest.raises(PatchError, match=r"part of entry_set 'DEV_POOL'"):
+        patch(original, "DEV_POOL_CE1")
+    with pytest.raises(PatchError, match=r"entries in this file: DEV_GPU_SITE, DEV_FIXED_SITE, DEV_POOL;"):
+        patch(original, "DEV_OTHER")
+    also_in_entries = original.replace(
+        b"<entry_sets>", b'<entries><entry name="DEV_GPU_SITE"/></entries><entry_sets>'
+    )
+    with pytest.raises(PatchError, match=r"2 entries are called 'DEV_GPU_SITE'"):
+        patch(also_in_entries, "DEV_GPU_SITE")
+
+
 def test_crlf_and_latin1_files_stay_so() -> None:
     text = FACTORY_XML.read_text(encoding="utf-8").replace('encoding="UTF-8"', 'encoding="ISO-8859-1"')
     original = text.replace("\n", "\r\n").encode("latin-1")
@@ -287,6 +328,20 @@ def test_the_command_prints_a_diff_and_leaves_the_file_alone(
     assert "dry run" in err
     assert target.read_bytes() == FACTORY_XML.read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["glideinWMS.xml"]
+
+
+def test_the_command_shows_the_diff_for_an_entry_inside_entry_sets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = copy_of(ENTRY_SETS_XML, tmp_path)
+    assert factory_cli.main(["--entry", "DEV_GPU_SITE", str(target)]) == 1
+    out, err = capsys.readouterr()
+    assert f"+            {TRITON_ATTR}\n" in out
+    assert "no entry called" not in err
+    assert target.read_bytes() == ENTRY_SETS_XML.read_bytes()
+    assert factory_cli.main(["--entry", "DEV_GPU_SITE", "--in-place", str(target)]) == 0
+    assert factory_cli.main(["--entry", "DEV_GPU_SITE", "--in-place", str(target)]) == 0
+    assert "nothing to change" in capsys.readouterr().err
 
 
 def test_in_place_writes_a_backup_first_and_a_second_run_writes_nothing(

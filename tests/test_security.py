@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import os
@@ -9,6 +10,7 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -337,30 +339,61 @@ def post_infer(port: int, body: bytes) -> int:
         connection.close()
 
 
+@contextlib.contextmanager
+def watched_peaks(pid: int) -> Iterator[list[int]]:
+    """The peak resident memory (KiB) of ``pid``, sampled until the block ends or the process does."""
+    peaks: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and (peak := peak_memory_kib(pid)) is not None:
+            peaks.append(peak)
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield peaks
+    finally:
+        done.set()
+        watcher.join(30)
+
+
 @pytest.mark.server
 def test_an_unauthenticated_http_request_over_the_memory_limit_is_cut_off(tmp_path: Path) -> None:
+    """Under the limit the request gets no answer. Which allocation is refused first depends on timing: the
+    read buffer's (the connection is reset and the server stays up), or only the body's, whose bytes Triton
+    then drops until the request ends, so that the 403 it then writes fails to allocate and ends the server
+    (SIGSEGV). Either way memory stays bounded and jobs are served again, after at most one periodic run."""
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
     state = recorded_state(glidein)
+    served = state
     try:
         assert state is not None
         assert data_limit(state.pid) == str(TEST_MEMORY_LIMIT << 20)
-        with pytest.raises(OSError, match=r"reset|Broken pipe"):  # no 403: refused while it is read
+        # No answer at all, not even the 403 (http.client's RemoteDisconnected is a ConnectionResetError).
+        with watched_peaks(state.pid) as peaks, pytest.raises((ConnectionResetError, BrokenPipeError)):
             post_infer(state.http_port, bytes(OVERSIZED_BODY))
-        assert processes.is_running(state.pid, state.start_ticks)
-        assert Server(state.http_port).is_ready()
-        peak = peak_memory_kib(state.pid)
-        assert peak is not None
-        assert peak < TEST_MEMORY_LIMIT << 10
+        assert peaks
+        assert max(peaks) < TEST_MEMORY_LIMIT << 10
+        if processes.is_running(state.pid, state.start_ticks):
+            assert Server(state.http_port).is_ready()
+        else:
+            assert "Signal (11) received" in Path(state.log_path).read_text()
+            (run,) = glidein.run_cron(prepared.environment)
+            assert run.attributes["TritonReady"] == "True", run.stderr
+            served = recorded_state(glidein)
+            assert served is not None
         # Jobs are served on as before.
         secret = token.read(Path(glidein.published()[1]["TRITON_TOKEN_FILE"]))
-        client = httpclient.InferenceServerClient(f"127.0.0.1:{state.http_port}")
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{served.http_port}")
         answer = client.infer("simple", simple_inputs(httpclient), headers={token.HEADER: secret})
         assert answer.as_numpy("OUTPUT0")[0][3] == 6
         client.close()
     finally:
         glidein.run_cleanup(prepared.environment)
-    assert_nothing_left(glidein, state)
+    assert_nothing_left(glidein, served)
 
 
 @pytest.mark.server

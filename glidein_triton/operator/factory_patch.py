@@ -11,7 +11,10 @@ file_list, client/group pre-entry lists, **entry file_list**, main precvmfs_file
   only Triton entries download it;
 * the ``GLIDEIN_TRITON*`` switch and settings, and ``GLIDEIN_Resource_Slots``, go in the entry's ``<attrs>``.
 
-For an entry_set, its ``<attrs>`` and ``<files>`` (shared by its entries) are patched: name it by alias.
+For an entry_set, its ``<attrs>`` and ``<files>`` (shared by its entries) are patched: name it by alias. An
+``<entry>`` placed directly inside ``<entry_sets>`` is an entry like those in ``<entries>``, as for
+GlideinWMS's parser (creation/lib/factoryXmlConfig.py: the class follows the tag, and ``get_entries`` takes
+both lists; its unittests' config.d/Dev_Sites.xml has only such entries).
 """
 
 from __future__ import annotations
@@ -128,9 +131,14 @@ def _strings(root: etree._Element, path: str, name: str = "") -> list[str]:
     return [str(item) for item in found] if isinstance(found, list) else []
 
 
+#: Entries as GlideinWMS's parser finds them: in <entries> or directly in <entry_sets>; entry_sets by alias.
+ENTRIES = "entries/entry[@name=$name] | entry_sets/entry[@name=$name] | entry_sets/entry_set[@alias=$name]"
+ENTRY_NAMES = "entries/entry/@name | entry_sets/entry/@name | entry_sets/entry_set/@alias"
+
+
 def find_entry(root: etree._Element, name: str, label: str) -> etree._Element:
-    """The entry (directly under <entries>) or entry_set (by alias) called ``name``."""
-    found = _elements(root, "entries/entry[@name=$name] | entry_sets/entry_set[@alias=$name]", name)
+    """The entry (in <entries>, or directly in <entry_sets>) or entry_set (by alias) called ``name``."""
+    found = _elements(root, ENTRIES, name)
     if len(found) == 1:
         return found[0]
     if found:
@@ -141,7 +149,7 @@ def find_entry(root: etree._Element, name: str, label: str) -> etree._Element:
             f"{label}: entry {name!r} is part of entry_set {sets[0]!r}, whose <attrs> and <files> all its "
             f"entries share: use --entry {sets[0]}"
         )
-    known = _strings(root, "entries/entry/@name | entry_sets/entry_set/@alias")
+    known = _strings(root, ENTRY_NAMES)
     listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") if known else "none"
     raise PatchError(
         f"{label}: no entry called {name!r} (entries in this file: {listed}; "
