@@ -56,6 +56,8 @@ def test_payload_ships_the_hooks() -> None:
         "glidein_triton/worker/agent.py",
         "glidein_triton/worker/job_loader.py",
         "glidein_triton/worker/job_policy.py",
+        "glidein_triton/worker/pbtxt.py",
+        "glidein_triton/worker/model_snapshot.py",
         "glidein_triton/worker/periodic.py",
         "glidein_triton/worker/accounting.py",
     ):
@@ -67,6 +69,8 @@ def test_hook_modules_import_on_the_oldest_python() -> None:
         "agent",
         "job_loader",
         "job_policy",
+        "pbtxt",
+        "model_snapshot",
         "periodic",
         "reaper",
         "accounting",
