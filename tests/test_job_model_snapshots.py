@@ -5,6 +5,8 @@ they name (a server that records the loads stands in for Triton here)."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,17 @@ def test_a_model_claimed_while_it_was_unloaded_comes_back_from_its_snapshot(
     assert link.readlink() == Path(held["snapshot"])
     assert server.loaded["alpha"] == f'name: "alpha"\n{ONNX}'
     assert entry(plugin_dir, "alpha")["snapshot"] == held["snapshot"]
+
+
+def test_snapshots_are_private_whatever_the_umask(plugin_dir: Path, repository: Path) -> None:
+    old = os.umask(0)
+    try:
+        serve(plugin_dir, RecordingServer(plugin_dir), repository, ["alpha"], 1)
+    finally:
+        os.umask(old)
+    snapshots = plugin_dir / JOB_SNAPSHOTS
+    modes = {
+        stat.S_IMODE(path.stat().st_mode) for path in [snapshots, *snapshots.rglob("*")] if path.is_dir()
+    }
+    assert modes == {0o700}
+    assert {stat.S_IMODE(path.stat().st_mode) for path in snapshots.rglob("*") if path.is_file()} == {0o400}
