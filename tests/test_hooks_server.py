@@ -108,7 +108,8 @@ def test_two_concurrent_prejobs_share_one_load(served: Served, repository: Path)
     assert reference_counts(served.glidein) == {"alpha": 2}
     assert loads_in_log(served.glidein, "alpha") == 1  # the second pre-job found it loaded: no reload
     link = state_dir(served.glidein.root) / "job_models" / "alpha"
-    assert link.readlink() == repository / "alpha"
+    assert link.readlink().parent == state_dir(served.glidein.root) / "job_snapshots"  # the vetted copy
+    assert (link / "1" / "model.py").read_text() == (repository / "alpha" / "1" / "model.py").read_text()
     assert infer(served.http_url, "alpha", [1, 2, 3, 4], served.token) == 200
 
 

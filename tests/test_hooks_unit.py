@@ -57,6 +57,8 @@ def test_payload_ships_the_hooks() -> None:
         "glidein_triton/worker/agent.py",
         "glidein_triton/worker/job_loader.py",
         "glidein_triton/worker/job_policy.py",
+        "glidein_triton/worker/pbtxt.py",
+        "glidein_triton/worker/model_snapshot.py",
         "glidein_triton/worker/periodic.py",
         "glidein_triton/worker/accounting.py",
     ):
@@ -68,6 +70,8 @@ def test_hook_modules_import_on_the_oldest_python() -> None:
         "agent",
         "job_loader",
         "job_policy",
+        "pbtxt",
+        "model_snapshot",
         "periodic",
         "reaper",
         "accounting",
@@ -319,11 +323,11 @@ def test_record_launch_keeps_no_secrets_but_the_outer_process_family_markers() -
     state = ServerState(runtime="process", started_at=123.0)
     environment = {"PATH": "/bin", "BEARER_TOKEN": "x", "MY_PASSWORD": "y", "_CONDOR_ANCESTOR_1": "z"}
     gpu = GPU(0, "GPU-1", "NVIDIA A100", 40960, "550")
-    supervisor.record_launch(state, plan, environment, settings, [gpu], "/repo", ["/glidein", "/cvmfs"])
+    supervisor.record_launch(state, plan, environment, settings, [gpu], "/repo")
     assert state.environment == {"PATH": "/bin", "_CONDOR_ANCESTOR_1": "z", "CUDA_VISIBLE_DEVICES": "GPU-1"}
     # The startup script's markers are the outer batch system's: a restarted server keeps them.
     assert supervisor.launch_environment(state) == state.environment
-    assert (state.restart_limit, state.launched_at, state.visible_roots) == (5, 123.0, [])
+    assert (state.restart_limit, state.launched_at) == (5, 123.0)
     assert state.gpus == ["NVIDIA A100 (GPU-1)"]
     assert state.pinned_models == ["*"]
 

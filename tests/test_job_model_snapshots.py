@@ -5,6 +5,8 @@ they name (a server that records the loads stands in for Triton here)."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +167,34 @@ def test_an_ensemble_loads_after_the_models_it_names_and_not_without_them(
     )
     assert other.loads == ["alpha"]
     assert [path.name.split(".")[0] for path in (plugin_dir / "other" / JOB_SNAPSHOTS).iterdir()] == ["alpha"]
+
+
+def test_a_model_claimed_while_it_was_unloaded_comes_back_from_its_snapshot(
+    plugin_dir: Path, repository: Path
+) -> None:
+    server = RecordingServer(plugin_dir)
+    serve(plugin_dir, server, repository, ["alpha"], 1)
+    held = entry(plugin_dir, "alpha")
+    link = plugin_dir / JOB_REPOSITORY / "alpha"
+    link.unlink()  # as the reaper's release leaves it
+    server.unload("alpha")
+    (repository / "alpha" / "config.pbtxt").write_text('name: "alpha"\nbackend: "python"\n')
+    reaper = Reaper(model_registry.Registry(str(plugin_dir)), server, str(plugin_dir.parent / "execute"), [])  # type: ignore[arg-type]
+    reaper.repair("alpha", held)
+    assert link.readlink() == Path(held["snapshot"])
+    assert server.loaded["alpha"] == f'name: "alpha"\n{ONNX}'
+    assert entry(plugin_dir, "alpha")["snapshot"] == held["snapshot"]
+
+
+def test_snapshots_are_private_whatever_the_umask(plugin_dir: Path, repository: Path) -> None:
+    old = os.umask(0)
+    try:
+        serve(plugin_dir, RecordingServer(plugin_dir), repository, ["alpha"], 1)
+    finally:
+        os.umask(old)
+    snapshots = plugin_dir / JOB_SNAPSHOTS
+    modes = {
+        stat.S_IMODE(path.stat().st_mode) for path in [snapshots, *snapshots.rglob("*")] if path.is_dir()
+    }
+    assert modes == {0o700}
+    assert {stat.S_IMODE(path.stat().st_mode) for path in snapshots.rglob("*") if path.is_file()} == {0o400}

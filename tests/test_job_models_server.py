@@ -68,9 +68,9 @@ class Glidein:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Glidein]:
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Glidein]:
     """A started glidein whose operator allows ``cvmfs/data`` for data models and ``cvmfs/code`` for
-    code; after the test, its jobs end, the cleanup runs, and nothing may be left (no snapshot either)."""
+    code (the process runtime, or the one a test names); after the test, its jobs end, the cleanup runs, and nothing may be left (no snapshot either)."""
     cvmfs = tmp_path / "cvmfs"
     add_model(cvmfs / "code", "alpha")
     data = cvmfs / "data"
@@ -101,7 +101,8 @@ def served(tmp_path: Path) -> Iterator[Glidein]:
         "GLIDEIN_TRITON_JOB_REPOSITORIES": str(data),
         "GLIDEIN_TRITON_CODE_REPOSITORIES": str(cvmfs / "code"),
     }
-    prepared = demo.prepare(tmp_path / "glidein", settings=settings)
+    runtime = getattr(request, "param", "process")
+    prepared = demo.prepare(tmp_path / "glidein", runtime=runtime, settings=settings)
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 0, result.stderr
     glidein = Glidein(prepared, cvmfs)
@@ -156,3 +157,13 @@ def test_a_changed_source_never_reaches_the_server_on_a_restart(served: Glidein,
     second.end()
     assert served.periodic()["TritonLoadedModels"] == '"simple"'
     assert not snapshot.exists()  # removed with the model
+
+
+@pytest.mark.parametrize("served", ["apptainer"], indirect=True)
+def test_a_server_in_a_container_serves_the_snapshot(served: Glidein) -> None:
+    holder = served.job(job_ad(served.cvmfs / "code", ["alpha"]))
+    assert job_report(holder) == ("ready", ["alpha"], [])
+    assert (state_dir(served.glidein.root) / JOB_REPOSITORY / "alpha").readlink().parent == (
+        state_dir(served.glidein.root) / JOB_SNAPSHOTS
+    )
+    assert served.infer("alpha", [1, 2, 3, 4]) == [1, 2, 3, 4]

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from glidein_triton.worker import model_snapshot
 from glidein_triton.worker.job_policy import CODE_FIELDS, Policy, PolicyError, Refusal, Vetted, decide
 
-from .support import AS_ROOT, OTHER_UID, PILOT_UID, hand_over
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, hand_over, run_as, user_directory
 
 ONNX = 'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
 PYTHON = 'backend: "python"\nmax_batch_size: 0\n'
@@ -365,3 +367,44 @@ def test_a_model_without_configuration_is_refused(cvmfs: Path, tmp_path: Path) -
     assert vet(policy(cvmfs), cvmfs / "data", "onnx_model", tmp_path / "snapshot") == Refusal(
         "no config.pbtxt (Triton would pick the backend from the files)"
     )
+
+
+@needs_root
+def test_as_deployed_the_glidein_user_and_other_accounts_are_untrusted_root_is_not(tmp_path: Path) -> None:
+    """The policy run by the glidein's pool account (PILOT_UID) on a repository of root's: root's files
+    pass, a file of the pilot's own or of another pool account (OTHER_UID) does not."""
+    repository = user_directory(0, 0o755)
+    work = user_directory(PILOT_UID)
+    try:
+        model(repository, "m", ONNX)
+        for path in [repository, *repository.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        code = (
+            "import sys; from glidein_triton.worker.job_policy import Policy; "
+            "p = Policy([sys.argv[1]], []); "
+            "print(p.vet(*p.locate(sys.argv[1], 'm'), sys.argv[2]))"
+        )
+        weights = repository / "m" / "1" / "model.onnx"
+        outcomes = []
+        for owner in (0, PILOT_UID, OTHER_UID):
+            os.chown(weights, owner, owner)
+            snapshot = work / f"snapshot-{owner}"
+            result = run_as(PILOT_UID, [sys.executable, "-c", code, str(repository), str(snapshot)])
+            assert result.returncode == 0, result.stderr
+            outcomes.append((result.stdout.strip(), snapshot.exists()))
+        assert outcomes == [
+            ("Vetted(code='', needs=())", True),
+            (
+                f"Refusal(reason=\"1/model.onnx is owned by uid {PILOT_UID}, the glidein's user (every job's), "
+                "not by root or the repository's owner\")",
+                False,
+            ),
+            (
+                f'Refusal(reason="1/model.onnx is owned by uid {OTHER_UID}, another account, not by root or '
+                "the repository's owner\")",
+                False,
+            ),
+        ]
+    finally:
+        shutil.rmtree(repository)
+        shutil.rmtree(work)

@@ -36,7 +36,6 @@ from pathlib import Path
 from glidein_triton.worker import model_registry, model_snapshot, processes, token
 from glidein_triton.worker.job_policy import Policy, PolicyError, Refusal
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
-from glidein_triton.worker.model_snapshot import is_under
 from glidein_triton.worker.state import JOB_REPOSITORY
 from glidein_triton.worker.triton_api import Server, TritonAPIError
 from glidein_triton.worker.words import is_model_name
@@ -122,14 +121,12 @@ class JobLoader:
         policy: Policy,
         model_repository: str,
         load_timeout: float,
-        visible_roots: Sequence[str] = (),
     ) -> None:
         self.registry = model_registry.Registry(directory)
         self.server = server
         self.policy = policy
         self.model_repository = model_repository
         self.load_timeout = load_timeout
-        self.visible_roots = list(visible_roots)
         self.inference_token = Path(directory, token.TOKEN_FILE_NAME)
 
     def serve(self, sandbox: str) -> None:
@@ -212,13 +209,7 @@ class JobLoader:
         served = self.model_repository
         if not repository or (served and os.path.realpath(repository) == os.path.realpath(served)):
             return "", ""
-        source, prefix = self.policy.locate(repository, model)
-        if self.visible_roots and not any(is_under(source, root) for root in self.visible_roots):
-            raise PolicyError(
-                f"{model}: {source} is not visible to the server's container, which sees "
-                f"{', '.join(self.visible_roots)} only: put the repository under one of them"
-            )
-        return source, prefix
+        return self.policy.locate(repository, model)
 
     def hold(
         self, request: JobRequest, model: str, holder: str, record: dict[str, Any], ready: Sequence[str] = ()

@@ -508,7 +508,8 @@ SETTINGS = (
         "",
         "absolute path prefixes, comma or space separated",
         "Where jobs may load models from (TritonModelRepository), e.g. /cvmfs/myvo.example.org/models; "
-        "checked on the resolved path, never writable by the glidein's user. Empty: no job repositories.",
+        "checked on the resolved path; every file owned by root or the prefix's owner, never writable by "
+        "others. Empty: no job repositories.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_CODE_REPOSITORIES",

@@ -341,7 +341,7 @@ def _launch_until_ready(
                     plan, directory / LOG_FILE_NAME, environment, settings.stop_grace, processes.new_tag()
                 )
                 state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
-                supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
+                supervisor.record_launch(state, plan, environment, settings, devices, repository)
                 state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
                 announce(RunningServer(state, devices, "", repository, server_access, selection))
                 server.wait_ready(state, settings.ready_timeout)

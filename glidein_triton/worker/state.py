@@ -94,7 +94,6 @@ class ServerState:
     gpus: list[str] = field(default_factory=list)
     pinned_models: list[str] = field(default_factory=list)
     model_repository: str = ""
-    visible_roots: list[str] = field(default_factory=list)
     ready_timeout: float = field(default_factory=setting_default("ready_timeout"))
     load_timeout: float = field(default_factory=setting_default("load_timeout"))
     instance_start_timeout: float = field(default_factory=setting_default("instance_start_timeout"))

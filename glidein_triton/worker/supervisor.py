@@ -59,7 +59,6 @@ def record_launch(
     settings: Settings,
     gpus: Sequence[GPU],
     model_repository: str,
-    roots: Sequence[str],
 ) -> None:
     """Put into ``state`` what a restart needs (the plan, the environment) and what the hooks need."""
     state.environment = {
@@ -70,7 +69,6 @@ def record_launch(
     state.gpus = [f"{gpu.label} ({gpu.uuid})" for gpu in gpus]
     state.pinned_models = list(settings.models)
     state.model_repository = model_repository
-    state.visible_roots = [] if plan.runtime == "process" else list(roots)
     state.ready_timeout = settings.ready_timeout
     state.instance_start_timeout = settings.instance_start_timeout
     state.load_timeout = settings.load_timeout
