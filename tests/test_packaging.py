@@ -1,7 +1,7 @@
 """Release artifacts: ``python -m build`` gives an sdist and a wheel built from it, with everything that ships.
 
-The build runs offline (``--no-isolation``, with the setuptools and wheel of the test environment) on a
-clean copy of the files git knows, once for this module.
+The build is ``make dist``, run offline (``--no-isolation``, with the setuptools and wheel of the test
+environment) on a clean copy of the tree, once a session (tests/artefacts.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import pytest
 
 import glidein_triton
 from glidein_triton.operator.xmlpatch import templates
+
+from .artefacts import Built
 
 try:
     import tomllib
@@ -39,21 +41,6 @@ EXECUTABLES = (
 )
 
 
-def clean_copy(target: Path) -> Path:
-    """The files git knows (tracked, and new but not ignored), copied to ``target``."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    return target
-
-
 class Artifacts:
     def __init__(self, sdist: Path, wheel: Path, log: str) -> None:
         self.sdist = sdist
@@ -70,20 +57,8 @@ class Artifacts:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    root = tmp_path_factory.mktemp("build")
-    source = clean_copy(root / "source")
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(root / "dist"), str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log
-    (sdist,) = (root / "dist").glob("glidein_triton-*.tar.gz")
-    (wheel,) = (root / "dist").glob("glidein_triton-*-py3-none-any.whl")
-    return Artifacts(sdist, wheel, log)
+def artifacts(built: Built) -> Artifacts:
+    return Artifacts(built.sdist, built.wheel, built.log)
 
 
 def shipped_data(source: bool = False) -> list[str]:

@@ -72,7 +72,7 @@ def submit_description(request: JobRequest) -> str:
     request.check()
     if request.image:
         image = [
-            "# The job runs in the slim client image (python3, numpy, tritonclient, glidein_triton.job).",
+            "# The job runs in the slim client image (python3, numpy, tritonclient).",
             f'+SingularityImage = "{request.image}"',
         ]
     else:
