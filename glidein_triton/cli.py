@@ -92,8 +92,8 @@ EXTRA_MODULES = {
 def install_hint(extra: str) -> str:
     """How to install glidein-triton with ``extra``, from each place the code comes from."""
     return (
-        f"python3 -m pip install 'glidein_triton-{__version__}-py3-none-any.whl[{extra}]' (the wheel of "
-        f"`make dist`), or '.[{extra}]' in a checkout"
+        f"python3 -m pip install 'dist/glidein_triton-{__version__}-py3-none-any.whl[{extra}]' (after `make "
+        f"dist` in a checkout or the unpacked sdist), or '.[{extra}]' there"
     )
 
 
