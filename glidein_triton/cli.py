@@ -7,7 +7,7 @@ import importlib
 import sys
 from typing import Callable, NamedTuple
 
-from glidein_triton import __version__
+from glidein_triton import __version__, install_hint
 
 
 class Command(NamedTuple):
@@ -87,14 +87,6 @@ EXTRA_MODULES = {
     "psutil": "local",
     "pytriton": "local",
 }
-
-
-def install_hint(extra: str) -> str:
-    """How to install glidein-triton with ``extra``, from each place the code comes from."""
-    return (
-        f"python3 -m pip install 'dist/glidein_triton-{__version__}-py3-none-any.whl[{extra}]' (after `make "
-        f"dist` in a checkout or the unpacked sdist), or '.[{extra}]' there"
-    )
 
 
 def missing_extra(command: str, spec: Command, error: ImportError) -> str | None:

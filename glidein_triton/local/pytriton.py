@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from glidein_triton.cli import install_hint
+from glidein_triton import install_hint
 
 LAUNCHER = """#!/bin/bash
 # Launcher for the real tritonserver of the nvidia-pytriton wheel, made by glidein_triton.local.pytriton.
