@@ -20,6 +20,7 @@ import pytest
 import glidein_triton
 from glidein_triton.operator.xmlpatch import templates
 
+from . import artefacts
 from .artefacts import Built
 
 try:
@@ -129,6 +130,7 @@ def test_the_sdist_carries_the_sources_docs_and_tests(artifacts: Artifacts) -> N
         "CHANGELOG.md",
         "Makefile",
         "mkdocs.yml",
+        ".dockerignore",  # tests/test_images.py reads it
         "docs/hooks.py",
         "docs/troubleshooting.md",
         "docs/settings.md",
@@ -198,4 +200,47 @@ def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(art
         str(len(templates.template_names())),
         "3",
         first_line,
+    ]
+
+
+def test_the_sdists_tree_copies_without_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a git checkout (the unpacked sdist) the copy make dist builds from holds what git would list."""
+    if not artefacts.in_git_checkout():
+        pytest.skip("not a git checkout: the copy is made without git already")
+    listed = set(artefacts.source_files())
+    monkeypatch.setattr(artefacts, "in_git_checkout", lambda: False)
+    walked = set(artefacts.source_files())
+    assert listed <= walked
+    assert (
+        not [name for name in walked - listed if not name.startswith(".ci/")]
+        or sorted(walked - listed)[:5] == []
+    )
+
+
+def dry_run(target: str, venv: Path) -> list[str]:
+    """The commands ``make -n TARGET`` would run for a new virtual environment at ``venv``."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def test_make_demo_installs_only_the_local_extra_and_says_so_first(tmp_path: Path) -> None:
+    commands = dry_run("demo", tmp_path / "venv")
+    installs = [number for number, line in enumerate(commands) if " -m pip install" in line]
+    assert [commands[number].split()[-1] for number in installs] == ["'.[local]'"]
+    said = [number for number, line in enumerate(commands) if line.startswith('echo "make demo: installing')]
+    assert said
+    assert said[0] < installs[0]
+    assert commands[-1] == f"{tmp_path / 'venv'}/bin/glidein-triton demo"
+
+
+def test_make_test_installs_the_test_toolchain(tmp_path: Path) -> None:
+    commands = dry_run("test", tmp_path / "venv")
+    assert [line.split()[-1] for line in commands if " -m pip install -" in line and "-e" in line] == [
+        "'.[test]'"
     ]
