@@ -10,11 +10,13 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
 
+import jinja2
+import lxml
+import markupsafe
 import pytest
 
 import glidein_triton
@@ -176,9 +178,13 @@ def test_the_editable_install_finds_the_templates_in_the_top_level_directories()
 
 
 def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(artifacts: Artifacts) -> None:
-    # -S: no site, so no editable-install finder; the wheel first, then the dependencies.
+    # -S: no site, so no editable-install finder; the wheel first, then where this Python finds the
+    # operator's dependencies (site-packages, or a directory a .pth file names).
+    dependency_paths = sorted(
+        {str(Path(module.__file__ or "").parent.parent) for module in (lxml, jinja2, markupsafe)}
+    )
     code = (
-        "import sys; sys.path[:0] = sys.argv[1:3]\n"
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
         "import glidein_triton\n"
         "assert glidein_triton.__file__.startswith(sys.argv[1]), glidein_triton.__file__\n"
         "from importlib import resources\n"
@@ -189,7 +195,7 @@ def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(art
         "      definition.splitlines()[0])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code, str(artifacts.wheel), sysconfig.get_paths()["purelib"]],
+        [sys.executable, "-S", "-c", code, str(artifacts.wheel), *dependency_paths],
         capture_output=True,
         text=True,
         check=False,
