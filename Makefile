@@ -1,21 +1,49 @@
-# glidein-triton: `make demo` runs the main job, `make test` runs the checks and the tests.
+# glidein-triton: `make demo` runs the main job, `make test` runs the checks and the tests, `make dist` builds
+# the sdist and the wheel into dist/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the test toolchain (the [test] extra: everything, ~525 MB) for `make test`; the [local] extra alone for
+# `make demo` (the test toolchain includes it)
 STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.installed-local
+# `make dist` builds offline (--no-isolation) with the build, setuptools and wheel of DIST_PYTHON: by default
+# a small virtual environment of their own; `make dist DIST_PYTHON=.venv/bin/python` uses the test toolchain's.
+DIST_VENV ?= .dist-venv
+DIST_PYTHON ?= $(DIST_VENV)/bin/python
 
-.PHONY: demo test lint unit venv clean docs bench
+.PHONY: demo test lint unit venv clean docs bench dist
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "make: installing glidein-triton (editable) with the test toolchain, the [test] extra, into $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(LOCAL_STAMP)
 
-demo: $(STAMP)
+$(LOCAL_STAMP): pyproject.toml
+	@echo "make demo: installing glidein-triton (editable) with what the demo needs, the [local] extra"
+	@echo "make demo: (the CPU Triton server of nvidia-pytriton, tritonclient, numpy, htcondor, lxml, jinja2)"
+	@echo "make demo: into $(VENV); the first time this downloads a few hundred MB"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --progress-bar off -e '.[local]'
+	touch $(LOCAL_STAMP)
+
+demo: $(LOCAL_STAMP)
+	@echo "make demo: glidein-triton demo (a whole glidein lifecycle on the real local Triton server)"
 	$(BIN)/glidein-triton demo
+
+$(DIST_VENV)/.installed:
+	@echo "make dist: a small virtual environment with build, setuptools and wheel, in $(DIST_VENV)"
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/python -m pip install --quiet 'build>=1.2' 'setuptools>=77' wheel
+	touch $@
+
+dist: $(if $(filter $(DIST_VENV)/bin/python,$(DIST_PYTHON)),$(DIST_VENV)/.installed)
+	$(DIST_PYTHON) -m build --no-isolation --outdir dist .
+	@echo "make dist: built $$(ls dist/glidein_triton-*.tar.gz dist/glidein_triton-*.whl | tr '\n' ' ')"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DIST_VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 
+from .artefacts import Built, make_dist
 from .support import FIXTURES, assert_nothing_left, recorded_state
 
 #: Real nvidia-smi outputs (see the README there for their origin).
@@ -48,3 +49,9 @@ def served_glidein(tmp_path: Path) -> Iterator[demo.DemoGlidein]:
     state = recorded_state(prepared.glidein)
     prepared.glidein.run_cleanup(prepared.environment)
     assert_nothing_left(prepared.glidein, state)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The sdist and the wheel ``make dist`` builds in a clean copy of this tree, once a session."""
+    return make_dist(tmp_path_factory.mktemp("dist"))

@@ -305,7 +305,8 @@ def test_the_command_prints_a_diff_and_in_place_writes_a_backup(
     target.write_bytes(FRONTEND_XML.read_bytes())
     assert frontend_cli.main(["--group", "main", str(target)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith(f"--- a/{target}\n+++ b/{target}\n")
+    relative = str(target).lstrip("/")
+    assert out.startswith(f"--- a/{relative}\n+++ b/{relative}\n")
     assert f"+            {SWITCH}\n" in out
     assert target.read_bytes() == FRONTEND_XML.read_bytes()
     assert frontend_cli.main(["--group", "main", "--in-place", str(target)]) == 0

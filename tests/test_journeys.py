@@ -2,8 +2,11 @@
 temporary directory, and must exit as the page says (0, or the code of a trailing ``# exit code N``).
 
 Absolute paths of a real host (``/etc/gwms-factory``, ``/var/lib/gwms-factory``, ``/etc/gwms-frontend``,
-``/cvmfs``) are moved under the temporary directory, which holds the worked-example configurations of
-docs/examples, a server image directory and a copy of examples/. ``apptainer`` is the stand-in
+``/cvmfs``, ``/opt/glidein-triton``) are moved under the temporary directory, which holds the worked-example
+configurations of docs/examples, a server image directory, a copy of examples/ and, as ``glidein-triton``,
+the clean copy of the tree where ``make dist`` built the wheel (tests/artefacts.py). Each page installs that
+wheel, with its extra, in a new virtual environment (no system site-packages), and every later command runs
+from it: the test environment's own ``glidein-triton`` is not on ``PATH``. ``apptainer`` is the stand-in
 (glidein_triton/local/standins/apptainer). Commands that need PyPI, Apptainer, a factory or a pool are in
 ``shell`` blocks: each must be in NOT_RUN, with the reason.
 """
@@ -14,25 +17,34 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from glidein_triton import __version__ as VERSION
 from glidein_triton.worker.images import DEFAULT_SERVER_IMAGE
 
+from .artefacts import VENV_TOOLS, Built, installed
 from .support import STANDIN_APPTAINER
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 PAGES = ["journey-factory.md", "journey-frontend.md", "journey-physicist.md"]
-HOST_PATHS = ("/etc/gwms-factory", "/var/lib/gwms-factory", "/etc/gwms-frontend", "/cvmfs")
+HOST_PATHS = (
+    "/etc/gwms-factory",
+    "/var/lib/gwms-factory",
+    "/etc/gwms-frontend",
+    "/cvmfs",
+    "/opt/glidein-triton",
+)
+#: the virtual environments the pages install into, under the temporary root, and the physicist's, under home
+INSTALLED_BIN = ("opt/glidein-triton/bin", "home/glidein-triton-venv/bin")
 EXPECTED_EXIT = re.compile(r"\s+# exit code ([0-9]+)\b.*$")
 #: the first words of each kind of command that is shown but not run here, and why
 NOT_RUN = {
-    "python3 -m venv": "installs into /opt; tests/test_packaging.py builds and installs the wheel",
-    "/opt/glidein-triton/bin/python3 -m pip install": "needs PyPI; tests/test_packaging.py builds the wheel",
-    "python3 -m pip install": "needs PyPI; tests/test_packaging.py checks the extras",
+    "cd glidein-triton": "the tests run make dist once a session, in a clean copy (tests/artefacts.py)",
+    "make dist": "the tests run it once a session, in a clean copy (tests/artefacts.py)",
+    "/opt/glidein-triton/bin/python3 -m pip install '.[operator]'": "tests/test_install.py installs the checkout",
     "sudo -u gfactory": "needs root and the factory's user",
     "systemctl": "needs the factory or frontend service",
     "condor_status": "needs a factory collector",
@@ -78,13 +90,14 @@ def script(block: str, root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def host(root: Path) -> dict[str, str]:
+def host(root: Path, built: Built) -> dict[str, str]:
     """The temporary host under ``root``, and the environment of its commands."""
     for directory in ("home", "etc/gwms-factory", "etc/gwms-frontend", "var/lib/gwms-factory", "bin"):
         (root / directory).mkdir(parents=True)
     shutil.copy(DOCS / "examples" / "glideinWMS.xml", root / "etc" / "gwms-factory")
     shutil.copy(DOCS / "examples" / "frontend.xml", root / "etc" / "gwms-frontend")
     shutil.copytree(REPO / "examples", root / "home" / "examples")
+    (root / "home" / "glidein-triton").symlink_to(built.source)
     image = root / DEFAULT_SERVER_IMAGE.lstrip("/")
     server = image / "opt" / "tritonserver" / "bin" / "tritonserver"
     server.parent.mkdir(parents=True)
@@ -96,15 +109,16 @@ def host(root: Path) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith(("TRITON_", "_CONDOR_", "SINGULARITY_", "APPTAINER_", "CUDA_", "NVIDIA_"))
     }
-    environment["PATH"] = f"{root / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    installed = ":".join(str(root / directory) for directory in INSTALLED_BIN)
+    environment["PATH"] = f"{installed}:{root / 'bin'}:/usr/bin:/bin"
     environment["HOME"] = str(root / "home")
     environment["APPTAINER_STANDIN_STATE"] = str(root / "apptainer-standin-state")
     return environment
 
 
-def walk(page: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
+def walk(page: str, tmp_path: Path, built: Built) -> list[subprocess.CompletedProcess[str]]:
     """Run every bash block of ``page`` in order; each block starts in the home directory."""
-    environment = host(tmp_path)
+    environment = host(tmp_path, built)
     results = []
     for block in fenced(page, "bash"):
         result = subprocess.run(
@@ -150,9 +164,16 @@ def test_a_command_that_exits_otherwise_stops_the_journey(tmp_path: Path) -> Non
     assert "not reached" not in result.stdout
 
 
-def test_the_factory_journey(tmp_path: Path) -> None:
-    install, payload, check, patch = walk("journey-factory.md", tmp_path)
-    assert "glidein-triton 0.1.0" in install.stdout
+def test_the_factory_journey(tmp_path: Path, built: Built) -> None:
+    _, version, payload, check, patch = walk("journey-factory.md", tmp_path, built)
+    assert f"glidein-triton {VERSION}" in version.stdout
+    # the factory side only: the wheel, lxml and jinja2 (and markupsafe, jinja2's), nothing of the job side
+    assert installed(tmp_path / INSTALLED_BIN[0]) - VENV_TOOLS == {
+        "glidein-triton",
+        "lxml",
+        "jinja2",
+        "markupsafe",
+    }
     assert "glidein_triton_worker.tgz: OK" in payload.stdout
     assert "Triton can run on this node" in check.stdout
     patched = (tmp_path / "etc" / "gwms-factory" / "glideinWMS.xml").read_text()
@@ -162,8 +183,14 @@ def test_the_factory_journey(tmp_path: Path) -> None:
     assert '+            <attr name="GLIDEIN_TRITON"' in patch.stdout
 
 
-def test_the_frontend_journey(tmp_path: Path) -> None:
-    _, patch, excluded = walk("journey-frontend.md", tmp_path)
+def test_the_frontend_journey(tmp_path: Path, built: Built) -> None:
+    _, _, patch, excluded = walk("journey-frontend.md", tmp_path, built)
+    assert installed(tmp_path / INSTALLED_BIN[0]) - VENV_TOOLS == {
+        "glidein-triton",
+        "lxml",
+        "jinja2",
+        "markupsafe",
+    }
     assert patch.stdout.splitlines()[-1] == "1"  # GLIDEIN_Singularity_Use, once, in the new group
     assert "does not leave out Triton jobs" in patch.stderr  # the packaged group 'main' counts them
     assert excluded.stdout.splitlines()[-1] == "1"  # the query of group 'main' leaves them out, once
@@ -177,8 +204,11 @@ def test_the_frontend_journey(tmp_path: Path) -> None:
 
 
 @pytest.mark.server
-def test_the_physicists_journey(tmp_path: Path) -> None:
-    _, client, job = walk("journey-physicist.md", tmp_path)
+def test_the_physicists_journey(tmp_path: Path, built: Built) -> None:
+    _, _, client, job = walk("journey-physicist.md", tmp_path, built)
+    assert {"glidein-triton", "nvidia-pytriton", "tritonclient", "numpy"} <= installed(
+        tmp_path / INSTALLED_BIN[1]
+    )
     assert "my_classifier: IMAGE [10, 3, 224, 224] FP32 in, PROBABILITIES [10, 1000] out" in client.stdout
     assert "my_classifier_ts: INPUT__0 [10, 3, 224, 224] FP32 in, OUTPUT__0 [10, 1000] out" in client.stdout
     submit = (tmp_path / "home" / "myjob" / "triton_job.sub").read_text()

@@ -107,7 +107,10 @@ def test_without_the_local_server_it_says_which_extra_to_install(
     assert local_job.main(["--", sys.executable, "-c", "pass"]) == 1
     error = capsys.readouterr().err
     assert "nvidia-pytriton (Linux, glibc >= 2.35)" in error
-    assert "python3 -m pip install 'glidein-triton[local]'" in error
+    assert (
+        "of the [local] extra: python3 -m pip install 'dist/glidein_triton-0.1.0-py3-none-any.whl[local]'"
+        in error
+    )
     assert "apptainer/localtest.def" in error
     requirements = importlib.metadata.requires("glidein-triton") or []
     assert [

@@ -1,7 +1,7 @@
 """Release artifacts: ``python -m build`` gives an sdist and a wheel built from it, with everything that ships.
 
-The build runs offline (``--no-isolation``, with the setuptools and wheel of the test environment) on a
-clean copy of the files git knows, once for this module.
+The build is ``make dist``, run offline (``--no-isolation``, with the setuptools and wheel of the test
+environment) on a clean copy of the tree, once a session (tests/artefacts.py).
 """
 
 from __future__ import annotations
@@ -10,15 +10,20 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
 
+import jinja2
+import lxml
+import markupsafe
 import pytest
 
 import glidein_triton
 from glidein_triton.operator.xmlpatch import templates
+
+from . import artefacts
+from .artefacts import Built
 
 try:
     import tomllib
@@ -39,21 +44,6 @@ EXECUTABLES = (
 )
 
 
-def clean_copy(target: Path) -> Path:
-    """The files git knows (tracked, and new but not ignored), copied to ``target``."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    return target
-
-
 class Artifacts:
     def __init__(self, sdist: Path, wheel: Path, log: str) -> None:
         self.sdist = sdist
@@ -70,20 +60,8 @@ class Artifacts:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    root = tmp_path_factory.mktemp("build")
-    source = clean_copy(root / "source")
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(root / "dist"), str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log
-    (sdist,) = (root / "dist").glob("glidein_triton-*.tar.gz")
-    (wheel,) = (root / "dist").glob("glidein_triton-*-py3-none-any.whl")
-    return Artifacts(sdist, wheel, log)
+def artifacts(built: Built) -> Artifacts:
+    return Artifacts(built.sdist, built.wheel, built.log)
 
 
 def shipped_data(source: bool = False) -> list[str]:
@@ -154,6 +132,7 @@ def test_the_sdist_carries_the_sources_docs_and_tests(artifacts: Artifacts) -> N
         "CHANGELOG.md",
         "Makefile",
         "mkdocs.yml",
+        ".dockerignore",  # tests/test_images.py reads it
         "docs/hooks.py",
         "docs/troubleshooting.md",
         "docs/settings.md",
@@ -199,9 +178,13 @@ def test_the_editable_install_finds_the_templates_in_the_top_level_directories()
 
 
 def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(artifacts: Artifacts) -> None:
-    # -S: no site, so no editable-install finder; the wheel first, then the dependencies.
+    # -S: no site, so no editable-install finder; the wheel first, then where this Python finds the
+    # operator's dependencies (site-packages, or a directory a .pth file names).
+    dependency_paths = sorted(
+        {str(Path(module.__file__ or "").parent.parent) for module in (lxml, jinja2, markupsafe)}
+    )
     code = (
-        "import sys; sys.path[:0] = sys.argv[1:3]\n"
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
         "import glidein_triton\n"
         "assert glidein_triton.__file__.startswith(sys.argv[1]), glidein_triton.__file__\n"
         "from importlib import resources\n"
@@ -212,7 +195,7 @@ def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(art
         "      definition.splitlines()[0])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code, str(artifacts.wheel), sysconfig.get_paths()["purelib"]],
+        [sys.executable, "-S", "-c", code, str(artifacts.wheel), *dependency_paths],
         capture_output=True,
         text=True,
         check=False,
@@ -223,4 +206,47 @@ def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(art
         str(len(templates.template_names())),
         "3",
         first_line,
+    ]
+
+
+def test_the_sdists_tree_copies_without_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a git checkout (the unpacked sdist) the copy make dist builds from holds what git would list."""
+    if not artefacts.in_git_checkout():
+        pytest.skip("not a git checkout: the copy is made without git already")
+    listed = set(artefacts.source_files())
+    monkeypatch.setattr(artefacts, "in_git_checkout", lambda: False)
+    walked = set(artefacts.source_files())
+    assert listed <= walked
+    assert (
+        not [name for name in walked - listed if not name.startswith(".ci/")]
+        or sorted(walked - listed)[:5] == []
+    )
+
+
+def dry_run(target: str, venv: Path) -> list[str]:
+    """The commands ``make -n TARGET`` would run for a new virtual environment at ``venv``."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def test_make_demo_installs_only_the_local_extra_and_says_so_first(tmp_path: Path) -> None:
+    commands = dry_run("demo", tmp_path / "venv")
+    installs = [number for number, line in enumerate(commands) if " -m pip install" in line]
+    assert [commands[number].split()[-1] for number in installs] == ["'.[local]'"]
+    said = [number for number, line in enumerate(commands) if line.startswith('echo "make demo: installing')]
+    assert said
+    assert said[0] < installs[0]
+    assert commands[-1] == f"{tmp_path / 'venv'}/bin/glidein-triton demo"
+
+
+def test_make_test_installs_the_test_toolchain(tmp_path: Path) -> None:
+    commands = dry_run("test", tmp_path / "venv")
+    assert [line.split()[-1] for line in commands if " -m pip install -" in line and "-e" in line] == [
+        "'.[test]'"
     ]

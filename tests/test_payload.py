@@ -22,6 +22,14 @@ from glidein_triton.operator.xmlpatch.command import EXIT_ERROR
 from .support import FACTORY_XML, PYTHON39, named, parse
 
 
+def extract(tar: tarfile.TarFile, target: Path) -> None:
+    """Untar with the "data" filter where this Python has it (3.11.4 and newer; not Debian's 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+    else:
+        tar.extractall(target)  # noqa: S202 (the payload the test just built)
+
+
 def build(directory: Path, capsys: pytest.CaptureFixture[str], *arguments: str) -> etree._Element:
     """Run the command; the XML it printed, wrapped in one element."""
     assert payload_cli.main([str(directory), *arguments]) == 0
@@ -153,7 +161,7 @@ def test_the_served_files_work_where_the_xml_puts_them(
         with tarfile.open(
             fileobj=io.BytesIO(Path(file.get("absfname", "")).read_bytes()), mode="r:gz"
         ) as tar:
-            tar.extractall(target, filter="data")
+            extract(tar, target)
         glidein.set(f"ENTRY_{untar.get('absdir_outattr')}", str(target))
     (setup,) = [
         file
@@ -213,7 +221,7 @@ def test_the_worker_code_is_imported_from_the_shipped_bytecode(
     build(served, capsys, *(["--python", other] if other else []))
     code = tmp_path / "code"
     with tarfile.open(served / payload.WORKER_TARBALL) as tar:
-        tar.extractall(code, filter="data")
+        extract(tar, code)
     sources = list(code.rglob("*.py"))
     pythons = [sys.executable, *([other] if other else [])]
     tags = {

@@ -3,7 +3,9 @@ Requirements matched with classad2 against machine ads published by the real sta
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,6 +21,8 @@ from glidein_triton.job.submit_example import JobRequest, requirements, submit_d
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import classad_text
 from glidein_triton.local.job import LocalGlidein, local_glidein
+
+from .artefacts import new_venv, pip_install
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,11 +156,44 @@ def test_discover_shows_the_published_slot(published: LocalGlidein) -> None:
     )
 
 
+def test_the_example_job_needs_only_numpy_and_tritonclient() -> None:
+    """What a worker node's image has: python3's standard library, numpy, tritonclient; no glidein_triton."""
+    tree = ast.parse(submit_example.job_script())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    outside = {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names}
+    assert outside == {"numpy", "tritonclient.grpc", "tritonclient.utils"}
+
+
+@pytest.fixture(scope="session")
+def job_image_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """python3 of a new virtual environment with only what the client image installs (apptainer/tritonclient.def:
+    its tritonclient and numpy versions), as a worker node's image has it: no glidein_triton."""
+    definition = (REPO / "apptainer" / "tritonclient.def").read_text()
+    versions = dict(re.findall(r"^\s+(TRITONCLIENT_VERSION|NUMPY_VERSION)=(\S+)$", definition, re.MULTILINE))
+    bin_dir = new_venv(tmp_path_factory.mktemp("job-image") / "venv")
+    requirements = [
+        f"tritonclient[grpc]=={versions['TRITONCLIENT_VERSION']}",
+        f"numpy=={versions['NUMPY_VERSION']}",
+    ]
+    result = pip_install(bin_dir, *requirements, cwd=bin_dir)
+    assert result.returncode == 0, result.stderr
+    return bin_dir / "python3"
+
+
 @pytest.mark.server
-def test_the_example_job_runs_on_the_glidein(published: LocalGlidein, tmp_path: Path) -> None:
+@pytest.mark.parametrize("machine_ad_only", [False, True], ids=["job-environment", "machine-ad-only"])
+def test_the_example_job_runs_on_the_glidein_in_an_image_without_glidein_triton(
+    published: LocalGlidein, tmp_path: Path, job_image_python: Path, machine_ad_only: bool
+) -> None:
     submit_example.write(tmp_path, JobRequest(models=("simple",)))
-    environment = published.environment()
-    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    environment = published.environment(machine_ad_only=machine_ad_only)
+    environment["PATH"] = f"{job_image_python.parent}{os.pathsep}/usr/bin:/bin"
+    environment.pop("PYTHONPATH", None)
+    no_package = subprocess.run(
+        [str(job_image_python), "-c", "import glidein_triton"], cwd=tmp_path, capture_output=True, check=False
+    )
+    assert no_package.returncode == 1
     job = subprocess.run(
         [str(tmp_path / "triton_job.py"), "simple"],
         env=environment,

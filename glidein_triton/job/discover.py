@@ -17,6 +17,8 @@ from typing import Any
 import classad2
 import htcondor2
 
+from glidein_triton.worker.words import plain_text
+
 CONSTRAINT = "HasTriton =?= True"
 PROJECTION = [
     "Name",
@@ -114,7 +116,7 @@ def render(ads: Sequence[classad2.ClassAd], as_json: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="glidein-triton discover", description=__doc__.split("\n")[0] if __doc__ else None
+        prog="glidein-triton discover", description=plain_text(__doc__.split("\n")[0]) if __doc__ else None
     )
     parser.add_argument("--pool", help="collector host[:port] (default: COLLECTOR_HOST of the configuration)")
     parser.add_argument(

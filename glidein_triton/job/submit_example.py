@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name
+from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, plain_text
 
 SUBMIT_FILE = "triton_job.sub"
 JOB_SCRIPT = "triton_job.py"
@@ -72,7 +72,7 @@ def submit_description(request: JobRequest) -> str:
     request.check()
     if request.image:
         image = [
-            "# The job runs in the slim client image (python3, numpy, tritonclient, glidein_triton.job).",
+            "# The job runs in the slim client image (python3, numpy, tritonclient).",
             f'+SingularityImage = "{request.image}"',
         ]
     else:
@@ -138,7 +138,8 @@ def write(directory: Path, request: JobRequest, force: bool = False) -> list[Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="glidein-triton submit-example", description=__doc__.split("\n")[0] if __doc__ else None
+        prog="glidein-triton submit-example",
+        description=plain_text(__doc__.split("\n")[0]) if __doc__ else None,
     )
     parser.add_argument("--directory", type=Path, default=Path(), help="where to write (default: here)")
     parser.add_argument(

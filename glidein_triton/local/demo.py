@@ -30,6 +30,7 @@ from glidein_triton.local.glidein import GlideinDied, ScriptResult, SimulatedGli
 from glidein_triton.worker import processes, token
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.words import plain_text
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 STANDIN_APPTAINER = Path(__file__).resolve().parent / "standins" / "apptainer"
@@ -211,7 +212,9 @@ def run(root: Path, runtime: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="glidein-triton demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="glidein-triton demo", description=plain_text(__doc__.split("\n")[0])
+    )
     parser.add_argument(
         "--runtime",
         choices=("process", "apptainer"),

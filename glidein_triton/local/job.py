@@ -22,6 +22,7 @@ from pathlib import Path
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein, classad_text
 from glidein_triton.local.pytriton import ServerNotInstalledError
+from glidein_triton.worker.words import plain_text
 
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
 #: the published variables that carry the server's addresses (what ``--machine-ad-only`` withholds)
@@ -98,7 +99,7 @@ def local_glidein(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="glidein-triton local-job",
-        description=__doc__.split("\n")[0] if __doc__ else None,
+        description=plain_text(__doc__.split("\n")[0]) if __doc__ else None,
         epilog="example: glidein-triton local-job -- python examples/simple/add_sub.py",
     )
     parser.add_argument(

@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from glidein_triton import install_hint
+
 LAUNCHER = """#!/bin/bash
 # Launcher for the real tritonserver of the nvidia-pytriton wheel, made by glidein_triton.local.pytriton.
 export LD_LIBRARY_PATH={libs}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}
@@ -30,8 +32,8 @@ def wheel_root() -> Path:
     spec = importlib.util.find_spec("pytriton")
     if spec is None or spec.origin is None:
         raise ServerNotInstalledError(
-            "the local Triton server needs nvidia-pytriton (Linux, glibc >= 2.35): "
-            "python3 -m pip install 'glidein-triton[local]', or use the container of apptainer/localtest.def"
+            "the local Triton server needs nvidia-pytriton (Linux, glibc >= 2.35), of the [local] extra: "
+            f"{install_hint('local')}; or use the container of apptainer/localtest.def"
         )
     return Path(spec.origin).parent / "tritonserver"
 

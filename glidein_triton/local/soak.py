@@ -28,6 +28,7 @@ from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.local.leftovers import Watch
 from glidein_triton.local.node_usage import Metric, metrics
+from glidein_triton.worker.words import plain_text
 
 EXIT_OK = 0
 EXIT_GROWTH = 1
@@ -165,7 +166,7 @@ def parse_tolerance(text: str) -> tuple[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="glidein-triton soak",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=plain_text((__doc__ or "").split("\n\n")[0]),
         epilog="metrics (for --tolerance): processes, descriptors, ports, shm-files, shm-kib, work-dir-kib, "
         "tmp-kib. Exit code 0: nothing grew; 1: a cycle failed or left something, or a measurement grew.",
     )
@@ -173,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup", type=int, default=1, help="cycles before measuring (default: %(default)s)"
     )
-    parser.add_argument("--runtime", choices=("process", "apptainer"), default="process")
+    parser.add_argument(
+        "--runtime",
+        choices=("process", "apptainer"),
+        default="process",
+        help="process: run tritonserver directly; apptainer: through the stand-in apptainer "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--work-dir", type=Path, help="where the glideins are laid out (default: a new temp dir)"
     )

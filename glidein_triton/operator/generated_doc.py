@@ -8,13 +8,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from glidein_triton.operator.xmlpatch.command import EXIT_CHANGES, EXIT_OK
+from glidein_triton.worker.words import plain_text
 
 
 def main(
     command: str, description: str | None, markdown: Callable[[], str], argv: Sequence[str] | None
 ) -> int:
     """``glidein-triton <command> [--output FILE | --check FILE]`` for the page ``markdown()`` makes."""
-    parser = argparse.ArgumentParser(prog=f"glidein-triton {command}", description=description)
+    parser = argparse.ArgumentParser(
+        prog=f"glidein-triton {command}", description=plain_text(description or "")
+    )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--output", type=Path, metavar="FILE", help="write the page to FILE (else: print it)")
     action.add_argument(

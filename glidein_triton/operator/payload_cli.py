@@ -52,6 +52,8 @@ def argument_parser() -> argparse.ArgumentParser:
         prog="glidein-triton payload",
         description="Write the files the factory serves (startup script, worker tarball, periodic "
         f"script) and {CHECKSUMS} into DIR, and print the glideinWMS.xml elements that reference them.",
+        epilog=f"Exit code: {EXIT_OK} written, {EXIT_ERROR} the payload could not be built or written, "
+        "2 bad usage.",
     )
     parser.add_argument(
         "directory", type=Path, help="where the factory reads them, e.g. /var/lib/gwms-factory/..."

@@ -39,3 +39,22 @@ def is_model_name(name: object) -> bool:
         and set(name) <= MODEL_NAME_CHARACTERS
         and name not in (".", "..")
     )
+
+
+#: the reST roles docstrings use; a command's help prints the name alone
+RST_ROLES = (":mod:", ":func:", ":class:", ":meth:", ":data:", ":attr:")
+
+
+def plain_text(docstring: str) -> str:
+    """``docstring`` as a command's help prints it: without reST markup (double backquotes, roles)."""
+    text = docstring.replace("``", "")
+    for role in RST_ROLES:
+        start = text.find(role + "`")
+        while start >= 0:
+            name_start = start + len(role) + 1
+            end = text.find("`", name_start)
+            if end < 0:
+                break
+            text = text[:start] + text[name_start:end] + text[end + 1 :]
+            start = text.find(role + "`", start)
+    return text

@@ -1,34 +1,82 @@
 #!/usr/bin/env python3
 """Example job for a glidein with Triton: find the server, wait for the models, run one inference on each.
 
-Written by ``glidein-triton submit-example``; replace the inference with the job's own. The models are the
-arguments, else ``TritonModels`` of the job ad (``$_CONDOR_JOB_AD``). Each model gets one request of zeros
-shaped from its metadata, and the shapes of its outputs are printed. Needs python3, numpy and
-tritonclient[grpc] with glidein_triton.job.client: all in the slim client image (apptainer/tritonclient.def).
+Written by ``glidein-triton submit-example``; replace the inference with the job's own. Self-contained: it
+needs only python3 (>= 3.9), numpy and tritonclient[grpc] (the slim client image of
+apptainer/tritonclient.def has them; glidein-triton itself is not needed on the worker node).
+
+The server's address is ``$TRITON_GRPC_URL`` (the glidein's job environment), else ``TritonGRPCURL`` of the
+machine ad (``$_CONDOR_MACHINE_AD``: it is there when a job wrapper clears the environment). An access
+token is sent only when the glidein gave the job one (the file named by ``$TRITON_TOKEN_FILE``, or the copy
+in the sandbox's ``.glidein_triton/token``). The models are the arguments, else ``TritonModels`` of the job
+ad (``$_CONDOR_JOB_AD``). Each model gets one request of zeros shaped from its metadata, and the shapes of
+its outputs are printed. Exit code 0: done; 1: no server, or not ready in time.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import triton_to_np_dtype
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
-from glidein_triton.job.client import connect, parse_ad
+#: how long to wait for the server and the models (the glidein's pre-job hook usually has them ready)
+READY_TIMEOUT = 300.0
 
 
-def models_from_job_ad() -> list[str]:
-    """``TritonModels`` of the job ad, as a list of names."""
-    path = os.environ.get("_CONDOR_JOB_AD", "")
+def read_ad(variable: str) -> dict[str, str]:
+    """The ClassAd file named by ``$variable`` (``Name = value`` lines), keyed by lower-case name."""
+    path = os.environ.get(variable, "")
     if not path or not Path(path).is_file():
-        return []
-    value = parse_ad(Path(path).read_text()).get("tritonmodels", "")
-    return [name for name in value.replace(",", " ").split() if name]
+        return {}
+    attributes = {}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        name, equals, value = line.partition("=")
+        if equals:
+            attributes[name.strip().lower()] = value.strip().strip('"')
+    return attributes
+
+
+def server_url(machine_ad: dict[str, str]) -> str:
+    """``host:port`` of the glidein's gRPC endpoint; SystemExit naming where it was looked for."""
+    url = os.environ.get("TRITON_GRPC_URL", "") or machine_ad.get("tritongrpcurl", "")
+    if not url:
+        failure = machine_ad.get("tritonfailure", "")
+        sys.exit(
+            "no Triton server: $TRITON_GRPC_URL is not set and the machine ad ($_CONDOR_MACHINE_AD) has no "
+            "TritonGRPCURL" + (f" (TritonFailure: {failure})" if failure else "")
+        )
+    return url.split("://")[-1].rstrip("/")
+
+
+def token_headers() -> dict[str, str]:
+    """The access-token header, when the glidein gave the job a token; else none."""
+    sandbox = Path(os.environ.get("_CONDOR_SCRATCH_DIR", "."), ".glidein_triton", "token")
+    for path in (os.environ.get("TRITON_TOKEN_FILE", ""), str(sandbox)):
+        if path and Path(path).is_file():
+            return {"triton-grpc-protocol-triton-token": Path(path).read_text().strip()}
+    return {}
+
+
+def wait_until_ready(client: Any, headers: dict[str, str], models: list[str]) -> None:
+    """Wait until the server and ``models`` are ready; SystemExit after READY_TIMEOUT."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    waiting = "the server"
+    while time.monotonic() < deadline:
+        try:
+            if client.is_server_ready(headers=headers):
+                waiting = ", ".join(m for m in models if not client.is_model_ready(m, headers=headers))
+                if not waiting:
+                    return
+        except InferenceServerException as error:
+            waiting = f"the server ({error})"
+        time.sleep(1)
+    sys.exit(f"not ready after {READY_TIMEOUT:.0f} s: {waiting}")
 
 
 def zeros_request(metadata: dict[str, Any]) -> list[Any]:
@@ -46,14 +94,17 @@ def zeros_request(metadata: dict[str, Any]) -> list[Any]:
 
 
 def main(arguments: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    models = arguments or models_from_job_ad()
-    client = connect("grpc", models=models, timeout=300)
-    server = client.get_server_metadata(as_json=True)
-    print(f"Triton {server['version']} at {os.environ.get('TRITON_GRPC_URL', '(from the machine ad)')}")
+    machine_ad = read_ad("_CONDOR_MACHINE_AD")
+    models = arguments or read_ad("_CONDOR_JOB_AD").get("tritonmodels", "").replace(",", " ").split()
+    url = server_url(machine_ad)
+    client = grpcclient.InferenceServerClient(url, ssl=machine_ad.get("tritongrpctls", "").lower() == "true")
+    headers = token_headers()
+    wait_until_ready(client, headers, models)
+    server = client.get_server_metadata(headers=headers, as_json=True)
+    print(f"Triton {server['version']} at {url}")
     for model in models:
-        metadata = client.get_model_metadata(model, as_json=True)
-        result = client.infer(model, zeros_request(metadata))
+        metadata = client.get_model_metadata(model, headers=headers, as_json=True)
+        result = client.infer(model, zeros_request(metadata), headers=headers)
         shapes = ", ".join(
             f"{out['name']} {list(result.as_numpy(out['name']).shape)}" for out in metadata["outputs"]
         )

@@ -47,7 +47,8 @@ def unified_diff(before: bytes, after: bytes, encoding: str, label: str) -> str:
     """A unified diff of two versions of a file, every line ending with a newline."""
     old = before.decode(encoding, errors="replace").splitlines(keepends=True)
     new = after.decode(encoding, errors="replace").splitlines(keepends=True)
-    lines = difflib.unified_diff(old, new, f"a/{label}", f"b/{label}")
+    name = label.lstrip("/")  # git's headers: a/etc/x.xml, never a//etc/x.xml (patch -p1 from / applies it)
+    lines = difflib.unified_diff(old, new, f"a/{name}", f"b/{name}")
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 

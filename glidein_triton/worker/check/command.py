@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from glidein_triton import __version__
 from glidein_triton.worker import cuda_support
@@ -26,6 +28,7 @@ from glidein_triton.worker.check.findings import FAIL, INFO, WARN, Finding
 from glidein_triton.worker.errors import ConfigError, CorruptionError
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.settings import Settings, unknown_settings
+from glidein_triton.worker.words import plain_text
 
 GIB = 1024**3
 
@@ -48,10 +51,19 @@ def gigabytes(text: str) -> float:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
-    arguments = argparse.ArgumentParser(
+class JsonUsageParser(argparse.ArgumentParser):
+    """With ``--json`` on the command line, a usage error is a JSON document too (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        document = {"can_run": None, "exit_code": 2, "usage_error": f"{self.prog}: {message}"}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        self.exit(2)
+
+
+def parser(json_output: bool = False) -> argparse.ArgumentParser:
+    arguments = (JsonUsageParser if json_output else argparse.ArgumentParser)(
         prog="glidein-triton check",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=plain_text((__doc__ or "").split("\n\n")[0]),
         epilog="Exit code: 0 Triton can run (warnings allowed), 1 it cannot, 2 bad usage.",
     )
     arguments.add_argument(
@@ -129,8 +141,9 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
 
 
 def main(argv: Sequence[str] | None = None, environment: Mapping[str, str] | None = None) -> int:
-    arguments = parser()
-    args = arguments.parse_args(list(sys.argv[1:] if argv is None else argv))
+    words = list(sys.argv[1:] if argv is None else argv)
+    arguments = parser(json_output="--json" in words)
+    args = arguments.parse_args(words)
     config: Mapping[str, str] = {}
     work_dir = Path.cwd()
     if args.glidein_config:
