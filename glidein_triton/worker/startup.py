@@ -33,6 +33,7 @@ from glidein_triton.worker import (
     runtime,
     server,
     server_report,
+    startup_guard,
     supervisor,
     token,
     triton_release,
@@ -501,6 +502,7 @@ def announce(config: GlideinConfig, launched: RunningServer, settings: Settings)
 def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str]) -> int:
     """The whole startup; returns the script's exit code."""
     required = required_flag(config)
+    guard = 0
     try:
         settings = Settings.from_config(config)
         if not settings.enabled:
@@ -509,6 +511,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
+        guard = startup_guard.spawn(config.work_dir, environment)  # until the agent follows the glidein
         running = start_server(
             config, settings, environment, lambda launched: announce(config, launched, settings)
         )
@@ -530,6 +533,9 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         LOG.exception("unexpected error")
         wrapped = CorruptionError(f"internal error in glidein-triton: {type(error).__name__}: {error}")
         return fail(config, reporter, wrapped, required)
+    finally:
+        if guard:
+            startup_guard.stop(guard)
     reporter.ok(
         [
             ("HasTriton", "True"),
