@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.worker import processes, reservation
-from glidein_triton.worker.settings import MEMORY_LIMIT_AUTO_FLOOR
+from glidein_triton.worker import gpu_selection, processes, reservation
+from glidein_triton.worker.settings import MEMORY_LIMIT_AUTO_FLOOR, Settings
 
-from .support import assert_nothing_left, recorded_state
-
-pytestmark = pytest.mark.server
+from .support import assert_nothing_left, fake_nvidia_smi, recorded_state
 
 NODE_MEMORY = 32000  # MiB, shared by the node's glideins (the factory's GLIDEIN_MaxMemMBs for each)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("count", [2, 4])
 def test_glideins_side_by_side_on_one_node(tmp_path: Path, count: int) -> None:
     share = NODE_MEMORY // count
@@ -76,3 +75,18 @@ def test_glideins_side_by_side_on_one_node(tmp_path: Path, count: int) -> None:
         for prepared, state in zip(glideins, states or [None] * count):
             prepared.glidein.run_cleanup(prepared.environment)
             assert_nothing_left(prepared.glidein, state)
+
+
+def test_pilots_on_one_node_use_only_their_own_gpus(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
+    """Each pilot's batch system assigns it GPUs (CUDA_VISIBLE_DEVICES, by index or uuid): its server gets
+    those only, though nvidia-smi lists every GPU of the node."""
+    path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "mixed-synthetic")
+    settings = Settings.from_config({"GLIDEIN_TRITON": "True"})
+    chosen = [
+        gpu_selection.choose(settings, {}, {"PATH": path, "CUDA_VISIBLE_DEVICES": visible})
+        for visible in ("0", "GPU-a0b1c2d3-e4f5-4617-8293-a4b5c6d7e8f9")
+    ]
+    assert [[device.name for device in selection.devices] for selection in chosen] == [
+        ["Tesla V100-SXM2-32GB"],
+        ["NVIDIA L40S"],
+    ]
