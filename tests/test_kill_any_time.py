@@ -110,8 +110,14 @@ def test_a_startup_killed_with_its_process_group_leaves_nothing(tmp_path: Path) 
     prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "simple,loading"})
     add_model(tmp_path / "glidein" / "model_repository", "loading", LOADING_MODEL)
     glidein = prepared.glidein
+    # The stand-in glidein_startup.sh records its pid as the real one does, then runs the script.
     script = subprocess.Popen(
-        [str(glidein.startup_script), "glidein_config", "main"],
+        [
+            "bash",
+            "-c",
+            'echo "GLIDEIN_STARTUP_PID $$" >> glidein_config; "$0" glidein_config main; sleep 600',
+            str(glidein.startup_script),
+        ],
         cwd=glidein.root,
         env=prepared.environment,
         stdin=subprocess.DEVNULL,
@@ -131,4 +137,4 @@ def test_a_startup_killed_with_its_process_group_leaves_nothing(tmp_path: Path) 
     assert wait_for(lambda: recorded_state(glidein) is None, 30)
     assert_nothing_left(glidein, state)
     log = (state_dir(glidein.root) / LOG_FILE_NAME).read_text()
-    assert "was killed before the agent ran: stopping the Triton server" in log
+    assert "was killed before the agent ran, and the glidein is gone: stopping the Triton server" in log

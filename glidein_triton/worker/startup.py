@@ -511,7 +511,8 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False")])
             return 0
         install_cleanup_script(config.work_dir)
-        guard = startup_guard.spawn(config.work_dir, environment)  # until the agent follows the glidein
+        # Until the agent follows the glidein:
+        guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
         running = start_server(
             config, settings, environment, lambda launched: announce(config, launched, settings)
         )
