@@ -8,6 +8,8 @@ glidein_startup.sh here is a ``sleep``, whose pid is GLIDEIN_STARTUP_PID; it get
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -16,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local.glidein import ScriptResult
+from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein
 from glidein_triton.worker import processes
-from glidein_triton.worker.state import ServerState
+from glidein_triton.worker.agent_launch import LOG_FILE_NAME
+from glidein_triton.worker.state import ServerState, state_dir
 
 from .support import add_model, assert_nothing_left, recorded_state
 
@@ -46,6 +49,12 @@ def wait_for(condition: object, timeout: float = 60.0) -> bool:
     return False
 
 
+def launched(glidein: SimulatedGlidein) -> ServerState | None:
+    """The recorded server once it is launched (the state is recorded before the launch too, without it)."""
+    state = recorded_state(glidein)
+    return state if state is not None and state.pid else None
+
+
 def test_a_glidein_killed_during_the_startup_leaves_nothing(tmp_path: Path) -> None:
     glidein_startup = subprocess.Popen(["sleep", "600"])
     prepared = demo.prepare(
@@ -62,8 +71,8 @@ def test_a_glidein_killed_during_the_startup_leaves_nothing(tmp_path: Path) -> N
     startup.start()
     try:
         # The server is launched and recorded, still loading: glidein_startup.sh is killed.
-        assert wait_for(lambda: recorded_state(glidein) is not None)
-        state = recorded_state(glidein)
+        assert wait_for(lambda: launched(glidein) is not None)
+        state = launched(glidein)
         assert state is not None
         assert processes.is_running(state.pid, state.start_ticks)
         assert state.agent_pid == 0
@@ -93,3 +102,39 @@ def test_a_glidein_killed_after_the_startup_leaves_nothing(tmp_path: Path) -> No
     glidein_startup.wait()
     assert wait_for(lambda: not processes.is_running(state.agent_pid, state.agent_ticks), 30)
     assert_nothing_left(prepared.glidein, state)
+
+
+def test_a_startup_killed_with_its_process_group_leaves_nothing(tmp_path: Path) -> None:
+    """The batch system kills the glidein's process group while the server loads: the startup script dies
+    with glidein_startup.sh; its guard, in a session of its own, stops the server."""
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_MODELS": "simple,loading"})
+    add_model(tmp_path / "glidein" / "model_repository", "loading", LOADING_MODEL)
+    glidein = prepared.glidein
+    # The stand-in glidein_startup.sh records its pid as the real one does, then runs the script.
+    script = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'echo "GLIDEIN_STARTUP_PID $$" >> glidein_config; "$0" glidein_config main; sleep 600',
+            str(glidein.startup_script),
+        ],
+        cwd=glidein.root,
+        env=prepared.environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the glidein's process group, apart from pytest's
+    )
+    try:
+        assert wait_for(lambda: launched(glidein) is not None)
+        state = launched(glidein)
+        assert state is not None
+        assert state.agent_pid == 0
+    finally:
+        os.killpg(script.pid, signal.SIGKILL)
+        script.wait()
+    assert wait_for(lambda: not processes.is_running(state.pid, state.start_ticks), 30)
+    assert wait_for(lambda: recorded_state(glidein) is None, 30)
+    assert_nothing_left(glidein, state)
+    log = (state_dir(glidein.root) / LOG_FILE_NAME).read_text()
+    assert "was killed before the agent ran, and the glidein is gone: stopping the Triton server" in log

@@ -151,23 +151,23 @@ def test_glidein_memory_is_bounded_by_the_batch_systems_cgroup(tmp_path: Path, v
 
 @pytest.mark.parametrize("layout", ["partitionable", "fixed"])
 def test_the_startd_keeps_the_reservation_from_jobs(tmp_path: Path, layout: str) -> None:
-    glidein = glidein_with(tmp_path, GLIDEIN_CPUS="4", GLIDEIN_MaxMemMBs="8000")
+    glidein = glidein_with(tmp_path, GLIDEIN_CPUS="4", GLIDEIN_MaxMemMBs="8000", SLOTS_LAYOUT=layout)
     share = reservation.reserve(1, None, False, glidein.config(), 8000)
     publish_reservation(glidein, share)
     glidein.setup_resources()  # after the plugin: GLIDEIN_CPUS and MEMORY are written last
     condor_config = tmp_path / "condor_config"
     condor_config.write_text(glidein.condor_config(layout))
     view = startd_view(condor_config)
-    assert view["NUM_CPUS"] == "3"
     if layout == "partitionable":
-        assert view["SLOT_TYPE_1"] == "cpus=3"
-    else:
-        assert (view["SLOT_TYPE_1"], view["NUM_SLOTS_TYPE_1"]) == ("cpus=1", "3")
+        assert (view["NUM_CPUS"], view["SLOT_TYPE_1"]) == ("3", "cpus=3")
+    else:  # every fixed slot stays: condor_startup.sh's idle shutdown counts GLIDEIN_CPUS of them
+        assert (view["NUM_CPUS"], view["SLOT_TYPE_1"], view["NUM_SLOTS_TYPE_1"]) == ("4", "cpus=1", "4")
+        assert "SLOTS_LAYOUT=fixed" in share.notes[0]
     assert job_memory(view) == 8000 - reservation.CPU_SERVER_MEMORY
     # Only the startd: the master (and the glidein's own GLIDEIN_CPUS) keep the glidein's count.
     assert startd_view(condor_config, "MASTER")["NUM_CPUS"] == "4"
     attributes, _environment = glidein.published()
-    assert attributes["TritonReservedCpus"] == "1"
+    assert attributes["TritonReservedCpus"] == ("1" if layout == "partitionable" else "0")
     assert attributes["TritonReservedMemory"] == str(reservation.CPU_SERVER_MEMORY)
     assert "RESERVED_MEMORY" not in attributes  # a knob, not an attribute
 

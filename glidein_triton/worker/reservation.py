@@ -13,6 +13,8 @@ nothing writes later:
   in condor_config. HTCondor has no reserved-CPUs knob, and the qualified macro cannot refer to the plain
   one, so the CPUs are reserved only when ``GLIDEIN_CPUS`` is already a number when the plugin runs
   (glidein_cpus_setup.sh then keeps it); ``auto``, ``node`` and ``slot`` are counted later: none reserved.
+  Nor with fixed slots: condor_startup.sh's shutdown expression asks each of ``GLIDEIN_CPUS`` slots (its
+  shell value) to be idle.
 """
 
 from __future__ import annotations
@@ -130,7 +132,11 @@ def reserve(cpus: int, memory: int | None, gpus: bool, config: Mapping[str, str]
         given = config.get("GLIDEIN_CPUS", "").strip() or "1"
         counted = whole_number(given)
         overload = config.get("GLIDEIN_OVERLOAD_ENABLED", "").strip().lower() == "true"
-        if counted is None or counted == 0 or overload:
+        if "fixed" in config.get("SLOTS_LAYOUT", "").lower():
+            # condor_startup.sh's DAEMON_SHUTDOWN needs every one of its GLIDEIN_CPUS fixed slots idle: with
+            # a slot fewer it would never hold, and an idle glidein would not end.
+            notes.append("no CPU reserved for the server: SLOTS_LAYOUT=fixed (one slot per CPU)")
+        elif counted is None or counted == 0 or overload:
             notes.append(
                 f"no CPU reserved for the server: GLIDEIN_CPUS={given}"
                 f"{' with GLIDEIN_OVERLOAD_ENABLED' if overload else ''} is counted after the plugin runs"

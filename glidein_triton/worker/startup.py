@@ -34,6 +34,7 @@ from glidein_triton.worker import (
     runtime,
     server,
     server_report,
+    startup_guard,
     supervisor,
     token,
     triton_release,
@@ -507,6 +508,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
     ignored = ignored_settings(config)
     for _metric, text in ignored:
         LOG.warning("%s", text)
+    guard = 0
     try:
         settings = Settings.from_config(config)
         if not settings.enabled:
@@ -515,6 +517,8 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False"), *ignored])
             return 0
         install_cleanup_script(config.work_dir)
+        # Until the agent follows the glidein:
+        guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
         running = start_server(
             config, settings, environment, lambda launched: announce(config, launched, settings)
         )
@@ -536,6 +540,9 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         LOG.exception("unexpected error")
         wrapped = CorruptionError(f"internal error in glidein-triton: {type(error).__name__}: {error}")
         return fail(config, reporter, wrapped, required)
+    finally:
+        if guard:
+            startup_guard.stop(guard)
     reporter.ok(
         [
             ("HasTriton", "True"),

@@ -1,0 +1,92 @@
+"""Several glideins on one node: glidein_startup.sh's ``glidein_dir<i>`` or several pilots of a batch system.
+
+Each glidein has its own server, ports, tokens, state, memory share and reservation, and its cleanup stops
+only its own server. The glideins start at the same time, as a multi-glidein job starts them.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local import demo
+from glidein_triton.worker import gpu_selection, processes, reservation
+from glidein_triton.worker.settings import MEMORY_LIMIT_AUTO_FLOOR, Settings
+
+from .support import assert_nothing_left, fake_nvidia_smi, recorded_state
+
+NODE_MEMORY = 32000  # MiB, shared by the node's glideins (the factory's GLIDEIN_MaxMemMBs for each)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("count", [2, 4])
+def test_glideins_side_by_side_on_one_node(tmp_path: Path, count: int) -> None:
+    share = NODE_MEMORY // count
+    glideins = [
+        demo.prepare(
+            tmp_path / f"glidein_dir{i}", settings={"GLIDEIN_MaxMemMBs": str(share), "GLIDEIN_CPUS": "2"}
+        )
+        for i in range(1, count + 1)
+    ]
+    states = []
+    try:
+        with ThreadPoolExecutor(count) as pool:
+            results = list(
+                pool.map(lambda prepared: prepared.glidein.run_startup(prepared.environment), glideins)
+            )
+        assert [result.returncode for result in results] == [0] * count, [r.stderr for r in results]
+        assert [result.metrics["HasTriton"] for result in results] == ["True"] * count
+        states = [recorded_state(prepared.glidein) for prepared in glideins]
+        ports = [
+            port
+            for state in states
+            if state
+            for port in (state.http_port, state.grpc_port, state.metrics_port)
+            if port  # 0: metrics off
+        ]
+        assert len(ports) >= 2 * count
+        assert len(set(ports)) == len(ports)
+        # The automatic limit follows each glidein's own share, not the node's.
+        assert {state.memory_limit for state in states if state} == {max(share // 2, MEMORY_LIMIT_AUTO_FLOOR)}
+        published = [prepared.glidein.published() for prepared in glideins]
+        for attributes, _environment in published:
+            assert attributes["TritonReservedCpus"] == "1"
+            assert attributes["TritonReservedMemory"] == str(reservation.CPU_SERVER_MEMORY)
+        job_environments = [environment for _attributes, environment in published]
+        tokens = {Path(environment["TRITON_TOKEN_FILE"]).read_text() for environment in job_environments}
+        assert len(tokens) == count
+        for environment in job_environments:
+            assert len(demo.run_sample_job(environment, requests=1)) == 2
+        # A job of the first glidein cannot use the second glidein's server with its own token.
+        crossed = {**job_environments[1], "TRITON_TOKEN_FILE": job_environments[0]["TRITON_TOKEN_FILE"]}
+        with pytest.raises(Exception, match="protocol is restricted"):
+            demo.run_sample_job(crossed, requests=1)
+        # The first glidein's cleanup stops its own server only.
+        first = glideins[0]
+        assert [result.returncode for result in first.glidein.run_cleanup(first.environment)] == [0]
+        assert_nothing_left(first.glidein, states[0])
+        for state in states[1:]:
+            assert state is not None
+            assert processes.is_running(state.pid, state.start_ticks)
+        assert len(demo.run_sample_job(job_environments[-1], requests=1)) == 2
+    finally:
+        for prepared, state in zip(glideins, states or [None] * count):
+            prepared.glidein.run_cleanup(prepared.environment)
+            assert_nothing_left(prepared.glidein, state)
+
+
+def test_pilots_on_one_node_use_only_their_own_gpus(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
+    """Each pilot's batch system assigns it GPUs (CUDA_VISIBLE_DEVICES, by index or uuid): its server gets
+    those only, though nvidia-smi lists every GPU of the node."""
+    path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "mixed-synthetic")
+    settings = Settings.from_config({"GLIDEIN_TRITON": "True"})
+    chosen = [
+        gpu_selection.choose(settings, {}, {"PATH": path, "CUDA_VISIBLE_DEVICES": visible})
+        for visible in ("0", "GPU-a0b1c2d3-e4f5-4617-8293-a4b5c6d7e8f9")
+    ]
+    assert [[device.name for device in selection.devices] for selection in chosen] == [
+        ["Tesla V100-SXM2-32GB"],
+        ["NVIDIA L40S"],
+    ]
