@@ -66,7 +66,13 @@ class Agent:
         api = Server(state.http_port, headers=token.host_headers(directory))
         policy = Policy(state.job_repositories, state.code_repositories)
         self.loader = JobLoader(
-            str(directory), api, policy, state.model_repository, state.load_timeout, state.visible_roots
+            str(directory),
+            api,
+            policy,
+            state.model_repository,
+            state.load_timeout,
+            state.visible_roots,
+            cvmfs_mount=state.cvmfs_mount_dir,
         )
         self.seen: set[str] = set()
         #: The container instance's own process (pid, start ticks), for the server it was looked up for.

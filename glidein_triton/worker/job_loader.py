@@ -30,7 +30,7 @@ import os
 import time
 from pathlib import Path
 
-from glidein_triton.worker import model_registry, processes, token
+from glidein_triton.worker import cvmfs, model_registry, processes, token
 from glidein_triton.worker.job_policy import Policy, PolicyError, is_under
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
 from glidein_triton.worker.state import JOB_REPOSITORY
@@ -115,6 +115,8 @@ class JobLoader:
         model_repository: str,
         load_timeout: float,
         visible_roots: Sequence[str] = (),
+        *,
+        cvmfs_mount: str = "",
     ) -> None:
         self.registry = model_registry.Registry(directory)
         self.server = server
@@ -122,6 +124,7 @@ class JobLoader:
         self.model_repository = model_repository
         self.load_timeout = load_timeout
         self.visible_roots = list(visible_roots)
+        self.cvmfs_mount = cvmfs_mount
         self.inference_token = Path(directory, token.TOKEN_FILE_NAME)
 
     def serve(self, sandbox: str) -> None:
@@ -168,6 +171,7 @@ class JobLoader:
                 return [], {}, request
             if request.repository and not os.path.isabs(request.repository):
                 request.repository = os.path.join(sandbox, request.repository)
+            request.repository = cvmfs.resolve(request.repository, self.cvmfs_mount)
             models = requested_models(request)
         except RequestError as error:
             return [], {"request": str(error)}, None

@@ -23,6 +23,7 @@ from types import FrameType
 from glidein_triton.worker import (
     access,
     agent_launch,
+    cvmfs,
     gpu_ownership,
     gpu_selection,
     images,
@@ -216,6 +217,7 @@ def plan_for(
         cuda_visible_devices=cuda_visible_devices,
         config_dir=str(config_dir),
         memory_limit=data_limit,
+        cvmfs_mount=cvmfs.mount_dir(config),
     )
 
 
@@ -297,7 +299,8 @@ def _launch_until_ready(
     """Launch and wait, with new ports after a clash (when they are chosen here); stop it on failure."""
     devices = selection.devices
     directory = state_dir(config.work_dir)
-    roots = supervisor.same_path_roots(config.work_dir)
+    mount = cvmfs.mount_dir(config)
+    roots = supervisor.same_path_roots(config.work_dir, mount)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
     with writing_in(directory):
@@ -337,7 +340,9 @@ def _launch_until_ready(
                     plan, directory / LOG_FILE_NAME, environment, settings.stop_grace, processes.new_tag()
                 )
                 state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
-                supervisor.record_launch(state, plan, environment, settings, devices, repository, roots)
+                supervisor.record_launch(
+                    state, plan, environment, settings, devices, repository, roots, mount
+                )
                 state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
                 announce(RunningServer(state, devices, "", repository, server_access, selection))
                 server.wait_ready(state, settings.ready_timeout)

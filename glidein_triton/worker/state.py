@@ -96,6 +96,8 @@ class ServerState:
     #: The operator's policy for job repositories (settings GLIDEIN_TRITON_JOB_/CODE_REPOSITORIES).
     job_repositories: list[str] = field(default_factory=list)
     code_repositories: list[str] = field(default_factory=list)
+    #: Where cvmfsexec mounted CVMFS ("" at /cvmfs): jobs' /cvmfs repositories are translated into it.
+    cvmfs_mount_dir: str = ""
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0
