@@ -73,6 +73,11 @@ def test_paths_are_translated_as_cvmfs_resolve_path_does(tmp_path: Path) -> None
     for untouched in ("/cvmfsx/a", "/opt/cvmfs/a", "relative/cvmfs", "docker://nvcr.io/tritonserver", ""):
         assert cvmfs.resolve(untouched, base) == untouched
     assert cvmfs.resolve(IMAGE_LINK, "") == IMAGE_LINK  # CVMFS at /cvmfs: nothing to translate
+    # Back to the path every node knows, for the machine ad.
+    assert cvmfs.as_written(str(on_mount(mount, IMAGE)), base) == IMAGE
+    assert cvmfs.as_written(base, base) == "/cvmfs"
+    assert cvmfs.as_written(f"{base}x/a", base) == f"{base}x/a"
+    assert cvmfs.as_written("/opt/a", "") == "/opt/a"
 
 
 def test_the_mount_dir_comes_from_the_environment_first_then_glidein_config() -> None:
@@ -223,6 +228,8 @@ def test_repositories_and_the_image_under_the_cvmfsexec_mount_are_served(
     job = None
     try:
         assert state.model_repository == str(on_mount(mount, f"{VO}/models"))
+        # The machine ad names it as every node does, for jobs' Requirements.
+        assert glidein.published()[0]["TritonModelRepository"] == f'"{VO}/models"'
         environment = {**prepared.environment, **glidein.published()[1]}
         secret = Path(environment["TRITON_TOKEN_FILE"]).read_text().strip()
         assert len(demo.run_sample_job(environment, requests=1)) == 2  # gRPC and HTTP, right sums

@@ -49,5 +49,12 @@ def resolve(path: str, mount: str) -> str:
     return translated
 
 
+def as_written(path: str, mount: str) -> str:
+    """A path under ``mount`` as its /cvmfs path (the same on every node); any other path unchanged."""
+    if mount and (path == mount or path.startswith(mount + "/")):
+        return CVMFS + path[len(mount) :]
+    return path
+
+
 def resolve_all(paths: Sequence[str], mount: str) -> tuple[str, ...]:
     return tuple(resolve(path, mount) for path in paths)

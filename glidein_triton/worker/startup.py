@@ -466,9 +466,9 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
 def announced_values(config: GlideinConfig, launched: RunningServer) -> list[tuple[str, str]]:
     """What is published while the server loads: its endpoint with HasTriton still False, the report of a
     server that uses the GPUs it was given, and where the hooks keep their accounts."""
-    values = publish.server_values(
-        launched.endpoint(), launched.gpus, launched.state.runtime, launched.model_repository
-    )
+    # The repository as on any node (/cvmfs/...), which jobs' Requirements can name, not cvmfsexec's mount.
+    repository = cvmfs.as_written(launched.model_repository, cvmfs.mount_dir(config))
+    values = publish.server_values(launched.endpoint(), launched.gpus, launched.state.runtime, repository)
     return [*values, (ACCOUNTING_KEY, str(accounting_path(config.work_dir)))]
 
 
