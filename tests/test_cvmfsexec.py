@@ -154,6 +154,15 @@ def test_the_container_sees_the_mount_where_the_server_and_the_links_expect_it(t
         )  # fmt: skip
 
 
+@pytest.mark.usefixtures("no_mount_in_environment")
+def test_a_container_runtime_on_cvmfs_is_found_under_the_mount(tmp_path: Path) -> None:
+    mount = tmp_path / "cvmfs"
+    apptainer = "/cvmfs/oasis.opensciencegrid.org/mis/apptainer/current/bin/apptainer"
+    link(mount, apptainer, demo.STANDIN_APPTAINER)
+    config = {cvmfs.MOUNT_DIR_KEY: str(mount), "SINGULARITY_PATH": apptainer}
+    assert runtime.find_container_runtime("auto", config, "") == str(on_mount(mount, apptainer))
+
+
 def lcg_python_on(mount: Path) -> Path:
     """An LCG view's python3 on the mount: a link to the releases area by its /cvmfs path, as the views
     have; that one links to this machine's Python."""

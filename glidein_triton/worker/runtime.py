@@ -239,8 +239,9 @@ def bindable(path: str, setting: str, error: type[TritonSetupError]) -> None:
 
 
 def find_container_runtime(runtime: str, config: Mapping[str, str], search_path: str | None) -> str:
-    """The container executable: SINGULARITY_PATH from the glidein's Singularity set-up, else PATH."""
-    configured = config.get("SINGULARITY_PATH", "").strip()
+    """The container executable: SINGULARITY_PATH from the glidein's Singularity set-up (on /cvmfs: under
+    cvmfsexec's mount), else PATH."""
+    configured = cvmfs.resolve(config.get("SINGULARITY_PATH", "").strip(), cvmfs.mount_dir(config))
     candidates = [configured] if configured else []
     candidates += [runtime] if runtime in CONTAINER_RUNTIMES else list(CONTAINER_RUNTIMES)
     for candidate in candidates:
