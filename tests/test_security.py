@@ -362,9 +362,10 @@ def watched_peaks(pid: int) -> Iterator[list[int]]:
 @pytest.mark.server
 def test_an_unauthenticated_http_request_over_the_memory_limit_is_cut_off(tmp_path: Path) -> None:
     """Under the limit the request gets no answer. Which allocation is refused first depends on timing: the
-    read buffer's (the connection is reset and the server stays up), or only the body's, whose bytes Triton
-    then drops until the request ends, so that the 403 it then writes fails to allocate and ends the server
-    (SIGSEGV). Either way memory stays bounded and jobs are served again, after at most one periodic run."""
+    read buffer's (the connection is reset and the server stays up), or only the body's: the parser still
+    reaches the request's end, and the 403 it then writes fails to allocate and ends the server (SIGSEGV in
+    EVBufferAddErrorJson). Either way memory stays bounded and jobs are served again, after at most one
+    periodic run."""
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
     state = recorded_state(glidein)

@@ -44,6 +44,7 @@ TOOLS = (
     "env",
     "mktemp",
     "realpath",
+    "readlink",
 )
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glidein_triton.operator import factory_patch, payload
+from glidein_triton.worker import cvmfs
 from glidein_triton.worker.glidein_config import parse_glidein_config
 
 DOUBLES_DIR = Path(__file__).resolve().parent / "glidein_doubles"
@@ -353,9 +354,11 @@ class SimulatedGlidein:
             raise GlideinDied(f"condor_startup.sh: Error creating monitor dirs ({error})") from error
 
     def mount_cvmfs(self, mount: Path) -> Path:
-        """A simulated /cvmfs at ``mount`` mounted by cvmfsexec: glidein_startup.sh copies its
-        ``cvmfs_umount.sh`` into .gwms.d/exec/cleanup, where it runs among the cleanup scripts."""
+        """A simulated /cvmfs at ``mount`` mounted by cvmfsexec: cvmfs_setup.sh writes ``CVMFS_MOUNT_DIR``
+        (the mount is not /cvmfs), and glidein_startup.sh copies its ``cvmfs_umount.sh`` into
+        .gwms.d/exec/cleanup, where it runs among the cleanup scripts."""
         mount.mkdir(parents=True, exist_ok=True)
+        self.set(cvmfs.MOUNT_DIR_KEY, str(mount))
         umount = self.gwms_dir / "exec" / "cleanup" / CVMFS_UMOUNT
         umount.write_text(CVMFS_UMOUNT_STANDIN.format(mount=mount))
         umount.chmod(0o755)

@@ -74,13 +74,30 @@ if [ ! -f "$code_dir/glidein_triton/worker/startup.py" ]; then
     no_triton Corruption "worker code not found: GLIDEIN_TRITON_DIR='$code_dir' (the payload tarball)"
 fi
 
+# CVMFS mounted by cvmfsexec elsewhere: CVMFS_MOUNT_DIR (the environment's, else glidein_config's), and each
+# /cvmfs path translated into it as GlideinWMS's cvmfs_resolve_path does (worker/cvmfs.py for the Python side).
+cvmfs_mount=${CVMFS_MOUNT_DIR:-$(gconfig_get CVMFS_MOUNT_DIR "$glidein_config")}
+cvmfs_mount=${cvmfs_mount%/}
+[ "$cvmfs_mount" = /cvmfs ] && cvmfs_mount=""
+cvmfs_path() {
+    local path="$1" target
+    if [ -n "$cvmfs_mount" ] && [[ "$path" = /cvmfs || "$path" = /cvmfs/* ]]; then
+        path="$cvmfs_mount${path#/cvmfs}"
+        if [ -L "$path" ]; then
+            target=$(readlink "$path")
+            [[ "$target" = /cvmfs || "$target" = /cvmfs/* ]] && path="$cvmfs_mount${target#/cvmfs}"
+        fi
+    fi
+    printf '%s\n' "$path"
+}
+
 candidates=()
 configured_python=$(gconfig_get GLIDEIN_TRITON_PYTHON "$glidein_config")
-[ -n "$configured_python" ] && candidates+=("$configured_python")
+[ -n "$configured_python" ] && candidates+=("$(cvmfs_path "$configured_python")")
 candidates+=(python3 python3.13 python3.12 python3.11 python3.10 python3.9)
 # EL8's python3 is 3.6: then the Pythons of the LCG views on CVMFS (docs/lifecycle.md), used if they start.
-candidates+=(/cvmfs/sft.cern.ch/lcg/views/LCG_107/x86_64-el8-gcc11-opt/bin/python3
-    /cvmfs/sft.cern.ch/lcg/views/LCG_106/x86_64-el8-gcc11-opt/bin/python3)
+candidates+=("$(cvmfs_path /cvmfs/sft.cern.ch/lcg/views/LCG_107/x86_64-el8-gcc11-opt/bin/python3)"
+    "$(cvmfs_path /cvmfs/sft.cern.ch/lcg/views/LCG_106/x86_64-el8-gcc11-opt/bin/python3)")
 python=""
 too_old=""
 for candidate in "${candidates[@]}"; do

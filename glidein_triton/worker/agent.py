@@ -70,7 +70,14 @@ class Agent:
         self.execute_dir = work_dir / EXECUTE_DIR_NAME
         api = Server(state.http_port, headers=token.host_headers(directory))
         policy = Policy(state.job_repositories, state.code_repositories, state.job_model_size_limit << 20)
-        self.loader = JobLoader(str(directory), api, policy, state.model_repository, state.load_timeout)
+        self.loader = JobLoader(
+            str(directory),
+            api,
+            policy,
+            state.model_repository,
+            state.load_timeout,
+            cvmfs_mount=state.cvmfs_mount_dir,
+        )
         self.seen: set[str] = set()
         #: The container instance's own process (pid, start ticks), for the server it was looked up for.
         self.instance = (0, 0)

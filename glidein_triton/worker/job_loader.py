@@ -33,7 +33,7 @@ import os
 import time
 from pathlib import Path
 
-from glidein_triton.worker import model_registry, model_snapshot, processes, token
+from glidein_triton.worker import cvmfs, model_registry, model_snapshot, processes, token
 from glidein_triton.worker.job_policy import Policy, PolicyError, Refusal
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
 from glidein_triton.worker.state import JOB_REPOSITORY
@@ -121,12 +121,15 @@ class JobLoader:
         policy: Policy,
         model_repository: str,
         load_timeout: float,
+        *,
+        cvmfs_mount: str = "",
     ) -> None:
         self.registry = model_registry.Registry(directory)
         self.server = server
         self.policy = policy
         self.model_repository = model_repository
         self.load_timeout = load_timeout
+        self.cvmfs_mount = cvmfs_mount
         self.inference_token = Path(directory, token.TOKEN_FILE_NAME)
 
     def serve(self, sandbox: str) -> None:
@@ -173,6 +176,7 @@ class JobLoader:
                 return [], {}, request
             if request.repository and not os.path.isabs(request.repository):
                 request.repository = os.path.join(sandbox, request.repository)
+            request.repository = cvmfs.resolve(request.repository, self.cvmfs_mount)
             models = requested_models(request)
         except RequestError as error:
             return [], {"request": str(error)}, None

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import images
+from glidein_triton.worker import cvmfs, images
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports
@@ -174,8 +174,12 @@ def container_plan(
     cuda_visible_devices: str = "",
     config_dir: str,
     memory_limit: int = 0,
+    cvmfs_mount: str = "",
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
+
+    ``cvmfs_mount`` (where cvmfsexec mounted CVMFS) is bound at /cvmfs too, as GlideinWMS binds it into
+    its containers, so that paths and links on /cvmfs resolve inside the instance.
 
     ``memory_limit`` (MiB, 0: none) is set on the ``exec`` command alone, not on the instance start: the
     runtime's starter passes its limits on to the server it starts.
@@ -187,12 +191,15 @@ def container_plan(
     bindable(model_repository, "GLIDEIN_TRITON_MODEL_REPOSITORY", VOConfigError)
     for path in same_path_binds:
         bindable(path, "GLIDEIN_TRITON_TLS_* or the glidein directory", ConfigError)
+    bindable(cvmfs_mount, cvmfs.MOUNT_DIR_KEY, ConfigError)
     start = [*in_config_dir(runtime, config_dir, SESSION_VARIABLES), singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
     start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
     for path in same_path_binds:
         start += ["--bind", f"{path}:{path}:ro"]
+    if cvmfs_mount:
+        start += ["--bind", f"{cvmfs_mount}:{cvmfs.CVMFS}:ro"]
     start += [image, instance]
     run = [*in_config_dir(runtime, config_dir), singularity_path, "exec"]
     for name, value in sorted(cuda_environment(gpus, cuda_visible_devices).items()):
@@ -232,8 +239,9 @@ def bindable(path: str, setting: str, error: type[TritonSetupError]) -> None:
 
 
 def find_container_runtime(runtime: str, config: Mapping[str, str], search_path: str | None) -> str:
-    """The container executable: SINGULARITY_PATH from the glidein's Singularity set-up, else PATH."""
-    configured = config.get("SINGULARITY_PATH", "").strip()
+    """The container executable: SINGULARITY_PATH from the glidein's Singularity set-up (on /cvmfs: under
+    cvmfsexec's mount), else PATH."""
+    configured = cvmfs.resolve(config.get("SINGULARITY_PATH", "").strip(), cvmfs.mount_dir(config))
     candidates = [configured] if configured else []
     candidates += [runtime] if runtime in CONTAINER_RUNTIMES else list(CONTAINER_RUNTIMES)
     for candidate in candidates:

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from glidein_triton.worker import reservation
+from glidein_triton.worker import cvmfs, reservation
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
 
@@ -717,6 +717,11 @@ class Settings:
         if not values["image"]:
             images = parse_images_dict(config.get("SINGULARITY_IMAGES_DICT", ""))
             values["image"] = images.get("tritonserver", "")
+        mount = cvmfs.mount_dir(config)  # CVMFS mounted by cvmfsexec: its paths, as GlideinWMS's
+        for field in ("image", "model_repository"):
+            values[field] = cvmfs.resolve(values[field], mount)
+        for field in ("job_repositories", "code_repositories"):  # the policy's trusted prefixes
+            values[field] = cvmfs.resolve_all(values[field], mount)
         return cls(**values).checked()
 
     def checked(self) -> Settings:

@@ -23,6 +23,7 @@ from types import FrameType
 from glidein_triton.worker import (
     access,
     agent_launch,
+    cvmfs,
     files,
     gpu_ownership,
     gpu_selection,
@@ -221,6 +222,7 @@ def plan_for(
         cuda_visible_devices=cuda_visible_devices,
         config_dir=str(config_dir),
         memory_limit=data_limit,
+        cvmfs_mount=cvmfs.mount_dir(config),
     )
 
 
@@ -302,7 +304,8 @@ def _launch_until_ready(
     """Launch and wait, with new ports after a clash (when they are chosen here); stop it on failure."""
     devices = selection.devices
     directory = state_dir(config.work_dir)
-    roots = supervisor.same_path_roots(config.work_dir)
+    mount = cvmfs.mount_dir(config)
+    roots = supervisor.same_path_roots(config.work_dir, mount)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
     state_path = directory / STATE_FILE_NAME
     with writing_in(directory):
@@ -342,7 +345,7 @@ def _launch_until_ready(
                     plan, directory / LOG_FILE_NAME, environment, settings.stop_grace, processes.new_tag()
                 )
                 state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
-                supervisor.record_launch(state, plan, environment, settings, devices, repository)
+                supervisor.record_launch(state, plan, environment, settings, devices, repository, mount)
                 state.save(state_path)  # before the wait: cleanup finds the server if this script is killed
                 announce(RunningServer(state, devices, "", repository, server_access, selection))
                 server.wait_ready(state, settings.ready_timeout)
@@ -476,9 +479,9 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
 def announced_values(config: GlideinConfig, launched: RunningServer) -> list[tuple[str, str]]:
     """What is published while the server loads: its endpoint with HasTriton still False, the report of a
     server that uses the GPUs it was given, and where the hooks keep their accounts."""
-    values = publish.server_values(
-        launched.endpoint(), launched.gpus, launched.state.runtime, launched.model_repository
-    )
+    # The repository as on any node (/cvmfs/...), which jobs' Requirements can name, not cvmfsexec's mount.
+    repository = cvmfs.as_written(launched.model_repository, cvmfs.mount_dir(config))
+    values = publish.server_values(launched.endpoint(), launched.gpus, launched.state.runtime, repository)
     return [*values, (ACCOUNTING_KEY, str(accounting_path(config.work_dir)))]
 
 

@@ -102,6 +102,8 @@ class ServerState:
     code_repositories: list[str] = field(default_factory=list)
     #: MiB (GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT)
     job_model_size_limit: int = field(default_factory=setting_default("job_model_size_limit"))
+    #: Where cvmfsexec mounted CVMFS ("" at /cvmfs): jobs' /cvmfs repositories are translated into it.
+    cvmfs_mount_dir: str = ""
     # Supervision by the periodic script.
     launched_at: float = 0.0
     restart_limit: int = 0

@@ -44,12 +44,14 @@ SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 SHARED_FILE_SYSTEMS = ("/cvmfs",)
 
 
-def same_path_roots(work_dir: Path) -> list[str]:
+def same_path_roots(work_dir: Path, cvmfs_mount: str = "") -> list[str]:
     """Directories a server container gets at their own path, so links to job models resolve in it.
 
-    The glidein directory (job sandboxes are in its execute/ directory) and /cvmfs when the node has it.
+    The glidein directory (job sandboxes are in its execute/ directory) and /cvmfs when the node has it, or
+    where cvmfsexec mounted CVMFS (``cvmfs_mount``: job repositories there are linked at their real path).
     """
-    return [str(work_dir), *(path for path in SHARED_FILE_SYSTEMS if Path(path).is_dir())]
+    shared = [cvmfs_mount] if cvmfs_mount else SHARED_FILE_SYSTEMS
+    return [str(work_dir), *(path for path in shared if Path(path).is_dir())]
 
 
 def record_launch(
@@ -59,6 +61,7 @@ def record_launch(
     settings: Settings,
     gpus: Sequence[GPU],
     model_repository: str,
+    cvmfs_mount: str = "",
 ) -> None:
     """Put into ``state`` what a restart needs (the plan, the environment) and what the hooks need."""
     state.environment = {
@@ -75,6 +78,7 @@ def record_launch(
     state.job_repositories = list(settings.job_repositories)
     state.code_repositories = list(settings.code_repositories)
     state.job_model_size_limit = settings.job_model_size_limit
+    state.cvmfs_mount_dir = cvmfs_mount
     state.restart_limit = settings.restart_limit
     state.restart_backoff = settings.restart_backoff
     state.restart_window = settings.restart_window

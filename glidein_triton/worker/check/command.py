@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from glidein_triton import __version__
-from glidein_triton.worker import cuda_support
+from glidein_triton.worker import cuda_support, cvmfs
 from glidein_triton.worker.check import container_checks, node_checks
 from glidein_triton.worker.check import findings as check_report
 from glidein_triton.worker.check.findings import FAIL, INFO, WARN, Finding
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None, environment: Mapping[str, str] | Non
         config, work_dir = glidein_config, glidein_config.work_dir
     settings_finding, settings = read_settings(config, str(args.glidein_config or ""))
     if args.image:
-        settings = dataclasses.replace(settings, image=args.image)
+        settings = dataclasses.replace(settings, image=cvmfs.resolve(args.image, cvmfs.mount_dir(config)))
     context = node_checks.NodeContext(
         settings=settings,
         config=config,
