@@ -133,7 +133,7 @@ def gave_up(refusal: str) -> bool:
 def memory_restart_due(state: ServerState, resident_mib: int, idle: bool) -> bool:
     """Note an idle server's resident memory; True when it has stayed too high and it should be restarted.
 
-    Too high: over the lowest resident memory seen while idle in this server life plus
+    Too high: over the lowest resident memory of this server life (when it got ready, or seen idle) plus
     GLIDEIN_TRITON_IDLE_MEMORY_GROWTH, for MEMORY_CHECKS runs in a row. Not idle (a job holds a model, or
     requests were served since the last run): nothing is due. The caller saves ``state``.
     """
@@ -220,5 +220,6 @@ def restart(
     except ServerStartError as error:
         state.save(state_path)
         return error.detail()
+    state.idle_memory_floor = processes.resident_kib(processes.descendants(state.pid)) // 1024
     state.save(state_path)
     return ""
