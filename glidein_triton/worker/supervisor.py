@@ -186,14 +186,11 @@ def restart(
 
     environment = launch_environment(state)
     stop_leftovers(state)
-    now = time.time()
     if counted:
         state.restarts += 1
         # The last restart_limit of them are all the window's count needs.
+        now = time.time()
         state.restart_times = [*recent_restarts(state, now), now][-max(1, state.restart_limit) :]
-    else:
-        state.memory_restarts += 1
-    state.last_restart_at = now
     state.health_misses = state.memory_high_checks = state.idle_memory_floor = 0
     state.pid = state.pgid = state.start_ticks = 0
     state.save(state_path)
