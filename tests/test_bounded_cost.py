@@ -78,27 +78,34 @@ def test_requests_that_crash_the_server_do_not_use_up_its_restarts(tmp_path: Pat
 
 
 def test_memory_left_by_refused_requests_is_published_and_an_idle_server_restarted(tmp_path: Path) -> None:
+    """A 1 GiB HTTP request cut off at the memory limit leaves the server's memory high (malloc keeps it)."""
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
-    path = state_dir(glidein.root) / STATE_FILE_NAME
-    edit_state(path, idle_memory_growth=100)
+    edit_state(state_dir(glidein.root) / STATE_FILE_NAME, idle_memory_growth=100)
     state = recorded_state(glidein)
     try:
         assert state is not None
-        (run,) = glidein.run_cron(prepared.environment)
-        before = int(run.attributes["TritonResidentMemoryMB"])
-        with pytest.raises(OSError, match=r"reset|Broken pipe|closed connection"):  # cut off at the limit
-            post_infer(state.http_port, bytes(OVERSIZED_BODY))
-        assert processes.is_running(state.pid, state.start_ticks)
+        for _ in range(3):  # now and then (2 in 41 here) the cut-off request ends the server instead
+            (run,) = glidein.run_cron(prepared.environment)  # (a restart after such a crash: counted)
+            assert run.attributes["TritonReady"] == "True", run.stderr
+            state = recorded_state(glidein)
+            assert state is not None
+            before = int(run.attributes["TritonResidentMemoryMB"])
+            with pytest.raises(OSError, match=r"reset|Broken pipe|closed connection"):  # no token
+                post_infer(state.http_port, bytes(OVERSIZED_BODY))
+            time.sleep(0.5)
+            if processes.is_running(state.pid, state.start_ticks):
+                break
         (run,) = glidein.run_cron(prepared.environment)
         high = int(run.attributes["TritonResidentMemoryMB"])
-        assert high > before + 100, f"resident {before} MiB before the requests, {high} MiB after"
+        assert high > before + 100, f"resident {before} MiB before the request, {high} MiB after"
+        restarts = run.attributes["TritonRestarts"]
         assert recorded_state(glidein).pid == state.pid  # type: ignore[union-attr]  # once is not "stays"
         (run,) = glidein.run_cron(prepared.environment)  # the second run in a row: restarted
         restarted = recorded_state(glidein)
         assert restarted is not None
         assert restarted.pid != state.pid, run.stderr
-        assert run.attributes["TritonRestarts"] == "0"  # not counted against the restart limit
+        assert run.attributes["TritonRestarts"] == restarts  # not counted against the restart limit
         assert "not counted as a restart" in (glidein.root / "exit_message").read_text()
         (run,) = glidein.run_cron(prepared.environment)
         assert run.attributes["TritonReady"] == "True", run.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -132,14 +133,20 @@ def test_prejob_waits_for_the_agents_answer_without_python(glidein: SimulatedGli
     ad = {"TritonModels": '"simple"'}
     # An agent that noticed the job (pending: 1 s at most) and does not answer: the wait is bounded.
     started = time.monotonic()
-    job = hooks_sim.start_job(glidein, ["sh", "-c", "sleep 0.3; echo late"], {"PATH": path}, ad)
-    (job.sandbox / ".glidein_triton").mkdir()
-    (job.sandbox / ".glidein_triton" / "pending").write_text("1\n")
-    code, stdout, stderr = job.finish()
+    previous = os.umask(0o000)  # a glidein started with umask 000: what the pre-job writes stays private
+    try:
+        job = hooks_sim.start_job(glidein, ["sh", "-c", "sleep 0.3; echo late"], {"PATH": path}, ad)
+        (job.sandbox / ".glidein_triton").mkdir()
+        (job.sandbox / ".glidein_triton" / "pending").write_text("1\n")
+        code, stdout, stderr = job.finish()
+    finally:
+        os.umask(previous)
     assert (code, stdout) == (0, "late\n")
     assert 1.0 <= time.monotonic() - started < 5.0
     assert "did not answer within 1 s" in stderr
-    assert "TRITON_MODELS_STATUS=failed" in (job.sandbox / ".glidein_triton" / "prejob.env").read_text()
+    written = job.sandbox / ".glidein_triton" / "prejob.env"
+    assert "TRITON_MODELS_STATUS=failed" in written.read_text()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
     # An answer already there: exported to the job at once.
     job = hooks_sim.start_job(glidein, report, {"PATH": path}, ad)
     answer = "TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=simple\nTRITON_MODELS_STATUS=failed\n"

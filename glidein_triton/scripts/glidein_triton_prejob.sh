@@ -9,6 +9,9 @@
 # and writes its answer there (prejob.env). This waits for the answer, bounded; the sourced
 # glidein_triton_2_prejob_env.sh exports it.
 
+# What this writes into the job's sandbox is for the job alone, whatever umask the glidein started with.
+umask 077
+
 # Nothing asked for (most jobs): done at once.
 if ! grep -qiE '^[[:space:]]*Triton(Models|ModelRepository)[[:space:]]*=' "${_CONDOR_JOB_AD:-/dev/null}" 2> /dev/null; then
     exit 0

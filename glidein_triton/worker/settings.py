@@ -488,9 +488,9 @@ SETTINGS = (
         "2048",
         "0-1048576 MiB",
         "How far the server's resident memory (TritonResidentMemoryMB) may stay above the lowest it had "
-        "while no job held a model: above it for two periodic runs in a row while no job holds a model "
-        "(e.g. after refused large requests), the periodic script restarts the server, which no job then "
-        "uses (not counted in GLIDEIN_TRITON_RESTART_LIMIT). 0: never.",
+        "since it got ready: above it for two periodic runs in a row while no job holds a model and no "
+        "request is served (e.g. after refused large requests), the periodic script restarts the server, "
+        "which no job then uses (not counted in GLIDEIN_TRITON_RESTART_LIMIT). 0: never.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_WATCHDOG_PERIOD",

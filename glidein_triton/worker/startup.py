@@ -352,6 +352,7 @@ def _launch_until_ready(
                 members = processes.group_members(state.pgid)
                 state.shared_memory = sorted(str(path) for path in processes.shared_memory_files(members))
                 processes.make_private(state.shared_memory)
+                state.idle_memory_floor = processes.resident_kib(members) // 1024  # ready, no job yet
                 state.save(state_path)
         except OptionRefusedError as refused:
             server.stop(state, environment)

@@ -112,13 +112,12 @@ class ServerState:
     #: Every restart counted (TritonRestarts); the times of the last restart_limit of them, for the window.
     restarts: int = 0
     restart_times: list[float] = field(default_factory=list)
-    last_restart_at: float = 0.0
     health_misses: int = 0
-    #: Restarts of an idle server whose resident memory stayed high (GLIDEIN_TRITON_IDLE_MEMORY_GROWTH).
+    #: An idle server whose resident memory stays high is restarted (GLIDEIN_TRITON_IDLE_MEMORY_GROWTH):
+    #: the lowest resident memory (MiB) of this server life, and the runs in a row that found it too high.
     idle_memory_growth: int = field(default_factory=setting_default("idle_memory_growth"))
     idle_memory_floor: int = 0
     memory_high_checks: int = 0
-    memory_restarts: int = 0
     #: Requests served in this server life at the last periodic run (idle: none since).
     requests_seen: int = 0
     #: The periodic script's period (GLIDEIN_TRITON_PERIODIC_PERIOD): one run's waits stay within it.

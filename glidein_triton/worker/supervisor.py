@@ -136,7 +136,7 @@ def gave_up(refusal: str) -> bool:
 def memory_restart_due(state: ServerState, resident_mib: int, idle: bool) -> bool:
     """Note an idle server's resident memory; True when it has stayed too high and it should be restarted.
 
-    Too high: over the lowest resident memory seen while idle in this server life plus
+    Too high: over the lowest resident memory of this server life (when it got ready, or seen idle) plus
     GLIDEIN_TRITON_IDLE_MEMORY_GROWTH, for MEMORY_CHECKS runs in a row. Not idle (a job holds a model, or
     requests were served since the last run): nothing is due. The caller saves ``state``.
     """
@@ -189,14 +189,11 @@ def restart(
 
     environment = launch_environment(state)
     stop_leftovers(state)
-    now = time.time()
     if counted:
         state.restarts += 1
         # The last restart_limit of them are all the window's count needs.
+        now = time.time()
         state.restart_times = [*recent_restarts(state, now), now][-max(1, state.restart_limit) :]
-    else:
-        state.memory_restarts += 1
-    state.last_restart_at = now
     state.health_misses = state.memory_high_checks = state.idle_memory_floor = 0
     state.pid = state.pgid = state.start_ticks = 0
     state.save(state_path)
@@ -223,5 +220,6 @@ def restart(
     except ServerStartError as error:
         state.save(state_path)
         return error.detail()
+    state.idle_memory_floor = processes.resident_kib(processes.descendants(state.pid)) // 1024
     state.save(state_path)
     return ""
