@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import subprocess
 import sys
@@ -247,3 +248,46 @@ def test_discovery_runs_on_python_3_9(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["127.0.0.1:40000", "ServerNotFoundError"]
+
+
+class SlowServer:
+    """A tritonclient client double whose server is ready and whose model ``slow`` never is."""
+
+    def is_server_ready(self, **_options: object) -> bool:
+        return True
+
+    def is_model_ready(self, model: str, **_options: object) -> bool:
+        return False
+
+    def get_model_metadata(self, model: str) -> dict[str, object]:
+        errors = importlib.import_module("tritonclient.utils")
+        if model == "gone":
+            raise errors.InferenceServerException(f"Request for unknown model: '{model}' is not found")
+        raise errors.InferenceServerException(
+            f"Request for unknown model: '{model}' has no available versions"
+        )
+
+
+def test_a_wait_for_a_model_says_what_it_waits_for_and_a_model_that_cannot_come_fails_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(client.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(client.time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    endpoint = client.Endpoint("http", "127.0.0.1:8000", "$TRITON_HTTP_URL")
+    with caplog.at_level(logging.WARNING, logger=client.LOG.name), pytest.raises(ServerNotReadyError):
+        client.wait_until_ready(SlowServer(), endpoint, 60, ["slow"], glidein=True)  # loading: it may come
+    progress = [record.getMessage() for record in caplog.records]
+    assert progress[0].startswith(
+        "waiting for the Triton HTTP server at 127.0.0.1:8000 (from $TRITON_HTTP_URL) (7 of 60 s): "
+    )
+    assert progress[0].endswith("model(s) not ready: slow")
+    assert len(progress) == 3  # after 5 s, then 10 and 20 s more (polls every 2 s at most)
+    now[0] = 100.0
+    with pytest.raises(
+        client.ModelsUnavailableError, match=r"has no model\(s\) gone and nothing is loading them"
+    ):
+        client.wait_until_ready(SlowServer(), endpoint, 60, ["slow", "gone"], glidein=True)
+    assert now[0] == 100.0  # at once
+    with pytest.raises(ServerNotReadyError):  # a server of the job's own choice: its models may come
+        client.wait_until_ready(SlowServer(), endpoint, 1, ["gone"], glidein=False)

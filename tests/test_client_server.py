@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from glidein_triton.job.client import ServerNotReadyError, connect
+from glidein_triton.job.client import ModelsUnavailableError, ServerNotReadyError, connect
 from glidein_triton.local.job import LocalGlidein, local_glidein
 
 from .support import assert_nothing_left, recorded_state
@@ -64,8 +65,23 @@ def test_explicit_url_is_used_before_a_wrong_environment(glidein: LocalGlidein) 
 
 
 def test_waits_for_models_and_names_the_missing_one(glidein: LocalGlidein) -> None:
+    url = glidein.job_environment["TRITON_HTTP_URL"]
     with pytest.raises(ServerNotReadyError, match=r"last: model\(s\) not ready: no_such_model"):
-        connect("http", environment=glidein.environment(), models=["simple", "no_such_model"], timeout=0.5)
+        connect(
+            "http", url, environment=glidein.environment(), models=["simple", "no_such_model"], timeout=0.5
+        )
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_model_the_glideins_server_does_not_have_fails_at_once(
+    glidein: LocalGlidein, protocol: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ModelsUnavailableError) as raised:
+        connect(protocol, environment=glidein.environment(), models=["simple", "no_such_model"], timeout=60)
+    assert time.monotonic() - started < 10
+    assert "has no model(s) no_such_model and nothing is loading them" in str(raised.value)
+    assert '+TritonModels = "no_such_model"' in str(raised.value)
 
 
 def test_fallback_is_not_used_when_the_server_is_there(glidein: LocalGlidein) -> None:

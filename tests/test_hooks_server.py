@@ -173,6 +173,17 @@ def test_model_name_of_the_server_repository_is_refused_from_a_job_repository(
     assert served.periodic()["TritonLoadedModels"] == '"simple"'
 
 
+def test_a_model_no_repository_has_is_answered_at_once_with_the_reason(served: Served) -> None:
+    started = time.monotonic()
+    job = served.job(job_ad(models=["simple", "no_such_model"]), SHORT_JOB)
+    code, stdout, stderr = job.finish()
+    assert (code, stdout) == (0, "failed|simple|no_such_model\n")
+    assert time.monotonic() - started < 20
+    assert "not available: no_such_model: not a model of the glidein's repository (" in stderr
+    assert "the job names no repository of its own (+TritonModelRepository)" in stderr
+    assert "failed to poll from model repository" in stderr  # the server's own words
+
+
 def test_killed_server_is_restarted_on_the_same_ports_then_the_limit_holds(
     served: Served, repository: Path
 ) -> None:

@@ -28,7 +28,7 @@ from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, LaunchPlan, ServerState, state_dir
 
-from .support import PYTHON39
+from .support import PYTHON39, write_executable
 
 SCRIPTS = payload.SCRIPTS_DIR
 ENV_SNIPPET = """
@@ -158,6 +158,34 @@ def test_prejob_waits_for_the_agents_answer_without_python(glidein: SimulatedGli
     code, stdout, stderr = job.finish()
     assert (code, stdout) == (0, "failed|simple|simple: refused\n")
     assert "not available: simple: refused" in stderr
+
+
+def test_a_long_wait_for_the_agent_says_what_it_waits_for(glidein: SimulatedGlidein, tmp_path: Path) -> None:
+    """A clock that moves 4 s at each look (a fake ``date``): a 60 s wait takes no time and says every 10 s
+    what it waits for, then ends with the reason."""
+    hooks.install_prejob(glidein.root)
+    path = posix_tools(tmp_path / "bin")
+    clock = tmp_path / "clock"
+    clock.write_text("1000\n")
+    (tmp_path / "bin" / "date").unlink()
+    write_executable(
+        tmp_path / "bin" / "date",
+        f'#!/bin/sh\nread -r now < "{clock}"\necho $((now + 4)) > "{clock}"\necho "$now"\n',
+    )
+    job = hooks_sim.start_job(
+        glidein, ["sh", "-c", "true"], {"PATH": path}, {"TritonModels": '"simple,other"'}
+    )
+    (job.sandbox / ".glidein_triton").mkdir()
+    (job.sandbox / ".glidein_triton" / "pending").write_text("60\n")
+    code, _stdout, stderr = job.finish()
+    assert code == 0
+    waits = [line for line in stderr.splitlines() if "waiting for" in line]
+    assert waits[0] == (
+        "glidein-triton pre-job: waiting for the glidein's Triton agent to load the job's models (simple,other) "
+        "(12 of 60 s)"
+    )
+    assert len(waits) == 5  # every 12 s (the first look at or after 10 s) of the 60
+    assert "did not answer within 60 s" in stderr
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])

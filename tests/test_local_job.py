@@ -10,7 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,16 +76,20 @@ def test_add_models_refuses_clashes_and_missing_repositories(tmp_path: Path) -> 
 
 
 def test_main_passes_the_environment_and_returns_the_job_exit_code(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     @contextmanager
-    def started(root: Path, repositories: list[Path], models: str) -> Iterator[LocalGlidein]:
+    def started(
+        root: Path, repositories: list[Path], models: str, say: Callable[[str], None]
+    ) -> Iterator[LocalGlidein]:
+        say(f"waiting for {models}")
         yield fake_glidein(tmp_path)
 
     monkeypatch.setattr(local_job, "local_glidein", started)
     check = "import os, sys; sys.exit(3 if 'TRITON_GRPC_URL' in os.environ else 4)"
     assert local_job.main(["--", sys.executable, "-c", check]) == 3
     assert local_job.main(["--machine-ad-only", "--", sys.executable, "-c", check]) == 4
+    assert "local-job: waiting for *\n" in capsys.readouterr().err  # said before the server is ready
 
 
 def test_main_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,5 +149,8 @@ def test_readme_commands_run_as_written(command: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "local-job: starting the glidein's Triton server and waiting until it has loaded the models" in (
+        result.stderr
+    )
     assert "local-job: Triton ready at gRPC 127.0.0.1:" in result.stderr
     assert "grpc: 10 requests" in result.stdout

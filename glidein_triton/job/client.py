@@ -55,6 +55,10 @@ FIRST_DELAY = 0.1
 LONGEST_DELAY = 2.0
 LONGEST_TRY = 5.0
 AGENT_POLL = 0.02
+#: What a server's model metadata says of a model it neither serves nor is loading (any Triton release).
+UNKNOWN_MODEL = "is not found"
+#: A wait says what it waits for after PROGRESS_FIRST seconds, then at twice the previous interval.
+PROGRESS_FIRST = 5.0
 
 AD_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
 HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}$")
@@ -292,35 +296,73 @@ def make_client(endpoint: Endpoint, token: Token | None = None, **client_options
     return client
 
 
-def _probe(client: Any, protocol: str, models: Sequence[str], seconds: float) -> str:
-    """Empty when the server and every model are ready, else what is not."""
+def _probe(client: Any, protocol: str, models: Sequence[str], seconds: float) -> tuple[str, list[str]]:
+    """("", []) when the server and every model are ready, else what is not and the models not ready."""
     options = {"client_timeout": seconds} if protocol == "grpc" else {}
     if not client.is_server_ready(**options):
-        return "the server answered but is not ready"
+        return "the server answered but is not ready", []
     waiting = [model for model in models if not client.is_model_ready(model, **options)]
-    return f"model(s) not ready: {', '.join(waiting)}" if waiting else ""
+    return (f"model(s) not ready: {', '.join(waiting)}" if waiting else ""), waiting
 
 
-def wait_until_ready(client: Any, endpoint: Endpoint, timeout: float, models: Sequence[str] = ()) -> None:
-    """Poll the server's readiness (and each model's) with backoff; connection failures are retried."""
+def unknown_models(client: Any, models: Sequence[str]) -> list[str]:
+    """The models the server neither serves nor is loading: its metadata says it knows nothing of them."""
     errors = importlib.import_module("tritonclient.utils")
-    deadline = time.monotonic() + timeout
+    unknown = []
+    for model in models:
+        try:
+            client.get_model_metadata(model)
+        except errors.InferenceServerException as error:
+            if UNKNOWN_MODEL in str(error):
+                unknown.append(model)
+    return unknown
+
+
+def wait_until_ready(
+    client: Any, endpoint: Endpoint, timeout: float, models: Sequence[str] = (), glidein: bool = False
+) -> None:
+    """Poll the server's readiness (and each model's) with backoff; connection failures are retried; what it
+    waits for is logged after PROGRESS_FIRST seconds, then at doubling intervals.
+
+    ``glidein``: the server is the glidein's, where only the agent loads models, for the jobs that ask it:
+    a model the server knows nothing of (after the agent's answer) cannot come, and fails at once.
+    """
+    errors = importlib.import_module("tritonclient.utils")
+    started = time.monotonic()
+    deadline = started + timeout
     delay = FIRST_DELAY
     tries = 0
+    interval = PROGRESS_FIRST
+    next_progress = started + interval
+    name = f"the Triton {PROTOCOL_NAMES[endpoint.protocol]} server at {endpoint.url} (from {endpoint.source})"
     while True:
         tries += 1
         remaining = deadline - time.monotonic()
         try:
-            problem = _probe(client, endpoint.protocol, models, max(0.1, min(LONGEST_TRY, remaining)))
+            problem, waiting = _probe(
+                client, endpoint.protocol, models, max(0.1, min(LONGEST_TRY, remaining))
+            )
+            unknown = unknown_models(client, waiting) if glidein else []
         except (errors.InferenceServerException, OSError) as error:
-            problem = f"{type(error).__name__}: {error}".strip()
+            problem, unknown = f"{type(error).__name__}: {error}".strip(), []
         if not problem:
             return
-        if time.monotonic() >= deadline:
-            raise ServerNotReadyError(
-                f"the Triton {PROTOCOL_NAMES[endpoint.protocol]} server at {endpoint.url} (from "
-                f"{endpoint.source}) was not ready after {timeout:g} s and {tries} tries; last: {problem}"
+        if unknown:
+            names = ",".join(unknown)
+            raise ModelsUnavailableError(
+                f"{name} has no model(s) {names} and nothing is loading them: the glidein loads a job's "
+                f'models when its submit file asks for them (+TritonModels = "{names}", and '
+                "+TritonModelRepository for a repository of the job's own)"
             )
+        now = time.monotonic()
+        if now >= deadline:
+            raise ServerNotReadyError(
+                f"{name} was not ready after {timeout:g} s and {tries} tries; last: {problem}"
+            )
+        if now >= next_progress:
+            LOG.warning("waiting for %s (%.0f of %g s): %s", name, now - started, timeout, problem)
+            interval *= 2
+            next_progress = now + interval
         LOG.debug("%s not ready (%s); retrying in %.2f s", endpoint.url, problem, delay)
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, LONGEST_DELAY)
@@ -374,7 +416,7 @@ def connect(
             client_options.setdefault("connection_timeout", max(1.0, min(timeout, 2 * LONGEST_TRY)))
         client = make_client(endpoint, access, **client_options)
         try:
-            wait_until_ready(client, endpoint, timeout, models)
+            wait_until_ready(client, endpoint, timeout, models, glidein=endpoint.source != URL_ARGUMENT)
         except NoServerError:
             client.close()
             raise

@@ -9,12 +9,13 @@ afterwards whatever happens. Examples and tests use this to run job code exactly
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,19 @@ def local_glidein(
     repositories: Sequence[Path] = (),
     models: str = "*",
     settings: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = lambda _message: None,
 ) -> Iterator[LocalGlidein]:
-    """Run the startup script of a glidein under ``root``; on exit, its cleanup scripts."""
+    """Run the startup script of a glidein under ``root``; on exit, its cleanup scripts. ``say`` is told
+    what the startup waits for before it starts."""
     prepared = demo.prepare(root, "process", {"GLIDEIN_TRITON_MODELS": models, **(settings or {})})
     glidein = prepared.glidein
-    add_models(Path(glidein.config()["GLIDEIN_TRITON_MODEL_REPOSITORY"]), repositories)
+    config = glidein.config()
+    add_models(Path(config["GLIDEIN_TRITON_MODEL_REPOSITORY"]), repositories)
+    say(
+        f"starting the glidein's Triton server and waiting until it has loaded the models "
+        f"{'(all)' if models == '*' else models} of {config['GLIDEIN_TRITON_MODEL_REPOSITORY']} (at most "
+        f"{config['GLIDEIN_TRITON_READY_TIMEOUT']} s)..."
+    )
     try:
         startup = glidein.run_startup(prepared.environment)
         attributes, job_environment = glidein.published()
@@ -122,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no command to run: add -- COMMAND [ARGUMENTS...]")
     root = Path(tempfile.mkdtemp(prefix="glidein-triton-job-"))
     try:
-        with local_glidein(root, args.model_repository, args.models) as local:
+        say = functools.partial(print, "local-job:", file=sys.stderr, flush=True)
+        with local_glidein(root, args.model_repository, args.models, say=say) as local:
             if not local.has_triton:
                 print(
                     f"local-job: the glidein has no Triton server "

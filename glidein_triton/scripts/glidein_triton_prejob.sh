@@ -20,6 +20,7 @@ fi
 job_dir="${_CONDOR_SCRATCH_DIR:-.}/.glidein_triton"
 answer="$job_dir/prejob.env"
 NOTICE_WAIT=10 # seconds for the agent to notice the sandbox (it looks every 20 ms)
+PROGRESS_EVERY=10 # seconds between the lines that say the wait goes on
 
 fail() {
     # $1: why there is no answer; tell the job through its stderr and its environment file.
@@ -33,12 +34,19 @@ fail() {
 
 nap() { sleep 0.01 2> /dev/null || sleep 1; }
 
-# wait_for FILE SECONDS: until FILE exists, at most SECONDS (whole seconds by the clock).
+# wait_for FILE SECONDS [WHAT]: until FILE exists, at most SECONDS (whole seconds by the clock); with WHAT,
+# it says every PROGRESS_EVERY seconds that it still waits for WHAT.
 wait_for() {
     [ -f "$1" ] && return 0
-    deadline=$(($(date +%s) + $2))
+    started=$(date +%s)
+    said=$started
     while [ ! -f "$1" ]; do
-        [ "$(date +%s)" -le "$deadline" ] || return 1
+        now=$(date +%s)
+        [ "$now" -le "$((started + $2))" ] || return 1
+        if [ -n "$3" ] && [ "$((now - said))" -ge "$PROGRESS_EVERY" ]; then
+            echo "glidein-triton pre-job: waiting for $3 ($((now - started)) of $2 s)" >&2
+            said=$now
+        fi
         nap
     done
 }
@@ -49,7 +57,11 @@ read -r limit < "$job_dir/pending"
 case "$limit" in
     '' | *[!0-9]*) limit=330 ;;
 esac
-wait_for "$answer" "$limit" || fail "the glidein's Triton agent did not answer within $limit s"
+models=$(grep -iE '^[[:space:]]*TritonModels[[:space:]]*=' "${_CONDOR_JOB_AD:-/dev/null}" 2> /dev/null | cut -d = -f 2-)
+models=${models#*\"}
+models=${models%\"*}
+wait_for "$answer" "$limit" "the glidein's Triton agent to load the job's models (${models:-all of its repository})" \
+    || fail "the glidein's Triton agent did not answer within $limit s"
 status=$(grep '^TRITON_MODELS_STATUS=' "$answer" | cut -d = -f 2-)
 while IFS='=' read -r name value; do
     [ "$name" = TRITON_MODELS_ERRORS ] && [ -n "$value" ] && echo "glidein-triton pre-job: not available: $value" >&2

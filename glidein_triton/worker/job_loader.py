@@ -50,6 +50,8 @@ LOG = logging.getLogger(__name__)
 JOB_AD_FILE = ".job.ad"
 PENDING_FILE = "pending"
 ANSWER_MARGIN = 30.0
+#: What the server answers to the load of a model that none of its repositories has.
+NOT_IN_REPOSITORIES = "failed to poll from model repository"
 
 
 class MissingModels(RequestError):
@@ -271,9 +273,15 @@ class JobLoader:
                     self.server.load(model, self.load_timeout)
                     # The new model's /dev/shm regions private at once, not at the next periodic run.
                     processes.private_shared_memory()
-            except TritonAPIError:
+            except TritonAPIError as error:
                 self.unregister(model, link, holder)
-                raise
+                if source or NOT_IN_REPOSITORIES not in str(error):
+                    raise
+                raise RequestError(
+                    f"{model}: not a model of the glidein's repository "
+                    f"({self.model_repository or 'it serves none'}), and the job names no repository of its "
+                    f"own (+TritonModelRepository): {error}"
+                ) from error
 
     def own_model(self, model: str) -> bool:
         """A model of the server's own repository (not one linked for jobs)."""
