@@ -17,7 +17,7 @@ from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import cvmfs, runtime, supervisor
 from glidein_triton.worker.check import command as check_command
-from glidein_triton.worker.job_policy import Policy
+from glidein_triton.worker.job_policy import Policy, Vetted
 from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import state_dir
@@ -117,9 +117,9 @@ def test_settings_translate_the_image_the_repositories_and_the_policy_prefixes(t
     add_model(code, "echo")  # a python model: code, trusted under the code prefix only
     hand_over(mount)
     policy = Policy(settings.job_repositories, settings.code_repositories)
-    assert policy.model_directory(cvmfs.resolve(f"{VO}/code_models", str(mount)), "echo") == str(
-        code / "echo"
-    )
+    directory, prefix = policy.locate(cvmfs.resolve(f"{VO}/code_models", str(mount)), "echo")
+    assert (directory, prefix) == (str(code / "echo"), str(code))
+    assert isinstance(policy.vet(directory, prefix, str(tmp_path / "snapshot")), Vetted)
 
 
 def test_the_container_sees_the_mount_where_the_server_and_the_links_expect_it(tmp_path: Path) -> None:

@@ -353,6 +353,47 @@ class SimulatedGlidein:
         except OSError as error:
             raise GlideinDied(f"condor_startup.sh: Error creating monitor dirs ({error})") from error
 
+    def setup_resources(self, node_cpus: int = 2) -> None:
+        """glidein_memory_setup.sh and glidein_cpus_setup.sh, which GlideinWMS runs after the after_entry
+        user scripts (the plugin's among them): each writes its key to glidein_config and a condor_vars line
+        after the plugin's. ``MEMORY`` is ``GLIDEIN_MaxMemMBs`` when set (else the startd detects it);
+        ``GLIDEIN_CPUS`` stays a number, ``auto``/``slot`` without a batch-system count and ``node``
+        become ``node_cpus``, unset becomes 1 (the overload factors are not modelled)."""
+        config = self.config()
+        lines = []
+        memory = config.get("GLIDEIN_MaxMemMBs", "")
+        if memory:
+            self.set("MEMORY", memory)
+            lines.append("MEMORY C - + N N -")
+        cpus = config.get("GLIDEIN_CPUS", "").strip().lower() or "1"
+        self.set("GLIDEIN_CPUS", str(node_cpus) if cpus in ("auto", "node", "slot", "0", "-1") else cpus)
+        lines.append("GLIDEIN_CPUS C - + N N -")
+        with (self.main_dir / "condor_vars.lst").open("a") as condor_vars:
+            condor_vars.write("".join(f"{line}\n" for line in lines))
+
+    def condor_config(self, layout: str = "partitionable") -> str:
+        """The resource part of the condor_config condor_startup.sh writes: ``NAME=value`` for each
+        condor_vars.lst line with a value (set_var, in the vars files' order), then the slot lines for
+        ``SLOTS_LAYOUT`` (partitionable, else fixed), as its code for them writes them."""
+        config = self.config()
+        lines = []
+        for name, kind, default, condor_name, _required, _publish, _job_env in self.condor_vars():
+            value = config.get(name, "") or ("" if default == "-" else default)
+            if value:
+                quoted = f'"{value}"' if kind == "S" else value
+                lines.append(f"{name if condor_name == '+' else condor_name}={quoted}")
+        lines.append("NUM_CPUS = $(GLIDEIN_CPUS)")
+        if layout == "partitionable":
+            lines += [
+                "NUM_SLOTS = 1",
+                "SLOT_TYPE_1 = cpus=$(GLIDEIN_CPUS)",
+                "NUM_SLOTS_TYPE_1 = 1",
+                "SLOT_TYPE_1_PARTITIONABLE = True",
+            ]
+        else:
+            lines += ["SLOT_TYPE_1 = cpus=1", "NUM_SLOTS_TYPE_1 = $(GLIDEIN_CPUS)"]
+        return "".join(f"{line}\n" for line in lines)
+
     def mount_cvmfs(self, mount: Path) -> Path:
         """A simulated /cvmfs at ``mount`` mounted by cvmfsexec: cvmfs_setup.sh writes ``CVMFS_MOUNT_DIR``
         (the mount is not /cvmfs), and glidein_startup.sh copies its ``cvmfs_umount.sh`` into

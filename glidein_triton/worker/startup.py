@@ -522,7 +522,8 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             return 0
         install_cleanup_script(config.work_dir)
         # Until the agent follows the glidein:
-        guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
+        with writing_in(state_dir(config.work_dir)):  # its log is in the plugin's directory
+            guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
         running = start_server(
             config, settings, environment, lambda launched: announce(config, launched, settings)
         )
