@@ -217,6 +217,22 @@ class JobLoader:
             return "", ""
         return self.policy.locate(repository, model)
 
+    @staticmethod
+    def taken_over(entry: dict[str, Any], source: str, model: str, holder: str) -> bool:
+        """True when ``entry`` is another model of that name whose jobs are gone (its name is taken over);
+        raises while a live job holds it."""
+        if entry.get("source", "") == source:
+            return False
+        others = [
+            name
+            for name, held in entry.get("holders", {}).items()
+            if name != holder and model_registry.holder_alive(held)
+        ]
+        if others:
+            served = entry.get("source") or "the server's repository"
+            raise RequestError(f"{model}: another job uses a different model of that name ({served})")
+        return True
+
     def hold(
         self, request: JobRequest, model: str, holder: str, record: dict[str, Any], ready: Sequence[str] = ()
     ) -> None:
@@ -227,17 +243,7 @@ class JobLoader:
         with self.registry.model_lock(model, self.load_timeout + 30):
             with self.registry.editing() as document:
                 entry = document.get("models", {}).get(model)
-            reload = False
-            if entry is not None and entry.get("source", "") != source:
-                others = [
-                    name
-                    for name, held in entry.get("holders", {}).items()
-                    if name != holder and model_registry.holder_alive(held)
-                ]
-                if others:
-                    served = entry.get("source") or "the server's repository"
-                    raise RequestError(f"{model}: another job uses a different model of that name ({served})")
-                reload = True  # a stale entry whose jobs are gone: take the name over
+            reload = entry is not None and self.taken_over(entry, source, model, holder)
             if source and entry is None and not os.path.islink(link) and self.served_elsewhere(model):
                 raise RequestError(
                     f"{model}: the server's repository has a model of that name; "
