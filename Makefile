@@ -12,6 +12,10 @@ LOCAL_STAMP := $(VENV)/.installed-local
 DIST_VENV ?= .dist-venv
 DIST_PYTHON ?= $(DIST_VENV)/bin/python
 
+# Every shell script of the project (the sourced ones name their shell in a directive).
+SHELL_SCRIPTS = .ci/run $(wildcard glidein_triton/scripts/*.sh glidein_triton/local/glidein_doubles/*.sh \
+	glidein_triton/local/glidein_doubles/*.source examples/*.sh)
+
 .PHONY: demo test lint unit venv clean docs bench dist
 
 venv: $(STAMP)
@@ -49,6 +53,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not server'
@@ -57,8 +62,9 @@ unit: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
+# In parallel (pytest-xdist): the real-server tests mostly wait, so three workers fit these 2 cores.
 test: lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # glidein-triton: installed by the startup script as .gwms.d/exec/prejob/glidein_triton_2_prejob_env.sh,
 # NOT executable, so that GlideinWMS's job wrapper sources it (after glidein_triton_1_prejob.sh has run):
 # it exports the agent's answer for this job. POSIX sh (a job container may have no bash); it runs in the

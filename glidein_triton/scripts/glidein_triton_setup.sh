@@ -41,6 +41,7 @@ fi
 no_triton() {
     # Publish HasTriton = False; $1 and $2: failure type and detail, when this is a failure.
     # (Python reads these keys itself: the shell looks them up only on this path.)
+    # shellcheck disable=SC2034  # read by add_condor_vars_line (add_config_line.source)
     condor_vars_file=$(gconfig_get CONDOR_VARS_FILE "$glidein_config")
     error_gen=$(gconfig_get ERROR_GEN_PATH "$glidein_config")
     gconfig_add HAS_TRITON False

@@ -6,6 +6,7 @@
 
 # shellcheck source=/dev/null
 source "$1" || exit 1
+# shellcheck disable=SC2034  # both read by the helpers of add_config_line.source
 glidein_config="$2"
 condor_vars_file="$3"
 shift 3
