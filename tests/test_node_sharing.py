@@ -6,6 +6,8 @@ only its own server. The glideins start at the same time, as a multi-glidein job
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -89,4 +91,63 @@ def test_pilots_on_one_node_use_only_their_own_gpus(tmp_path: Path, nvidia_smi_f
     assert [[device.name for device in selection.devices] for selection in chosen] == [
         ["Tesla V100-SXM2-32GB"],
         ["NVIDIA L40S"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "config", "place"),
+    [
+        (["-multirestart", "2", "-multiglidein", "2"], {}, (2, 2)),
+        (["-multirestart", "1"], {"GLIDEIN_MULTIGLIDEIN": "2"}, (1, 2)),
+        (["-multirestart", "0", "-multiglidein", "2"], {}, (1, 1)),  # one launcher for all: unknown
+        (["-dir", "."], {}, (1, 1)),
+    ],
+)
+def test_the_glideins_of_one_job_are_told_apart_by_their_glidein_startup(
+    tmp_path: Path, arguments: list[str], config: dict[str, str], place: tuple[int, int]
+) -> None:
+    """glidein_startup.sh -multiglidein N runs 'glidein_startup.sh -multirestart <i> ...' in glidein_dir<i>:
+    the number is on that process's command line, nowhere in glidein_config."""
+    startup = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *arguments])
+    try:
+        found = reservation.multiglidein_place({**config, "GLIDEIN_STARTUP_PID": str(startup.pid)})
+    finally:
+        startup.kill()
+        startup.wait()
+    assert found == place
+
+
+def test_the_glideins_of_one_job_split_its_gpus(tmp_path: Path, nvidia_smi_fixtures: Path) -> None:
+    """Two glideins of one job (glidein_dir1, glidein_dir2) that the batch system gave two GPUs: one each,
+    named by uuid (the job's CUDA_VISIBLE_DEVICES names both)."""
+    path = fake_nvidia_smi(tmp_path, nvidia_smi_fixtures / "mixed-synthetic")
+    settings = Settings.from_config({"GLIDEIN_TRITON": "True"})
+    chosen = []
+    for index in ("1", "2"):
+        startup = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time; time.sleep(30)",
+                "-multirestart",
+                index,
+                "-multiglidein",
+                "2",
+            ]
+        )
+        try:
+            config = {"GLIDEIN_STARTUP_PID": str(startup.pid)}
+            chosen.append(
+                gpu_selection.choose(settings, config, {"PATH": path, "CUDA_VISIBLE_DEVICES": "0,1"})
+            )
+        finally:
+            startup.kill()
+            startup.wait()
+    assert [[device.name for device in selection.devices] for selection in chosen] == [
+        ["Tesla V100-SXM2-32GB"],
+        ["NVIDIA L40S"],
+    ]
+    assert [selection.cuda_visible_devices for selection in chosen] == [
+        "GPU-5f1c2a3b-0d4e-4a1f-9b2c-3d4e5f6a7b8c",
+        "GPU-a0b1c2d3-e4f5-4617-8293-a4b5c6d7e8f9",
     ]

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from glidein_triton.worker import cuda_support, runtime, triton_release
+from glidein_triton.worker import cuda_support, reservation, runtime, triton_release
 from glidein_triton.worker import gpus as gpu_discovery
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.settings import Settings
@@ -153,6 +153,12 @@ def choose(settings: Settings, config: Mapping[str, str], environment: Mapping[s
     except gpu_discovery.QUERY_ERRORS as error:
         return Selection(reason=f"nvidia-smi failed: {str(error).strip()[:200]}")
     visible = gpu_discovery.visible_devices(every, environment)
+    index, count = reservation.multiglidein_place(config)
+    if count > 1:  # the glideins of one job (glidein_dir<i>) share its GPUs: every count-th is this one's
+        visible = visible[index - 1 :: count]
+        LOG.info("glidein %d of %d of this job: its share of the job's GPUs", index, count)
+        # kept GPUs are then named by uuid: the site's CUDA_VISIBLE_DEVICES names the whole job's
+        environment = {name: value for name, value in environment.items() if name != "CUDA_VISIBLE_DEVICES"}
     if not visible:
         return Selection(reason="nvidia-smi shows no GPU this glidein may use (CUDA_VISIBLE_DEVICES)")
     search_path = environment.get("PATH")

@@ -42,6 +42,26 @@ def whole_number(text: str) -> int | None:
     return int(word) if word.isdigit() else None
 
 
+def multiglidein_place(config: Mapping[str, str], proc: str = "/proc") -> tuple[int, int]:
+    """(this glidein's number i, the number N of glideins of its job), 1-based; (1, 1) for a single glidein.
+
+    glidein_startup.sh ``-multiglidein N`` starts ``glidein_startup.sh -multirestart <i> <its arguments>`` in
+    ``glidein_dir<i>`` and writes neither number into glidein_config: both are read from the command line of
+    the glidein's own glidein_startup.sh (``GLIDEIN_STARTUP_PID``), N also from ``GLIDEIN_MULTIGLIDEIN``.
+    ``-multirestart 0`` (all glideins started by one launcher) says nothing of i: (1, 1)."""
+    pid = whole_number(config.get("GLIDEIN_STARTUP_PID", ""))
+    try:
+        words = (
+            Path(proc, str(pid), "cmdline").read_bytes().decode(errors="replace").split("\0") if pid else []
+        )
+    except OSError:
+        words = []
+    found = {word: whole_number(value) for word, value in zip(words, words[1:])}
+    index = found.get("-multirestart") or 0
+    count = whole_number(config.get("GLIDEIN_MULTIGLIDEIN", "")) or found.get("-multiglidein") or 1
+    return (index, count) if 1 <= index <= count else (1, 1)
+
+
 def glidein_memory(
     config: Mapping[str, str],
     meminfo: str = MEMINFO,
