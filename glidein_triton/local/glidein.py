@@ -143,6 +143,9 @@ class SimulatedGlidein:
         self.scheduled: list[PeriodicScript] = []
         self.first_periodic_run: ScriptResult | None = None
         self.cvmfs: Path | None = None
+        #: HTCondor's STARTER_NESTED_SCRATCH (true by default since 25.4.0): job sandboxes as
+        #: ``execute/dir_<pid>/scratch`` beside ``htcondor`` and ``user``; false: ``execute/dir_<pid>``
+        self.nested_scratch = True
 
     def layout(self, extra: Mapping[str, str] | None = None) -> SimulatedGlidein:
         """Create the directories, helper scripts and the initial glidein_config."""

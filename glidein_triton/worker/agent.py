@@ -4,8 +4,9 @@ The startup script starts it once the server is ready, in a session of its own, 
 directory (never ``<work dir>/log``: condor_startup.sh fails the glidein when it finds ``log`` without
 ``execute``). It keeps the state in memory (see below). Its poll loop, every ``POLL`` seconds:
 
-* finds new job sandboxes under HTCondor's execute directory (``<work dir>/execute/dir_*``, once their job
-  ad ``.job.ad`` is complete) and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
+* finds new job sandboxes under HTCondor's execute directory (the scratch directory of each
+  ``<work dir>/execute/dir_*``, nested or flat: :mod:`sandboxes`, once its job ad ``.job.ad`` is complete)
+  and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
   inference token, the models the job ad asks for, the answer), so jobs under any wrapper and in any
   container get them, and a job never holds the admin token;
 * every ``watch_period`` seconds, when it follows glidein_startup.sh (``GLIDEIN_STARTUP_PID``), checks that
@@ -35,7 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, logs, processes, server, token
+from glidein_triton.worker import cleanup, logs, processes, sandboxes, server, token
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
 from glidein_triton.worker.job_policy import Policy
@@ -49,8 +50,6 @@ MISSES = 3
 POLL = 0.02
 #: How often the end of the glidein's cleanup is checked for when the glidein itself is not followed.
 UNFOLLOWED_CHECK = 5.0
-EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config
-SANDBOX_PREFIX = "dir_"
 INSTANCE_STOP = ("instance", "stop")
 
 
@@ -62,7 +61,7 @@ class Agent:
         self.state = state
         directory = state_dir(work_dir)
         self.state_path = directory / STATE_FILE_NAME
-        self.execute_dir = work_dir / EXECUTE_DIR_NAME
+        self.execute_dir = work_dir / sandboxes.EXECUTE_DIR_NAME
         api = Server(state.http_port, headers=token.host_headers(directory))
         policy = Policy(state.job_repositories, state.code_repositories)
         self.loader = JobLoader(
@@ -74,18 +73,14 @@ class Agent:
         self.instance_of = (0, 0)
 
     def new_sandboxes(self) -> list[str]:
-        """Sandboxes with a job ad not seen before (and forget those that are gone)."""
-        try:
-            names = {path.name for path in self.execute_dir.iterdir() if path.name.startswith(SANDBOX_PREFIX)}
-        except OSError:
-            return []
-        self.seen &= names
+        """Job scratch directories with a job ad not seen before (and forget those that are gone)."""
+        scratch = dict(sandboxes.scratch_dirs(str(self.execute_dir)))
+        self.seen &= set(scratch.values())
         new = []
-        for name in sorted(names - self.seen):
-            sandbox = self.execute_dir / name
-            if ad_complete(sandbox / JOB_AD_FILE):
-                self.seen.add(name)
-                new.append(str(sandbox))
+        for directory in sorted(set(scratch.values()) - self.seen):
+            if ad_complete(Path(directory) / JOB_AD_FILE):
+                self.seen.add(directory)
+                new.append(directory)
         return new
 
     def serve(self, sandbox: str) -> None:
