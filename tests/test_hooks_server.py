@@ -258,6 +258,24 @@ def test_restart_limit_and_backoff(tmp_path: Path) -> None:
         assert leftovers_after_cleanup(prepared.glidein, recorded_state) == []
 
 
+def test_on_two_fixed_slots_no_slot_keeps_has_triton_after_the_server_died(tmp_path: Path) -> None:
+    settings = {"SLOTS_LAYOUT": "fixed", "GLIDEIN_CPUS": "2", "GLIDEIN_TRITON_RESTART_LIMIT": "0"}
+    prepared = Served(demo.prepare(tmp_path / "glidein", settings=settings))
+    result = prepared.glidein.run_startup(prepared.environment)
+    assert result.returncode == 0, result.stderr
+    try:
+        glidein = prepared.glidein
+        ready = glidein.slot_ads(glidein.run_cron(prepared.environment))
+        assert [ad["HasTriton"] for ad in ready] == ["True", "False"]  # slot 2's ad cannot follow the server
+        os.kill(state(glidein).pid, signal.SIGKILL)
+        dead = glidein.slot_ads(glidein.run_cron(prepared.environment))
+        assert [(ad["SlotID"], ad["HasTriton"]) for ad in dead] == [("1", "False"), ("2", "False")]
+    finally:
+        recorded_state = state(prepared.glidein)
+        prepared.glidein.run_cleanup(prepared.environment)
+        assert leftovers_after_cleanup(prepared.glidein, recorded_state) == []
+
+
 def test_hung_server_is_restarted_then_stopped_for_good(tmp_path: Path) -> None:
     settings = {
         "GLIDEIN_TRITON_RESTART_LIMIT": "1",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.job import client
-from glidein_triton.worker import job_loader, token
+from glidein_triton.local.jobs import make_sandbox
+from glidein_triton.worker import job_loader, sandboxes, token
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.ports import free_port
@@ -115,12 +116,12 @@ def test_a_job_cannot_redirect_the_agents_writes(plugin_dir: Path, tmp_path: Pat
     assert sorted(path.name for path in plugin_dir.iterdir()) == ["token"]
 
 
-def test_the_agent_serves_a_sandbox_once_its_job_ad_is_there(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nested", [True, False], ids=["nested_scratch", "flat"])
+def test_the_agent_serves_a_sandbox_once_its_job_ad_is_there(tmp_path: Path, nested: bool) -> None:
     work_dir = tmp_path / "glidein"
     agent = Agent(work_dir, ServerState(runtime="process", http_port=free_port()))
     assert agent.new_sandboxes() == []  # no execute directory yet (HTCondor has not started)
-    sandbox = work_dir / "execute" / "dir_7"
-    sandbox.mkdir(parents=True)
+    sandbox = make_sandbox(work_dir / "execute" / "dir_7", nested)
     (work_dir / "execute" / "other").mkdir()
     assert agent.new_sandboxes() == []  # the starter has not written the job ad yet
     (sandbox / ".job.ad").write_text("")
@@ -130,8 +131,22 @@ def test_the_agent_serves_a_sandbox_once_its_job_ad_is_there(tmp_path: Path) -> 
     (sandbox / ".job.ad").write_text('GlobalJobId = "x#1"\n')
     assert agent.new_sandboxes() == [str(sandbox)]
     assert agent.new_sandboxes() == []
-    sandbox.rename(work_dir / "execute" / "dir_8")  # one job ends, another starts
-    assert agent.new_sandboxes() == [str(work_dir / "execute" / "dir_8")]
+    (work_dir / "execute" / "dir_7").rename(work_dir / "execute" / "dir_8")  # one job ends, another starts
+    assert agent.new_sandboxes() == [str(sandbox).replace("dir_7", "dir_8")]
+
+
+def test_a_flat_sandbox_is_not_taken_for_a_nested_one(tmp_path: Path) -> None:
+    # A job in the flat layout makes "scratch" and "htcondor" with a job ad of its own: its own .job.ad
+    # beside them still decides, so the agent keeps writing where the job's _CONDOR_SCRATCH_DIR is.
+    slot_dir = make_sandbox(tmp_path / "execute" / "dir_3", nested=False)
+    (slot_dir / ".job.ad").write_text('GlobalJobId = "x#1"\n')
+    for name in ("scratch", "htcondor"):
+        (slot_dir / name).mkdir()
+    (slot_dir / "scratch" / ".job.ad").write_text('GlobalJobId = "forged#1"\n')
+    assert list(sandboxes.scratch_dirs(str(tmp_path / "execute"))) == [("dir_3", str(slot_dir))]
+    # The nested starter's layout, before and after its job ad: always dir_<pid>/scratch.
+    nested = make_sandbox(tmp_path / "execute" / "dir_4", nested=True)
+    assert sandboxes.scratch_dir(str(nested.parent)) == str(nested)
 
 
 def test_the_client_finds_the_token_in_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from glidein_triton.local.jobs import make_sandbox
 from glidein_triton.worker import model_registry, processes
 from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive, locked
 
@@ -76,18 +77,20 @@ def test_holder_alive(tmp_path: Path) -> None:
     assert not holder_alive({"pid": dead.pid, "ticks": 1})
 
 
-def test_claims_are_found_in_sandboxes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nested", [True, False], ids=["nested_scratch", "flat"])
+def test_claims_are_found_in_sandboxes(tmp_path: Path, nested: bool) -> None:
     execute = tmp_path / "execute"
+    scratch = {number: make_sandbox(execute / f"dir_{number}", nested) for number in (1, 2, 3, 4)}
     for number in (1, 2):
-        model_registry.write_claim(str(execute / f"dir_{number}"), f"job{number}", {"job": "x"}, ["m"])
-    (execute / "dir_3").mkdir()  # a job that asked for nothing
-    (execute / "dir_4" / model_registry.JOB_DIR).mkdir(parents=True)
-    (execute / "dir_4" / model_registry.JOB_DIR / model_registry.CLAIM_FILE).write_text("{not json")
+        model_registry.write_claim(str(scratch[number]), f"job{number}", {"job": "x"}, ["m"])
+    # dir_3: a job that asked for nothing
+    (scratch[4] / model_registry.JOB_DIR).mkdir(parents=True)
+    (scratch[4] / model_registry.JOB_DIR / model_registry.CLAIM_FILE).write_text("{not json")
     found = list(model_registry.claims(str(execute)))
-    assert [(Path(sandbox).name, claim.get("holder"), problem) for sandbox, claim, problem in found] == [
-        ("dir_1", "job1", ""),
-        ("dir_2", "job2", ""),
-        ("dir_4", None, "not a JSON object (or too large)"),
+    assert [(sandbox, claim.get("holder"), problem) for sandbox, claim, problem in found] == [
+        (str(scratch[1]), "job1", ""),
+        (str(scratch[2]), "job2", ""),
+        (str(scratch[4]), None, "not a JSON object (or too large)"),
     ]
     assert list(model_registry.claims(str(tmp_path / "no_execute_dir_yet"))) == []
 

@@ -40,6 +40,9 @@ def test_server_values() -> None:
     values = dict(publish.server_values(endpoint, [gpu], "apptainer", "/cvmfs/r"))
     assert values["HAS_TRITON"] == "False"  # until the server answers ready
     assert publish.ready_values("2.51.0") == [("HAS_TRITON", "True"), ("TRITON_VERSION", "2.51.0")]
+    # Fixed slots (condor_startup.sh: any SLOTS_LAYOUT but "partitionable"): only slot 1 follows the server.
+    for layout in ("fixed", ""):
+        assert dict(publish.ready_values("2.51.0", layout))["HAS_TRITON"] == "(SlotID=?=1)"
     assert values["TRITON_GRPC_URL"] == "127.0.0.1:8001"
     assert values["TRITON_HTTP_URL"] == "127.0.0.1:8000"
     assert values["TRITON_METRICS_URL"] == "http://127.0.0.1:8002/metrics"

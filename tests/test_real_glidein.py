@@ -18,8 +18,8 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local import pytriton as local_server
-from glidein_triton.local.glidein import CRON_INCLUDE, GlideinDied, SimulatedGlidein
-from glidein_triton.worker import processes, runtime, server, startup
+from glidein_triton.local.glidein import CRON_INCLUDE, CronRun, GlideinDied, SimulatedGlidein
+from glidein_triton.worker import processes, publish, runtime, server, startup
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, locked
 from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
@@ -79,6 +79,29 @@ def test_periodic_first_run_reports_ok_and_is_scheduled(glidein: SimulatedGlidei
     assert (run.returncode, run.attributes) == (0, {"TritonReady": "False"})
     assert run.wrapper["GLIDEIN_PS_OK"] == "True"
     assert [path.name for path in glidein.root.iterdir() if path.name.startswith("tmp")] == ["tmp"]
+
+
+@pytest.mark.parametrize(("layout", "slots"), [("partitionable", 1), ("fixed", 2), ("fixed", 4)])
+def test_the_cron_reaches_slot_1_only_so_no_other_slot_claims_triton(
+    glidein: SimulatedGlidein, layout: str, slots: int
+) -> None:
+    # What the startup script publishes for every slot once the server is ready, then the server dies and
+    # the periodic script says so: the startd merges its output into the slots of _SLOTS (slot 1) only.
+    glidein.set("SLOTS_LAYOUT", layout)
+    glidein.set("GLIDEIN_CPUS", str(slots))
+    glidein.set("GLIDEIN_TRITON", "False")
+    assert glidein.run_startup().returncode == 0  # publishes HasTriton, schedules the periodic script
+    include = (glidein.root / CRON_INCLUDE).read_text()
+    assert "STARTD_CRON_GLIDEIN_PS_1_SLOTS = 1\n" in include
+    assert "STARTD_CRON_GLIDEIN_PS_1_JOB_LOAD = 0.01\n" in include
+    values = dict(publish.ready_values("2.51.0", glidein.config()["SLOTS_LAYOUT"]))
+    glidein.set("HAS_TRITON", values["HAS_TRITON"])  # as a ready server's startup publishes it
+    assert [ad["HasTriton"] for ad in glidein.slot_ads([])] == ["True"] + ["False"] * (slots - 1)
+    dead = CronRun(0, "HasTriton = False\n", "", {"HasTriton": "False", "TritonReady": "False"}, {})
+    ads = glidein.slot_ads([dead])
+    assert [ad["SlotID"] for ad in ads] == [str(slot) for slot in range(1, slots + 1)]
+    assert [ad["HasTriton"] for ad in ads] == ["False"] * slots
+    assert "TritonReady" not in ads[-1] or slots == 1  # slot 2..N never see the cron's output
 
 
 def test_cron_runs_do_not_report_through_error_gen(glidein: SimulatedGlidein) -> None:

@@ -74,12 +74,20 @@ def report(job: hooks_sim.Job) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("wrapper", "container", "status"),
-    [("default", "", "ready"), ("default", "hidden", "ready"), ("exec", "", ""), ("container", "", "")],
+    ("wrapper", "container", "status", "nested"),
+    [
+        ("default", "", "ready", True),
+        ("default", "hidden", "ready", True),
+        ("exec", "", "", True),
+        ("container", "", "", True),
+        ("default", "", "ready", False),  # STARTER_NESTED_SCRATCH = false (HTCondor before 25.4)
+        ("container", "", "", False),
+    ],
 )
 def test_every_wrapper_gets_its_model_and_only_inference(
-    glidein: Glidein, wrapper: str, container: str, status: str
+    glidein: Glidein, wrapper: str, container: str, status: str, nested: bool
 ) -> None:
+    glidein.prepared.glidein.nested_scratch = nested
     found = report(
         glidein.job(job_ad(glidein.code, ["alpha"]), "alpha", wrapper=wrapper, container=container)
     )

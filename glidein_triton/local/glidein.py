@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,9 @@ CONDOR_VAR_FILE_KEYS = (
 CRON_INCLUDE = "condor_config_startd_cron_include"
 CRON_NAME_PREFIX = "GLIDEIN_PS_"
 NO_PREFIX = "NOPREFIX"
+#: glidein_startup.sh's add_periodic_script: ``STARTD_CRON_<name>_SLOTS`` and ``_JOB_LOAD`` of every job
+CRON_SLOTS = (1,)
+CRON_JOB_LOAD = "0.01"
 #: cvmfsexec's unmount script: glidein_startup.sh copies it into .gwms.d/exec/cleanup under this name.
 CVMFS_UMOUNT = "cvmfs_umount.sh"
 #: A stand-in for cvmfs_umount.sh: the simulated /cvmfs is gone once it ran (cvmfsexec unmounts it).
@@ -144,6 +148,9 @@ class SimulatedGlidein:
         self.scheduled: list[PeriodicScript] = []
         self.first_periodic_run: ScriptResult | None = None
         self.cvmfs: Path | None = None
+        #: HTCondor's STARTER_NESTED_SCRATCH (true by default since 25.4.0): job sandboxes as
+        #: ``execute/dir_<pid>/scratch`` beside ``htcondor`` and ``user``; false: ``execute/dir_<pid>``
+        self.nested_scratch = True
 
     def layout(self, extra: Mapping[str, str] | None = None) -> SimulatedGlidein:
         """Create the directories, helper scripts and the initial glidein_config."""
@@ -171,6 +178,7 @@ class SimulatedGlidein:
             "ERROR_GEN_PATH": str(self.main_dir / "error_gen.sh"),
             "CONDOR_VARS_FILE": str(self.main_dir / "condor_vars.lst"),
             "GLIDEIN_CPUS": "2",
+            "SLOTS_LAYOUT": "partitionable",  # glidein_startup.sh's argument (the factory's default)
         }
         lines.update(extra or {})
         text = "".join(f"{key} {value}\n" for key, value in lines.items()) + "# --- User Parameters ---\n"
@@ -294,6 +302,8 @@ class SimulatedGlidein:
             f"STARTD_CRON_{name}_EXECUTABLE = {self.main_dir / 'script_wrapper.sh'}",
             f"STARTD_CRON_{name}_ARGS = glidein_config {script.owner} {name} {script.path} {script.prefix}",
             f"STARTD_CRON_{name}_CWD = {self.root}",
+            f"STARTD_CRON_{name}_SLOTS = {' '.join(map(str, CRON_SLOTS))}",
+            f"STARTD_CRON_{name}_JOB_LOAD = {CRON_JOB_LOAD}",
         ]
         if script.prefix != NO_PREFIX:
             lines.append(f"STARTD_CRON_{name}_PREFIX = {script.prefix}")
@@ -336,6 +346,22 @@ class SimulatedGlidein:
             f"{ad_prefix}LAST": f'"{script.path}"',
         }
         return CronRun(result.returncode, result.stdout, result.stderr, attributes, wrapper)
+
+    def slot_ads(self, runs: Sequence[CronRun]) -> list[dict[str, str]]:
+        """The startd's slot ads, evaluated: condor_startup.sh's slots (one partitionable slot for
+        ``SLOTS_LAYOUT`` "partitionable", else ``GLIDEIN_CPUS`` fixed slots), each with the published
+        attributes and its ``SlotID``; the cron ``runs``' output is merged only into the slots of
+        :data:`CRON_SLOTS` (the startd's ``InSlotList``), after the published values."""
+        config = self.config()
+        count = 1 if config.get("SLOTS_LAYOUT") == "partitionable" else int(config.get("GLIDEIN_CPUS", "1"))
+        ads = []
+        for slot in range(1, count + 1):
+            ad = {**self.published()[0], "SlotID": str(slot)}
+            for run in runs if slot in CRON_SLOTS else []:
+                ad.update(run.attributes)
+                ad.update(run.wrapper)
+            ads.append({name: evaluate(value, ad) for name, value in ad.items()})
+        return ads
 
     def start_condor(self) -> None:
         """condor_startup.sh's first step in the work directory, before the startd starts.
@@ -461,6 +487,13 @@ class SimulatedGlidein:
             if job_env != "-":
                 environment[{"+": name, "@": condor_name}.get(job_env, job_env)] = value
         return attributes, environment
+
+
+def evaluate(expression: str, ad: Mapping[str, str]) -> str:
+    """The value of a published expression in ``ad``: literals as they are, and ``(Name=?=literal)``
+    (the only kind of expression the plugin publishes) as True or False."""
+    match = re.fullmatch(r"\((\w+)=\?=(\w+)\)", expression)
+    return str(ad.get(match.group(1)) == match.group(2)) if match else expression
 
 
 def classad_text(attributes: Mapping[str, str]) -> str:

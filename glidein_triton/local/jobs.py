@@ -1,8 +1,11 @@
 """How GlideinWMS runs the plugin's hooks, for a :class:`SimulatedGlidein`: jobs and the startd cron.
 
-* :func:`start_job` stands in for HTCondor's starter and a job wrapper: it makes a job sandbox
-  ``<work dir>/execute/dir_<pid>`` with the job ad ``.job.ad`` and the machine ad ``.machine.ad`` in it, as
-  the starter does, and runs the job under one of three wrappers:
+* :func:`start_job` stands in for HTCondor's starter and a job wrapper: it makes a job sandbox as the
+  starter does (starter.cpp): ``<work dir>/execute/dir_<pid>`` with, by default (``STARTER_NESTED_SCRATCH``,
+  true since HTCondor 25.4.0, :attr:`SimulatedGlidein.nested_scratch`), the peers ``htcondor`` (0755),
+  ``user`` (0700) and ``scratch``, the job's working directory and ``_CONDOR_SCRATCH_DIR``; in the flat
+  layout ``dir_<pid>`` itself is. The job ad ``.job.ad`` and the machine ad ``.machine.ad`` go into the
+  working directory in both layouts, the job ad last. It runs the job under one of three wrappers:
 
   - ``default``: GlideinWMS's default_singularity_wrapper.sh, which processes ``.gwms.d/exec/prejob`` as
     ``gwms_process_scripts`` does (executables run as ``./<file> <glidein_config>``, other ``*.sh`` files
@@ -74,7 +77,10 @@ class Job:
     """A running simulated job: its wrapper process (which becomes the job) and its sandbox."""
 
     process: subprocess.Popen[str]
+    #: the job's working directory (its ``_CONDOR_SCRATCH_DIR`` outside any container)
     sandbox: Path
+    #: the starter's ``dir_<pid>``: ``sandbox``'s parent in the nested layout, ``sandbox`` in the flat one
+    slot_dir: Path
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
         """Wait for the job; (exit code, stdout, stderr)."""
@@ -86,7 +92,7 @@ class Job:
         if self.process.poll() is None:
             self.process.kill()
         self.process.communicate(timeout=30)
-        shutil.rmtree(self.sandbox, ignore_errors=True)
+        shutil.rmtree(self.slot_dir, ignore_errors=True)
 
 
 def job_ad_text(attributes: Mapping[str, str]) -> str:
@@ -112,8 +118,8 @@ def start_job(
     file or directory) are copied into the sandbox first, as HTCondor transfers a job's input files.
     """
     number = next(_job_numbers)
-    sandbox = glidein.root / "execute" / f"dir_{os.getpid()}_{number}"
-    sandbox.mkdir(parents=True)
+    slot_dir = glidein.root / "execute" / f"dir_{os.getpid()}_{number}"
+    sandbox = make_sandbox(slot_dir, glidein.nested_scratch)
     for name, source in (inputs or {}).items():
         if source.is_dir():
             shutil.copytree(source, sandbox / name)
@@ -126,11 +132,13 @@ def start_job(
     env.update(_CONDOR_SCRATCH_DIR=str(sandbox), _CONDOR_JOB_AD=str(sandbox / ".job.ad"))
     env["_CONDOR_MACHINE_AD"] = str(sandbox / ".machine.ad")
     if wrapper != "default":
-        return Job(_popen(wrapped(wrapper, glidein, sandbox, command), env, sandbox), sandbox)
+        return Job(
+            _popen(wrapped(wrapper, glidein, sandbox, slot_dir, command), env, sandbox), sandbox, slot_dir
+        )
     prejob_dir = glidein.gwms_dir / "exec" / "prejob"
     config_argument = str(glidein.config_path)
     if container:
-        inside = glidein.root.parent / "srv" / sandbox.name  # the sandbox as the job sees it ("/srv")
+        inside = glidein.root.parent / "srv" / slot_dir.name  # the sandbox as the job sees it ("/srv")
         inside.parent.mkdir(exist_ok=True)
         inside.symlink_to(sandbox)
         shutil.copytree(glidein.gwms_dir, sandbox / ".gwms.d", symlinks=True)
@@ -149,16 +157,30 @@ def start_job(
         else:
             config_argument = str(inside) + "/"  # what gwms_process_scripts passes with no glidein_config
     argv = ["bash", "-c", WRAPPER, "wrapper", str(prejob_dir), config_argument, *command]
-    return Job(_popen(argv, env, sandbox), sandbox)
+    return Job(_popen(argv, env, sandbox), sandbox, slot_dir)
 
 
-def wrapped(wrapper: str, glidein: SimulatedGlidein, sandbox: Path, command: Sequence[str]) -> list[str]:
+def make_sandbox(slot_dir: Path, nested: bool) -> Path:
+    """The starter's directories for one job (see the module doc); the job's working directory."""
+    if not nested:
+        slot_dir.mkdir(parents=True)
+        return slot_dir
+    slot_dir.mkdir(mode=0o755, parents=True)
+    (slot_dir / "htcondor").mkdir(mode=0o755)
+    (slot_dir / "user").mkdir(mode=0o700)
+    (slot_dir / "scratch").mkdir()
+    return slot_dir / "scratch"
+
+
+def wrapped(
+    wrapper: str, glidein: SimulatedGlidein, sandbox: Path, slot_dir: Path, command: Sequence[str]
+) -> list[str]:
     """The argv of the ``exec`` or ``container`` wrapper around ``command``."""
     if wrapper == "exec":
         return ["sh", "-c", 'cd "$_CONDOR_SCRATCH_DIR" && exec "$@"', "wrapper", *command]
     if wrapper != "container":
         raise ValueError(f"wrapper {wrapper!r} is not one of {', '.join(WRAPPERS)}")
-    mount_point = glidein.root.parent / f"container_{sandbox.name}"
+    mount_point = glidein.root.parent / f"container_{slot_dir.name}"
     mount_point.mkdir()
     unshare = ["unshare", "--mount", "--propagation", "private"]
     return [

@@ -4,8 +4,9 @@ The startup script starts it once the server is ready, in a session of its own, 
 directory (never ``<work dir>/log``: condor_startup.sh fails the glidein when it finds ``log`` without
 ``execute``). It keeps the state in memory (see below). Its poll loop, every ``POLL`` seconds:
 
-* finds new job sandboxes under HTCondor's execute directory (``<work dir>/execute/dir_*``, once their job
-  ad ``.job.ad`` is complete) and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
+* finds new job sandboxes under HTCondor's execute directory (the scratch directory of each
+  ``<work dir>/execute/dir_*``, nested or flat: :mod:`sandboxes`, once its job ad ``.job.ad`` is complete)
+  and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
   inference token, the models the job ad asks for, the answer), so jobs under any wrapper and in any
   container get them, and a job never holds the admin token;
 * every ``LOG_CHECK`` seconds, cuts server.log to its end once it is over its cap (:func:`log_files.cap`):
@@ -38,7 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, files, log_files, logs, processes, server, token
+from glidein_triton.worker import cleanup, files, log_files, logs, processes, sandboxes, server, token
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
 from glidein_triton.worker.job_policy import Policy
@@ -54,8 +55,6 @@ POLL = 0.02
 UNFOLLOWED_CHECK = 5.0
 #: How often server.log's size is checked (a stat): at 20 MB/s it passes its cap by at most that much.
 LOG_CHECK = 1.0
-EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config
-SANDBOX_PREFIX = "dir_"
 INSTANCE_STOP = ("instance", "stop")
 
 
@@ -67,7 +66,7 @@ class Agent:
         self.state = state
         directory = state_dir(work_dir)
         self.state_path = directory / STATE_FILE_NAME
-        self.execute_dir = work_dir / EXECUTE_DIR_NAME
+        self.execute_dir = work_dir / sandboxes.EXECUTE_DIR_NAME
         api = Server(state.http_port, headers=token.host_headers(directory))
         policy = Policy(state.job_repositories, state.code_repositories, state.job_model_size_limit << 20)
         self.loader = JobLoader(
@@ -84,18 +83,14 @@ class Agent:
         self.instance_of = (0, 0)
 
     def new_sandboxes(self) -> list[str]:
-        """Sandboxes with a job ad not seen before (and forget those that are gone)."""
-        try:
-            names = {path.name for path in self.execute_dir.iterdir() if path.name.startswith(SANDBOX_PREFIX)}
-        except OSError:
-            return []
-        self.seen &= names
+        """Job scratch directories with a job ad not seen before (and forget those that are gone)."""
+        scratch = dict(sandboxes.scratch_dirs(str(self.execute_dir)))
+        self.seen &= set(scratch.values())
         new = []
-        for name in sorted(names - self.seen):
-            sandbox = self.execute_dir / name
-            if ad_complete(sandbox / JOB_AD_FILE):
-                self.seen.add(name)
-                new.append(str(sandbox))
+        for directory in sorted(set(scratch.values()) - self.seen):
+            if ad_complete(Path(directory) / JOB_AD_FILE):
+                self.seen.add(directory)
+                new.append(directory)
         return new
 
     def serve(self, sandbox: str) -> None:

@@ -23,7 +23,7 @@ registry's lock are read and rewritten in one place, :meth:`Registry.editing`.
 """
 
 # The agent serves jobs in threads with os.path strings (job_loader.py).
-# ruff: noqa: PTH103, PTH112, PTH118, PTH123, PTH208
+# ruff: noqa: PTH103, PTH112, PTH118, PTH123
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import json
 import os
 import time
 
-from glidein_triton.worker import files, processes
+from glidein_triton.worker import files, processes, sandboxes
 from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
@@ -208,16 +208,12 @@ def write_claim(sandbox: str, holder: str, record: dict[str, Any], models: list[
 
 
 def claims(execute_dir: str) -> Iterator[tuple[str, dict[str, Any], str]]:
-    """(sandbox, claim, problem) for every job sandbox under HTCondor's execute directory with a claim file.
+    """(sandbox, claim, problem) for every job scratch directory under HTCondor's execute directory (either
+    layout: :mod:`sandboxes`) with a claim file.
 
     ``problem`` is "" for a valid claim (:func:`check_claim`); an invalid one is to be ignored.
     """
-    try:
-        sandboxes = sorted(os.listdir(execute_dir))
-    except OSError:
-        return
-    for name in sandboxes:
-        sandbox = os.path.join(execute_dir, name)
+    for _name, sandbox in sandboxes.scratch_dirs(execute_dir):
         path = os.path.join(sandbox, JOB_DIR, CLAIM_FILE)
         if not os.path.lexists(path):
             continue

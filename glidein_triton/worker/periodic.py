@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, files, log_files, logs, processes, supervisor, token
+from glidein_triton.worker import accounting, files, log_files, logs, processes, sandboxes, supervisor, token
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -47,7 +47,6 @@ LOCK_WAIT = 2.0
 SCRIPT_NAME = "glidein_triton_periodic.sh"
 #: Part of the period one run may use: the rest is left for its own start and exit.
 PERIOD_SHARE = 0.8
-EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config: <work dir>/execute
 EXIT_MESSAGE_FILE = "exit_message"
 
 
@@ -232,7 +231,10 @@ class Check:
             LOG.warning("shared memory readable by others made private: %s", ", ".join(map(str, opened)))
         try:
             Reaper(
-                self.registry, self.server, str(self.work_dir / EXECUTE_DIR_NAME), self.state.pinned_models
+                self.registry,
+                self.server,
+                str(self.work_dir / sandboxes.EXECUTE_DIR_NAME),
+                self.state.pinned_models,
             ).reap()
         except LockTimeoutError as error:
             LOG.warning("no reaping in this run: %s", error)

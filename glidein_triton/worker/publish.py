@@ -104,9 +104,19 @@ def server_report_values(
     ]
 
 
-def ready_values(version: str) -> list[tuple[str, str]]:
-    """What turns the published server on once it answers ready."""
-    return [("HAS_TRITON", "True"), ("TRITON_VERSION", ad_string(version))]
+#: ``HasTriton`` on a fixed slot layout: only slot 1 can follow the server. glidein_startup.sh registers
+#: the periodic script with ``STARTD_CRON_<name>_SLOTS = 1`` and the startd merges a cron job's output only
+#: into the slots of that list (startd_named_classad_list.cpp: ``InSlotList``), so slots 2..N would keep this
+#: value after the server died. Every dynamic slot of a partitionable slot has ``SlotID`` 1.
+SLOT_ONE_ONLY = "(SlotID=?=1)"
+
+
+def ready_values(version: str, slots_layout: str = "partitionable") -> list[tuple[str, str]]:
+    """What turns the published server on once it answers ready. ``slots_layout`` is glidein_config's
+    ``SLOTS_LAYOUT``: condor_startup.sh makes one partitionable slot for "partitionable", else fixed slots
+    (one a CPU), where only slot 1's ad follows the server (:data:`SLOT_ONE_ONLY`)."""
+    has_triton = "True" if slots_layout == "partitionable" else SLOT_ONE_ONLY
+    return [("HAS_TRITON", has_triton), ("TRITON_VERSION", ad_string(version))]
 
 
 def cleared_values() -> list[tuple[str, str]]:

@@ -534,7 +534,10 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             for problem in server.stop(state, environment):
                 LOG.warning("while stopping the server: %s", problem)
             raise ServerStartError(f"GLIDEIN_TRITON_GPU=gpu but {report.fallback}")
-        ready = [*publish.ready_values(running.version), *report.values(running, config)]
+        ready = [
+            *publish.ready_values(running.version, config.get("SLOTS_LAYOUT", "")),
+            *report.values(running, config),
+        ]
         publish_config(config, publish.changed(ready, announced_values(config, running)), [])
         start_agent(config, settings.watchdog_period, state, environment)
     except TritonSetupError as error:
