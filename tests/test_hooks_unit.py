@@ -487,3 +487,43 @@ def test_periodic_restarts_an_idle_server_whose_memory_stays_high(
     assert restarts == []
     periodic_run(5800, 10)
     assert restarts == [False], "an idle server high for two runs in a row is restarted, not counted"
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_required_failed_job_in_a_container_reaches_the_starters_failure_file(
+    tmp_path: Path, shell: str
+) -> None:
+    """Inside GlideinWMS's container the scratch directory is /srv and $_CONDOR_WRAPPER_ERROR_FILE still
+    names the starter's outside path: exit_wrapper (as GlideinWMS writes it) must still write the file the
+    starter reads (<scratch>/.job_wrapper_failure), through the scratch directory the job sees."""
+    outside = tmp_path / "execute" / "dir_12" / "scratch"  # the starter's path: not in the container
+    inside = tmp_path / "srv"  # the same directory, as the container binds it
+    (inside / ".glidein_triton").mkdir(parents=True)
+    (inside / ".glidein_triton" / "prejob.env").write_text(
+        "TRITON_MODELS_STATUS=required-failed\nTRITON_MODELS_ERRORS=c: refused\n"
+    )
+    wrapper = (
+        'exit_wrapper() { echo "Wrapper script failed: $1" >> "$_CONDOR_WRAPPER_ERROR_FILE"; exit "$2"; }\n'
+        '. "$1"\necho not stopped\n'
+    )
+    environment = {
+        "PATH": os.environ["PATH"],
+        "_CONDOR_SCRATCH_DIR": str(inside),
+        "_CONDOR_WRAPPER_ERROR_FILE": str(outside / ".job_wrapper_failure"),
+    }
+    snippet = str(SCRIPTS / "glidein_triton_prejob_env.sh")
+    result = subprocess.run(
+        [shell, "-c", wrapper, shell, snippet], env=environment, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert (inside / ".job_wrapper_failure").read_text() == (
+        "Wrapper script failed: glidein-triton: this job requires Triton models that could not be loaded: "
+        "c: refused\n"
+    )
+    # Outside a container the starter's own path is there and kept.
+    outside.mkdir(parents=True)
+    result = subprocess.run(
+        [shell, "-c", wrapper, shell, snippet], env=environment, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert (outside / ".job_wrapper_failure").is_file()

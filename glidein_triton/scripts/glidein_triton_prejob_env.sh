@@ -9,7 +9,8 @@
 #   TRITON_MODELS_ERRORS  why each failed model failed
 #   TRITON_TOKEN_FILE     the inference token the agent wrote into the job's sandbox
 # With required-failed (the job set TritonModelsRequired = True) the job is not started: the wrapper's own
-# exit_wrapper reports a wrapper failure to HTCondor, which then runs the job elsewhere.
+# exit_wrapper reports a wrapper failure to HTCondor (its failure file, found also from inside GlideinWMS's
+# container), which then runs the job elsewhere.
 
 glidein_triton_dir="${_CONDOR_SCRATCH_DIR:-/nonexistent}/.glidein_triton"
 if [ -r "$glidein_triton_dir/token" ]; then
@@ -25,6 +26,14 @@ if [ -r "$glidein_triton_dir/prejob.env" ]; then
         esac
     done < "$glidein_triton_dir/prejob.env"
     if [ "$TRITON_MODELS_STATUS" = required-failed ] && command -v exit_wrapper > /dev/null 2>&1; then
+        # Inside GlideinWMS's container the starter's path of its wrapper failure file (the job's scratch
+        # directory as the host sees it) is not there: the same file is in the scratch directory as the job
+        # sees it (bound at /srv). The starter then ends the job as a wrapper failure, not the job's own.
+        if [ -n "${_CONDOR_WRAPPER_ERROR_FILE:-}" ] && [ ! -d "${_CONDOR_WRAPPER_ERROR_FILE%/*}" ] \
+            && [ -d "${_CONDOR_SCRATCH_DIR:-/nonexistent}" ]; then
+            _CONDOR_WRAPPER_ERROR_FILE="$_CONDOR_SCRATCH_DIR/${_CONDOR_WRAPPER_ERROR_FILE##*/}"
+            export _CONDOR_WRAPPER_ERROR_FILE
+        fi
         unset glidein_triton_dir glidein_triton_name glidein_triton_value
         exit_wrapper "glidein-triton: this job requires Triton models that could not be loaded: $TRITON_MODELS_ERRORS" 1
     fi
