@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def test_pilots_on_one_node_use_only_their_own_gpus(tmp_path: Path, nvidia_smi_f
     ]
 
 
+def started_with(arguments: list[str]) -> subprocess.Popen[bytes]:
+    """A stand-in glidein_startup.sh with ``arguments`` on its command line, once it is there to read (a
+    loaded machine can show the new command line a moment after Popen returns)."""
+    startup = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *arguments])
+    cmdline = Path("/proc", str(startup.pid), "cmdline")
+    deadline = time.monotonic() + 10
+    while arguments[-1].encode() not in cmdline.read_bytes().split(b"\0") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return startup
+
+
 @pytest.mark.parametrize(
     ("arguments", "config", "place"),
     [
@@ -108,7 +120,7 @@ def test_the_glideins_of_one_job_are_told_apart_by_their_glidein_startup(
 ) -> None:
     """glidein_startup.sh -multiglidein N runs 'glidein_startup.sh -multirestart <i> ...' in glidein_dir<i>:
     the number is on that process's command line, nowhere in glidein_config."""
-    startup = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *arguments])
+    startup = started_with(arguments)
     try:
         found = reservation.multiglidein_place({**config, "GLIDEIN_STARTUP_PID": str(startup.pid)})
     finally:
@@ -124,17 +136,7 @@ def test_the_glideins_of_one_job_split_its_gpus(tmp_path: Path, nvidia_smi_fixtu
     settings = Settings.from_config({"GLIDEIN_TRITON": "True"})
     chosen = []
     for index in ("1", "2"):
-        startup = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import time; time.sleep(30)",
-                "-multirestart",
-                index,
-                "-multiglidein",
-                "2",
-            ]
-        )
+        startup = started_with(["-multirestart", index, "-multiglidein", "2"])
         try:
             config = {"GLIDEIN_STARTUP_PID": str(startup.pid)}
             chosen.append(
