@@ -10,6 +10,8 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import token
+from glidein_triton.worker.state import state_dir
 
 from .artefacts import Built, make_dist
 from .support import FIXTURES, assert_nothing_left, recorded_state
@@ -55,3 +57,12 @@ def served_glidein(tmp_path: Path) -> Iterator[demo.DemoGlidein]:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """The sdist and the wheel ``make dist`` builds in a clean copy of this tree, once a session."""
     return make_dist(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    """The plugin's directory of a glidein in tmp_path, with an inference token."""
+    directory = state_dir(tmp_path / "glidein")
+    directory.mkdir(parents=True)
+    token.create(directory)
+    return directory

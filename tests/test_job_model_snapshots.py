@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from glidein_triton.worker import job_loader, model_registry, token
+from glidein_triton.worker import job_loader, model_registry
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.reaper import Reaper
-from glidein_triton.worker.state import JOB_REPOSITORY, JOB_SNAPSHOTS, state_dir
+from glidein_triton.worker.state import JOB_REPOSITORY, JOB_SNAPSHOTS
 
 from .support import AS_ROOT, hand_over
 
@@ -47,14 +47,6 @@ class RecordingServer:
 
     def model_statistics(self, model: str = "", timeout: float = 5.0) -> list[dict[str, Any]]:
         return []
-
-
-@pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    directory = state_dir(tmp_path / "glidein")
-    directory.mkdir(parents=True)
-    token.create(directory)
-    return directory
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from glidein_triton.worker import job_loader, sandboxes, token
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.ports import free_port
-from glidein_triton.worker.state import ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.triton_api import Server
 
 
@@ -43,14 +43,6 @@ def test_host_headers_carry_both_tokens_jobs_get_one(tmp_path: Path) -> None:
     assert token.host_headers(tmp_path) == {"triton-token": inference, "triton-admin-token": admin}
     assert token.headers(tmp_path / token.TOKEN_FILE_NAME) == {"triton-token": inference}
     assert token.host_headers(tmp_path / "none") == {}
-
-
-@pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    directory = state_dir(tmp_path / "glidein")
-    directory.mkdir(parents=True)
-    token.create(directory)
-    return directory
 
 
 def loader(plugin_dir: Path) -> job_loader.JobLoader:
