@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lxml import etree
@@ -367,3 +368,13 @@ def run_as(uid: int, argv: list[str], **options: object) -> subprocess.Completed
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         argv, env=env, capture_output=True, text=True, check=False, **as_user(uid), **options
     )
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0, poll: float = 0.05) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds (checked every ``poll``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return False

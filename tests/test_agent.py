@@ -15,7 +15,7 @@ from glidein_triton.local import demo
 from glidein_triton.worker import log_files, processes
 from glidein_triton.worker.state import state_dir
 
-from .support import assert_nothing_left, recorded_state
+from .support import assert_nothing_left, recorded_state, wait_until
 
 pytestmark = pytest.mark.server
 
@@ -30,15 +30,6 @@ def started(
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 0, result.stderr
     return prepared
-
-
-def wait_until(condition: object, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_the_agent_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None:

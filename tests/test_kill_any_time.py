@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from glidein_triton.worker import processes
 from glidein_triton.worker.agent_launch import LOG_FILE_NAME
 from glidein_triton.worker.state import ServerState, state_dir
 
-from .support import add_model, assert_nothing_left, recorded_state
+from .support import add_model, assert_nothing_left, recorded_state, wait_until
 
 pytestmark = pytest.mark.server
 
@@ -38,15 +37,6 @@ class TritonPythonModel:
     def execute(self, requests):
         return []
 """
-
-
-def wait_for(condition: object, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def launched(glidein: SimulatedGlidein) -> ServerState | None:
@@ -71,7 +61,7 @@ def test_a_glidein_killed_during_the_startup_leaves_nothing(tmp_path: Path) -> N
     startup.start()
     try:
         # The server is launched and recorded, still loading: glidein_startup.sh is killed.
-        assert wait_for(lambda: launched(glidein) is not None)
+        assert wait_until(lambda: launched(glidein) is not None, 60)
         state = launched(glidein)
         assert state is not None
         assert processes.is_running(state.pid, state.start_ticks)
@@ -100,7 +90,7 @@ def test_a_glidein_killed_after_the_startup_leaves_nothing(tmp_path: Path) -> No
     assert processes.is_running(state.agent_pid, state.agent_ticks)
     glidein_startup.kill()  # condor_startup.sh's own trap and the cleanup scripts never run
     glidein_startup.wait()
-    assert wait_for(lambda: not processes.is_running(state.agent_pid, state.agent_ticks), 30)
+    assert wait_until(lambda: not processes.is_running(state.agent_pid, state.agent_ticks), 30)
     assert_nothing_left(prepared.glidein, state)
 
 
@@ -126,15 +116,15 @@ def test_a_startup_killed_with_its_process_group_leaves_nothing(tmp_path: Path) 
         start_new_session=True,  # the glidein's process group, apart from pytest's
     )
     try:
-        assert wait_for(lambda: launched(glidein) is not None)
+        assert wait_until(lambda: launched(glidein) is not None, 60)
         state = launched(glidein)
         assert state is not None
         assert state.agent_pid == 0
     finally:
         os.killpg(script.pid, signal.SIGKILL)
         script.wait()
-    assert wait_for(lambda: not processes.is_running(state.pid, state.start_ticks), 30)
-    assert wait_for(lambda: recorded_state(glidein) is None, 30)
+    assert wait_until(lambda: not processes.is_running(state.pid, state.start_ticks), 30)
+    assert wait_until(lambda: recorded_state(glidein) is None, 30)
     assert_nothing_left(glidein, state)
     log = (state_dir(glidein.root) / LOG_FILE_NAME).read_text()
     assert "was killed before the agent ran, and the glidein is gone: stopping the Triton server" in log
