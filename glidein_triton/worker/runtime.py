@@ -137,7 +137,7 @@ def behind_door(plan: LaunchPlan) -> list[str]:
         or not all(p.isdigit() for p in ports)
     ):
         return list(plan.server)
-    argv = [sys.executable, "-I", "-S", door.__file__, "--uid", str(os.getuid())]
+    argv = [sys.executable, "-I", "-S", door.__file__]  # it admits its own uid: the glidein's
     for port in ports:
         argv += ["--route", f"{LOOPBACK}:{port}"]
     return [*argv, "--", *plan.server]
