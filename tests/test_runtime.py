@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local.demo import STANDIN_APPTAINER
-from glidein_triton.worker import runtime, server
+from glidein_triton.worker import processes, runtime, server
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOConfigError
 from glidein_triton.worker.gpus import GPU
-from glidein_triton.worker.ports import Ports
+from glidein_triton.worker.ports import Ports, free_port
 
 from .support import data_limit, write_executable
 
@@ -307,6 +308,16 @@ def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> 
         )
 
 
+def sleepers(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that run ``sleep`` (the stand-in server)."""
+    found = []
+    for pid in processes.group_members(pgid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep":
+                found.append(pid)
+    return found
+
+
 @pytest.mark.parametrize("chosen", ["process", "apptainer"])
 def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Path, chosen: str) -> None:
     """The server gets RLIMIT_DATA (also through the stand-in's exec); the instance start, the launching
@@ -316,9 +327,10 @@ def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Pa
     repository = tmp_path / "repo"
     repository.mkdir()
     env = {"PATH": "/usr/bin:/bin"}
+    ports = Ports(free_port(), free_port(), free_port())  # the front door binds them
     if chosen == "process":
         binary = write_executable(tmp_path / "bin" / "tritonserver", sleeper)
-        plan = runtime.process_plan(str(binary), str(repository), PORTS, [], [], [], memory_limit=300)
+        plan = runtime.process_plan(str(binary), str(repository), ports, [], [], [], memory_limit=300)
     else:
         config_dir = tmp_path / "config"
         plan = runtime.container_plan(
@@ -326,7 +338,7 @@ def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Pa
             str(STANDIN_APPTAINER),
             str(sandbox),
             str(repository),
-            PORTS,
+            ports,
             [],
             [],
             [],
@@ -337,13 +349,21 @@ def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Pa
     ours = data_limit(os.getpid())
     server.run_prepare(plan, env, 30)
     state = server.launch(plan, tmp_path / "server.log", env, 1.0)
-    unlimited = server.launch(dataclasses.replace(plan, memory_limit=0), tmp_path / "other.log", env, 1.0)
+    moved = list(plan.server)
+    if chosen == "process":  # another front door, on other ports
+        for name, port in dataclasses.asdict(ports).items():
+            moved = [
+                option.replace(f"--{name}-port={port}", f"--{name}-port={free_port()}") for option in moved
+            ]
+    unlimited_plan = dataclasses.replace(plan, memory_limit=0, server=moved)
+    unlimited = server.launch(unlimited_plan, tmp_path / "other.log", env, 1.0)
     try:
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{state.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+        while not (sleeping := sleepers(state.pgid)):
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.02)
-        assert data_limit(state.pid) == str(300 << 20)
+        assert [data_limit(pid) for pid in sleeping] == [str(300 << 20)]
+        assert data_limit(state.pid) == str(300 << 20)  # the front door that runs it, in the process runtime
         assert state.memory_limit == 300
         assert state.launch_plan().memory_limit == 300  # kept for restarts
         assert data_limit(os.getpid()) == ours

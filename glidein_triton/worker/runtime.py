@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cvmfs, images
+from glidein_triton.worker import cvmfs, door, images
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, TritonSetupError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import LOOPBACK, Ports
@@ -117,6 +118,29 @@ def process_plan(
         metrics=METRICS_OFF not in options,
         memory_limit=memory_limit,
     )
+
+
+def behind_door(plan: LaunchPlan) -> list[str]:
+    """The command that starts ``plan``'s server: in the process runtime with every port on loopback, the
+    front door (:mod:`door`) runs it in a network namespace of its own, which only the door's listeners on
+    the host's loopback (same ports) reach, for the glidein's uid only."""
+    values = dict(
+        option[2:].split("=", 1) for option in plan.server[1:] if option.startswith("--") and "=" in option
+    )
+    ports = [values.get("http-port", ""), values.get("grpc-port", "")]
+    if plan.metrics:
+        ports.append(values.get("metrics-port", ""))
+    addresses = [values.get(name, LOOPBACK) for name in ("http-address", "grpc-address", "metrics-address")]
+    if (
+        plan.runtime != "process"
+        or any(a != LOOPBACK for a in addresses)
+        or not all(p.isdigit() for p in ports)
+    ):
+        return list(plan.server)
+    argv = [sys.executable, "-I", "-S", door.__file__]  # it admits its own uid: the glidein's
+    for port in ports:
+        argv += ["--route", f"{LOOPBACK}:{port}"]
+    return [*argv, "--", *plan.server]
 
 
 def find_server_binary(binary: str, search_path: str | None) -> str:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from glidein_triton.worker import processes, server_report, triton_release
+from glidein_triton.worker import processes, runtime, server_report, triton_release
 from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import (
     ModelLoadError,
@@ -101,7 +101,7 @@ def launch(
         env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
     try:
-        pid = spawn_detached(plan.server, env, log_path, plan.memory_limit * MIB)
+        pid = spawn_detached(runtime.behind_door(plan), env, log_path, plan.memory_limit * MIB)
     except OSError as error:
         raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
     return ServerState.from_plan(

@@ -1,0 +1,384 @@
+"""The front door: loopback TCP listeners that admit only the glidein's uid and forward to the server.
+
+A loopback connection's peer is a socket of this node, and the kernel's socket tables (``/proc/net/tcp``,
+``/proc/net/tcp6``) give the uid that owns it: the row whose local address is our peer's address and whose
+remote address is ours. A connection whose peer is not ``uid`` (or is not found: a closed or TIME_WAIT
+socket shows no owner) is closed at once, before any byte is read or forwarded, so another user gets
+nothing, not even health. Admitted connections are forwarded byte for byte to the server's own address
+(a Unix socket or a TCP address) by two threads, one per direction.
+
+What a connection may cost before it speaks is bounded: the door connects to the server only once the
+client has sent its first bytes (every HTTP and gRPC client speaks first), an admitted connection that
+stays silent for ``first_bytes_timeout`` seconds is closed, and at most ``max_connections`` are forwarded
+at once (more are closed). Idle connections thus use the door's descriptors, never the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SOCKET_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+BUFFER_SIZE = 1 << 18
+ACCEPT_BATCH = 256
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_FIRST_BYTES_TIMEOUT = 10.0
+UNIX_PREFIX = "unix:"
+PROGRAM = "glidein-triton-door"
+UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--"]
+NO_NAMESPACE = "no user and network namespace of its own for the server (unshare -rn)"
+NO_NAMESPACE_EXIT = 78
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def table_address(host: str, port: int) -> str:
+    """``host:port`` as the kernel's socket tables print it (each 32-bit word in host order, in hex)."""
+    if ":" in host:
+        packed = socket.inet_pton(socket.AF_INET6, host)
+        words = struct.unpack("=4I", packed)
+    else:
+        words = struct.unpack("=I", socket.inet_aton(host))
+    return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
+
+
+def read_table(table: str | int) -> str:
+    """A socket table by path, or from the start of a descriptor opened on it (in another namespace)."""
+    if isinstance(table, str):
+        return Path(table).read_text()
+    os.lseek(table, 0, os.SEEK_SET)
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(table, 1 << 16)
+        if not chunk:
+            return b"".join(chunks).decode()
+        chunks.append(chunk)
+
+
+def socket_owners(tables: Iterable[str | int] = SOCKET_TABLES) -> dict[tuple[str, str], int]:
+    """(local, remote) address pair of every TCP socket of the tables' network namespace -> its owner."""
+    owners: dict[tuple[str, str], int] = {}
+    for table in tables:
+        try:
+            rows = read_table(table).splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 7:
+                owners[(fields[1], fields[2])] = int(fields[7])
+    return owners
+
+
+def peer_keys(connection: socket.socket) -> list[tuple[str, str]]:
+    """The socket-table keys ``connection``'s peer socket may have: its local address is our remote one,
+    as an IPv4 row or, for a dual-stack client socket (gRPC's), a v4-mapped IPv6 row."""
+    peer, ours = connection.getpeername(), connection.getsockname()
+    keys = [(table_address(peer[0], peer[1]), table_address(ours[0], ours[1]))]
+    if ":" not in peer[0]:
+        mapped = [f"::ffff:{peer[0]}", f"::ffff:{ours[0]}"]
+        keys.append((table_address(mapped[0], peer[1]), table_address(mapped[1], ours[1])))
+    return keys
+
+
+def peer_uid(connection: socket.socket, owners: dict[tuple[str, str], int] | None = None) -> int | None:
+    """The uid owning ``connection``'s peer socket, or None when the tables do not show it."""
+    try:
+        keys = peer_keys(connection)
+    except OSError:
+        return None
+    found = owners if owners is not None else socket_owners()
+    return next((found[key] for key in keys if key in found), None)
+
+
+def connect(target: str) -> socket.socket:
+    """A connection to ``unix:PATH`` or ``HOST:PORT``."""
+    if target.startswith(UNIX_PREFIX):
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            unix.connect(target[len(UNIX_PREFIX) :])
+        except OSError:
+            unix.close()
+            raise
+        return unix
+    host, _, port = target.rpartition(":")
+    tcp = socket.create_connection((host.strip("[]"), int(port)))
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return tcp
+
+
+def pump(source: socket.socket, sink: socket.socket, first: bytes, done: threading.Semaphore) -> None:
+    """Copy ``source`` to ``sink`` (after ``first``) until either side ends, then half-close ``sink``."""
+    buffer = bytearray(BUFFER_SIZE)
+    view = memoryview(buffer)
+    try:
+        if first:
+            sink.sendall(first)
+        while True:
+            count = source.recv_into(buffer)
+            if not count:
+                break
+            sink.sendall(view[:count])
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            source.shutdown(socket.SHUT_RD)
+        done.release()
+
+
+def forward(client: socket.socket, target: str, first: bytes, slots: threading.BoundedSemaphore) -> None:
+    """Forward ``client`` to ``target`` both ways; both sockets closed and the slot freed at the end."""
+    try:
+        server = connect(target)
+    except OSError:
+        client.close()
+        slots.release()
+        return
+    ended = threading.Semaphore(0)
+    threading.Thread(target=pump, args=(server, client, b"", ended), daemon=True).start()
+    pump(client, server, first, ended)
+    ended.acquire()
+    ended.acquire()
+    client.close()
+    server.close()
+    slots.release()
+
+
+@dataclass
+class Waiting:
+    """An admitted connection that has not spoken yet."""
+
+    target: str
+    since: float
+
+
+class Door:
+    """Listeners (``(host, port) -> target``) that admit ``uid`` only and forward to the targets."""
+
+    def __init__(
+        self,
+        routes: Sequence[tuple[socket.socket, str]],
+        uid: int,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        first_bytes_timeout: float = DEFAULT_FIRST_BYTES_TIMEOUT,
+    ) -> None:
+        self.routes = dict(routes)
+        self.uid = uid
+        self.first_bytes_timeout = first_bytes_timeout
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.selector = selectors.DefaultSelector()
+        self.waiting: dict[socket.socket, Waiting] = {}
+        self.refused = 0
+        self.tables: list[str | int] = list(SOCKET_TABLES)
+        for listener in self.routes:
+            listener.setblocking(False)
+            self.selector.register(listener, selectors.EVENT_READ)
+
+    def serve_forever(self) -> None:
+        while True:
+            self.serve_once(1.0)
+
+    def serve_once(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout):
+            sock = key.fileobj
+            if not isinstance(sock, socket.socket):
+                continue
+            if sock in self.routes:
+                self.admit(sock)
+            else:
+                self.start(sock)
+        self.drop_silent()
+
+    def admit(self, listener: socket.socket) -> None:
+        """Accept what is pending; keep the connections of ``uid``, close the others at once."""
+        accepted = []
+        for _ in range(ACCEPT_BATCH):
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # out of descriptors: the pending ones wait in the backlog
+                break
+            accepted.append(connection)
+        if not accepted:
+            return
+        owners = socket_owners(self.tables)
+        now = time.monotonic()
+        for connection in accepted:
+            if peer_uid(connection, owners) != self.uid:
+                self.refused += 1
+                close_now(connection)
+                continue
+            connection.setblocking(False)
+            self.waiting[connection] = Waiting(self.routes[listener], now)
+            self.selector.register(connection, selectors.EVENT_READ)
+
+    def start(self, connection: socket.socket) -> None:
+        """``connection`` spoke: forward it (its first bytes first) when a slot is free, else close it."""
+        waiting = self.waiting.pop(connection)
+        self.selector.unregister(connection)
+        try:
+            first = connection.recv(BUFFER_SIZE)
+        except OSError:
+            first = b""
+        if not first or not self.slots.acquire(blocking=False):
+            close_now(connection)
+            return
+        connection.setblocking(True)
+        if connection.family != socket.AF_UNIX:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(
+            target=forward, args=(connection, waiting.target, first, self.slots), daemon=True
+        ).start()
+
+    def drop_silent(self) -> None:
+        deadline = time.monotonic() - self.first_bytes_timeout
+        for connection in [c for c, w in self.waiting.items() if w.since < deadline]:
+            del self.waiting[connection]
+            self.selector.unregister(connection)
+            close_now(connection)
+
+
+def close_now(connection: socket.socket) -> None:
+    """Close without lingering (a reset, no TIME_WAIT held by the door)."""
+    with contextlib.suppress(OSError):
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(1024)
+    return listener
+
+
+def raise_descriptor_limit() -> None:
+    """Soft descriptor limit up to the hard one: idle connections are held here, not by the server."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def parse_route(text: str) -> tuple[str, int, str]:
+    """``HOST:PORT=TARGET`` (``=TARGET`` left out: the same address) -> (host, port, target)."""
+    listen_at, _, target = text.partition("=")
+    host, _, port = listen_at.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"route {text!r} is not HOST:PORT[=TARGET] (TARGET: unix:PATH or HOST:PORT)")
+    return host.strip("[]"), int(port), target or listen_at
+
+
+def namespace_works() -> str:
+    """Empty when ``unshare`` makes a user and network namespace here, else why not."""
+    try:
+        result = subprocess.run([*UNSHARE, "true"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return "" if result.returncode == 0 else (result.stderr.strip() or f"exit code {result.returncode}")
+
+
+def enter_namespace(arguments: argparse.Namespace) -> int:
+    """Host side: bind the listeners and open the socket tables here, then run this program again
+    inside a user and network namespace of its own (same pid: each step execs the next)."""
+    problem = namespace_works()
+    if problem:
+        print(f"{PROGRAM}: {NO_NAMESPACE}: {problem}", file=sys.stderr, flush=True)
+        return NO_NAMESPACE_EXIT
+    inside = [sys.executable, "-I", "-S", __file__, "--inside", "--uid", str(arguments.uid)]
+    inside += ["--max-connections", str(arguments.max_connections)]
+    inside += ["--first-bytes-timeout", str(arguments.first_bytes_timeout)]
+    for table in SOCKET_TABLES:
+        descriptor = os.open(table, os.O_RDONLY)
+        os.set_inheritable(descriptor, True)
+        inside += ["--table-fd", str(descriptor)]
+    for text in arguments.route:
+        host, port, target = parse_route(text)
+        listener = listen(host, port)
+        listener.set_inheritable(True)
+        inside += ["--route", f"fd:{listener.detach()}={target}"]
+    argv = [*UNSHARE, *inside, "--", *arguments.server]
+    os.execvp(argv[0], argv)  # noqa: S606 (an argument list, no shell)
+    return 1  # not reached
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up (a new network namespace has it down)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(probe.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(probe.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def inside_namespace(arguments: argparse.Namespace) -> int:
+    """Namespace side: lo up, the server started, the door serving until the server ends."""
+    loopback_up()
+    routes = []
+    for text in arguments.route:
+        inherited, _, target = text.partition("=")
+        routes.append((socket.socket(fileno=int(inherited[len("fd:") :])), target))
+    door = Door(routes, arguments.uid, arguments.max_connections, arguments.first_bytes_timeout)
+    door.tables = list(arguments.table_fd)
+    raise_descriptor_limit()
+    server = subprocess.Popen(arguments.server)
+
+    def relay(number: int, _: object) -> None:
+        with contextlib.suppress(OSError):
+            server.send_signal(number)
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, relay)
+    threading.Thread(target=door.serve_forever, daemon=True).start()
+    code = server.wait()
+    return code if code >= 0 else 128 - code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser.add_argument("--uid", type=int, default=os.getuid(), help="the only uid admitted (default: ours)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    parser.add_argument("--first-bytes-timeout", type=float, default=DEFAULT_FIRST_BYTES_TIMEOUT)
+    parser.add_argument("--route", action="append", default=[], help="HOST:PORT[=TARGET]")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--table-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("server", nargs="*", help="the server's command line, run in a network namespace")
+    arguments = parser.parse_args(argv)
+    try:
+        if arguments.inside:
+            return inside_namespace(arguments)
+        if arguments.server:
+            return enter_namespace(arguments)
+        listeners = [(listen(h, p), target) for h, p, target in map(parse_route, arguments.route)]
+    except (ValueError, OSError) as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
+        return 2
+    raise_descriptor_limit()
+    door = Door(listeners, arguments.uid, arguments.max_connections, arguments.first_bytes_timeout)
+    print("ready", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        door.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

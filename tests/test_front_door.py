@@ -1,0 +1,90 @@
+"""The front door (glidein_triton.worker.door): only the glidein's uid gets through, idle connections
+cost the door and not the server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from glidein_triton.worker import door
+
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, as_user, run_as, user_directory
+
+CLIENT = (
+    "import socket,sys;c=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10);"
+    "c.sendall(b'hi')\ntry: print(repr(c.recv(10)))\nexcept OSError as e: print(type(e).__name__)"
+)
+
+
+def echo_server() -> tuple[socket.socket, list[int]]:
+    """A TCP echo server on loopback; the list counts the connections it accepted."""
+    listener = door.listen("127.0.0.1", 0)
+    accepted = [0]
+
+    def serve() -> None:
+        while True:
+            connection, _ = listener.accept()
+            accepted[0] += 1
+            threading.Thread(target=echo, args=(connection,), daemon=True).start()
+
+    def echo(connection: socket.socket) -> None:
+        with connection:
+            while data := connection.recv(65536):
+                connection.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, accepted
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_the_peer_is_the_socket_of_the_connecting_uid(family: int) -> None:
+    """IPv4 and dual-stack (v4-mapped, as gRPC connects) client sockets are both found."""
+    listener = door.listen("127.0.0.1", 0)
+    with socket.socket(family, socket.SOCK_STREAM) as client:
+        client.connect(
+            ("::ffff:127.0.0.1" if family == socket.AF_INET6 else "127.0.0.1", listener.getsockname()[1])
+        )
+        connection, _ = listener.accept()
+        assert door.peer_uid(connection) == __import__("os").getuid()
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="switches users")
+def test_another_user_gets_nothing_and_idle_connections_stay_at_the_door() -> None:
+    backend, accepted = echo_server()
+    port = door.listen("127.0.0.1", 0)
+    door_port = port.getsockname()[1]
+    port.close()
+    home = user_directory(PILOT_UID)
+    route = f"127.0.0.1:{door_port}=127.0.0.1:{backend.getsockname()[1]}"
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-S", door.__file__, "--route", route],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=home,
+        **as_user(PILOT_UID),  # type: ignore[call-overload]
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        other = run_as(OTHER_UID, [sys.executable, "-c", CLIENT, str(door_port)])
+        assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
+        idle = [socket.create_connection(("127.0.0.1", door_port)) for _ in range(1100)]
+        pilot = run_as(PILOT_UID, [sys.executable, "-c", CLIENT, str(door_port)])
+        assert pilot.stdout.strip() == "b'hi'", pilot
+        assert accepted[0] == 1  # the idle connections never reached the server
+        for connection in idle:
+            connection.close()
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+        shutil.rmtree(home)
+        backend.close()
