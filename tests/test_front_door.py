@@ -64,7 +64,7 @@ def test_another_user_gets_nothing_and_idle_connections_stay_at_the_door() -> No
     home = user_directory(PILOT_UID)
     route = f"127.0.0.1:{door_port}=127.0.0.1:{backend.getsockname()[1]}"
     process = subprocess.Popen(
-        [sys.executable, "-I", "-S", door.__file__, "--route", route],
+        door.command("--route", route),
         stdout=subprocess.PIPE,
         text=True,
         cwd=home,

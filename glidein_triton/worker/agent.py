@@ -67,7 +67,7 @@ class Agent:
         directory = state_dir(work_dir)
         self.state_path = directory / STATE_FILE_NAME
         self.execute_dir = work_dir / sandboxes.EXECUTE_DIR_NAME
-        api = Server(state.http_port, headers=token.host_headers(directory))
+        api = Server(state.http_port, headers=token.host_headers(directory), unix_socket=state.plugin_socket)
         policy = Policy(state.job_repositories, state.code_repositories, state.job_model_size_limit << 20)
         self.loader = JobLoader(
             str(directory),

@@ -45,7 +45,9 @@ def account(work_dir: Path, state: ServerState) -> None:
     """Write the accounting JSON and log its summary line; never fails the cleanup."""
     registry = model_registry.Registry(str(state_dir(work_dir)), lock_timeout=10.0)
     try:
-        server = Server(state.http_port, headers=token.host_headers(state_dir(work_dir)))
+        server = Server(
+            state.http_port, headers=token.host_headers(state_dir(work_dir)), unix_socket=state.plugin_socket
+        )
         current = accounting.model_totals(server.model_statistics(timeout=5.0))
     except TritonAPIError as error:
         LOG.warning("no live statistics (%s): accounting up to the last periodic check", error)

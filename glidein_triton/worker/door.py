@@ -11,6 +11,13 @@ What a connection may cost before it speaks is bounded: the door connects to the
 client has sent its first bytes (every HTTP and gRPC client speaks first), an admitted connection that
 stays silent for ``first_bytes_timeout`` seconds is closed, and at most ``max_connections`` are forwarded
 at once (more are closed). Idle connections thus use the door's descriptors, never the server's.
+
+Each route has a kind. A *job route* (``grpc``, ``http``, ``metrics``) passes every connection through the
+filter of that protocol (:mod:`grpc_filter`, :mod:`http_filter`): jobs get health, metadata, inference,
+model configuration, statistics and the repository index, never a model load, shared memory, trace or
+logging settings. The *plugin route* (``plugin``) is a Unix socket in the plugin's 0700 directory, for the
+plugin's own programs (agent, periodic, cleanup, startup): its peers are checked by ``SO_PEERCRED`` and it
+is not filtered. A ``raw`` route forwards unfiltered (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import importlib
 import os
 import resource
 import selectors
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -31,6 +40,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from glidein_triton.worker.files import short_unix_path
 
 SOCKET_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 BUFFER_SIZE = 1 << 18
@@ -38,7 +50,20 @@ ACCEPT_BATCH = 256
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_FIRST_BYTES_TIMEOUT = 10.0
 UNIX_PREFIX = "unix:"
+#: A listener inherited across the door's exec into its namespace: ``fd:N``
+INHERITED_PREFIX = "fd:"
+ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw")
+#: Filter of each job route: (module of glidein_triton.worker, its ConnectionFilter class, class arguments)
+FILTERS = {
+    "grpc": ("grpc_filter", "GrpcFilter", {}),
+    "http": ("http_filter", "HttpFilter", {}),
+    "metrics": ("http_filter", "HttpFilter", {"metrics": True}),
+}
 PROGRAM = "glidein-triton-door"
+CODE_ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from glidein_triton.worker.door import run; run()"
+)
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--"]
 NO_NAMESPACE = "no user and network namespace of its own for the server (unshare -rn)"
 NO_NAMESPACE_EXIT = 78
@@ -111,7 +136,8 @@ def connect(target: str) -> socket.socket:
     if target.startswith(UNIX_PREFIX):
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            unix.connect(target[len(UNIX_PREFIX) :])
+            with short_unix_path(target[len(UNIX_PREFIX) :]) as path:
+                unix.connect(path)
         except OSError:
             unix.close()
             raise
@@ -144,17 +170,126 @@ def pump(source: socket.socket, sink: socket.socket, first: bytes, done: threadi
         done.release()
 
 
-def forward(client: socket.socket, target: str, first: bytes, slots: threading.BoundedSemaphore) -> None:
-    """Forward ``client`` to ``target`` both ways; both sockets closed and the slot freed at the end."""
+class ConnectionFilter(Protocol):
+    """What a job route checks (see :mod:`grpc_filter`, :mod:`http_filter`)."""
+
+    refused: int
+    last_refusal: str
+
+    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]: ...
+
+    def server_bytes(self, data: bytes) -> bytes: ...
+
+    @property
+    def ended(self) -> str: ...
+
+
+def make_filter(kind: str) -> ConnectionFilter | None:
+    """A new filter for one connection of a ``kind`` route; None for the unfiltered kinds."""
+    if kind not in FILTERS:
+        return None
+    module, name, arguments = FILTERS[kind]
+    found = importlib.import_module(f"glidein_triton.worker.{module}")
+    made: ConnectionFilter = getattr(found, name)(**arguments)
+    return made
+
+
+class Filtered:
+    """One job connection through its filter: two pumps, one lock around the filter and what it sends
+    to the client (the server's frames and the filter's own answers interleave at frame boundaries)."""
+
+    def __init__(self, client: socket.socket, server: socket.socket, connection_filter: ConnectionFilter):
+        self.client, self.server, self.filter = client, server, connection_filter
+        self.lock = threading.Lock()
+        self.logged = 0
+
+    def from_client(self, first: bytes, done: threading.Semaphore) -> None:
+        data = first
+        try:
+            while data:
+                with self.lock:
+                    to_server, to_client = self.filter.client_bytes(data)
+                    if to_client:
+                        self.client.sendall(to_client)
+                    self.note_refusals()
+                    reason = self.filter.ended
+                if to_server:
+                    self.server.sendall(to_server)
+                if reason:
+                    log(f"closed a job's connection: {reason}")
+                    self.end()
+                    break
+                data = self.client.recv(BUFFER_SIZE)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.server.shutdown(socket.SHUT_WR)
+            done.release()
+
+    def from_server(self, done: threading.Semaphore) -> None:
+        try:
+            while True:
+                data = self.server.recv(BUFFER_SIZE)
+                if not data:
+                    break
+                with self.lock:
+                    to_client = self.filter.server_bytes(data)
+                    if to_client:
+                        self.client.sendall(to_client)
+                    self.note_refusals()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.client.shutdown(socket.SHUT_WR)
+            done.release()
+
+    def note_refusals(self) -> None:
+        if self.filter.refused != self.logged:
+            self.logged = self.filter.refused
+            log(f"refused for a job: {self.filter.last_refusal}")
+
+    def end(self) -> None:
+        for sock in (self.client, self.server):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def log(message: str) -> None:
+    """One line on the door's output (the server's log)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a listener's connections go, and how they are admitted and checked (``ROUTE_KINDS``)."""
+
+    target: str
+    kind: str = "raw"
+
+
+def forward(client: socket.socket, route: Route, first: bytes, slots: threading.BoundedSemaphore) -> None:
+    """Forward ``client`` to the route's target both ways (through its filter); both sockets closed and
+    the slot freed at the end."""
     try:
-        server = connect(target)
-    except OSError:
-        client.close()
+        server = connect(route.target)
+        connection_filter = make_filter(route.kind)
+    except (OSError, ImportError, AttributeError) as error:
+        if not isinstance(error, OSError):
+            log(f"no filter for a {route.kind} route: {error}")
+        close_now(client)
         slots.release()
         return
     ended = threading.Semaphore(0)
-    threading.Thread(target=pump, args=(server, client, b"", ended), daemon=True).start()
-    pump(client, server, first, ended)
+    if connection_filter is None:
+        threading.Thread(target=pump, args=(server, client, b"", ended), daemon=True).start()
+        pump(client, server, first, ended)
+    else:
+        filtered = Filtered(client, server, connection_filter)
+        threading.Thread(target=filtered.from_server, args=(ended,), daemon=True).start()
+        filtered.from_client(first, ended)
     ended.acquire()
     ended.acquire()
     client.close()
@@ -166,16 +301,16 @@ def forward(client: socket.socket, target: str, first: bytes, slots: threading.B
 class Waiting:
     """An admitted connection that has not spoken yet."""
 
-    target: str
+    route: Route
     since: float
 
 
 class Door:
-    """Listeners (``(host, port) -> target``) that admit ``uid`` only and forward to the targets."""
+    """Listeners, each with its :class:`Route`, that admit ``uid`` only and forward to the targets."""
 
     def __init__(
         self,
-        routes: Sequence[tuple[socket.socket, str]],
+        routes: Sequence[tuple[socket.socket, Route]],
         uid: int,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         first_bytes_timeout: float = DEFAULT_FIRST_BYTES_TIMEOUT,
@@ -220,10 +355,10 @@ class Door:
             accepted.append(connection)
         if not accepted:
             return
-        owners = socket_owners(self.tables)
+        owners = socket_owners(self.tables) if listener.family != socket.AF_UNIX else {}
         now = time.monotonic()
         for connection in accepted:
-            if peer_uid(connection, owners) != self.uid:
+            if connection_uid(connection, owners) != self.uid:
                 self.refused += 1
                 close_now(connection)
                 continue
@@ -246,7 +381,7 @@ class Door:
         if connection.family != socket.AF_UNIX:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(
-            target=forward, args=(connection, waiting.target, first, self.slots), daemon=True
+            target=forward, args=(connection, waiting.route, first, self.slots), daemon=True
         ).start()
 
     def drop_silent(self) -> None:
@@ -257,10 +392,22 @@ class Door:
             close_now(connection)
 
 
+def connection_uid(connection: socket.socket, owners: dict[tuple[str, str], int]) -> int | None:
+    """The peer's uid: ``SO_PEERCRED`` on a Unix socket, the socket tables on a TCP one."""
+    if connection.family == socket.AF_UNIX:
+        try:
+            credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+        return int(struct.unpack("3i", credentials)[1])
+    return peer_uid(connection, owners)
+
+
 def close_now(connection: socket.socket) -> None:
     """Close without lingering (a reset, no TIME_WAIT held by the door)."""
-    with contextlib.suppress(OSError):
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if connection.family != socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     connection.close()
 
 
@@ -273,6 +420,34 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
+def listen_unix(path: str) -> socket.socket:
+    """A Unix socket at ``path``, mode 0600 (an old socket there is replaced, anything else refused)."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise OSError(f"{path} exists and is not a socket")
+        Path(path).unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        with short_unix_path(path) as address:
+            listener.bind(address)
+    except OSError:
+        listener.close()
+        raise
+    finally:
+        os.umask(old)
+    listener.listen(1024)
+    return listener
+
+
+def listen_at(address: str) -> socket.socket:
+    """A listener on ``unix:PATH`` or ``HOST:PORT``."""
+    if address.startswith(UNIX_PREFIX):
+        return listen_unix(address[len(UNIX_PREFIX) :])
+    host, _, port = address.rpartition(":")
+    return listen(host.strip("[]"), int(port))
+
+
 def raise_descriptor_limit() -> None:
     """Soft descriptor limit up to the hard one: idle connections are held here, not by the server."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -280,13 +455,20 @@ def raise_descriptor_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def parse_route(text: str) -> tuple[str, int, str]:
-    """``HOST:PORT=TARGET`` (``=TARGET`` left out: the same address) -> (host, port, target)."""
-    listen_at, _, target = text.partition("=")
-    host, _, port = listen_at.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"route {text!r} is not HOST:PORT[=TARGET] (TARGET: unix:PATH or HOST:PORT)")
-    return host.strip("[]"), int(port), target or listen_at
+def parse_route(text: str) -> tuple[str, str, Route]:
+    """``[KIND@]LISTEN[=TARGET]`` (LISTEN and TARGET: ``unix:PATH`` or ``HOST:PORT``; TARGET left out: the
+    same address; KIND: one of ``ROUTE_KINDS``, ``raw`` by default) -> (kind, listen address, route)."""
+    kind, at, rest = text.partition("@")
+    if not at:
+        kind, rest = "raw", text
+    listen_address, _, target = rest.partition("=")
+    if kind not in ROUTE_KINDS:
+        raise ValueError(f"route {text!r}: kind {kind!r} is not one of {', '.join(ROUTE_KINDS)}")
+    if not listen_address.startswith((UNIX_PREFIX, INHERITED_PREFIX)):
+        host, _, port = listen_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"route {text!r} is not [KIND@]LISTEN[=TARGET] (unix:PATH or HOST:PORT)")
+    return kind, listen_address, Route(target or listen_address, kind)
 
 
 def namespace_works() -> str:
@@ -305,7 +487,7 @@ def enter_namespace(arguments: argparse.Namespace) -> int:
     if problem:
         print(f"{PROGRAM}: {NO_NAMESPACE}: {problem}", file=sys.stderr, flush=True)
         return NO_NAMESPACE_EXIT
-    inside = [sys.executable, "-I", "-S", __file__, "--inside", "--uid", str(arguments.uid)]
+    inside = command("--inside", "--uid", str(arguments.uid))
     inside += ["--max-connections", str(arguments.max_connections)]
     inside += ["--first-bytes-timeout", str(arguments.first_bytes_timeout)]
     for table in SOCKET_TABLES:
@@ -313,10 +495,10 @@ def enter_namespace(arguments: argparse.Namespace) -> int:
         os.set_inheritable(descriptor, True)
         inside += ["--table-fd", str(descriptor)]
     for text in arguments.route:
-        host, port, target = parse_route(text)
-        listener = listen(host, port)
+        kind, address, route = parse_route(text)
+        listener = listen_at(address)
         listener.set_inheritable(True)
-        inside += ["--route", f"fd:{listener.detach()}={target}"]
+        inside += ["--route", f"{kind}@{INHERITED_PREFIX}{listener.detach()}={route.target}"]
     argv = [*UNSHARE, *inside, "--", *arguments.server]
     os.execvp(argv[0], argv)  # noqa: S606 (an argument list, no shell)
     return 1  # not reached
@@ -335,8 +517,8 @@ def inside_namespace(arguments: argparse.Namespace) -> int:
     loopback_up()
     routes = []
     for text in arguments.route:
-        inherited, _, target = text.partition("=")
-        routes.append((socket.socket(fileno=int(inherited[len("fd:") :])), target))
+        _, inherited, route = parse_route(text)
+        routes.append((socket.socket(fileno=int(inherited[len(INHERITED_PREFIX) :])), route))
     door = Door(routes, arguments.uid, arguments.max_connections, arguments.first_bytes_timeout)
     door.tables = list(arguments.table_fd)
     raise_descriptor_limit()
@@ -358,7 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uid", type=int, default=os.getuid(), help="the only uid admitted (default: ours)")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
     parser.add_argument("--first-bytes-timeout", type=float, default=DEFAULT_FIRST_BYTES_TIMEOUT)
-    parser.add_argument("--route", action="append", default=[], help="HOST:PORT[=TARGET]")
+    parser.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        help="[KIND@]LISTEN[=TARGET]: KIND one of " + ", ".join(ROUTE_KINDS),
+    )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("server", nargs="*", help="the server's command line, run in a network namespace")
@@ -368,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return inside_namespace(arguments)
         if arguments.server:
             return enter_namespace(arguments)
-        listeners = [(listen(h, p), target) for h, p, target in map(parse_route, arguments.route)]
+        listeners = [(listen_at(address), route) for _, address, route in map(parse_route, arguments.route)]
     except (ValueError, OSError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
         return 2
@@ -380,5 +567,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def command(*arguments: str) -> list[str]:
+    """The command line that runs the door with ``arguments`` (an isolated Python: no site, no
+    environment)."""
+    return [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(CODE_ROOT), *arguments]
+
+
+def run() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

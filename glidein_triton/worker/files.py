@@ -14,8 +14,11 @@ with :func:`read_trusted`, which refuses one that another user could have writte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
+from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,3 +109,18 @@ def read_trusted(path: PathLike) -> bytes:
         if problem:
             raise UntrustedFileError(problem)
         return stream.read()
+
+
+@contextlib.contextmanager
+def short_unix_path(path: str) -> Iterator[str]:
+    """``path`` as a name a Unix socket address can hold (108 bytes): through ``/proc/self/fd`` of its
+    directory when it is longer."""
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    where = Path(path)
+    directory = os.open(where.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{where.name}"
+    finally:
+        os.close(directory)

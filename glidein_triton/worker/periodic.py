@@ -83,7 +83,9 @@ class Check:
         headers = token.host_headers(self.directory)
         for secret in headers.values():  # a restart logs the server's command line, which has them
             logs.add_secret(secret)
-        self.server = Server(state.http_port, state.metrics_port, headers=headers)
+        self.server = Server(
+            state.http_port, state.metrics_port, headers=headers, unix_socket=state.plugin_socket
+        )
         self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
 
     def status(self) -> tuple[bool, bool, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -120,27 +119,28 @@ def process_plan(
     )
 
 
-def behind_door(plan: LaunchPlan) -> list[str]:
+def behind_door(plan: LaunchPlan, plugin_socket: Path) -> list[str]:
     """The command that starts ``plan``'s server: in the process runtime with every port on loopback, the
-    front door (:mod:`door`) runs it in a network namespace of its own, which only the door's listeners on
-    the host's loopback (same ports) reach, for the glidein's uid only."""
+    front door (:mod:`door`) runs it in a network namespace of its own. Only the door reaches it there:
+    its job routes on the host's loopback (same ports: gRPC and HTTP filtered for jobs, metrics), which
+    admit the glidein's uid alone, and its plugin route, the Unix socket ``plugin_socket``."""
     values = dict(
         option[2:].split("=", 1) for option in plan.server[1:] if option.startswith("--") and "=" in option
     )
-    ports = [values.get("http-port", ""), values.get("grpc-port", "")]
-    if plan.metrics:
-        ports.append(values.get("metrics-port", ""))
+    kinds = {"grpc": values.get("grpc-port", ""), "http": values.get("http-port", "")}
+    if METRICS_OFF not in plan.server:
+        kinds["metrics"] = values.get("metrics-port", "")
     addresses = [values.get(name, LOOPBACK) for name in ("http-address", "grpc-address", "metrics-address")]
     if (
         plan.runtime != "process"
         or any(a != LOOPBACK for a in addresses)
-        or not all(p.isdigit() for p in ports)
+        or not all(p.isdigit() for p in kinds.values())
     ):
         return list(plan.server)
-    argv = [sys.executable, "-I", "-S", door.__file__]  # it admits its own uid: the glidein's
-    for port in ports:
-        argv += ["--route", f"{LOOPBACK}:{port}"]
-    return [*argv, "--", *plan.server]
+    routes = [f"{kind}@{LOOPBACK}:{port}" for kind, port in kinds.items()]
+    routes.append(f"plugin@unix:{plugin_socket}={LOOPBACK}:{kinds['http']}")
+    arguments = [argument for route in routes for argument in ("--route", route)]
+    return [*door.command(*arguments), "--", *plan.server]  # it admits its own uid: the glidein's
 
 
 def find_server_binary(binary: str, search_path: str | None) -> str:

@@ -20,7 +20,7 @@ from glidein_triton.worker.errors import (
     ReadinessTimeoutError,
     ServerStartError,
 )
-from glidein_triton.worker.state import LaunchPlan, ServerState
+from glidein_triton.worker.state import PLUGIN_SOCKET_NAME, LaunchPlan, ServerState
 from glidein_triton.worker.triton_api import Server
 
 LOG = logging.getLogger(__name__)
@@ -89,9 +89,16 @@ def run_prepare(plan: LaunchPlan, environment: Mapping[str, str], timeout: float
 
 
 def launch(
-    plan: LaunchPlan, log_path: Path, environment: Mapping[str, str], stop_grace: float, tag: str = ""
+    plan: LaunchPlan,
+    log_path: Path,
+    environment: Mapping[str, str],
+    stop_grace: float,
+    tag: str = "",
+    plugin_socket: Path | None = None,
 ) -> ServerState:
-    """Start the server process in a session of its own (its own process group), output to ``log_path``.
+    """Start the server process in a session of its own (its own process group), output to ``log_path``,
+    behind the front door (:func:`runtime.behind_door`; ``plugin_socket``: the door's plugin route, by
+    default ``server.log``'s directory's ``admin.sock``).
 
     ``tag`` (see :mod:`processes`) goes into its environment, which every process it starts inherits.
     """
@@ -100,8 +107,10 @@ def launch(
     if tag:
         env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
+    socket_path = plugin_socket or log_path.parent / PLUGIN_SOCKET_NAME
+    argv = runtime.behind_door(plan, socket_path)
     try:
-        pid = spawn_detached(runtime.behind_door(plan), env, log_path, plan.memory_limit * MIB)
+        pid = spawn_detached(argv, env, log_path, plan.memory_limit * MIB)
     except OSError as error:
         raise ServerStartError(f"cannot run {plan.server[0]}: {error.strerror}") from error
     return ServerState.from_plan(
@@ -113,6 +122,7 @@ def launch(
         stop_grace=stop_grace,
         started_at=time.time(),
         process_tag=tag,
+        plugin_socket=str(socket_path) if argv != plan.server else "",
     )
 
 
@@ -202,7 +212,7 @@ def wait_ready(state: ServerState, timeout: float) -> None:
     caller can retry with other ports. Every failure carries the server's first error line, and the argv,
     exit code and log tail as evidence.
     """
-    endpoint = Server(state.http_port)
+    endpoint = Server(state.http_port, unix_socket=state.plugin_socket)
     started = time.monotonic()
     deadline = started + timeout
     delay = FAST_POLL_INTERVAL

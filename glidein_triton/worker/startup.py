@@ -368,7 +368,7 @@ def _launch_until_ready(
             server.stop(state, environment)
             raise
         version = str(
-            Server(state.http_port, headers=token.host_headers(directory))
+            Server(state.http_port, headers=token.host_headers(directory), unix_socket=state.plugin_socket)
             .metadata()
             .get("version", "unknown")
         )
@@ -465,7 +465,9 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
     admin_file = running.access.admin_token_file  # the index is a model-repository API: the admin token's
     headers = token.host_headers(Path(admin_file).parent) if admin_file else {}
     try:
-        index = Server(running.state.http_port, headers=headers).index()
+        index = Server(
+            running.state.http_port, headers=headers, unix_socket=running.state.plugin_socket
+        ).index()
     except TritonAPIError as error:
         LOG.warning("cannot read the model repository index: %s", error)
         index = []

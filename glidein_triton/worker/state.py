@@ -19,6 +19,8 @@ LOG = logging.getLogger(__name__)
 STATE_DIR_NAME = "triton"
 STATE_FILE_NAME = "state.json"
 LOG_FILE_NAME = "server.log"
+#: The front door's plugin route (door.py): the Unix socket the plugin's own programs reach the server by.
+PLUGIN_SOCKET_NAME = "admin.sock"
 EMPTY_REPOSITORY = "empty_model_repository"
 #: The second model repository the server serves: links to the model directories that jobs ask for.
 JOB_REPOSITORY = "job_models"
@@ -78,6 +80,8 @@ class ServerState:
     instance: str = ""
     teardown: list[list[str]] = field(default_factory=list)
     http_port: int = 0
+    #: The door's plugin route to the server's HTTP API; empty when the server is not behind the door.
+    plugin_socket: str = ""
     grpc_port: int = 0
     metrics_port: int = 0
     log_path: str = ""

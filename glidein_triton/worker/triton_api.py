@@ -1,27 +1,45 @@
-"""Triton's HTTP/REST API (health, repository, statistics, metrics) over a plain socket.
+"""Triton's HTTP/REST API (health, repository, statistics, metrics), over TCP or the door's Unix socket.
 
-The pre-job hook runs before every job, so this module imports only ``json``, ``socket`` and ``urllib.parse``
-(about 1.5 ms): ``http.client`` and ``urllib.request`` cost 20-40 ms to import. One request per connection
-(HTTP/1.1, ``Connection: close``); every call has a timeout, for the whole exchange. Model names come from
-jobs: they go into request paths percent-encoded (:func:`model_path`), never as they are.
+The plugin's own programs reach the server through the door's plugin route, a Unix socket in the plugin's
+directory (:mod:`door`); jobs' clients use the loopback ports. One request per connection; every call has a
+timeout. Model names come from jobs: they go into request paths percent-encoded (:func:`model_path`).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
+from glidein_triton.worker.files import short_unix_path
 
 #: Loopback, where the plugin binds every endpoint (the value of ports.LOOPBACK, not imported to keep this
 #: module's imports light).
 LOOPBACK = "127.0.0.1"
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (a long path is reached through ``/proc/self/fd`` of its directory)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.settimeout(self.timeout)
+        try:
+            with short_unix_path(self.path) as address:
+                unix.connect(address)
+        except OSError:
+            unix.close()
+            raise
+        self.sock = unix
 
 
 def model_path(model: str, *rest: str) -> str:
@@ -43,7 +61,8 @@ class TritonAPIError(Exception):
 
 
 class Server:
-    """One Triton server's HTTP endpoint (and metrics port), with headers sent on every request."""
+    """One Triton server's HTTP endpoint (a TCP port, or ``unix_socket``) and metrics port, with headers
+    sent on every request."""
 
     def __init__(
         self,
@@ -51,11 +70,13 @@ class Server:
         metrics_port: int = 0,
         host: str = LOOPBACK,
         headers: Mapping[str, str] | None = None,
+        unix_socket: str = "",
     ) -> None:
         self.host = host
         self.http_port = http_port
         self.metrics_port = metrics_port
         self.headers = dict(headers or {})
+        self.unix_socket = unix_socket
 
     @classmethod
     def from_url(cls, url: str, headers: Mapping[str, str] | None = None) -> Server:
@@ -71,25 +92,35 @@ class Server:
     ) -> tuple[int, bytes]:
         """Status and body of one request; status 0 when nothing (or no complete answer) came in time."""
         deadline = time.monotonic() + timeout
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        headers = {"Connection": "close", **self.headers}
         if body or method == "POST":
-            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+            headers["Content-Type"] = "application/json"
+        connection = self.connection(timeout, port)
         try:
-            with socket.create_connection((self.host, port or self.http_port), timeout=timeout) as connection:
-                connection.sendall(request)
-                return _read_response(connection, deadline)
-        except OSError:
+            connection.request(method, path, body, headers)
+            response = connection.getresponse()
+            answer = read_within(response, deadline)
+        except (OSError, http.client.HTTPException, ValueError):
             return 0, b""
+        finally:
+            connection.close()
+        return (response.status, answer) if answer is not None else (0, b"")
+
+    def connection(self, timeout: float, port: int = 0) -> http.client.HTTPConnection:
+        """A connection to the HTTP endpoint (``port``: another port of the same host, the metrics')."""
+        if self.unix_socket and not port:
+            return UnixConnection(self.unix_socket, timeout)
+        return http.client.HTTPConnection(self.host, port or self.http_port, timeout=timeout)
+
+    def where(self, port: int = 0) -> str:
+        return self.unix_socket if self.unix_socket and not port else f"{self.host}:{port or self.http_port}"
 
     def json(self, method: str, path: str, payload: Any = None, timeout: float = 2.0, port: int = 0) -> Any:
         """The JSON answer of a request; TritonAPIError with Triton's own message when it fails."""
         body = b"" if payload is None else json.dumps(payload).encode()
         status, answer = self.exchange(method, path, body, timeout, port)
         if status == 0:
-            where = f"{self.host}:{port or self.http_port}"
-            raise TritonAPIError(f"{method} {path}: no answer from {where} within {timeout:g} s")
+            raise TritonAPIError(f"{method} {path}: no answer from {self.where(port)} within {timeout:g} s")
         try:
             decoded = json.loads(answer) if answer.strip() else {}
         except ValueError:
@@ -143,59 +174,19 @@ class Server:
         return body.decode(errors="replace") if status == 200 else ""
 
 
-def _read_response(connection: socket.socket, deadline: float) -> tuple[int, bytes]:
-    """Read one HTTP/1.1 answer: to its Content-Length, else (chunked, or neither) until the server closes.
-
-    Triton answers some requests (a model load) without closing the connection, so the length counts.
-    """
-
-    def receive() -> bytes:
-        connection.settimeout(max(0.001, deadline - time.monotonic()))
-        return connection.recv(65536)
-
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = receive()
-        if not chunk or len(data) > MAX_RESPONSE_BYTES:
-            return 0, b""
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    words = status_line.split()
-    if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit():
-        return 0, b""
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = headers.get("content-length", "")
-    expected = int(length) if length.isdigit() else MAX_RESPONSE_BYTES
-    while len(body) < expected:
-        chunk = receive()
-        if not chunk:
-            break
-        body += chunk
-    if length.isdigit():
-        return (int(words[1]), body[:expected]) if len(body) >= expected else (0, b"")
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
-    return int(words[1]), body
-
-
-def _dechunk(data: bytes) -> bytes:
-    """The payload of a chunked transfer encoding."""
-    payload = b""
-    while data:
-        size_line, _, rest = data.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        payload += rest[:size]
-        data = rest[size + 2 :]
-    return payload
+def read_within(response: http.client.HTTPResponse, deadline: float) -> bytes | None:
+    """The body of ``response`` (None: not all of it came by ``deadline``, or too much); each read waits at
+    most the connection's timeout."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline or size > MAX_RESPONSE_BYTES:
+            return None
+        part = response.read1(65536)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        size += len(part)
 
 
 def gauge_values(metrics_text: str, name: str) -> list[float]:
