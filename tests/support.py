@@ -23,7 +23,7 @@ from lxml import etree
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import accounting, agent_launch
+from glidein_triton.worker import accounting, agent_launch, processes
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -378,3 +378,34 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, poll: flo
             return True
         time.sleep(poll)
     return False
+
+
+def pilot_demo(home: Path) -> tuple[SimulatedGlidein, dict[str, str]]:
+    """The demo glidein (real local server) laid out under ``home``, all of it the pilot's."""
+    prepared = demo.prepare(home / "glidein")
+    for root, directories, names in os.walk(home):
+        for name in [*directories, *names]:
+            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
+    return prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
+
+
+def run_script_as_pilot(
+    glidein: SimulatedGlidein, script: Path, environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A custom script as glidein_startup.sh runs it, as the pilot, under umask 000."""
+    return run_as(
+        PILOT_UID, [str(script), "glidein_config", "main"], cwd=glidein.root, env=environment, umask=0
+    )
+
+
+def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> None:
+    """The glidein's cleanup, then a check that its server is gone."""
+    path = state_dir(glidein.root) / STATE_FILE_NAME
+    pid = json.loads(path.read_text()).get("pid", 0) if path.exists() else 0
+    run_as(
+        PILOT_UID,
+        [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
+        cwd=glidein.root,
+        env=environment,
+    )
+    assert not pid or not processes.is_running(pid), "the server survived the cleanup"

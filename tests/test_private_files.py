@@ -11,19 +11,26 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from glidein_triton.local import demo
-from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
-from glidein_triton.worker import files, processes
+from glidein_triton.local.glidein import cron_lines
+from glidein_triton.worker import files
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
-from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as, user_directory
+from .support import (
+    AS_ROOT,
+    OTHER_UID,
+    PILOT_UID,
+    pilot_demo,
+    run_as,
+    run_script_as_pilot,
+    stop_as_pilot,
+    user_directory,
+)
 
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="switching to the pilot and other users needs root")
 
@@ -136,37 +143,6 @@ def test_a_state_file_of_another_user_runs_nothing(pilot_home: Path, tampering: 
     assert not marker.exists(), f"the periodic script ran the command of another user's state file: {output}"
     assert "state file not trusted" in output
     assert "TritonReady = False" in output
-
-
-def pilot_demo(home: Path) -> tuple[SimulatedGlidein, dict[str, str]]:
-    """The demo glidein (real local server) laid out under ``home``, all of it the pilot's."""
-    prepared = demo.prepare(home / "glidein")
-    for root, directories, names in os.walk(home):
-        for name in [*directories, *names]:
-            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
-    return prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
-
-
-def run_script_as_pilot(
-    glidein: SimulatedGlidein, script: Path, environment: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """A custom script as glidein_startup.sh runs it, as the pilot, under umask 000."""
-    return run_as(
-        PILOT_UID, [str(script), "glidein_config", "main"], cwd=glidein.root, env=environment, umask=0
-    )
-
-
-def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> None:
-    """The glidein's cleanup, then a check that its server is gone."""
-    path = state_dir(glidein.root) / STATE_FILE_NAME
-    pid = json.loads(path.read_text()).get("pid", 0) if path.exists() else 0
-    run_as(
-        PILOT_UID,
-        [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
-        cwd=glidein.root,
-        env=environment,
-    )
-    assert not pid or not processes.is_running(pid), "the server survived the cleanup"
 
 
 @needs_root

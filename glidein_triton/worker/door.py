@@ -306,7 +306,8 @@ class Waiting:
 
 
 class Door:
-    """Listeners, each with its :class:`Route`, that admit ``uid`` only and forward to the targets."""
+    """Listeners, each with its :class:`Route`, that admit ``uid`` only (on Unix sockets: the door's own
+    user) and forward to the targets."""
 
     def __init__(
         self,
@@ -355,10 +356,13 @@ class Door:
             accepted.append(connection)
         if not accepted:
             return
-        owners = socket_owners(self.tables) if listener.family != socket.AF_UNIX else {}
+        unix = listener.family == socket.AF_UNIX
+        owners = {} if unix else socket_owners(self.tables)
+        # SO_PEERCRED gives the uid as the door's user namespace sees it: the glidein's is the door's own
+        expected = os.getuid() if unix else self.uid
         now = time.monotonic()
         for connection in accepted:
-            if connection_uid(connection, owners) != self.uid:
+            if connection_uid(connection, owners) != expected:
                 self.refused += 1
                 close_now(connection)
                 continue

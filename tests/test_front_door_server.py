@@ -1,0 +1,151 @@
+"""The front door on the real server, as deployed: the glidein as an unprivileged pool account
+(PILOT_UID), another local user (OTHER_UID) beside it, jobs with unmodified Triton clients (issue 22)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import door, processes
+from glidein_triton.worker.state import PLUGIN_SOCKET_NAME, STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.triton_api import Server
+
+from .support import (
+    AS_ROOT,
+    OTHER_UID,
+    PILOT_UID,
+    pilot_demo,
+    run_as,
+    run_script_as_pilot,
+    stop_as_pilot,
+    user_directory,
+)
+
+pytestmark = [pytest.mark.server, pytest.mark.skipif(not AS_ROOT, reason="switches users")]
+DOOR_JOB = Path(__file__).with_name("door_job.py")
+MODEL = "simple"
+ALLOWED = ("ready", "metadata", "config", "index", "statistics", "infer", "infer after")
+REFUSED = ("load", "unload", "shared-memory", "logging", "trace")
+HEALTH_CLIENT = (
+    "import sys, tritonclient.grpc as g, tritonclient.http as h\n"
+    "for name, make in (('grpc', lambda: g.InferenceServerClient(sys.argv[1])),"
+    " ('http', lambda: h.InferenceServerClient(sys.argv[2]))):\n"
+    "    try: print(name, 'answered', make().is_server_live())\n"
+    "    except Exception as e: print(name, 'refused', type(e).__name__)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def pilot_glidein() -> Iterator[tuple[SimulatedGlidein, dict[str, str], ServerState]]:
+    """The demo glidein started by the pilot account (real server, agent), stopped at the end."""
+    home = user_directory(PILOT_UID, 0o755)
+    glidein, environment = pilot_demo(home)
+    started = run_script_as_pilot(glidein, glidein.startup_script, environment)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "ready" in started.stderr, started.stderr
+        recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())
+        fields = ServerState.__dataclass_fields__
+        yield glidein, environment, ServerState(**{k: v for k, v in recorded.items() if k in fields})
+    finally:
+        stop_as_pilot(glidein, environment)
+        shutil.rmtree(home)
+
+
+def urls(state: ServerState) -> tuple[str, str]:
+    return f"127.0.0.1:{state.grpc_port}", f"127.0.0.1:{state.http_port}"
+
+
+def test_no_secret_in_any_command_line_and_only_the_door_listens_on_the_host(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """Every process of the server's group: no restriction key in its argv (nothing to read from /proc),
+    and the host's socket tables show listeners of the door alone; tritonserver's are in its namespace."""
+    _, _, state = pilot_glidein
+    members = processes.group_members(state.pgid)
+    command_lines = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in members]
+    assert any(b"tritonserver" in line for line in command_lines)
+    for line in command_lines:
+        assert b"restricted" not in line, line
+        assert b"token" not in line, line
+    listening = {inode for table in door.SOCKET_TABLES for inode in listening_inodes(table)}
+    owners = {pid: socket_inodes(pid) & listening for pid in members}
+    door_pid = state.pid
+    assert owners.pop(door_pid), "the door listens on the host"
+    assert not any(owners.values()), f"host listeners of other processes of the server: {owners}"
+
+
+def listening_inodes(table: str) -> set[str]:
+    rows = Path(table).read_text().splitlines()[1:]
+    return {row.split()[9] for row in rows if row.split()[3] == "0A"}  # state LISTEN
+
+
+def socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        target = str(descriptor.readlink())
+        if target.startswith("socket:["):
+            found.add(target[len("socket:[") : -1])
+    return found
+
+
+def test_another_user_gets_nothing(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """Not even health on the job routes; the plugin's socket is out of its reach."""
+    _, _, state = pilot_glidein
+    result = run_as(OTHER_UID, [sys.executable, "-c", HEALTH_CLIENT, *urls(state)], cwd="/")
+    lines = result.stdout.split("\n")
+    assert [line.split()[:2] for line in lines[:2]] == [["grpc", "refused"], ["http", "refused"]], result
+    assert state.plugin_socket == str(Path(state.log_path).parent / PLUGIN_SOCKET_NAME)
+    probe = (
+        "import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+        "try: s.connect(sys.argv[1]); print('connected')\nexcept OSError as e: print(type(e).__name__)"
+    )
+    reached = run_as(OTHER_UID, [sys.executable, "-c", probe, state.plugin_socket], cwd="/")
+    assert reached.stdout.strip() == "PermissionError", reached
+
+
+def test_unmodified_clients_of_the_glideins_jobs_get_in_and_load_nothing(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """tritonclient gRPC and HTTP, no header: inference, metadata, configuration, statistics and the
+    index work; a load with a ``file:`` override (a python model uploaded), an unload, shared memory,
+    logging and trace settings are refused, and the server's models stay as they were."""
+    _, _, state = pilot_glidein
+    result = run_as(PILOT_UID, [sys.executable, str(DOOR_JOB), *urls(state), MODEL], cwd="/", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for protocol in ("grpc", "http"):
+        outcomes = report[protocol]
+        assert all(outcomes[call] == "ok" for call in ALLOWED), (protocol, outcomes)
+        for call in REFUSED:
+            assert "not allowed for jobs" in outcomes[call], (protocol, call, outcomes[call])
+    plugin = Server(state.http_port, unix_socket=state.plugin_socket)
+    names = {entry.get("name"): entry.get("state") for entry in plugin.index()}
+    assert "planted" not in names, names
+    assert names.get(MODEL) == "READY", names
+    assert not Path("/tmp/planted-by-a-job").exists()
+
+
+def test_idle_connections_do_not_shut_the_jobs_out(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """1100 idle connections (over the server's own descriptor limit of 1024) cost the door, not the
+    server: a job still gets inference while they are open."""
+    _, _, state = pilot_glidein
+    idle = [socket.create_connection(("127.0.0.1", state.grpc_port)) for _ in range(1100)]
+    try:
+        result = run_as(PILOT_UID, [sys.executable, str(DOOR_JOB), *urls(state), MODEL], cwd="/", timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["grpc"]["infer"] == "ok"
+    finally:
+        for connection in idle:
+            connection.close()
