@@ -139,6 +139,7 @@ def test_gpu_node_with_apptainer_can_run(
         "compute",
         "--nv",
         "ports",
+        "front door",
         "disk",
         "models",
     ]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.worker import cuda_support
+from glidein_triton.worker import cuda_support, door
 from glidein_triton.worker.check import findings as check_report
 from glidein_triton.worker.check import node_checks, nvidia_libraries
-from glidein_triton.worker.check.findings import Finding
+from glidein_triton.worker.check.findings import FAIL, OK, Finding
 
 
 def test_every_release_has_a_cuda_version_with_a_driver_row() -> None:
@@ -160,3 +160,18 @@ def test_report() -> None:
     }
     with pytest.raises(ValueError, match="unknown status 'bad'"):
         Finding("x", "bad", "y")
+
+
+def test_the_front_door_check_fails_without_user_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process runtime's server needs a namespace of its own (the door); the row says so and why."""
+    monkeypatch.setattr(
+        door,
+        "UNSHARE",
+        ["sh", "-c", "echo 'unshare: unshare failed: Operation not permitted' >&2; exit 1", "--"],
+    )
+    finding = node_checks.check_front_door("process")
+    assert finding.status == FAIL
+    assert "unshare failed: Operation not permitted" in finding.summary
+    assert "user.max_user_namespaces" in finding.notes[0]
+    monkeypatch.undo()
+    assert node_checks.check_front_door("process").status == OK

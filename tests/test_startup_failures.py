@@ -16,7 +16,7 @@ from glidein_triton.worker import server, server_report
 from glidein_triton.worker.errors import ModelLoadError, OptionRefusedError, PortInUseError
 from glidein_triton.worker.state import ServerState
 
-from .support import DEFAULT_INSTANCES, add_model
+from .support import DEFAULT_INSTANCES, add_model, write_executable
 
 FAILING_MODEL = """
 class TritonPythonModel:
@@ -202,3 +202,22 @@ def test_a_misspelled_setting_is_reported_with_the_close_name(
     assert f"WARNING {expected}" in result.stderr
     if required:
         assert result.detail.splitlines()[1].strip() == expected
+
+
+@pytest.mark.server
+def test_without_user_namespaces_the_server_is_not_started_and_the_cause_is_named(tmp_path: Path) -> None:
+    """The front door cannot give the server a namespace of its own (a node where unprivileged user
+    namespaces are off): the server is not started in the open, the failure names the cause and the fix."""
+    stand_in = tmp_path / "bin" / "unshare"
+    write_executable(
+        stand_in, "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n"
+    )
+    prepared = demo.prepare(tmp_path / "glidein", settings={"GLIDEIN_TRITON_REQUIRED": "True"})
+    environment = {**prepared.environment, "PATH": f"{stand_in.parent}:{prepared.environment['PATH']}"}
+    result = prepared.glidein.run_startup(environment)
+    assert result.returncode == 1
+    assert result.failure == "WN_Resource"
+    message = result.detail.splitlines()[0]
+    assert "no user and network namespace of its own for the server" in message
+    assert "user.max_user_namespaces" in message
+    assert "unshare failed: Operation not permitted" in message

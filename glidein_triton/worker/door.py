@@ -67,6 +67,7 @@ BOOTSTRAP = (
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--"]
 NO_NAMESPACE = "no user and network namespace of its own for the server (unshare -rn)"
 NO_NAMESPACE_EXIT = 78
+CANNOT_LISTEN = "cannot listen on"
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -500,7 +501,15 @@ def enter_namespace(arguments: argparse.Namespace) -> int:
         inside += ["--table-fd", str(descriptor)]
     for text in arguments.route:
         kind, address, route = parse_route(text)
-        listener = listen_at(address)
+        try:
+            listener = listen_at(address)
+        except OSError as error:
+            print(
+                f"{PROGRAM}: {CANNOT_LISTEN} {address}: {error.strerror or error}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 2
         listener.set_inheritable(True)
         inside += ["--route", f"{kind}@{INHERITED_PREFIX}{listener.detach()}={route.target}"]
     argv = [*UNSHARE, *inside, "--", *arguments.server]

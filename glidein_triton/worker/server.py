@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from glidein_triton.worker import processes, runtime, server_report, triton_release
+from glidein_triton.worker import door, processes, runtime, server_report, triton_release
 from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import (
     ModelLoadError,
@@ -142,6 +142,14 @@ def _first_error(log_text: str) -> str:
     return server_report.first_error(log_text) or "no error line in its log"
 
 
+def door_line(tail: str) -> str:
+    """The front door's line of the server's log on why it could not start the server (empty: none)."""
+    lines = tail.splitlines()
+    start = (door.NO_NAMESPACE, door.CANNOT_LISTEN)
+    found = (line for line in lines if line.startswith(door.PROGRAM) and any(w in line for w in start))
+    return next(found, "").strip()
+
+
 def limit_is_the_cause(state: ServerState, log_text: str, code: int | None) -> bool:
     """Whether the data limit stopped the server: its log shows a failed allocation, it crashed (exit
     ``code``), or, still running, a process of it is within LIMIT_MARGIN_MIB of the limit (a thread it
@@ -162,7 +170,14 @@ def exit_error(state: ServerState, code: int) -> ServerStartError:
     evidence = _evidence(state.argv, code, state.log_path)
     text = server_report.read_log(state.log_path)
     tail = log_tail(state.log_path)
-    said = _first_error(text)
+    said = door_line(tail) or _first_error(text)
+    if door.NO_NAMESPACE in tail:
+        return ServerStartError(
+            f"the front door found {door.NO_NAMESPACE}, so the server is not started (its HTTP API would "
+            "be open to every local user): the node must allow unprivileged user namespaces "
+            f"(user.max_user_namespaces > 0): {said}",
+            evidence=evidence,
+        )
     if any(word in tail for word in PORT_CLASH_WORDS):
         return PortInUseError(f"tritonserver could not bind its ports: {said}", evidence=evidence)
     refused = triton_release.unrecognized_option(tail)

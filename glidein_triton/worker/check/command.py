@@ -135,6 +135,7 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
         node_checks.check_compute_capability(context, found),
         container_checks.check_nv(context, server, found),
         node_checks.check_ports(context),
+        node_checks.check_front_door(server.kind),
         node_checks.check_disk(context.work_dir, context.min_free_bytes),
         node_checks.check_models(context.settings),
     ]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.worker import cuda_support, gpu_selection
+from glidein_triton.worker import cuda_support, door, gpu_selection
 from glidein_triton.worker import gpus as gpu_discovery
 from glidein_triton.worker.check.findings import FAIL, INFO, OK, WARN, Finding
 from glidein_triton.worker.gpus import GPU
@@ -139,6 +139,22 @@ def check_ports(context: NodeContext) -> Finding:
         f"free on {LOOPBACK}: http {ports.http}, grpc {ports.grpc}, metrics {ports.metrics}",
         ("ports set to 0 are chosen again at startup",),
     )
+
+
+def check_front_door(runtime: str) -> Finding:
+    """The front door's namespace: the process runtime's server runs in a user and network namespace of
+    its own, or not at all."""
+    if runtime != "process":
+        return Finding("front door", OK, f"not needed by the {runtime} runtime's check here")
+    problem = door.namespace_works()
+    if problem:
+        return Finding(
+            "front door",
+            FAIL,
+            f"{door.NO_NAMESPACE}: {problem}",
+            ("the node must allow unprivileged user namespaces (user.max_user_namespaces > 0)",),
+        )
+    return Finding("front door", OK, "the server gets a user and network namespace of its own")
 
 
 def check_disk(
