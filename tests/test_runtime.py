@@ -18,6 +18,7 @@ from glidein_triton.worker import processes, runtime, server
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import Ports, free_port
+from glidein_triton.worker.state import LaunchPlan
 
 from .support import data_limit, write_executable
 
@@ -374,3 +375,31 @@ def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Pa
     finally:
         server.stop(unlimited, env)
         server.stop(state, env)
+
+
+def door_routes(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv[: argv.index("--")]) if word == "--route"]
+
+
+def test_the_process_server_runs_behind_the_door(tmp_path: Path) -> None:
+    """Job routes for gRPC and HTTP (filtered), metrics only when on, the plugin's Unix socket; in remote
+    mode the node's gRPC port goes to the server as it is and the server listens on its loopback."""
+    options = ["--http-address=127.0.0.1", "--http-port=8000", "--grpc-address=127.0.0.1", "--grpc-port=8001"]
+    options += ["--metrics-address=127.0.0.1", "--metrics-port=8002"]
+    plan = LaunchPlan(runtime="process", server=["/bin/tritonserver", *options])
+    argv = runtime.behind_door(plan, tmp_path / "admin.sock")
+    assert argv[argv.index("--") + 1 :] == plan.server
+    assert door_routes(argv) == [
+        "grpc@127.0.0.1:8001",
+        "http@127.0.0.1:8000",
+        "metrics@127.0.0.1:8002",
+        f"plugin@unix:{tmp_path / 'admin.sock'}=127.0.0.1:8000",
+    ]
+    quiet = LaunchPlan(runtime="process", server=[*plan.server, "--allow-metrics=false"])
+    assert not any(r.startswith("metrics@") for r in door_routes(runtime.behind_door(quiet, tmp_path / "a")))
+    remote = [o.replace("--grpc-address=127.0.0.1", "--grpc-address=10.1.2.3") for o in plan.server]
+    argv = runtime.behind_door(LaunchPlan(runtime="process", server=remote), tmp_path / "admin.sock")
+    assert door_routes(argv)[0] == "remote@10.1.2.3:8001=127.0.0.1:8001"
+    assert "--grpc-address=127.0.0.1" in argv[argv.index("--") + 1 :]
+    container = LaunchPlan(runtime="apptainer", server=plan.server)
+    assert runtime.behind_door(container, tmp_path / "admin.sock") == plan.server

@@ -17,7 +17,8 @@ filter of that protocol (:mod:`grpc_filter`, :mod:`http_filter`): jobs get healt
 model configuration, statistics and the repository index, never a model load, shared memory, trace or
 logging settings. The *plugin route* (``plugin``) is a Unix socket in the plugin's 0700 directory, for the
 plugin's own programs (agent, periodic, cleanup, startup): its peers are checked by ``SO_PEERCRED`` and it
-is not filtered. A ``raw`` route forwards unfiltered (tests and benchmarks).
+is not filtered. A ``remote`` route admits peers of other nodes (remote mode: the server's gRPC with its
+own mutual TLS, forwarded as it is); a ``raw`` route forwards unfiltered (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ DEFAULT_FIRST_BYTES_TIMEOUT = 10.0
 UNIX_PREFIX = "unix:"
 #: A listener inherited across the door's exec into its namespace: ``fd:N``
 INHERITED_PREFIX = "fd:"
-ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw")
+ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw", "remote")
 #: Filter of each job route: (module of glidein_triton.worker, its ConnectionFilter class, class arguments)
 FILTERS = {
     "grpc": ("grpc_filter", "GrpcFilter", {}),
@@ -357,13 +358,14 @@ class Door:
             accepted.append(connection)
         if not accepted:
             return
+        route = self.routes[listener]
         unix = listener.family == socket.AF_UNIX
-        owners = {} if unix else socket_owners(self.tables)
+        owners = {} if unix or route.kind == "remote" else socket_owners(self.tables)
         # SO_PEERCRED gives the uid as the door's user namespace sees it: the glidein's is the door's own
         expected = os.getuid() if unix else self.uid
         now = time.monotonic()
         for connection in accepted:
-            if connection_uid(connection, owners) != expected:
+            if route.kind != "remote" and connection_uid(connection, owners) != expected:
                 self.refused += 1
                 close_now(connection)
                 continue

@@ -120,27 +120,29 @@ def process_plan(
 
 
 def behind_door(plan: LaunchPlan, plugin_socket: Path) -> list[str]:
-    """The command that starts ``plan``'s server: in the process runtime with every port on loopback, the
-    front door (:mod:`door`) runs it in a network namespace of its own. Only the door reaches it there:
-    its job routes on the host's loopback (same ports: gRPC and HTTP filtered for jobs, metrics), which
-    admit the glidein's uid alone, and its plugin route, the Unix socket ``plugin_socket``."""
+    """The command that starts ``plan``'s server (process runtime): the front door (:mod:`door`) runs it
+    in a network namespace of its own, where only the door reaches it: its job routes on the host's
+    loopback (same ports: gRPC and HTTP filtered for jobs, metrics), which admit the glidein's uid alone,
+    and its plugin route, the Unix socket ``plugin_socket``. In remote mode (gRPC on the node's address)
+    the server listens on its namespace's loopback and the door forwards the node's port to it as it is:
+    the server's own mutual TLS checks the peers."""
     values = dict(
         option[2:].split("=", 1) for option in plan.server[1:] if option.startswith("--") and "=" in option
     )
-    kinds = {"grpc": values.get("grpc-port", ""), "http": values.get("http-port", "")}
+    ports = {"grpc": values.get("grpc-port", ""), "http": values.get("http-port", "")}
     if METRICS_OFF not in plan.server:
-        kinds["metrics"] = values.get("metrics-port", "")
-    addresses = [values.get(name, LOOPBACK) for name in ("http-address", "grpc-address", "metrics-address")]
-    if (
-        plan.runtime != "process"
-        or any(a != LOOPBACK for a in addresses)
-        or not all(p.isdigit() for p in kinds.values())
-    ):
+        ports["metrics"] = values.get("metrics-port", "")
+    if plan.runtime != "process" or not all(port.isdigit() for port in ports.values()):
         return list(plan.server)
-    routes = [f"{kind}@{LOOPBACK}:{port}" for kind, port in kinds.items()]
-    routes.append(f"plugin@unix:{plugin_socket}={LOOPBACK}:{kinds['http']}")
+    server = list(plan.server)
+    routes = [f"{kind}@{values.get(f'{kind}-address', LOOPBACK)}:{port}" for kind, port in ports.items()]
+    remote = values.get("grpc-address", LOOPBACK)
+    if remote != LOOPBACK:
+        server[server.index(f"--grpc-address={remote}")] = f"--grpc-address={LOOPBACK}"
+        routes[0] = f"remote@{remote}:{ports['grpc']}={LOOPBACK}:{ports['grpc']}"
+    routes.append(f"plugin@unix:{plugin_socket}={LOOPBACK}:{ports['http']}")
     arguments = [argument for route in routes for argument in ("--route", route)]
-    return [*door.command(*arguments), "--", *plan.server]  # it admits its own uid: the glidein's
+    return [*door.command(*arguments), "--", *server]  # it admits its own uid: the glidein's
 
 
 def find_server_binary(binary: str, search_path: str | None) -> str:
