@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
 from glidein_triton.worker.errors import CorruptionError
 
 LOG = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def publish(
         ) from error
     if result.returncode != 0:
         raise CorruptionError(
-            "could not write glidein_config or condor_vars.lst with add_config_line.source",
+            failure_messages.PUBLISH_FAILED.format(),
             evidence=f"exit code {result.returncode}: {result.stderr.strip()[-2000:]}",
         )
     LOG.debug("published %d config lines and %d condor vars", len(values), len(condor_vars))

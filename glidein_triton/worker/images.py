@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
+
 #: What Apptainer fetches (and converts into a SIF) at run time, rather than opening in place.
 REMOTE_SCHEMES = ("docker://", "oras://", "library://", "shub://", "http://", "https://", "docker-archive:")
 
@@ -47,9 +49,8 @@ CVMFS_SERVER_IMAGES = (
 #: The newest maintained CVMFS copy: the only one whose Triton has every option the plugin uses (the
 #: access token needs 2.40).
 DEFAULT_SERVER_IMAGE = CVMFS_SERVER_IMAGES[0].path
-NO_IMAGE = (
-    "no server image: set GLIDEIN_TRITON_IMAGE (or the tritonserver key of SINGULARITY_IMAGES_DICT) to an "
-    f"image on CVMFS, e.g. {DEFAULT_SERVER_IMAGE} (Triton 2.42); see docs/images.md"
+NO_IMAGE = failure_messages.NO_SERVER_IMAGE.format(
+    image=DEFAULT_SERVER_IMAGE, release=CVMFS_SERVER_IMAGES[0].triton
 )
 APPTAINER_DIRECTORY = "apptainer"
 

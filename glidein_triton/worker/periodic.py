@@ -32,7 +32,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, files, log_files, logs, processes, sandboxes, supervisor, token
+from glidein_triton.worker import (
+    accounting,
+    failure_messages,
+    files,
+    log_files,
+    logs,
+    processes,
+    sandboxes,
+    supervisor,
+    token,
+)
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -165,12 +175,10 @@ class Check:
                 except LockTimeoutError:
                     return
                 accounting.Usage(self.registry).close_life()
-                note_exit_message(
-                    self.work_dir,
-                    f"tritonserver idle with {resident_mib} MiB resident (over {state.idle_memory_floor} + "
-                    f"{state.idle_memory_growth} MiB, GLIDEIN_TRITON_IDLE_MEMORY_GROWTH): restarted, "
-                    "not counted as a restart",
+                restarted = failure_messages.IDLE_MEMORY_RESTART.format(
+                    resident=resident_mib, floor=state.idle_memory_floor, growth=state.idle_memory_growth
                 )
+                note_exit_message(self.work_dir, restarted)
                 problem = supervisor.restart(
                     state, self.state_path, self.deadline - time.monotonic(), counted=False
                 )

@@ -14,9 +14,9 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from glidein_triton.worker import cvmfs, reservation
+from glidein_triton.worker import cvmfs, failure_messages, reservation
 from glidein_triton.worker.errors import ConfigError
-from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
+from glidein_triton.worker.words import is_model_name, truth_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs 3 ms of every start
@@ -65,9 +65,7 @@ def parse_bool(key: str, value: str) -> bool:
     """A truth value as ``gconfig_get_bool`` reads it; anything it would not recognise is an error."""
     truth = truth_value(value)
     if truth is None:
-        raise ConfigError(
-            f"{key}={value!r} is not a truth value: use True/False (also T/F, Yes/No, Y/N, 1/0)"
-        )
+        raise ConfigError(failure_messages.NOT_A_TRUTH_VALUE.format(key=key, value=value))
     return truth
 
 
@@ -83,7 +81,9 @@ def choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(key: str, value: str) -> str:
         word = _trimmed(value).lower()
         if word not in choices:
-            raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(choices)}")
+            raise ConfigError(
+                failure_messages.NOT_A_CHOICE.format(key=key, value=value, choices=", ".join(choices))
+            )
         return word
 
     return parse
@@ -93,7 +93,7 @@ def parse_port(key: str, value: str) -> int:
     """0 (choose a free port) or a port number from 1024 to 65535."""
     word = _trimmed(value)
     if not _digits(word) or not (int(word) == 0 or 1024 <= int(word) <= 65535):
-        raise ConfigError(f"{key}={value!r} is not a port: use 0 (choose a free port) or 1024-65535")
+        raise ConfigError(failure_messages.NOT_A_PORT.format(key=key, value=value))
     return int(word)
 
 
@@ -106,7 +106,7 @@ def seconds(low: float, high: float) -> Callable[[str, str], float]:
         except ValueError:
             number = float("nan")
         if not low <= number <= high:
-            raise ConfigError(f"{key}={value!r} is not a number of seconds from {low:g} to {high:g}")
+            raise ConfigError(failure_messages.NOT_SECONDS.format(key=key, value=value, low=low, high=high))
         return number
 
     return parse
@@ -197,9 +197,9 @@ def parse_server_args(key: str, value: str) -> tuple[str, ...]:
     for word in words:
         option = word.split("=", 1)[0]
         if option not in ALLOWED_SERVER_OPTIONS:
+            allowed = ", ".join(ALLOWED_SERVER_OPTIONS)
             raise ConfigError(
-                f"{key}: tritonserver option {option!r} is not allowed here; "
-                f"allowed (as --option=value): {', '.join(ALLOWED_SERVER_OPTIONS)}"
+                failure_messages.OPTION_NOT_ALLOWED.format(key=key, option=option, allowed=allowed)
             )
     return tuple(words)
 
@@ -211,7 +211,7 @@ def parse_models(key: str, value: str) -> tuple[str, ...]:
         return names
     for name in names:
         if not is_model_name(name):
-            raise ConfigError(f"{key}: {name!r} is not a model name ({MODEL_NAME_RULE}), or use *")
+            raise ConfigError(failure_messages.NOT_A_MODEL_NAME.format(key=key, name=name))
     return names
 
 
@@ -727,14 +727,14 @@ class Settings:
     def checked(self) -> Settings:
         """Checks across keys: remote mode needs the token and TLS, TLS needs both certificate and key."""
         if self.remote and not self.token:
-            raise ConfigError("GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TOKEN=True")
+            raise ConfigError(failure_messages.REMOTE_WITHOUT_TOKEN.format())
         if self.remote and not self.tls_cert:
             # Without TLS the token would cross the network in clear, for anyone on the path to reuse.
             raise ConfigError(
                 "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY"
             )
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY must be set together")
+            raise ConfigError(failure_messages.HALF_A_TLS_SET_UP.format())
         if self.tls_root_cert and not self.tls_cert:
             raise ConfigError("GLIDEIN_TRITON_TLS_ROOT_CERT needs GLIDEIN_TRITON_TLS_CERT and _KEY")
         return self
