@@ -43,6 +43,7 @@ from glidein_triton.worker import (
     supervisor,
     token,
 )
+from glidein_triton.worker.classad import attribute_line
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -58,16 +59,6 @@ SCRIPT_NAME = "glidein_triton_periodic.sh"
 #: Part of the period one run may use: the rest is left for its own start and exit.
 PERIOD_SHARE = 0.8
 EXIT_MESSAGE_FILE = "exit_message"
-
-
-def ad_line(name: str, value: object) -> str:
-    """One startd cron line: strings quoted (without quotes or backslashes inside), the rest as is."""
-    if isinstance(value, bool):
-        return f"{name} = {value}"
-    if isinstance(value, str):
-        cleaned = value.replace('"', "").replace("\\", "").replace("\n", " ")
-        return f'{name} = "{cleaned}"'
-    return f"{name} = {value}"
 
 
 def note_exit_message(work_dir: Path, message: str) -> None:
@@ -226,12 +217,15 @@ class Check:
         if self.state.log_path and log_files.cap(Path(self.state.log_path)):
             LOG.warning("%s was over %d bytes: cut to its end", self.state.log_path, log_files.SIZE_LIMIT)
         ready, answering, failure = self.status()
-        tail = [ad_line("TritonRestarts", self.state.restarts), ad_line("TritonFailure", failure)]
+        tail = [
+            attribute_line("TritonRestarts", self.state.restarts),
+            attribute_line("TritonFailure", failure),
+        ]
         if not answering:
             return [
-                ad_line("HasTriton", not failure),
-                ad_line("TritonReady", False),
-                ad_line("TritonLoadedModels", ""),
+                attribute_line("HasTriton", not failure),
+                attribute_line("TritonReady", False),
+                attribute_line("TritonLoadedModels", ""),
                 *tail,
             ]
         opened = processes.private_shared_memory()
@@ -266,17 +260,19 @@ class Check:
             served = accounting.everything(current)
             self.watch_memory(resident, served["success_count"] + served["failure_count"])
         lines = [
-            ad_line("HasTriton", True),
-            ad_line("TritonReady", ready),
-            ad_line("TritonLoadedModels", ",".join(sorted(current))),
-            ad_line("TritonInferenceCount", totals["inference_count"]),
-            ad_line("TritonAverageQueueMicroseconds", round(queued, 1)),
-            ad_line("TritonResidentMemoryMB", resident),
+            attribute_line("HasTriton", True),
+            attribute_line("TritonReady", ready),
+            attribute_line("TritonLoadedModels", ",".join(sorted(current))),
+            attribute_line("TritonInferenceCount", totals["inference_count"]),
+            attribute_line("TritonAverageQueueMicroseconds", round(queued, 1)),
+            attribute_line("TritonResidentMemoryMB", resident),
         ]
         if self.state.gpus:
             utilization = gauge_values(self.server.metrics(CHECK_TIMEOUT), "nv_gpu_utilization")
             if utilization:
-                lines.append(ad_line("TritonGPUUtilization", round(sum(utilization) / len(utilization), 3)))
+                lines.append(
+                    attribute_line("TritonGPUUtilization", round(sum(utilization) / len(utilization), 3))
+                )
         return [*lines, *tail]
 
 
@@ -285,7 +281,7 @@ def run(config_path: str, started: float | None = None) -> list[str]:
     work_dir = Path(config_path).resolve().parent
     state = ServerState.load(state_dir(work_dir) / STATE_FILE_NAME)
     if state is None:
-        return [ad_line("TritonReady", False)]
+        return [attribute_line("TritonReady", False)]
     return Check(work_dir, state, started).lines()
 
 
@@ -313,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = run(config_path, started)
     except Exception:  # a bug must neither fail the glidein (first run) nor stop the cron
         LOG.exception("periodic check failed")
-        lines = [ad_line("TritonReady", False)]
+        lines = [attribute_line("TritonReady", False)]
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     sys.stdout.flush()
     if os.environ.get("GLIDEIN_PERIODIC_SCRIPT") != "true":

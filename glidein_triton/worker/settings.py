@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from glidein_triton.worker import cvmfs, failure_messages, reservation
 from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.images import IMAGES_DICT, SERVER_IMAGE_KEY, images_dict
 from glidein_triton.worker.words import is_model_name, truth_value
 
 TYPE_CHECKING = False
@@ -222,16 +223,6 @@ def parse_prefixes(key: str, value: str) -> tuple[str, ...]:
         if not prefix.startswith("/") or prefix.rstrip("/") == "":
             raise ConfigError(f"{key}={value!r}: {prefix!r} is not an absolute path prefix other than /")
     return prefixes
-
-
-def parse_images_dict(value: str) -> dict[str, str]:
-    """SINGULARITY_IMAGES_DICT: ``key:path,key2:path2``; each item splits on its first colon only."""
-    images: dict[str, str] = {}
-    for item in value.split(","):
-        name, separator, path = item.strip().partition(":")
-        if separator and name.strip() and path.strip():
-            images[name.strip()] = path.strip()
-    return images
 
 
 @dataclass(frozen=True)
@@ -715,8 +706,8 @@ class Settings:
             value = config.get(spec.key, "")
             values[spec.field] = spec.parse(spec.key, value if _trimmed(value) else spec.default)
         if not values["image"]:
-            images = parse_images_dict(config.get("SINGULARITY_IMAGES_DICT", ""))
-            values["image"] = images.get("tritonserver", "")
+            images = images_dict(config.get(IMAGES_DICT, ""))
+            values["image"] = images.get(SERVER_IMAGE_KEY, "")
         mount = cvmfs.mount_dir(config)  # CVMFS mounted by cvmfsexec: its paths, as GlideinWMS's
         for field in ("image", "model_repository"):
             values[field] = cvmfs.resolve(values[field], mount)

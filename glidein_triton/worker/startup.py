@@ -23,6 +23,7 @@ from types import FrameType
 from glidein_triton.worker import (
     access,
     agent_launch,
+    classad,
     cvmfs,
     failure_messages,
     files,
@@ -559,7 +560,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             ("TritonGRPCURL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
             ("TritonGPUs", str(len(report.used))),
             ("TritonReadySeconds", f"{state.ready_at - state.started_at:.2f}"),
-            *([("TritonGPUFallback", publish.ad_string(report.fallback))] if report.fallback else []),
+            *([("TritonGPUFallback", classad.machine_ad_string(report.fallback))] if report.fallback else []),
             *(
                 [("TritonFailedModels", ",".join(name for name, _reason in report.failed_models))]
                 if report.failed_models
