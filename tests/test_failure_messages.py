@@ -3,6 +3,7 @@ docs/troubleshooting.md are generated from it."""
 
 from __future__ import annotations
 
+import ast
 import re
 import string
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.operator import troubleshooting_doc
-from glidein_triton.worker import failure_messages
+from glidein_triton.worker import errors, failure_messages
 from glidein_triton.worker.error_gen import FAILURE_TYPES
 from glidein_triton.worker.failure_messages import CATALOGUE, SECTIONS, FailureMessage
 
@@ -77,6 +78,56 @@ def test_the_code_words_each_message_with_the_catalogue() -> None:
         if part in text
     ]
     assert copies == []
+
+
+def raised_entries(source: str) -> list[tuple[str, str]]:
+    """(exception class, catalogue entry) for each ``SomeError(failure_messages.NAME.format(...))`` in
+    ``source``, directly or through a variable assigned that value."""
+
+    def entry_of(node: ast.expr, assigned: dict[str, str]) -> str | None:
+        if isinstance(node, ast.Name):
+            return assigned.get(node.id)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+            target = node.func.value
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+                return target.attr if target.value.id == "failure_messages" else None
+        return None
+
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        assigned: dict[str, str] = {}
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
+                name = entry_of(node.value, {})
+                if name:
+                    assigned[node.targets[0].id] = name
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+                name = entry_of(node.args[0], assigned)
+                if name and node.func.id.endswith("Error"):
+                    found.append((node.func.id, name))
+    return found
+
+
+def test_each_failure_is_raised_with_the_failure_type_of_its_section() -> None:
+    raised = [
+        pair
+        for path in sorted(REPO.glob("glidein_triton/**/*.py"))
+        for pair in raised_entries(path.read_text(encoding="utf-8"))
+    ]
+    assert len(raised) >= 25
+    wrong = [
+        f"{name} ({ENTRIES[name].section}) raised as {exception} ({getattr(errors, exception).failure_type})"
+        for exception, name in raised
+        if getattr(errors, exception).failure_type != ENTRIES[name].section
+    ]
+    assert wrong == []
 
 
 def test_a_message_still_written_out_has_every_fixed_part_in_its_file() -> None:

@@ -79,6 +79,51 @@ NOT_SECONDS = FailureMessage(
     "see the [settings reference](settings.md)",
     _KEY,
 )
+NOT_A_WHOLE_NUMBER = FailureMessage(
+    "Config",
+    "{key}={value!r} is not a whole number from {low} to {high}",
+    "a count or size out of range (`GLIDEIN_TRITON_RESTART_LIMIT`, `GLIDEIN_TRITON_IDLE_MEMORY_GROWTH`, "
+    "`GLIDEIN_TRITON_JOB_MODEL_SIZE_LIMIT`, `GLIDEIN_TRITON_RESERVED_CPUS`)",
+    "see the [settings reference](settings.md)",
+    _KEY,
+)
+NOT_AN_ADDRESS = FailureMessage(
+    "Config",
+    "{key}={value!r} is not an IPv4 address",
+    "`GLIDEIN_TRITON_ADDRESS` is a host name or an IPv6 address",
+    "the node's IPv4 address to publish, or leave it empty (remote mode then finds it)",
+    _KEY,
+)
+NOT_A_MEMORY_LIMIT = FailureMessage(
+    "Config",
+    "{key}={value!r} is not a memory limit: use auto, 0 (no limit) or {low}-{high} (MiB)",
+    "`GLIDEIN_TRITON_SERVER_MEMORY_LIMIT` with a unit, or below what a server needs to start",
+    "a number of MiB, `auto` or 0 ([security.md](security.md))",
+    _KEY,
+)
+NOT_A_MEMORY_RESERVATION = FailureMessage(
+    "Config",
+    "{key}={value!r} is not a memory reservation: use auto, 0 or 1-{high} (MiB)",
+    "`GLIDEIN_TRITON_RESERVED_MEMORY` with a unit or out of range",
+    "a number of MiB, `auto` or 0",
+    _KEY,
+)
+NOT_ARGUMENTS = FailureMessage(
+    "Config",
+    "{key}={value!r} cannot be split into arguments: {error}",
+    "`GLIDEIN_TRITON_SERVER_ARGS` has an unbalanced quote",
+    "quote as a shell would (the value is split, never run by a shell)",
+    _KEY,
+)
+NOT_A_PATH_PREFIX = FailureMessage(
+    "Config",
+    "{key}={value!r}: {prefix!r} is not an absolute path prefix other than /",
+    "`GLIDEIN_TRITON_JOB_REPOSITORIES` or `GLIDEIN_TRITON_CODE_REPOSITORIES` has a relative path, or `/` "
+    "(which would allow every repository)",
+    "absolute directories, e.g. `/cvmfs/example.org/models` "
+    "([security.md](security.md#job-models-the-operators-policy))",
+    _KEY,
+)
 OPTION_NOT_ALLOWED = FailureMessage(
     "Config",
     "{key}: tritonserver option {option!r} is not allowed here; allowed (as --option=value): {allowed}",
@@ -100,11 +145,23 @@ REMOTE_WITHOUT_TOKEN = FailureMessage(
     "remote mode without the token",
     "remote mode always uses the token",
 )
+REMOTE_WITHOUT_TLS = FailureMessage(
+    "Config",
+    "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY",
+    "remote mode without TLS: the token would cross the network in clear",
+    "give the server a certificate and its key (e.g. on CVMFS)",
+)
 HALF_A_TLS_SET_UP = FailureMessage(
     "Config",
     "GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY must be set together",
     "half a TLS set-up",
     "set both",
+)
+ROOT_CERTIFICATE_ALONE = FailureMessage(
+    "Config",
+    "GLIDEIN_TRITON_TLS_ROOT_CERT needs GLIDEIN_TRITON_TLS_CERT and _KEY",
+    "a root certificate for client authentication without the server's own certificate",
+    "set all three, or drop the root certificate",
 )
 TLS_FILE_MISSING = FailureMessage(
     "Config",
@@ -290,6 +347,14 @@ FILES_NOT_WRITABLE = FailureMessage(
     {"directory": "<dir>", "error": "<dir> is not a directory of this user (uid <n>)"},
 )
 
+CLEANUP_NOT_INSTALLED = FailureMessage(
+    "WN_Resource",
+    "cannot install the cleanup script into {directory}: {error}",
+    "the work directory is not writable",
+    "check the disk (`glidein-triton check` does)",
+    {"directory": "<dir>"},
+)
+
 # --- Network ---
 
 PORTS_TAKEN = FailureMessage(
@@ -333,12 +398,38 @@ PUBLISH_FAILED = FailureMessage(
     "the glidein's helper failed (disk full, permissions)",
     "the evidence has its stderr",
 )
-CLEANUP_NOT_INSTALLED = FailureMessage(
+CONFIG_UNREADABLE = FailureMessage(
     "Corruption",
-    "cannot install the cleanup script into {directory}: {error}",
-    "the work directory is not writable",
+    "cannot read glidein_config {path}: {error}",
+    "the glidein_config that glidein_startup.sh named is not there or not readable: a damaged glidein",
+    "report the node; the glidein's stderr has the rest",
+)
+NO_CONFIG_HELPER = FailureMessage(
+    "Corruption",
+    "ADD_CONFIG_LINE_SOURCE in {path} does not name a file: {helper!r}",
+    "glidein_config names no GlideinWMS `add_config_line.source`: not a glidein of GlideinWMS, or a damaged "
+    "one",
+    "run the plugin from a GlideinWMS glidein (the simulated one: `glidein-triton demo`)",
+)
+CONFIG_LOCK_HELD = FailureMessage(
+    "Corruption",
+    "could not write glidein_config in {timeout:g} s: its lock is held by another script",
+    "another script of the glidein holds glidein_config's lock (`gconfig_add_safe`) and does not let go",
+    "find the stuck script in the glidein's stderr",
+    {"timeout": "<seconds>"},
+)
+PREJOB_NOT_INSTALLED = FailureMessage(
+    "Corruption",
+    "cannot install the pre-job hook into {directory}: {error}",
+    "`.gwms.d/exec/prejob` of the work directory cannot be written",
     "check the disk (`glidein-triton check` does)",
     {"directory": "<dir>"},
+)
+CLEANUP_SCRIPT_MISSING = FailureMessage(
+    "Corruption",
+    "the cleanup script {path} is missing from the plugin's files",
+    "the worker tarball is incomplete",
+    "serve the files `glidein-triton payload` writes, unchanged",
 )
 INTERNAL_ERROR = FailureMessage(
     "Corruption",

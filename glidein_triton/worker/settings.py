@@ -123,7 +123,7 @@ def parse_address(key: str, value: str) -> str:
     try:
         ipaddress.IPv4Address(word)
     except ValueError as error:
-        raise ConfigError(f"{key}={value!r} is not an IPv4 address") from error
+        raise ConfigError(failure_messages.NOT_AN_ADDRESS.format(key=key, value=value)) from error
     return word
 
 
@@ -133,7 +133,9 @@ def count(low: int, high: int) -> Callable[[str, str], int]:
     def parse(key: str, value: str) -> int:
         word = _trimmed(value)
         if not _digits(word) or not low <= int(word) <= high:
-            raise ConfigError(f"{key}={value!r} is not a whole number from {low} to {high}")
+            raise ConfigError(
+                failure_messages.NOT_A_WHOLE_NUMBER.format(key=key, value=value, low=low, high=high)
+            )
         return int(word)
 
     return parse
@@ -154,8 +156,9 @@ def parse_memory_limit(key: str, value: str) -> int | None:
         return None
     if not _digits(word) or not (int(word) == 0 or MEMORY_LIMIT_MIN <= int(word) <= MEMORY_LIMIT_MAX):
         raise ConfigError(
-            f"{key}={value!r} is not a memory limit: use auto, 0 (no limit) or "
-            f"{MEMORY_LIMIT_MIN}-{MEMORY_LIMIT_MAX} (MiB)"
+            failure_messages.NOT_A_MEMORY_LIMIT.format(
+                key=key, value=value, low=MEMORY_LIMIT_MIN, high=MEMORY_LIMIT_MAX
+            )
         )
     return int(word)
 
@@ -184,7 +187,7 @@ def parse_reserved_memory(key: str, value: str) -> int | None:
         return None
     if not _digits(word) or int(word) > MEMORY_LIMIT_MAX:
         raise ConfigError(
-            f"{key}={value!r} is not a memory reservation: use auto, 0 or 1-{MEMORY_LIMIT_MAX} (MiB)"
+            failure_messages.NOT_A_MEMORY_RESERVATION.format(key=key, value=value, high=MEMORY_LIMIT_MAX)
         )
     return int(word)
 
@@ -194,7 +197,7 @@ def parse_server_args(key: str, value: str) -> tuple[str, ...]:
     try:
         words = shlex.split(value)
     except ValueError as error:
-        raise ConfigError(f"{key}={value!r} cannot be split into arguments: {error}") from error
+        raise ConfigError(failure_messages.NOT_ARGUMENTS.format(key=key, value=value, error=error)) from error
     for word in words:
         option = word.split("=", 1)[0]
         if option not in ALLOWED_SERVER_OPTIONS:
@@ -221,7 +224,7 @@ def parse_prefixes(key: str, value: str) -> tuple[str, ...]:
     prefixes = tuple(value.replace(",", " ").split())
     for prefix in prefixes:
         if not prefix.startswith("/") or prefix.rstrip("/") == "":
-            raise ConfigError(f"{key}={value!r}: {prefix!r} is not an absolute path prefix other than /")
+            raise ConfigError(failure_messages.NOT_A_PATH_PREFIX.format(key=key, value=value, prefix=prefix))
     return prefixes
 
 
@@ -721,13 +724,11 @@ class Settings:
             raise ConfigError(failure_messages.REMOTE_WITHOUT_TOKEN.format())
         if self.remote and not self.tls_cert:
             # Without TLS the token would cross the network in clear, for anyone on the path to reuse.
-            raise ConfigError(
-                "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY"
-            )
+            raise ConfigError(failure_messages.REMOTE_WITHOUT_TLS.format())
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(failure_messages.HALF_A_TLS_SET_UP.format())
         if self.tls_root_cert and not self.tls_cert:
-            raise ConfigError("GLIDEIN_TRITON_TLS_ROOT_CERT needs GLIDEIN_TRITON_TLS_CERT and _KEY")
+            raise ConfigError(failure_messages.ROOT_CERTIFICATE_ALONE.format())
         return self
 
 

@@ -120,7 +120,7 @@ def install_cleanup_script(work_dir: Path) -> Path:
     """Copy the cleanup script into ``.gwms.d/exec/cleanup``, which glidein_startup.sh runs at exit."""
     source = SCRIPTS_DIR / CLEANUP_SCRIPT
     if not source.is_file():
-        raise CorruptionError(f"the cleanup script {source} is missing from the plugin's files")
+        raise CorruptionError(failure_messages.CLEANUP_SCRIPT_MISSING.format(path=source))
     target_dir = work_dir / ".gwms.d" / "exec" / "cleanup"
     target = target_dir / INSTALLED_CLEANUP_SCRIPT
     try:
