@@ -16,15 +16,29 @@ from dataclasses import dataclass, field
 
 from glidein_triton.worker.words import MODEL_NAME_RULE
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs 3 ms of every start
+    from typing import Literal
+
+    Section = Literal["Config", "VO_Config", "WN_Resource", "Network", "Corruption", "periodic", "cleanup"]
+
 #: the tables of the troubleshooting page, in its order: error_gen failure types, then the scripts' logs
-SECTIONS = ("Config", "VO_Config", "WN_Resource", "Network", "Corruption", "periodic", "cleanup")
+SECTIONS: tuple[Section, ...] = (
+    "Config",
+    "VO_Config",
+    "WN_Resource",
+    "Network",
+    "Corruption",
+    "periodic",
+    "cleanup",
+)
 
 
 @dataclass(frozen=True)
 class FailureMessage:
     """One failure: where it is listed, its message template, its cause and its fix."""
 
-    section: str
+    section: Section
     template: str
     cause: str
     fix: str
