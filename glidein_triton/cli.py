@@ -64,6 +64,10 @@ DEVELOPER_COMMANDS: dict[str, Command] = {
     "settings-doc": Command(
         "print the settings reference (docs/settings.md)", "glidein_triton.operator.settings_doc:main"
     ),
+    "troubleshooting-doc": Command(
+        "print the message tables of docs/troubleshooting.md (from the failure catalogue)",
+        "glidein_triton.operator.troubleshooting_doc:main",
+    ),
     "reliability-doc": Command(
         "print the table of faults tried and what happens (docs/reliability.md)",
         "glidein_triton.local.fault_table:main",

@@ -16,9 +16,9 @@ from glidein_triton.operator.frontend_patch import (
     SINGULARITY_USE,
     FrontendOptions,
     is_grouped,
-    parse_images,
 )
 from glidein_triton.operator.xmlpatch.source import PatchError
+from glidein_triton.worker.images import images_dict, images_dict_items, images_dict_text
 
 from .support import FRONTEND_XML, added_lines, named, parse, removed_lines
 
@@ -62,11 +62,20 @@ def test_without_a_group_the_global_images_get_the_triton_keys_and_keep_theirs()
 
 
 def test_the_images_split_on_the_first_colon_only() -> None:
-    assert parse_images(f"{GLOBAL_IMAGES}, x : y ,,") == [
+    assert images_dict_items(f"{GLOBAL_IMAGES}, x : y ,,lone") == [
         ("default", "/cvmfs/singularity.opensciencegrid.org/opensciencegrid/osgvo-el9:latest"),
         ("rhel8", "docker://hub.example.org/rhel8:8.10"),
         ("x", "y"),
+        ("lone", ""),
     ]
+    assert (
+        images_dict_text(images_dict_items("a:/x, lone ,b:docker://h:5000/i"))
+        == "a:/x,lone,b:docker://h:5000/i"
+    )
+    assert images_dict(f"{GLOBAL_IMAGES},lone,rhel8:/other") == {
+        "default": "/cvmfs/singularity.opensciencegrid.org/opensciencegrid/osgvo-el9:latest",
+        "rhel8": "/other",
+    }
 
 
 def test_a_group_without_images_gets_the_match_expressions_and_the_switch() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import jobs as hooks_sim
-from glidein_triton.local.glidein import SimulatedGlidein, cron_lines
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import payload
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker import periodic, runtime, server, supervisor
@@ -23,7 +23,6 @@ from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.job_loader import requested_models
 from glidein_triton.worker.job_request import read_request
 from glidein_triton.worker.model_registry import Registry
-from glidein_triton.worker.periodic import ad_line
 from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.state import STATE_FILE_NAME, LaunchPlan, ServerState, state_dir
@@ -427,14 +426,6 @@ def test_hook_settings_and_server_defaults() -> None:
     assert hooks.default_server_args(["--exit-on-error=true", "--strict-readiness=true"]) == []
     # Models named one by one are required: Triton's own --exit-on-error=true stays.
     assert hooks.default_server_args([], ["simple", "mlp"]) == ["--strict-readiness=false"]
-
-
-def test_ad_lines() -> None:
-    assert ad_line("TritonReady", True) == "TritonReady = True"
-    assert ad_line("TritonInferenceCount", 12) == "TritonInferenceCount = 12"
-    assert ad_line("TritonGPUUtilization", 0.25) == "TritonGPUUtilization = 0.25"
-    assert ad_line("TritonFailure", 'say "no"\\\nnow') == 'TritonFailure = "say no now"'
-    assert cron_lines('A = 1\nB = "x = y"\nnoise\n') == {"A": "1", "B": '"x = y"'}
 
 
 def test_a_state_keeps_its_plan_to_start_the_server_again() -> None:

@@ -6,8 +6,6 @@ import pytest
 
 from glidein_triton.worker.job_request import (
     RequestError,
-    classad_attributes,
-    classad_string,
     parse_names,
     read_request,
 )
@@ -19,19 +17,6 @@ tritonmodels = "resnet, bert  ,resnet"
 TritonModelsRequired = true
 Environment = "A=1 B=2"
 """
-
-
-def test_classad_string_literals() -> None:
-    assert classad_string(' "plain" ') == "plain"
-    assert classad_string(r'"with \"quotes\" and \\ backslash"') == 'with "quotes" and \\ backslash'
-    assert classad_string('"a" + "b"') is None
-    assert classad_string("true") is None
-    assert classad_string('"') is None
-
-
-def test_classad_attributes_case_insensitive_literals() -> None:
-    values = classad_attributes(JOB_AD, ("TritonModels", "TritonModelsRequired", "Missing"))
-    assert values == {"TritonModels": "resnet, bert  ,resnet", "TritonModelsRequired": "true"}
 
 
 def test_request_from_the_job_ad() -> None:

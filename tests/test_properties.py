@@ -27,7 +27,8 @@ from glidein_triton.operator.xmlpatch.command import EXIT_CHANGES, EXIT_ERROR, E
 from glidein_triton.operator.xmlpatch.source import PatchError
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.glidein_config import CondorVar, GlideinConfig, parse_glidein_config, publish
-from glidein_triton.worker.settings import DEFAULTS, Settings, parse_images_dict
+from glidein_triton.worker.images import images_dict
+from glidein_triton.worker.settings import DEFAULTS, Settings
 
 FAST = settings(max_examples=150, deadline=None)
 #: The writer starts bash (and GlideinWMS's helper) for every example.
@@ -131,7 +132,7 @@ def test_writing_keys_never_loses_or_corrupts_another(
 @FAST
 @given(st.text())
 def test_images_dict_from_any_text(text: str) -> None:
-    for key, path in parse_images_dict(text).items():
+    for key, path in images_dict(text).items():
         assert key
         assert path
         assert key == key.strip()
@@ -153,7 +154,7 @@ BLANKS = st.sampled_from(["", " ", "  ", "\t"])
 @given(st.dictionaries(IMAGE_KEYS, IMAGE_PATHS, max_size=5), st.data())
 def test_images_dict_round_trip(images: dict[str, str], data: st.DataObject) -> None:
     items = [f"{data.draw(BLANKS)}{key}:{path}{data.draw(BLANKS)}" for key, path in images.items()]
-    assert parse_images_dict(",".join(items)) == images
+    assert images_dict(",".join(items)) == images
 
 
 #: Words a setting is likely to get: valid ones, near misses, and numbers in other scripts.
@@ -469,7 +470,7 @@ def test_frontend_patch_is_idempotent_and_local_or_refused(
         return
     root = etree.fromstring(result)
     holders = root.xpath("//attr[@name='SINGULARITY_IMAGES_DICT']/@value")
-    assert any(parse_images_dict(str(value)).get(SERVER_KEY) == wanted[SERVER_KEY] for value in holders)
+    assert any(images_dict(str(value)).get(SERVER_KEY) == wanted[SERVER_KEY] for value in holders)
     if group is not None:
         (patched_group,) = root.xpath("groups/group[@name=$name]", name=group)
         assert patched_group.xpath("attrs/attr[@name='GLIDEIN_TRITON']/@value") == ["True"]

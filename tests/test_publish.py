@@ -91,11 +91,6 @@ def test_cleared_values_empty_every_server_key() -> None:
     assert "HAS_TRITON" not in cleared
 
 
-def test_ad_string_is_safe_for_condor_startup_quoting() -> None:
-    assert publish.ad_string('say "hi" \\ it\'s\r\n ok') == "say hi its ok"
-    assert len(publish.ad_string("x" * 2000)) == 500
-
-
 def test_after_ready_only_what_changed_is_published_again() -> None:
     announced = [("HAS_TRITON", "False"), ("TRITON_GPUS", "1"), ("TRITON_GPUS", "2"), ("TRITON_FAILURE", "")]
     ready = [

@@ -11,6 +11,7 @@ from glidein_triton.local.glidein import helper_scripts_dir
 from glidein_triton.operator import payload
 from glidein_triton.worker import startup
 from glidein_triton.worker.errors import ConfigError
+from glidein_triton.worker.images import images_dict
 from glidein_triton.worker.job_request import RequestError, parse_names, parse_truth
 from glidein_triton.worker.settings import (
     ALLOWED_SERVER_OPTIONS,
@@ -21,7 +22,6 @@ from glidein_triton.worker.settings import (
     default_value,
     memory_limit,
     parse_bool,
-    parse_images_dict,
     parse_models,
     required_flag,
     unknown_settings,
@@ -123,7 +123,7 @@ def test_image_defaults_to_the_tritonserver_key_of_the_images_dict() -> None:
 
 
 def test_images_dict_splits_each_item_on_the_first_colon() -> None:
-    assert parse_images_dict(" a:/x , b:docker://h:5000/i:tag,broken,:nokey,c: ") == {
+    assert images_dict(" a:/x , b:docker://h:5000/i:tag,broken,:nokey,c: ") == {
         "a": "/x",
         "b": "docker://h:5000/i:tag",
     }

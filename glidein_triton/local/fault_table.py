@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from glidein_triton.operator import generated_doc
+from glidein_triton.worker import failure_messages
 
 #: How error_gen reported the startup: a failure (OK with TritonFailure, or ERROR when required), a ready
 #: server, no otrb_output.xml at all, or a file error_gen could not finish.
@@ -157,7 +158,7 @@ FAULTS = (
         "two SIGTERMs to the startup script once the state file records the server (slow model)",
         "failure",
         "WN_Resource",
-        "startup interrupted by signal 15",
+        failure_messages.INTERRUPTED.format(signal="signal 15"),
     ),
     Fault(
         "startup_sigkill",

@@ -38,7 +38,6 @@ from glidein_triton.operator.xmlpatch.merge import (
 from glidein_triton.operator.xmlpatch.source import PatchError, SourceDocument
 from glidein_triton.operator.xmlpatch.templates import Fragment, render
 from glidein_triton.worker import images
-from glidein_triton.worker.settings import parse_images_dict
 
 DEFAULT_PAYLOAD_DIR = "/var/lib/gwms-factory/glidein-triton"
 DEFAULT_GPU_SLOTS = "GPUs,type=main"
@@ -46,7 +45,7 @@ DEFAULT_PERIOD = 300
 #: Attributes printed by the periodic script reach the machine ad under their own names (e.g. TritonReady).
 DEFAULT_PERIODIC_PREFIX = "NOPREFIX"
 RESOURCE_SLOTS = "GLIDEIN_Resource_Slots"
-IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
+IMAGES_DICT = images.IMAGES_DICT
 IMAGE_SETTING = "GLIDEIN_TRITON_IMAGE"
 
 #: What the factory uses for an XML attribute that is not written (creation/lib/factory_defaults.xml).
@@ -231,7 +230,7 @@ def images_dict_warnings(root: etree._Element, entry: etree._Element, where: str
     if not found:
         return []
     element = found[-1]
-    server = parse_images_dict(element.get("value", "")).get("tritonserver", "")
+    server = images.images_dict(element.get("value", "")).get(images.SERVER_IMAGE_KEY, "")
     notes = []
     constant = element.get("const", PARSER_DEFAULTS["attr"]["const"]).strip().lower() == "true"
     if constant and not server and not image:

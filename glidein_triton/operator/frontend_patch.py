@@ -41,9 +41,9 @@ from glidein_triton.operator.xmlpatch.templates import Fragment, render
 from glidein_triton.worker import images as server_images
 from glidein_triton.worker.runtime import CONTAINER_USES
 
-IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
+IMAGES_DICT = server_images.IMAGES_DICT
 IMAGE_SETTING = "GLIDEIN_TRITON_IMAGE"
-SERVER_KEY = "tritonserver"
+SERVER_KEY = server_images.SERVER_IMAGE_KEY
 DEFAULT_SERVER_IMAGE = server_images.DEFAULT_SERVER_IMAGE
 SINGULARITY_USE = "GLIDEIN_Singularity_Use"
 #: GlideinWMS's job wrapper where the frontend RPM installs it (doc/frontend/configuration.html)
@@ -74,20 +74,6 @@ class FrontendOptions:
     containers: bool = False
     #: AND the Triton-jobs exclusion to the job query_expr of the other enabled groups
     exclude_elsewhere: bool = False
-
-
-def parse_images(value: str) -> list[tuple[str, str]]:
-    """``key:path,key2:path2`` as (key, path) pairs in order; each item splits on its first colon only."""
-    pairs = []
-    for item in value.split(","):
-        key, _, path = item.partition(":")
-        if item.strip():
-            pairs.append((key.strip(), path.strip()))
-    return pairs
-
-
-def format_images(pairs: list[tuple[str, str]]) -> str:
-    return ",".join(f"{key}:{path}" if path else key for key, path in pairs)
 
 
 def name_key(element: etree._Element) -> str:
@@ -202,9 +188,13 @@ def _merge_images(
     present = _named(holder.find("attrs"), "attr", IMAGES_DICT)
     if not present:
         # A group value replaces the global one: it starts with the global value's items.
-        inherited = dict(parse_images(_named(root.find("attrs"), "attr", IMAGES_DICT)[-1].get("value", "")))
+        inherited = dict(
+            server_images.images_dict_items(
+                _named(root.find("attrs"), "attr", IMAGES_DICT)[-1].get("value", "")
+            )
+        )
         _refuse_conflicts(inherited, options, f"{where} (from the global value)")
-        images = format_images(list({**inherited, **options.images}.items()))
+        images = server_images.images_dict_text(list({**inherited, **options.images}.items()))
         fragment = Fragment.render("frontend_config/images_attr.xml.j2", images=images)
         context = MergeContext(where, PARSER_DEFAULTS, options.overwrite)
         ensure_elements(plan, holder, "attrs", wanted_elements(fragment), name_key, context)
@@ -212,18 +202,20 @@ def _merge_images(
     if len(present) > 1:
         raise PatchError(f"{where}: {IMAGES_DICT} is set {len(present)} times (the last one wins); keep one")
     element = present[0]
-    pairs = parse_images(element.get("value", ""))
+    pairs = server_images.images_dict_items(element.get("value", ""))
     existing = dict(pairs)
     conflicts = _refuse_conflicts(existing, options, where)
     missing = [(key, path) for key, path in options.images.items() if key not in existing]
     raw = plan.raw_attribute(element, "value")
     if conflicts or raw is None:
         replaced = [(key, conflicts.get(key, path)) for key, path in pairs]
-        plan.set_attribute(element, "value", format_images(replaced + missing))
+        plan.set_attribute(element, "value", server_images.images_dict_text(replaced + missing))
     elif missing:
         text, quote = raw
         plan.set_raw_attribute(
-            element, "value", append_item(text, escape_attribute(format_images(missing), quote), ",")
+            element,
+            "value",
+            append_item(text, escape_attribute(server_images.images_dict_text(missing), quote), ","),
         )
 
 

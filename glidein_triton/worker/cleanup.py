@@ -17,7 +17,17 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, files, logs, model_registry, processes, runtime, server, token
+from glidein_triton.worker import (
+    accounting,
+    failure_messages,
+    files,
+    logs,
+    model_registry,
+    processes,
+    runtime,
+    server,
+    token,
+)
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
@@ -79,12 +89,13 @@ def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | N
     account(work_dir, state)
     problems = server.stop(state, environment)
     if state.pgid and processes.group_members(state.pgid):
-        problems.append(f"process group {state.pgid} still has {processes.group_members(state.pgid)}")
+        pids = processes.group_members(state.pgid)
+        problems.append(failure_messages.GROUP_SURVIVED.format(pgid=state.pgid, pids=pids))
     listening = [
         port for port in (state.http_port, state.grpc_port, state.metrics_port) if port and is_listening(port)
     ]
     if listening:
-        problems.append(f"ports {listening} still accept connections")
+        problems.append(failure_messages.PORTS_STILL_OPEN.format(ports=listening))
     remove(directory / token.TOKEN_FILE_NAME)
     remove(directory / token.ADMIN_TOKEN_FILE_NAME)
     for name in HOOK_DIRS:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
 from glidein_triton.worker.errors import CorruptionError
 
 LOG = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class GlideinConfig(Mapping[str, str]):
             # Bytes, then decoded: read_text() would turn a carriage return inside a value into a line end.
             text = resolved.read_bytes().decode("utf-8", errors="surrogateescape")
         except OSError as error:
-            raise CorruptionError(f"cannot read glidein_config {resolved}: {error.strerror}") from error
+            message = failure_messages.CONFIG_UNREADABLE.format(path=resolved, error=error.strerror)
+            raise CorruptionError(message) from error
         return cls(resolved, parse_glidein_config(text))
 
     def __getitem__(self, key: str) -> str:
@@ -117,7 +119,7 @@ def publish(
     helper_source = config.get("ADD_CONFIG_LINE_SOURCE", "")
     if not helper_source or not Path(helper_source).is_file():
         raise CorruptionError(
-            f"ADD_CONFIG_LINE_SOURCE in {config.path} does not name a file: {helper_source!r}"
+            failure_messages.NO_CONFIG_HELPER.format(path=config.path, helper=helper_source)
         )
     argv = ["bash", str(PUBLISH_HELPER), helper_source, str(config.path), config.get("CONDOR_VARS_FILE", "")]
     for key, value in values:
@@ -134,12 +136,10 @@ def publish(
     try:
         result = run_quietly(argv, PUBLISH_TIMEOUT)
     except subprocess.TimeoutExpired as error:
-        raise CorruptionError(
-            f"could not write glidein_config in {PUBLISH_TIMEOUT:g} s: its lock is held by another script"
-        ) from error
+        raise CorruptionError(failure_messages.CONFIG_LOCK_HELD.format(timeout=PUBLISH_TIMEOUT)) from error
     if result.returncode != 0:
         raise CorruptionError(
-            "could not write glidein_config or condor_vars.lst with add_config_line.source",
+            failure_messages.PUBLISH_FAILED.format(),
             evidence=f"exit code {result.returncode}: {result.stderr.strip()[-2000:]}",
         )
     LOG.debug("published %d config lines and %d condor vars", len(values), len(condor_vars))

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
+
 #: What Apptainer fetches (and converts into a SIF) at run time, rather than opening in place.
 REMOTE_SCHEMES = ("docker://", "oras://", "library://", "shub://", "http://", "https://", "docker-archive:")
 
@@ -47,11 +49,34 @@ CVMFS_SERVER_IMAGES = (
 #: The newest maintained CVMFS copy: the only one whose Triton has every option the plugin uses (the
 #: access token needs 2.40).
 DEFAULT_SERVER_IMAGE = CVMFS_SERVER_IMAGES[0].path
-NO_IMAGE = (
-    "no server image: set GLIDEIN_TRITON_IMAGE (or the tritonserver key of SINGULARITY_IMAGES_DICT) to an "
-    f"image on CVMFS, e.g. {DEFAULT_SERVER_IMAGE} (Triton 2.42); see docs/images.md"
+NO_IMAGE = failure_messages.NO_SERVER_IMAGE.format(
+    image=DEFAULT_SERVER_IMAGE, release=CVMFS_SERVER_IMAGES[0].triton
 )
 APPTAINER_DIRECTORY = "apptainer"
+#: the glidein_config key of the VO's images (GlideinWMS's own), and its key for the server image
+IMAGES_DICT = "SINGULARITY_IMAGES_DICT"
+SERVER_IMAGE_KEY = "tritonserver"
+
+
+def images_dict_items(value: str) -> list[tuple[str, str]]:
+    """SINGULARITY_IMAGES_DICT's ``key:path,key2:path2`` as (key, path) pairs, every item in order (a path
+    "" when it has no colon); each item splits on its first colon only (a path may have colons)."""
+    pairs = []
+    for item in value.split(","):
+        key, _, path = item.partition(":")
+        if item.strip():
+            pairs.append((key.strip(), path.strip()))
+    return pairs
+
+
+def images_dict(value: str) -> dict[str, str]:
+    """The images of SINGULARITY_IMAGES_DICT by key: the items with a key and a path (the last one wins)."""
+    return {key: path for key, path in images_dict_items(value) if key and path}
+
+
+def images_dict_text(pairs: list[tuple[str, str]]) -> str:
+    """(key, path) pairs as SINGULARITY_IMAGES_DICT writes them (an item without a path as its key)."""
+    return ",".join(f"{key}:{path}" if path else key for key, path in pairs)
 
 
 def is_remote(image: str) -> bool:

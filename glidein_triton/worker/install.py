@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
 from glidein_triton.worker.errors import CorruptionError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -55,5 +56,6 @@ def install_prejob(work_dir: Path) -> Path:
             shutil.copyfile(SCRIPTS_DIR / source, prejob_dir / name)
             (prejob_dir / name).chmod(mode)
     except OSError as error:
-        raise CorruptionError(f"cannot install the pre-job hook into {prejob_dir}: {error}") from error
+        message = failure_messages.PREJOB_NOT_INSTALLED.format(directory=prejob_dir, error=error)
+        raise CorruptionError(message) from error
     return prejob_dir

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from glidein_triton.worker import classad
 from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
 
 REPOSITORY = "TritonModelRepository"
@@ -47,42 +48,6 @@ class JobRequest:
         return not self.repository and not self.models
 
 
-def classad_string(expression: str) -> str | None:
-    """The value of an old-syntax ClassAd string literal (``"a \\"b\\""``); None when it is not one."""
-    text = expression.strip()
-    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
-        return None
-    characters: list[str] = []
-    escaped = False
-    for character in text[1:-1]:
-        if escaped:
-            characters.append(character)
-            escaped = False
-        elif character == "\\":
-            escaped = True
-        elif character == '"':
-            return None  # two literals, or an expression: not one plain string
-        else:
-            characters.append(character)
-    return "".join(characters)
-
-
-def classad_attributes(text: str, names: tuple[str, ...]) -> dict[str, str]:
-    """The literal values of ``names`` in a job ad: strings unquoted, other literals as written.
-
-    ClassAd attribute names are case-insensitive; the keys of the result are spelled as in ``names``.
-    """
-    wanted = {name.lower(): name for name in names}
-    values = {}
-    for line in text.splitlines():
-        name, separator, expression = line.partition("=")
-        key = wanted.get(name.strip().lower())
-        if separator and key:
-            string = classad_string(expression)
-            values[key] = expression.strip() if string is None else string
-    return values
-
-
 def parse_names(source: str, value: str) -> list[str]:
     """Model names separated by commas or spaces, in order, without repeats; a bad name is an error."""
     names: list[str] = []
@@ -104,7 +69,7 @@ def parse_truth(source: str, value: str) -> bool:
 
 def read_request(job_ad_text: str) -> JobRequest:
     """The job's request, from its job ad."""
-    ad = classad_attributes(job_ad_text, (REPOSITORY, MODELS, REQUIRED, JOB_ID))
+    ad = classad.literal_values(job_ad_text, (REPOSITORY, MODELS, REQUIRED, JOB_ID))
     required = parse_truth(REQUIRED, ad.get(REQUIRED, ""))
     repository = ad.get(REPOSITORY, "").strip()
     try:

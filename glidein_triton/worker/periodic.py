@@ -32,7 +32,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, files, log_files, logs, processes, sandboxes, supervisor, token
+from glidein_triton.worker import (
+    accounting,
+    failure_messages,
+    files,
+    log_files,
+    logs,
+    processes,
+    sandboxes,
+    supervisor,
+    token,
+)
+from glidein_triton.worker.classad import attribute_line
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -48,16 +59,6 @@ SCRIPT_NAME = "glidein_triton_periodic.sh"
 #: Part of the period one run may use: the rest is left for its own start and exit.
 PERIOD_SHARE = 0.8
 EXIT_MESSAGE_FILE = "exit_message"
-
-
-def ad_line(name: str, value: object) -> str:
-    """One startd cron line: strings quoted (without quotes or backslashes inside), the rest as is."""
-    if isinstance(value, bool):
-        return f"{name} = {value}"
-    if isinstance(value, str):
-        cleaned = value.replace('"', "").replace("\\", "").replace("\n", " ")
-        return f'{name} = "{cleaned}"'
-    return f"{name} = {value}"
 
 
 def note_exit_message(work_dir: Path, message: str) -> None:
@@ -167,12 +168,10 @@ class Check:
                 except LockTimeoutError:
                     return
                 accounting.Usage(self.registry).close_life()
-                note_exit_message(
-                    self.work_dir,
-                    f"tritonserver idle with {resident_mib} MiB resident (over {state.idle_memory_floor} + "
-                    f"{state.idle_memory_growth} MiB, GLIDEIN_TRITON_IDLE_MEMORY_GROWTH): restarted, "
-                    "not counted as a restart",
+                restarted = failure_messages.IDLE_MEMORY_RESTART.format(
+                    resident=resident_mib, floor=state.idle_memory_floor, growth=state.idle_memory_growth
                 )
+                note_exit_message(self.work_dir, restarted)
                 problem = supervisor.restart(
                     state, self.state_path, self.deadline - time.monotonic(), counted=False
                 )
@@ -220,12 +219,15 @@ class Check:
         if self.state.log_path and log_files.cap(Path(self.state.log_path)):
             LOG.warning("%s was over %d bytes: cut to its end", self.state.log_path, log_files.SIZE_LIMIT)
         ready, answering, failure = self.status()
-        tail = [ad_line("TritonRestarts", self.state.restarts), ad_line("TritonFailure", failure)]
+        tail = [
+            attribute_line("TritonRestarts", self.state.restarts),
+            attribute_line("TritonFailure", failure),
+        ]
         if not answering:
             return [
-                ad_line("HasTriton", not failure),
-                ad_line("TritonReady", False),
-                ad_line("TritonLoadedModels", ""),
+                attribute_line("HasTriton", not failure),
+                attribute_line("TritonReady", False),
+                attribute_line("TritonLoadedModels", ""),
                 *tail,
             ]
         opened = processes.private_shared_memory()
@@ -260,17 +262,19 @@ class Check:
             served = accounting.everything(current)
             self.watch_memory(resident, served["success_count"] + served["failure_count"])
         lines = [
-            ad_line("HasTriton", True),
-            ad_line("TritonReady", ready),
-            ad_line("TritonLoadedModels", ",".join(sorted(current))),
-            ad_line("TritonInferenceCount", totals["inference_count"]),
-            ad_line("TritonAverageQueueMicroseconds", round(queued, 1)),
-            ad_line("TritonResidentMemoryMB", resident),
+            attribute_line("HasTriton", True),
+            attribute_line("TritonReady", ready),
+            attribute_line("TritonLoadedModels", ",".join(sorted(current))),
+            attribute_line("TritonInferenceCount", totals["inference_count"]),
+            attribute_line("TritonAverageQueueMicroseconds", round(queued, 1)),
+            attribute_line("TritonResidentMemoryMB", resident),
         ]
         if self.state.gpus:
             utilization = gauge_values(self.server.metrics(CHECK_TIMEOUT), "nv_gpu_utilization")
             if utilization:
-                lines.append(ad_line("TritonGPUUtilization", round(sum(utilization) / len(utilization), 3)))
+                lines.append(
+                    attribute_line("TritonGPUUtilization", round(sum(utilization) / len(utilization), 3))
+                )
         return [*lines, *tail]
 
 
@@ -279,7 +283,7 @@ def run(config_path: str, started: float | None = None) -> list[str]:
     work_dir = Path(config_path).resolve().parent
     state = ServerState.load(state_dir(work_dir) / STATE_FILE_NAME)
     if state is None:
-        return [ad_line("TritonReady", False)]
+        return [attribute_line("TritonReady", False)]
     return Check(work_dir, state, started).lines()
 
 
@@ -307,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = run(config_path, started)
     except Exception:  # a bug must neither fail the glidein (first run) nor stop the cron
         LOG.exception("periodic check failed")
-        lines = [ad_line("TritonReady", False)]
+        lines = [attribute_line("TritonReady", False)]
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     sys.stdout.flush()
     if os.environ.get("GLIDEIN_PERIODIC_SCRIPT") != "true":

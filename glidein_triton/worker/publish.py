@@ -6,13 +6,12 @@ condor_startup.sh put it in the startd ad (PUBLISH ``Y``) and, for some, in the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from glidein_triton.worker.classad import machine_ad_string
 from glidein_triton.worker.glidein_config import CondorVar
 from glidein_triton.worker.gpus import GPU
-from glidein_triton.worker.logs import redact
 from glidein_triton.worker.ports import LOOPBACK
 
 # glidein_config key, condor_vars type, machine ad attribute, job environment variable ("-": none).
@@ -44,11 +43,6 @@ ATTRIBUTES = (
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 
 
-def ad_string(text: str) -> str:
-    """A value safe inside condor_startup.sh's quoting: one line, no quotes or backslashes."""
-    return " ".join(re.sub(r"[\"'\\]", "", redact(text)).split())[:500]
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """Where a running server answers, and how it is protected."""
@@ -75,12 +69,12 @@ def server_values(
             f"http://{LOOPBACK}:{endpoint.metrics_port}/metrics" if endpoint.metrics_port else "",
         ),
         ("TRITON_GPUS", str(len(gpus))),
-        ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in gpus))),
+        ("TRITON_GPU_NAMES", machine_ad_string(",".join(gpu.label for gpu in gpus))),
         ("TRITON_GPUS_IDLE", "0"),
         ("TRITON_GPU_FALLBACK", ""),
         ("TRITON_FAILED_MODELS", ""),
         ("TRITON_RUNTIME", runtime),
-        ("TRITON_MODEL_REPOSITORY", ad_string(model_repository)),
+        ("TRITON_MODEL_REPOSITORY", machine_ad_string(model_repository)),
         ("TRITON_AUTH", "token" if endpoint.token_file else "none"),
         ("TRITON_REMOTE", str(endpoint.remote)),
         ("TRITON_GRPC_TLS", str(endpoint.tls)),
@@ -97,10 +91,10 @@ def server_report_values(
     GPUs it was meant to have, and the models that failed to load."""
     return [
         ("TRITON_GPUS", str(len(used))),
-        ("TRITON_GPU_NAMES", ad_string(",".join(gpu.label for gpu in used))),
+        ("TRITON_GPU_NAMES", machine_ad_string(",".join(gpu.label for gpu in used))),
         ("TRITON_GPUS_IDLE", str(idle)),
-        ("TRITON_GPU_FALLBACK", ad_string(fallback)),
-        ("TRITON_FAILED_MODELS", ad_string(",".join(failed_models))),
+        ("TRITON_GPU_FALLBACK", machine_ad_string(fallback)),
+        ("TRITON_FAILED_MODELS", machine_ad_string(",".join(failed_models))),
     ]
 
 
@@ -116,7 +110,7 @@ def ready_values(version: str, slots_layout: str = "partitionable") -> list[tupl
     ``SLOTS_LAYOUT``: condor_startup.sh makes one partitionable slot for "partitionable", else fixed slots
     (one a CPU), where only slot 1's ad follows the server (:data:`SLOT_ONE_ONLY`)."""
     has_triton = "True" if slots_layout == "partitionable" else SLOT_ONE_ONLY
-    return [("HAS_TRITON", has_triton), ("TRITON_VERSION", ad_string(version))]
+    return [("HAS_TRITON", has_triton), ("TRITON_VERSION", machine_ad_string(version))]
 
 
 def cleared_values() -> list[tuple[str, str]]:
@@ -127,7 +121,7 @@ def cleared_values() -> list[tuple[str, str]]:
 def off_values(failure: str = "") -> list[tuple[str, str]]:
     """The values when there is no server: ``HasTriton = False`` and, after a failure, its reason."""
     values = [("HAS_TRITON", "False")]
-    return [*values, ("TRITON_FAILURE", ad_string(failure))] if failure else values
+    return [*values, ("TRITON_FAILURE", machine_ad_string(failure))] if failure else values
 
 
 def changed(values: Sequence[tuple[str, str]], published: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

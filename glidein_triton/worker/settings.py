@@ -14,9 +14,10 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from glidein_triton.worker import cvmfs, reservation
+from glidein_triton.worker import cvmfs, failure_messages, reservation
 from glidein_triton.worker.errors import ConfigError
-from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
+from glidein_triton.worker.images import IMAGES_DICT, SERVER_IMAGE_KEY, images_dict
+from glidein_triton.worker.words import is_model_name, truth_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs 3 ms of every start
@@ -65,9 +66,7 @@ def parse_bool(key: str, value: str) -> bool:
     """A truth value as ``gconfig_get_bool`` reads it; anything it would not recognise is an error."""
     truth = truth_value(value)
     if truth is None:
-        raise ConfigError(
-            f"{key}={value!r} is not a truth value: use True/False (also T/F, Yes/No, Y/N, 1/0)"
-        )
+        raise ConfigError(failure_messages.NOT_A_TRUTH_VALUE.format(key=key, value=value))
     return truth
 
 
@@ -83,7 +82,9 @@ def choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(key: str, value: str) -> str:
         word = _trimmed(value).lower()
         if word not in choices:
-            raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(choices)}")
+            raise ConfigError(
+                failure_messages.NOT_A_CHOICE.format(key=key, value=value, choices=", ".join(choices))
+            )
         return word
 
     return parse
@@ -93,7 +94,7 @@ def parse_port(key: str, value: str) -> int:
     """0 (choose a free port) or a port number from 1024 to 65535."""
     word = _trimmed(value)
     if not _digits(word) or not (int(word) == 0 or 1024 <= int(word) <= 65535):
-        raise ConfigError(f"{key}={value!r} is not a port: use 0 (choose a free port) or 1024-65535")
+        raise ConfigError(failure_messages.NOT_A_PORT.format(key=key, value=value))
     return int(word)
 
 
@@ -106,7 +107,7 @@ def seconds(low: float, high: float) -> Callable[[str, str], float]:
         except ValueError:
             number = float("nan")
         if not low <= number <= high:
-            raise ConfigError(f"{key}={value!r} is not a number of seconds from {low:g} to {high:g}")
+            raise ConfigError(failure_messages.NOT_SECONDS.format(key=key, value=value, low=low, high=high))
         return number
 
     return parse
@@ -122,7 +123,7 @@ def parse_address(key: str, value: str) -> str:
     try:
         ipaddress.IPv4Address(word)
     except ValueError as error:
-        raise ConfigError(f"{key}={value!r} is not an IPv4 address") from error
+        raise ConfigError(failure_messages.NOT_AN_ADDRESS.format(key=key, value=value)) from error
     return word
 
 
@@ -132,7 +133,9 @@ def count(low: int, high: int) -> Callable[[str, str], int]:
     def parse(key: str, value: str) -> int:
         word = _trimmed(value)
         if not _digits(word) or not low <= int(word) <= high:
-            raise ConfigError(f"{key}={value!r} is not a whole number from {low} to {high}")
+            raise ConfigError(
+                failure_messages.NOT_A_WHOLE_NUMBER.format(key=key, value=value, low=low, high=high)
+            )
         return int(word)
 
     return parse
@@ -153,8 +156,9 @@ def parse_memory_limit(key: str, value: str) -> int | None:
         return None
     if not _digits(word) or not (int(word) == 0 or MEMORY_LIMIT_MIN <= int(word) <= MEMORY_LIMIT_MAX):
         raise ConfigError(
-            f"{key}={value!r} is not a memory limit: use auto, 0 (no limit) or "
-            f"{MEMORY_LIMIT_MIN}-{MEMORY_LIMIT_MAX} (MiB)"
+            failure_messages.NOT_A_MEMORY_LIMIT.format(
+                key=key, value=value, low=MEMORY_LIMIT_MIN, high=MEMORY_LIMIT_MAX
+            )
         )
     return int(word)
 
@@ -183,7 +187,7 @@ def parse_reserved_memory(key: str, value: str) -> int | None:
         return None
     if not _digits(word) or int(word) > MEMORY_LIMIT_MAX:
         raise ConfigError(
-            f"{key}={value!r} is not a memory reservation: use auto, 0 or 1-{MEMORY_LIMIT_MAX} (MiB)"
+            failure_messages.NOT_A_MEMORY_RESERVATION.format(key=key, value=value, high=MEMORY_LIMIT_MAX)
         )
     return int(word)
 
@@ -193,13 +197,13 @@ def parse_server_args(key: str, value: str) -> tuple[str, ...]:
     try:
         words = shlex.split(value)
     except ValueError as error:
-        raise ConfigError(f"{key}={value!r} cannot be split into arguments: {error}") from error
+        raise ConfigError(failure_messages.NOT_ARGUMENTS.format(key=key, value=value, error=error)) from error
     for word in words:
         option = word.split("=", 1)[0]
         if option not in ALLOWED_SERVER_OPTIONS:
+            allowed = ", ".join(ALLOWED_SERVER_OPTIONS)
             raise ConfigError(
-                f"{key}: tritonserver option {option!r} is not allowed here; "
-                f"allowed (as --option=value): {', '.join(ALLOWED_SERVER_OPTIONS)}"
+                failure_messages.OPTION_NOT_ALLOWED.format(key=key, option=option, allowed=allowed)
             )
     return tuple(words)
 
@@ -211,7 +215,7 @@ def parse_models(key: str, value: str) -> tuple[str, ...]:
         return names
     for name in names:
         if not is_model_name(name):
-            raise ConfigError(f"{key}: {name!r} is not a model name ({MODEL_NAME_RULE}), or use *")
+            raise ConfigError(failure_messages.NOT_A_MODEL_NAME.format(key=key, name=name))
     return names
 
 
@@ -220,18 +224,8 @@ def parse_prefixes(key: str, value: str) -> tuple[str, ...]:
     prefixes = tuple(value.replace(",", " ").split())
     for prefix in prefixes:
         if not prefix.startswith("/") or prefix.rstrip("/") == "":
-            raise ConfigError(f"{key}={value!r}: {prefix!r} is not an absolute path prefix other than /")
+            raise ConfigError(failure_messages.NOT_A_PATH_PREFIX.format(key=key, value=value, prefix=prefix))
     return prefixes
-
-
-def parse_images_dict(value: str) -> dict[str, str]:
-    """SINGULARITY_IMAGES_DICT: ``key:path,key2:path2``; each item splits on its first colon only."""
-    images: dict[str, str] = {}
-    for item in value.split(","):
-        name, separator, path = item.strip().partition(":")
-        if separator and name.strip() and path.strip():
-            images[name.strip()] = path.strip()
-    return images
 
 
 @dataclass(frozen=True)
@@ -715,8 +709,8 @@ class Settings:
             value = config.get(spec.key, "")
             values[spec.field] = spec.parse(spec.key, value if _trimmed(value) else spec.default)
         if not values["image"]:
-            images = parse_images_dict(config.get("SINGULARITY_IMAGES_DICT", ""))
-            values["image"] = images.get("tritonserver", "")
+            images = images_dict(config.get(IMAGES_DICT, ""))
+            values["image"] = images.get(SERVER_IMAGE_KEY, "")
         mount = cvmfs.mount_dir(config)  # CVMFS mounted by cvmfsexec: its paths, as GlideinWMS's
         for field in ("image", "model_repository"):
             values[field] = cvmfs.resolve(values[field], mount)
@@ -727,16 +721,14 @@ class Settings:
     def checked(self) -> Settings:
         """Checks across keys: remote mode needs the token and TLS, TLS needs both certificate and key."""
         if self.remote and not self.token:
-            raise ConfigError("GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TOKEN=True")
+            raise ConfigError(failure_messages.REMOTE_WITHOUT_TOKEN.format())
         if self.remote and not self.tls_cert:
             # Without TLS the token would cross the network in clear, for anyone on the path to reuse.
-            raise ConfigError(
-                "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY"
-            )
+            raise ConfigError(failure_messages.REMOTE_WITHOUT_TLS.format())
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY must be set together")
+            raise ConfigError(failure_messages.HALF_A_TLS_SET_UP.format())
         if self.tls_root_cert and not self.tls_cert:
-            raise ConfigError("GLIDEIN_TRITON_TLS_ROOT_CERT needs GLIDEIN_TRITON_TLS_CERT and _KEY")
+            raise ConfigError(failure_messages.ROOT_CERTIFICATE_ALONE.format())
         return self
 
 

@@ -23,7 +23,9 @@ from types import FrameType
 from glidein_triton.worker import (
     access,
     agent_launch,
+    classad,
     cvmfs,
+    failure_messages,
     files,
     gpu_ownership,
     gpu_selection,
@@ -118,7 +120,7 @@ def install_cleanup_script(work_dir: Path) -> Path:
     """Copy the cleanup script into ``.gwms.d/exec/cleanup``, which glidein_startup.sh runs at exit."""
     source = SCRIPTS_DIR / CLEANUP_SCRIPT
     if not source.is_file():
-        raise CorruptionError(f"the cleanup script {source} is missing from the plugin's files")
+        raise CorruptionError(failure_messages.CLEANUP_SCRIPT_MISSING.format(path=source))
     target_dir = work_dir / ".gwms.d" / "exec" / "cleanup"
     target = target_dir / INSTALLED_CLEANUP_SCRIPT
     try:
@@ -126,7 +128,8 @@ def install_cleanup_script(work_dir: Path) -> Path:
         shutil.copyfile(source, target)
         target.chmod(0o755)
     except OSError as error:
-        raise WorkDirectoryError(f"cannot install the cleanup script into {target_dir}: {error}") from error
+        message = failure_messages.CLEANUP_NOT_INSTALLED.format(directory=target_dir, error=error)
+        raise WorkDirectoryError(message) from error
     return target
 
 
@@ -138,8 +141,7 @@ def model_repository(settings: Settings, directory: Path) -> str:
         return str(empty)
     if not Path(settings.model_repository).is_dir():
         raise VOConfigError(
-            f"model repository {settings.model_repository} is not a directory "
-            "(GLIDEIN_TRITON_MODEL_REPOSITORY)"
+            failure_messages.REPOSITORY_NOT_A_DIRECTORY.format(path=settings.model_repository)
         )
     return settings.model_repository
 
@@ -241,9 +243,7 @@ def start_server(
     directory = state_dir(config.work_dir)
     selection = gpu_selection.choose(settings, config, environment)
     if settings.gpu_mode == "gpu" and not selection.devices:
-        raise TritonSetupError(
-            f"GLIDEIN_TRITON_GPU=gpu but this glidein has no usable GPU: {selection.reason or 'none found'}"
-        )
+        raise TritonSetupError(failure_messages.NO_USABLE_GPU.format(reason=selection.reason or "none found"))
     try:
         with writing_in(directory):
             files.private_directory(directory)
@@ -259,9 +259,8 @@ def start_server(
             if not selection.devices or not reason:
                 raise
             if settings.gpu_mode != "auto":
-                raise ServerStartError(
-                    f"tritonserver failed on its GPUs: {reason}", evidence=error.evidence
-                ) from error
+                message = failure_messages.FAILED_ON_GPUS.format(line=reason)
+                raise ServerStartError(message, evidence=error.evidence) from error
             LOG.warning("the server failed on its GPUs (%s): starting it on the CPU", reason)
             LOG.info("the GPU launch's failure: %s", error.detail())
             fallback = Selection(
@@ -288,7 +287,8 @@ def writing_in(directory: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise WorkDirectoryError(f"cannot write the plugin's files in {directory}: {error}") from error
+        message = failure_messages.FILES_NOT_WRITABLE.format(directory=directory, error=error)
+        raise WorkDirectoryError(message) from error
 
 
 def _launch_until_ready(
@@ -545,10 +545,13 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
     except TritonSetupError as error:
         return fail(config, reporter, error, required)
     except Interrupted as interrupted:
-        return fail(config, reporter, ServerStartError(f"startup interrupted by {interrupted}"), required)
+        message = failure_messages.INTERRUPTED.format(signal=interrupted)
+        return fail(config, reporter, ServerStartError(message), required)
     except Exception as error:  # a bug must not take the glidein down either
         LOG.exception("unexpected error")
-        wrapped = CorruptionError(f"internal error in glidein-triton: {type(error).__name__}: {error}")
+        wrapped = CorruptionError(
+            failure_messages.INTERNAL_ERROR.format(type=type(error).__name__, error=error)
+        )
         return fail(config, reporter, wrapped, required)
     finally:
         if guard:
@@ -559,7 +562,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             ("TritonGRPCURL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
             ("TritonGPUs", str(len(report.used))),
             ("TritonReadySeconds", f"{state.ready_at - state.started_at:.2f}"),
-            *([("TritonGPUFallback", publish.ad_string(report.fallback))] if report.fallback else []),
+            *([("TritonGPUFallback", classad.machine_ad_string(report.fallback))] if report.fallback else []),
             *(
                 [("TritonFailedModels", ",".join(name for name, _reason in report.failed_models))]
                 if report.failed_models

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
 from glidein_triton.worker.files import UntrustedFileError, private_directory, read_trusted, write_atomically
 
 TYPE_CHECKING = False
@@ -175,7 +176,7 @@ class ServerState:
         try:
             data: dict[str, Any] = json.loads(read_trusted(path))
         except UntrustedFileError as error:
-            LOG.error("state file not trusted, ignored: %s", error)
+            LOG.error("%s", failure_messages.STATE_NOT_TRUSTED.format(reason=error))
             return None
         except (OSError, ValueError):
             return None

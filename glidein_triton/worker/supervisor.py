@@ -21,7 +21,7 @@ import logging
 import time
 from pathlib import Path
 
-from glidein_triton.worker import processes
+from glidein_triton.worker import failure_messages, processes
 from glidein_triton.worker.state import ServerState
 
 TYPE_CHECKING = False
@@ -114,13 +114,10 @@ def restart_refusal(state: ServerState, now: float) -> str:
     limit, window = state.restart_limit, state.restart_window
     recent = recent_restarts(state, now)
     if not limit or (not window and len(recent) >= limit):
-        return f"restart limit reached ({limit}, GLIDEIN_TRITON_RESTART_LIMIT)"
+        return failure_messages.RESTART_LIMIT_FOR_GOOD.format(limit=limit)
     if len(recent) >= limit:
         until = time.strftime("%H:%M:%S", time.localtime(recent[-limit] + window))
-        return (
-            f"restart limit reached ({len(recent)} in the last {window:g} s, "
-            f"GLIDEIN_TRITON_RESTART_LIMIT and _WINDOW): backing off until {until}"
-        )
+        return failure_messages.RESTART_LIMIT.format(restarts=len(recent), window=window, until=until)
     if recent:  # (a wait longer than the window ends with it: the restarts are out of it by then)
         wait_until = recent[-1] + state.restart_backoff * 2 ** (len(recent) - 1)
         if now < wait_until:

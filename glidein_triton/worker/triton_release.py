@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker import failure_messages
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.cuda_support import release_from_image
 from glidein_triton.worker.errors import ConfigError, VOConfigError
@@ -177,14 +178,13 @@ def fit_options(release: TritonRelease, options: Sequence[str], operator_options
     missing = missing_options(release, options)
     operator = {option_name(word) for word in operator_options}
     for option in missing:
-        needs = f"{option} needs {first_release(option)} or later: not in the server ({release.describe()})"
+        needs = {"option": option, "first_release": first_release(option), "release": release.describe()}
         if option in operator:
-            raise ConfigError(f"GLIDEIN_TRITON_SERVER_ARGS: {needs}")
+            raise ConfigError(failure_messages.OPTION_NEWER_THAN_SERVER.format(**needs))
         if option in TOKEN_OPTIONS:
+            token_release = first_release(TOKEN_OPTIONS[0])
             raise VOConfigError(
-                f"the access token (GLIDEIN_TRITON_TOKEN) cannot be enforced: {needs}. Use a server image "
-                f"of {first_release(TOKEN_OPTIONS[0])} or later, or set GLIDEIN_TRITON_TOKEN=False to run "
-                "this release without the token (every process on the node may then use the server)"
+                failure_messages.TOKEN_NOT_ENFORCEABLE.format(**needs, token_release=token_release)
             )
     if "--metrics-address" not in missing:
         return list(options)
