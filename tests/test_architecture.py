@@ -4,7 +4,6 @@ on the page."""
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
@@ -77,22 +76,3 @@ def test_the_architecture_page_names_every_module() -> None:
         and f"`{path.relative_to(PACKAGE).as_posix()}`" not in page
     ]
     assert missing == []
-
-
-def test_the_startup_imports_no_typing_module() -> None:
-    """typing costs ~3 ms of every startup, and no annotation needs it at run time."""
-    imported = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-S",
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); "
-            "import glidein_triton.worker.startup; print('typing' in sys.modules)",
-            str(REPO),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert imported.stdout.strip() == "False"
