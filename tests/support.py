@@ -1,22 +1,26 @@
 """Helpers shared by the tests (tests import this module, never each other; conftest.py holds the fixtures):
 the XML fixtures and what a patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the
 worker code with, tiny python-backend models, jobs that hold their models, what a glidein left behind, a
-process's limits and memory."""
+process's limits and memory, a forwarder that puts a door's filter between a client and a server."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from lxml import etree
 
@@ -378,3 +382,88 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, poll: flo
             return True
         time.sleep(poll)
     return False
+
+
+class ConnectionFilter(Protocol):
+    """What the door asks of a filter (one per connection): see the door's design."""
+
+    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]: ...
+
+    def server_bytes(self, data: bytes) -> bytes: ...
+
+    @property
+    def ended(self) -> str: ...
+
+
+class FilteringForwarder:
+    """A loopback listener forwarding each connection to ``target`` (host, port) through a new filter, as
+    the door does: one lock per connection around the filter and what it sends back to the client."""
+
+    def __init__(self, target: tuple[str, int], make_filter: Callable[[], ConnectionFilter]) -> None:
+        self.target = target
+        self.make_filter = make_filter
+        self.filters: list[ConnectionFilter] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for end in (client, server):
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection_filter = self.make_filter()
+            self.filters.append(connection_filter)
+            lock = threading.Lock()
+            threading.Thread(
+                target=self.upstream, args=(client, server, connection_filter, lock), daemon=True
+            ).start()
+            threading.Thread(
+                target=self.downstream, args=(client, server, connection_filter, lock), daemon=True
+            ).start()
+
+    @staticmethod
+    def upstream(
+        client: socket.socket, server: socket.socket, found: ConnectionFilter, lock: threading.Lock
+    ) -> None:
+        try:
+            while chunk := client.recv(1 << 18):
+                with lock:
+                    forward, back = found.client_bytes(chunk)
+                    if back:
+                        client.sendall(back)
+                if found.ended:
+                    break
+                server.sendall(forward)
+        except OSError:
+            pass
+        finally:
+            FilteringForwarder.close(client, server)
+
+    @staticmethod
+    def downstream(
+        client: socket.socket, server: socket.socket, found: ConnectionFilter, lock: threading.Lock
+    ) -> None:
+        try:
+            while chunk := server.recv(1 << 18):
+                with lock:
+                    client.sendall(found.server_bytes(chunk))
+                if found.ended:
+                    break
+        except OSError:
+            pass
+        finally:
+            FilteringForwarder.close(client, server)
+
+    @staticmethod
+    def close(*sockets: socket.socket) -> None:
+        for end in sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self.listener.close()
