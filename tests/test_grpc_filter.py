@@ -1,0 +1,353 @@
+"""The gRPC filter of the front door (glidein_triton.worker.grpc_filter): on synthetic HTTP/2 frames, then
+with tritonclient against a real tritonserver through a forwarder that applies it."""
+
+from __future__ import annotations
+
+import struct
+import urllib.parse
+
+import pytest
+
+from glidein_triton.worker import hpack
+from glidein_triton.worker.grpc_filter import (
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    GrpcFilter,
+    frame,
+    percent_encoded,
+    reset,
+)
+
+SERVICE = "/inference.GRPCInferenceService/"
+INFER = (SERVICE + "ModelInfer").encode()
+LOAD = (SERVICE + "RepositoryModelLoad").encode()
+SERVER_SETTINGS = frame(SETTINGS, 0, 0, b"")
+
+
+def request(path: bytes, indexed: bool = False) -> bytes:
+    """A gRPC request's header block (:path a literal, added to the table when ``indexed``)."""
+    fields = [b"\x83", b"\x86"]  # :method POST, :scheme http
+    fields.append(
+        (b"\x44" + hpack.encode_integer(len(path), 7) + path)
+        if indexed
+        else hpack.literal_without_indexing(4, path)
+    )
+    fields.append(hpack.literal_without_indexing(b"content-type", b"application/grpc"))
+    return b"".join(fields)
+
+
+def started() -> GrpcFilter:
+    """A filter past the connection preface and the server's SETTINGS."""
+    found = GrpcFilter()
+    assert found.client_bytes(PREFACE + frame(SETTINGS, 0, 0, b"")) == (
+        PREFACE + frame(SETTINGS, 0, 0, b""),
+        b"",
+    )
+    assert found.server_bytes(SERVER_SETTINGS) == SERVER_SETTINGS
+    return found
+
+
+def frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """(type, flags, stream, payload) of each frame in ``data``."""
+    found = []
+    while data:
+        length = int.from_bytes(data[:3], "big")
+        kind, flags, stream = data[3], data[4], int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+        found.append((kind, flags, stream, data[9 : 9 + length]))
+        data = data[9 + length :]
+    return found
+
+
+def refusal_of(answer: bytes) -> tuple[int, dict[str, str]]:
+    """The stream and the fields of the one trailers-only answer in ``answer``."""
+    [(kind, flags, stream, payload)] = frames(answer)
+    assert (kind, flags) == (HEADERS, END_STREAM | END_HEADERS)
+    decoder = hpack.Decoder()
+    fields = {name.decode(): value.decode() for name, value in decoder.decode(payload)}
+    assert decoder.size == 0  # literals without indexing: the client's table is untouched
+    return stream, fields
+
+
+def test_an_allowed_call_goes_through_untouched_and_uncopied() -> None:
+    found = started()
+    data = frame(HEADERS, END_HEADERS, 1, request(INFER)) + frame(DATA, END_STREAM, 1, b"\x00" * 1000)
+    forward, answer = found.client_bytes(data)
+    assert forward is data
+    assert answer == b""
+    reply = frame(HEADERS, END_HEADERS, 1, b"\x88") + frame(DATA, 0, 1, b"x" * 100)
+    assert found.server_bytes(reply) is reply
+    assert (found.refused, found.ended) == (0, "")
+
+
+def test_a_refused_call_is_reset_at_the_server_and_answered_permission_denied() -> None:
+    found = started()
+    block = frame(HEADERS, END_HEADERS, 1, request(LOAD))
+    message = frame(DATA, END_STREAM, 1, b"\x00\x00\x00\x00\x05\x0a\x03bad")
+    forward, answer = found.client_bytes(block + message)
+    assert forward == block + reset(1) + message  # header block unchanged, then RST_STREAM(CANCEL) at once
+    assert frames(reset(1)) == [(RST_STREAM, 0, 1, struct.pack(">I", 8))]
+    stream, fields = refusal_of(answer)
+    assert stream == 1
+    assert fields[":status"] == "200"
+    assert fields["content-type"] == "application/grpc"
+    assert fields["grpc-status"] == "7"
+    assert urllib.parse.unquote(fields["grpc-message"]) == (
+        "glidein-triton: RepositoryModelLoad is not allowed for jobs; jobs get health, inference, metadata, "
+        "model configuration, statistics and the repository index"
+    )
+    assert found.refused == 1
+    assert found.last_refusal == "refused RepositoryModelLoad on gRPC stream 1: not a call for jobs"
+    assert found.ended == ""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        SERVICE + "RepositoryModelUnload",
+        SERVICE + "SystemSharedMemoryRegister",
+        SERVICE + "SystemSharedMemoryStatus",
+        SERVICE + "CudaSharedMemoryRegister",
+        SERVICE + "TraceSetting",
+        SERVICE + "LogSettings",
+        SERVICE + "modelinfer",
+        SERVICE + "ModelInfer/",
+        "/inference.GRPCInferenceService//ModelInfer",
+        "/grpc.health.v1.Health/Other",
+        "/other.Service/ModelInfer",
+        "",
+    ],
+)
+def test_anything_off_the_allow_list_is_refused(path: str) -> None:
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 1, request(path.encode())))
+    assert found.refused == 1
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+        "ModelStreamInfer",
+        "ModelConfig",
+        "ModelStatistics",
+        "RepositoryIndex",
+    ],
+)
+def test_the_job_methods_pass(method: str) -> None:
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS, 1, request((SERVICE + method).encode())))
+    for health in (b"/grpc.health.v1.Health/Check", b"/grpc.health.v1.Health/Watch"):
+        found.client_bytes(
+            frame(HEADERS, END_HEADERS, 3 if health.endswith(b"Check") else 5, request(health))
+        )
+    assert found.refused == 0
+
+
+@pytest.mark.parametrize(
+    ("block", "why"),
+    [
+        (request(INFER) + request(INFER), "2 :path fields"),
+        (b"\x83\x86", "0 :path fields"),
+    ],
+)
+def test_a_call_without_exactly_one_path_is_refused(block: bytes, why: str) -> None:
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS, 1, block))
+    assert found.refused == 1
+    assert why in found.last_refusal
+
+
+def test_the_answer_waits_for_the_servers_first_frame() -> None:
+    found = GrpcFilter()
+    _, answer = found.client_bytes(PREFACE + frame(HEADERS, END_HEADERS | END_STREAM, 1, request(LOAD)))
+    assert answer == b""  # the server's SETTINGS must reach the client first
+    out = found.server_bytes(SERVER_SETTINGS + frame(SETTINGS, 1, 0, b""))
+    assert out.startswith(SERVER_SETTINGS)
+    assert refusal_of(out[len(SERVER_SETTINGS) : -9])[0] == 1
+    assert out.endswith(frame(SETTINGS, 1, 0, b""))
+
+
+def test_the_answer_waits_for_the_end_of_a_server_frame() -> None:
+    found = started()
+    data = frame(DATA, 0, 3, b"y" * 100)
+    assert found.server_bytes(data[:50]) == data[:50]
+    _, answer = found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 1, request(LOAD)))
+    assert answer == b""
+    out = found.server_bytes(data[50:] + frame(PING, 0, 0, b"\x00" * 8))
+    assert out.startswith(data[50:])
+    assert refusal_of(out[len(data) - 50 : -17])[0] == 1
+
+
+def test_the_answer_waits_for_the_end_of_a_header_block_run() -> None:
+    found = started()
+    first = frame(HEADERS, 0, 3, b"\x88")
+    assert found.server_bytes(first) == first
+    _, answer = found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 1, request(LOAD)))
+    assert answer == b""
+    middle = frame(CONTINUATION, 0, 3, b"")
+    assert found.server_bytes(middle) == middle  # still inside the run
+    last = frame(CONTINUATION, END_HEADERS, 3, b"")
+    out = found.server_bytes(last)
+    assert out.startswith(last)
+    assert refusal_of(out[len(last) :])[0] == 1
+
+
+def test_a_frame_header_split_between_reads_is_held_until_whole() -> None:
+    found = started()
+    data = frame(DATA, 0, 3, b"z" * 10)
+    assert found.server_bytes(data[:4]) == b""
+    assert found.server_bytes(data[4:]) == data
+
+
+def test_the_servers_frames_for_a_refused_stream_are_dropped_but_its_header_blocks_kept() -> None:
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 1, request(LOAD)))
+    kept_before = frame(DATA, 0, 3, b"a" * 20)
+    dropped = [
+        frame(DATA, 0, 1, b"b" * 30),
+        frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 100)),
+        frame(RST_STREAM, 0, 1, struct.pack(">I", 5)),
+    ]
+    headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x88")
+    kept_after = frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 100)) + frame(DATA, 0, 3, b"c")
+    out = found.server_bytes(kept_before + b"".join(dropped) + headers + kept_after)
+    assert out == kept_before + headers + kept_after
+
+
+def test_the_client_frames_of_a_refused_stream_still_go_to_the_server() -> None:
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS, 1, request(LOAD)))
+    later = (
+        frame(DATA, 0, 1, b"d" * 500) + frame(DATA, END_STREAM, 1, b"") + frame(RST_STREAM, 0, 1, b"\x00" * 4)
+    )
+    assert found.client_bytes(later) == (later, b"")
+
+
+def test_a_header_block_over_continuation_frames_with_padding_and_priority() -> None:
+    block = request(LOAD)
+    payload = bytes([7]) + b"\x00\x00\x00\x03\x10" + block[:5] + b"\x00" * 7  # pad length, priority, padding
+    data = (
+        frame(HEADERS, PADDED | PRIORITY_FLAG, 1, payload)
+        + frame(CONTINUATION, 0, 1, block[5:12])
+        + frame(CONTINUATION, END_HEADERS, 1, block[12:])
+    )
+    found = started()
+    forward, answer = found.client_bytes(data)
+    assert forward == data + reset(1)
+    assert refusal_of(answer)[0] == 1
+
+
+def test_one_byte_at_a_time_is_the_same_as_all_at_once() -> None:
+    client = (
+        PREFACE
+        + frame(SETTINGS, 0, 0, b"\x00\x04\x00\x01\x00\x00")
+        + frame(HEADERS, END_HEADERS, 1, request(INFER, indexed=True))
+        + frame(DATA, END_STREAM, 1, b"e" * 40)
+        + frame(HEADERS, END_HEADERS, 3, request(LOAD))
+        + frame(DATA, END_STREAM, 3, b"f" * 40)
+        + frame(HEADERS, END_HEADERS | END_STREAM, 5, b"\x83\x86\xbe")  # ModelInfer, from the dynamic table
+    )
+    server = (
+        SERVER_SETTINGS
+        + frame(HEADERS, END_HEADERS, 1, b"\x88")
+        + frame(DATA, 0, 3, b"g" * 30)
+        + frame(DATA, 0, 1, b"h")
+    )
+    whole = GrpcFilter()
+    whole_forward, whole_answer = whole.client_bytes(client)
+    whole_received = whole_answer + whole.server_bytes(server)
+    piecewise = GrpcFilter()
+    forwarded, received = b"", b""
+    cut = client.index(frame(DATA, END_STREAM, 3, b"f" * 40))
+    lag = cut - 14  # the refusal comes while the server's HEADERS frame is half through
+    for index in range(max(len(client), lag + len(server))):
+        forward, answer = piecewise.client_bytes(client[index : index + 1])
+        forwarded, received = forwarded + forward, received + answer
+        received += piecewise.server_bytes(server[index - lag : index - lag + 1] if index >= lag else b"")
+    assert forwarded == whole_forward == client[:cut] + reset(3) + client[cut:]
+    assert piecewise.refused == whole.refused == 1
+    for got in (frames(received), frames(whole_received)):
+        assert got[0] == frames(SERVER_SETTINGS)[0]
+        [answer_frame] = [f for f in got if f[2] == 3]  # the server's DATA of stream 3 was dropped
+        assert refusal_of(frame(HEADERS, answer_frame[1], 3, answer_frame[3]))[1]["grpc-status"] == "7"
+        assert [f for f in got if f[2] != 3] == frames(server)[:2] + frames(server)[3:]
+
+
+def test_every_header_block_is_decoded_so_an_indexed_path_is_seen() -> None:
+    """A path put in the table by trailers (never checked themselves) is refused when a call names it."""
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS, 1, request(INFER)))
+    trailers = b"\x44" + hpack.encode_integer(len(LOAD), 7) + LOAD  # :path into the table
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 1, trailers))
+    assert found.refused == 0
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 3, b"\x83\x86\xbe"))
+    assert found.refused == 1
+    assert "RepositoryModelLoad" in found.last_refusal
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", "connection preface"),
+        (frame(HEADERS, END_HEADERS, 2, request(INFER)), "HEADERS on stream 2"),
+        (frame(HEADERS, END_HEADERS, 0, request(INFER)), "HEADERS on stream 0"),
+        (frame(PUSH_PROMISE, END_HEADERS, 1, b"\x00\x00\x00\x02"), "PUSH_PROMISE"),
+        (frame(CONTINUATION, END_HEADERS, 1, b""), "CONTINUATION outside"),
+        (
+            frame(HEADERS, 0, 1, request(INFER)) + frame(DATA, 0, 1, b""),
+            "inside the header block of stream 1",
+        ),
+        (
+            frame(HEADERS, 0, 1, b"") + frame(CONTINUATION, END_HEADERS, 3, b""),
+            "inside the header block of stream 1",
+        ),
+        (frame(HEADERS, END_HEADERS, 1, b"\x3f\xe2\xff\x03"), "size update to 65537"),
+        (frame(HEADERS, END_HEADERS, 1, b"\xc0"), "undecodable header block"),
+        (frame(HEADERS, END_HEADERS | PADDED, 1, b"\x09abc"), "padding and priority are longer"),
+        (frame(HEADERS, END_HEADERS | PADDED, 1, b""), "without its pad length"),
+        (frame(HEADERS, END_HEADERS, 1, b"\x00" * ((1 << 16) + 300)), "more than 65536 bytes"),
+        (
+            frame(HEADERS, 0, 1, b"\x00" * 40000) + frame(CONTINUATION, END_HEADERS, 1, b"\x00" * 30000),
+            "more than 65536 bytes",
+        ),
+    ],
+)
+def test_protocol_violations_end_the_connection(data: bytes, why: str) -> None:
+    found = GrpcFilter()
+    if not data.startswith(b"GET"):
+        found.client_bytes(PREFACE)
+    assert found.client_bytes(data) == (b"", b"")
+    assert why in found.ended
+    assert found.ended.startswith("gRPC connection closed: ")
+    assert found.client_bytes(frame(PING, 0, 0, b"\x00" * 8)) == (b"", b"")
+    assert found.server_bytes(SERVER_SETTINGS) == b""
+
+
+def test_a_refused_method_name_is_shown_printable_and_short() -> None:
+    found = started()
+    _, answer = found.client_bytes(frame(HEADERS, END_HEADERS, 1, request(b"/x\n\x1b[31m\xff" + b"A" * 500)))
+    assert found.last_refusal.startswith("refused /x\\n\\x1b[31m\\xffAAA")
+    assert found.last_refusal.endswith("A... on gRPC stream 1: not a call for jobs")
+    assert len(found.last_refusal) < 200
+    _, fields = refusal_of(answer)
+    assert fields["grpc-message"].startswith("glidein-triton: /x\\n\\x1b[31m\\xffAAA")
+
+
+def test_grpc_message_is_percent_encoded_as_grpc_says() -> None:
+    assert percent_encoded("a%b \u00e9\n~") == b"a%25b %C3%A9%0A~"
