@@ -418,13 +418,22 @@ class FilteringForwarder:
                 end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection_filter = self.make_filter()
             self.filters.append(connection_filter)
-            lock = threading.Lock()
             threading.Thread(
-                target=self.upstream, args=(client, server, connection_filter, lock), daemon=True
+                target=self.forward, args=(client, server, connection_filter), daemon=True
             ).start()
-            threading.Thread(
-                target=self.downstream, args=(client, server, connection_filter, lock), daemon=True
-            ).start()
+
+    @staticmethod
+    def forward(client: socket.socket, server: socket.socket, found: ConnectionFilter) -> None:
+        """Both directions until either ends, then both sockets closed."""
+        lock = threading.Lock()
+        downstream = threading.Thread(
+            target=FilteringForwarder.downstream, args=(client, server, found, lock)
+        )
+        downstream.start()
+        FilteringForwarder.upstream(client, server, found, lock)
+        downstream.join()
+        client.close()
+        server.close()
 
     @staticmethod
     def upstream(
@@ -442,7 +451,7 @@ class FilteringForwarder:
         except OSError:
             pass
         finally:
-            FilteringForwarder.close(client, server)
+            FilteringForwarder.shut(client, server)
 
     @staticmethod
     def downstream(
@@ -457,10 +466,10 @@ class FilteringForwarder:
         except OSError:
             pass
         finally:
-            FilteringForwarder.close(client, server)
+            FilteringForwarder.shut(client, server)
 
     @staticmethod
-    def close(*sockets: socket.socket) -> None:
+    def shut(*sockets: socket.socket) -> None:
         for end in sockets:
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)

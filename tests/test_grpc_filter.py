@@ -3,12 +3,23 @@ with tritonclient against a real tritonserver through a forwarder that applies i
 
 from __future__ import annotations
 
+import shutil
 import struct
 import urllib.parse
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from queue import Queue
 
+import grpc
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
-from glidein_triton.worker import hpack
+from glidein_triton.local import demo
+from glidein_triton.local import pytriton as local_server
+from glidein_triton.worker import hpack, runtime, server
 from glidein_triton.worker.grpc_filter import (
     CONTINUATION,
     DATA,
@@ -28,6 +39,9 @@ from glidein_triton.worker.grpc_filter import (
     percent_encoded,
     reset,
 )
+from glidein_triton.worker.ports import Ports, allocate
+
+from .support import FilteringForwarder, add_model
 
 SERVICE = "/inference.GRPCInferenceService/"
 INFER = (SERVICE + "ModelInfer").encode()
@@ -351,3 +365,190 @@ def test_a_refused_method_name_is_shown_printable_and_short() -> None:
 
 def test_grpc_message_is_percent_encoded_as_grpc_says() -> None:
     assert percent_encoded("a%b \u00e9\n~") == b"a%25b %C3%A9%0A~"
+
+
+# Real traffic: tritonclient through a forwarder that applies the filter, to a real tritonserver.
+
+ANY_LENGTH = """backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_INT32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_INT32, dims: [ -1 ] } ]
+instance_group [ { kind: KIND_CPU, count: 1 } ]
+"""
+
+
+#: A channel that does not share the connection of the others (gRPC shares one per target by default).
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
+
+@dataclass
+class Served:
+    """A real server, a direct gRPC client and one through the filtering forwarder."""
+
+    forwarder: FilteringForwarder
+    direct: grpcclient.InferenceServerClient
+    filtered: grpcclient.InferenceServerClient
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("grpc-filter")
+    repository = root / "models"
+    shutil.copytree(demo.MODELS_DIR, repository)
+    add_model(repository, "echo")  # never loaded: a job's load request must not load it
+    add_model(repository, "blob", config=ANY_LENGTH)
+    ports = allocate(Ports(0, 0, 0))
+    plan = runtime.process_plan(
+        str(local_server.prepare(root / "home")), str(repository), ports, ["simple", "blob"], [], []
+    )
+    state = server.launch(plan, root / "server.log", {"PATH": "/usr/bin:/bin"}, stop_grace=5)
+    forwarder = FilteringForwarder(("127.0.0.1", ports.grpc), GrpcFilter)
+    try:
+        state.http_port, state.grpc_port, state.metrics_port = ports.http, ports.grpc, ports.metrics
+        server.wait_ready(state, 120)
+        direct = grpcclient.InferenceServerClient(f"127.0.0.1:{ports.grpc}")
+        filtered = grpcclient.InferenceServerClient(forwarder.address)
+        yield Served(forwarder, direct, filtered)
+        filtered.close()
+        direct.close()
+    finally:
+        forwarder.stop()
+        assert server.stop(state, {}) == []
+
+
+def simple_inputs() -> list[grpcclient.InferInput]:
+    inputs = [grpcclient.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+    for tensor in inputs:
+        tensor.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16))
+    return inputs
+
+
+def infer(client: grpcclient.InferenceServerClient) -> list[int]:
+    result = client.infer("simple", simple_inputs()).as_numpy("OUTPUT0")
+    assert result is not None
+    return [int(value) for value in result[0]]
+
+
+def one_connection(served: Served) -> None:
+    """The filtered client still works, on the connection it had (the refusals did not end it)."""
+    connections = len(served.forwarder.filters)
+    assert infer(served.filtered) == [2 * value for value in range(16)]
+    assert len(served.forwarder.filters) == connections
+    assert served.forwarder.filters[0].ended == ""
+
+
+@pytest.mark.server
+def test_what_jobs_do_works_through_the_filter(served: Served) -> None:
+    client = served.filtered
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("simple")
+    assert client.get_server_metadata().version
+    assert [tensor.name for tensor in client.get_model_metadata("simple").inputs] == ["INPUT0", "INPUT1"]
+    assert client.get_model_config("simple").config.name == "simple"
+    assert client.get_inference_statistics("simple").model_stats[0].name == "simple"
+    assert {model.name for model in client.get_model_repository_index().models} == {"simple", "echo", "blob"}
+    health = grpc.insecure_channel(served.forwarder.address)
+    check = health.unary_unary("/grpc.health.v1.Health/Check")
+    assert check(b"", timeout=30) == b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+    health.close()
+    one_connection(served)
+
+
+REFUSED_CALLS: dict[str, Callable[[grpcclient.InferenceServerClient], object]] = {
+    "RepositoryModelLoad": lambda client: client.load_model("echo"),
+    "RepositoryModelUnload": lambda client: client.unload_model("simple"),
+    "SystemSharedMemoryRegister": lambda client: client.register_system_shared_memory(
+        "region", "/region", 64
+    ),
+    "SystemSharedMemoryUnregister": lambda client: client.unregister_system_shared_memory(),
+    "SystemSharedMemoryStatus": lambda client: client.get_system_shared_memory_status(),
+    "CudaSharedMemoryRegister": lambda client: client.register_cuda_shared_memory(
+        "region", b"\x00" * 64, 0, 64
+    ),
+    "TraceSetting": lambda client: client.update_trace_settings(settings={"trace_rate": "1"}),
+    "LogSettings": lambda client: client.update_log_settings({"log_verbose_level": 3}),
+}
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("method", REFUSED_CALLS)
+def test_what_jobs_may_not_do_is_refused_and_the_connection_goes_on(served: Served, method: str) -> None:
+    with pytest.raises(InferenceServerException) as refused:
+        REFUSED_CALLS[method](served.filtered)
+    assert refused.value.status() == "StatusCode.PERMISSION_DENIED"
+    assert refused.value.message() == (
+        f"glidein-triton: {method} is not allowed for jobs; jobs get health, inference, metadata, "
+        "model configuration, statistics and the repository index"
+    )
+    assert served.forwarder.filters[0].last_refusal.startswith(f"refused {method} on gRPC stream ")
+    assert not served.direct.is_model_ready("echo")  # nothing was loaded or unloaded
+    assert served.direct.is_model_ready("simple")
+    assert served.direct.get_system_shared_memory_status().regions == {}
+    assert served.direct.get_log_settings().settings["log_verbose_level"].uint32_param == 0
+    one_connection(served)
+
+
+@pytest.mark.server
+def test_an_unknown_method_is_refused_too(served: Served) -> None:
+    channel = grpc.insecure_channel(served.forwarder.address)
+    with pytest.raises(grpc.RpcError) as refused:
+        channel.unary_unary("/inference.GRPCInferenceService/RepositoryModelLoadX")(b"", timeout=30)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert "RepositoryModelLoadX is not allowed for jobs" in refused.value.details()  # type: ignore[attr-defined]
+    channel.close()
+
+
+@pytest.mark.server
+def test_many_calls_on_one_channel_from_many_threads(served: Served) -> None:
+    """Allowed and refused calls interleaved on one connection: the HPACK tables stay in step, every answer
+    comes at a frame boundary."""
+    client = grpcclient.InferenceServerClient(served.forwarder.address, channel_args=OWN_CONNECTION)
+    before = len(served.forwarder.filters)
+
+    def work(worker: int) -> list[str]:
+        seen = []
+        for call in range(40):
+            if call % 5 == worker % 5:
+                try:
+                    client.load_model("echo")
+                except InferenceServerException as error:
+                    seen.append(str(error.status()))
+            else:
+                assert infer(client) == [2 * value for value in range(16)]
+                assert client.get_model_metadata("simple").name == "simple"
+        return seen
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    assert [len(seen) for seen in results] == [8] * 8
+    assert {status for seen in results for status in seen} == {"StatusCode.PERMISSION_DENIED"}
+    assert len(served.forwarder.filters) == before + 1
+    assert served.forwarder.filters[-1].refused == 64
+    assert served.forwarder.filters[-1].ended == ""
+    assert not served.direct.is_model_ready("echo")
+    client.close()
+
+
+@pytest.mark.server
+def test_streaming_inference_goes_through(served: Served) -> None:
+    answers: Queue[object] = Queue()
+    client = grpcclient.InferenceServerClient(served.forwarder.address)
+    client.start_stream(callback=lambda result, error: answers.put(error or result))
+    for index in range(10):
+        client.async_stream_infer("simple", simple_inputs(), request_id=str(index))
+    got = [answers.get(timeout=30) for _ in range(10)]
+    client.stop_stream()
+    client.close()
+    assert all(isinstance(answer, grpcclient.InferResult) for answer in got), got
+    assert sorted(answer.get_response().id for answer in got) == sorted(str(index) for index in range(10))  # type: ignore[attr-defined]
+
+
+@pytest.mark.server
+def test_a_large_request_goes_through_whole(served: Served) -> None:
+    values = np.arange(1 << 18, dtype=np.int32)  # 1 MiB
+    tensor = grpcclient.InferInput("INPUT0", [values.size], "INT32")
+    tensor.set_data_from_numpy(values)
+    result = served.filtered.infer("blob", [tensor]).as_numpy("OUTPUT0")
+    assert result is not None
+    assert np.array_equal(result, values)

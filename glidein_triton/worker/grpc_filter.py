@@ -80,7 +80,7 @@ def reset(stream: int) -> bytes:
 
 
 def percent_encoded(text: str) -> bytes:
-    """``text`` as gRPC's ``grpc-message`` carries it: UTF-8, bytes outside printable ASCII and ``%`` as %XX."""
+    """``text`` as gRPC's ``grpc-message`` carries it: UTF-8, other than printable ASCII and ``%`` as %XX."""
     return b"".join(
         bytes([byte]) if 0x20 <= byte <= 0x7E and byte != 0x25 else b"%%%02X" % byte for byte in text.encode()
     )
@@ -148,7 +148,7 @@ class GrpcFilter:
 
     # client -> server
 
-    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]:
+    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]:  # noqa: PLR0912 (one loop over frames, no call per DATA frame)
         if self._ended:
             return b"", b""
         position, size = 0, len(data)
@@ -230,25 +230,13 @@ class GrpcFilter:
 
     def header_fragment_done(self) -> int:
         """One HEADERS/CONTINUATION frame is in; at the end of its block, the stream to reset (0: none)."""
-        payload, kind, flags = self.collecting or b"", self.collected_kind, self.collected_flags
+        payload, flags = self.collecting or b"", self.collected_flags
         self.collecting = None
-        start, end = 0, len(payload)
-        if kind == HEADERS:
-            if flags & PADDED:
-                if not payload:
-                    self.end("a padded HEADERS frame without its pad length")
-                    return 0
-                start, end = 1, end - payload[0]
-            if flags & PRIORITY_FLAG:
-                start += 5
-            if start > end:
-                self.end("a HEADERS frame whose padding and priority are longer than the frame")
-                return 0
-        self.block += payload[start:end]
+        fragment = self.fragment(payload, flags) if self.collected_kind == HEADERS else payload
+        self.block += fragment
         if len(self.block) > HEADER_BLOCK_LIMIT:
             self.end(f"a header block of more than {HEADER_BLOCK_LIMIT} bytes")
-            return 0
-        if not flags & END_HEADERS:
+        if self._ended or not flags & END_HEADERS:
             return 0
         stream, opens, block = self.block_stream, self.block_opens, bytes(self.block)
         self.block_stream, self.block = 0, bytearray()
@@ -265,6 +253,21 @@ class GrpcFilter:
         self.refuse(stream, shown(paths[0]) if len(paths) == 1 else f"a call with {len(paths)} :path fields")
         return stream
 
+    def fragment(self, payload: bytes | bytearray, flags: int) -> bytes | bytearray:
+        """The header block fragment of a HEADERS frame's payload: its padding and priority left out."""
+        start, end = 0, len(payload)
+        if flags & PADDED:
+            if not payload:
+                self.end("a padded HEADERS frame without its pad length")
+                return b""
+            start, end = 1, end - payload[0]
+        if flags & PRIORITY_FLAG:
+            start += 5
+        if start > end:
+            self.end("a HEADERS frame whose padding and priority are longer than the frame")
+            return b""
+        return payload[start:end]
+
     def refuse(self, stream: int, method: str) -> None:
         self.refused += 1
         self.last_refusal = f"refused {method} on gRPC stream {stream}: not a call for jobs"
@@ -280,7 +283,7 @@ class GrpcFilter:
             self.server_started and not self.server_in_block and not self.server_left and not self.server_head
         )
 
-    def server_bytes(self, data: bytes) -> bytes:
+    def server_bytes(self, data: bytes) -> bytes:  # noqa: PLR0912 (one loop over frames, no call per DATA frame)
         if self._ended:
             return b""
         if self.server_head:

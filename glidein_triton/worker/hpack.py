@@ -164,7 +164,7 @@ def huffman_decode(data: bytes) -> bytes:
 
 
 def decode_integer(block: bytes, position: int, prefix: int) -> tuple[int, int]:
-    """The integer (RFC 7541 5.1) of ``prefix`` bits starting at ``block[position]``; (value, next position)."""
+    """The integer (RFC 7541 5.1) of ``prefix`` bits at ``block[position]``: (value, next position)."""
     if position >= len(block):
         raise HpackError("a header block ends inside an integer")
     limit = (1 << prefix) - 1
@@ -269,7 +269,7 @@ class Decoder:
 
 
 def encode_integer(value: int, prefix: int, first: int = 0) -> bytes:
-    """``value`` as an RFC 7541 5.1 integer of ``prefix`` bits, ``first`` holding the first byte's other bits."""
+    """``value`` as an RFC 7541 5.1 integer of ``prefix`` bits (``first``: the first byte's other bits)."""
     limit = (1 << prefix) - 1
     if value < limit:
         return bytes([first | value])
