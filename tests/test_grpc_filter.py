@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ from glidein_triton.worker.grpc_filter import (
 )
 from glidein_triton.worker.ports import Ports, allocate
 
-from .support import FilteringForwarder, add_model
+from .support import PYTHON39, REPO, FilteringForwarder, add_model
 
 SERVICE = "/inference.GRPCInferenceService/"
 INFER = (SERVICE + "ModelInfer").encode()
@@ -222,6 +223,16 @@ def test_the_answer_waits_for_the_end_of_a_header_block_run() -> None:
     assert refusal_of(out[len(last) :])[0] == 1
 
 
+def test_refusals_cannot_pile_up_while_the_server_is_inside_a_frame() -> None:
+    found = started()
+    found.server_bytes(frame(DATA, 0, 3, b"y" * 100)[:50])  # the client reads nothing more
+    for stream in range(1, 2 * 256, 2):
+        found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, stream, request(LOAD)))
+    assert found.ended == ""
+    assert found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 513, request(LOAD))) == (b"", b"")
+    assert found.ended == "gRPC connection closed: more than 256 refused calls waiting for their answer"
+
+
 def test_a_frame_header_split_between_reads_is_held_until_whole() -> None:
     found = started()
     data = frame(DATA, 0, 3, b"z" * 10)
@@ -365,6 +376,27 @@ def test_a_refused_method_name_is_shown_printable_and_short() -> None:
 
 def test_grpc_message_is_percent_encoded_as_grpc_says() -> None:
     assert percent_encoded("a%b \u00e9\n~") == b"a%25b %C3%A9%0A~"
+
+
+ON_PYTHON39 = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from glidein_triton.worker import grpc_filter as g, hpack
+found = g.GrpcFilter()
+path = hpack.literal_without_indexing(4, b"/inference.GRPCInferenceService/LogSettings")
+forward, answer = found.client_bytes(g.PREFACE + g.frame(g.HEADERS, g.END_HEADERS, 1, path))
+back = found.server_bytes(g.frame(g.SETTINGS, 0, 0, b""))
+print(found.refused, forward.endswith(g.reset(1)), len(back) > 9)
+"""
+
+
+@pytest.mark.skipif(PYTHON39 is None, reason="no Python 3.9 on this machine to run the worker code with")
+def test_the_filter_runs_on_the_oldest_python_of_worker_nodes() -> None:
+    assert PYTHON39 is not None
+    result = subprocess.run(
+        [PYTHON39, "-I", "-S", "-c", ON_PYTHON39, str(REPO)], capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "1 True True"), result.stderr
 
 
 # Real traffic: tritonclient through a forwarder that applies the filter, to a real tritonserver.

@@ -40,6 +40,9 @@ HEADER_BLOCK_LIMIT = 1 << 16
 TABLE_SIZE_LIMIT = 1 << 16
 #: Refused streams whose late server frames are still dropped (the oldest is forgotten beyond that).
 REMEMBERED_REFUSALS = 1024
+#: Refusals waiting for a boundary of the server's frames (a client that sends refused calls and reads
+#: nothing): beyond that many the connection is closed, so that they cannot pile up in the door's memory.
+WAITING_REFUSALS = 256
 LONGEST_SHOWN_PATH = 120
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
@@ -275,6 +278,8 @@ class GrpcFilter:
         if len(self.refused_streams) > REMEMBERED_REFUSALS:
             del self.refused_streams[next(iter(self.refused_streams))]
         self.queued.append(refusal(stream, method))
+        if len(self.queued) > WAITING_REFUSALS:
+            self.end(f"more than {WAITING_REFUSALS} refused calls waiting for their answer")
 
     # server -> client
 
