@@ -315,15 +315,33 @@ def test_one_byte_at_a_time_is_the_same_as_all_at_once() -> None:
 
 
 def test_every_header_block_is_decoded_so_an_indexed_path_is_seen() -> None:
-    """A path put in the table by trailers (never checked themselves) is refused when a call names it."""
+    """A refused call's block and trailers change the table too: calls that name paths by index are
+    read right."""
     found = started()
-    found.client_bytes(frame(HEADERS, END_HEADERS, 1, request(INFER)))
-    trailers = b"\x44" + hpack.encode_integer(len(LOAD), 7) + LOAD  # :path into the table
-    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 1, trailers))
-    assert found.refused == 0
-    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 3, b"\x83\x86\xbe"))
+    found.client_bytes(frame(HEADERS, END_HEADERS, 1, request(LOAD, indexed=True)))  # refused; table: LOAD
     assert found.refused == 1
-    assert "RepositoryModelLoad" in found.last_refusal
+    found.client_bytes(frame(HEADERS, END_HEADERS, 3, request(INFER, indexed=True)))  # table: INFER, LOAD
+    trailers = b"\x40\x03x-a\x01b"  # table: x-a, INFER, LOAD
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 3, trailers))
+    assert found.refused == 1
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 5, b"\x83\x86\xbf"))  # 63: INFER
+    assert found.refused == 1
+    found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 7, b"\x83\x86\xc0"))  # 64: LOAD
+    assert found.refused == 2
+    assert found.last_refusal == "refused RepositoryModelLoad on gRPC stream 7: not a call for jobs"
+
+
+def test_a_path_on_a_stream_that_is_not_new_is_checked_too() -> None:
+    """The server must ignore a new call on an old stream number; the filter does not count on it."""
+    found = started()
+    found.client_bytes(frame(HEADERS, END_HEADERS, 5, request(INFER)))
+    forward, answer = found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 3, request(LOAD)))
+    assert forward.endswith(reset(3))
+    assert refusal_of(answer)[0] == 3
+    assert found.client_bytes(frame(HEADERS, END_HEADERS | END_STREAM, 5, b"\x40\x03x-a\x01b"))[0].endswith(
+        b"b"
+    )
+    assert found.refused == 1
 
 
 @pytest.mark.parametrize(

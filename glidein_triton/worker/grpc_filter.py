@@ -248,9 +248,9 @@ class GrpcFilter:
         except hpack.HpackError as error:
             self.end(f"an undecodable header block: {error}")
             return 0
-        if not opens:
-            return 0  # trailers, or a header block the server ignores (a stream that is not new)
         paths = [value for name, value in headers if name == b":path"]
+        if not paths and not opens:
+            return 0  # trailers (a block naming a path on a stream that is not new is checked all the same)
         if len(paths) == 1 and paths[0] in JOB_PATHS:
             return 0
         self.refuse(stream, shown(paths[0]) if len(paths) == 1 else f"a call with {len(paths)} :path fields")
