@@ -114,8 +114,8 @@ def filter_cost(calls: int, message: int) -> float:
     found = GrpcFilter()
     found.client_bytes(PREFACE + frame(SETTINGS, 0, 0, b""))
     found.server_bytes(frame(SETTINGS, 0, 0, b""))
-    traffic = [call_frames(1 + 2 * index, index == 0, message) for index in range(calls)]
-    traffic = [(reads(client), reads(answer)) for client, answer in traffic]
+    calls_frames = [call_frames(1 + 2 * index, index == 0, message) for index in range(calls)]
+    traffic = [(reads(client), reads(answer)) for client, answer in calls_frames]
     start = time.perf_counter()
     for client, answer in traffic:
         for data in client:

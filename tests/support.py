@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from lxml import etree
 
@@ -395,14 +395,17 @@ class ConnectionFilter(Protocol):
     def ended(self) -> str: ...
 
 
-class FilteringForwarder:
+Filter = TypeVar("Filter", bound=ConnectionFilter)
+
+
+class FilteringForwarder(Generic[Filter]):
     """A loopback listener forwarding each connection to ``target`` (host, port) through a new filter, as
     the door does: one lock per connection around the filter and what it sends back to the client."""
 
-    def __init__(self, target: tuple[str, int], make_filter: Callable[[], ConnectionFilter]) -> None:
+    def __init__(self, target: tuple[str, int], make_filter: Callable[[], Filter]) -> None:
         self.target = target
         self.make_filter = make_filter
-        self.filters: list[ConnectionFilter] = []
+        self.filters: list[Filter] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self.accept, daemon=True).start()

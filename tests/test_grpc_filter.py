@@ -435,7 +435,7 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 class Served:
     """A real server, a direct gRPC client and one through the filtering forwarder."""
 
-    forwarder: FilteringForwarder
+    forwarder: FilteringForwarder[GrpcFilter]
     direct: grpcclient.InferenceServerClient
     filtered: grpcclient.InferenceServerClient
 
@@ -544,8 +544,8 @@ def test_an_unknown_method_is_refused_too(served: Served) -> None:
     channel = grpc.insecure_channel(served.forwarder.address)
     with pytest.raises(grpc.RpcError) as refused:
         channel.unary_unary("/inference.GRPCInferenceService/RepositoryModelLoadX")(b"", timeout=30)
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
-    assert "RepositoryModelLoadX is not allowed for jobs" in refused.value.details()  # type: ignore[attr-defined]
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "RepositoryModelLoadX is not allowed for jobs" in refused.value.details()
     channel.close()
 
 
