@@ -416,34 +416,41 @@ class FilteringForwarder(Generic[Filter]):
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.target)
-            for end in (client, server):
-                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection_filter = self.make_filter()
             self.filters.append(connection_filter)
-            threading.Thread(
-                target=self.forward, args=(client, server, connection_filter), daemon=True
-            ).start()
+            threading.Thread(target=self.forward, args=(client, connection_filter), daemon=True).start()
 
-    @staticmethod
-    def forward(client: socket.socket, server: socket.socket, found: ConnectionFilter) -> None:
-        """Both directions until either ends, then both sockets closed."""
+    def forward(self, client: socket.socket, found: ConnectionFilter) -> None:
+        """Connect to the server once the client has spoken (as the door does: the client's first request
+        may come before the server's SETTINGS), then both directions until either ends; both sockets
+        closed at the end."""
+        first = client.recv(1 << 18)
+        try:
+            server = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         lock = threading.Lock()
-        downstream = threading.Thread(
-            target=FilteringForwarder.downstream, args=(client, server, found, lock)
-        )
+        downstream = threading.Thread(target=self.downstream, args=(client, server, found, lock))
         downstream.start()
-        FilteringForwarder.upstream(client, server, found, lock)
+        self.upstream(client, server, found, lock, first)
         downstream.join()
         client.close()
         server.close()
 
     @staticmethod
     def upstream(
-        client: socket.socket, server: socket.socket, found: ConnectionFilter, lock: threading.Lock
+        client: socket.socket,
+        server: socket.socket,
+        found: ConnectionFilter,
+        lock: threading.Lock,
+        first: bytes,
     ) -> None:
+        chunk = first
         try:
-            while chunk := client.recv(1 << 18):
+            while chunk:
                 with lock:
                     forward, back = found.client_bytes(chunk)
                     if back:
@@ -451,6 +458,7 @@ class FilteringForwarder(Generic[Filter]):
                 if found.ended:
                     break
                 server.sendall(forward)
+                chunk = client.recv(1 << 18)
         except OSError:
             pass
         finally:

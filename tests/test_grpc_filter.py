@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from queue import Queue
 
 import grpc
@@ -602,3 +603,37 @@ def test_a_large_request_goes_through_whole(served: Served) -> None:
     result = served.filtered.infer("blob", [tensor]).as_numpy("OUTPUT0")
     assert result is not None
     assert np.array_equal(result, values)
+
+
+def curl_speaks_http2() -> bool:
+    curl = shutil.which("curl")
+    if curl is None:
+        return False
+    version = subprocess.run([curl, "--version"], capture_output=True, text=True, check=False).stdout
+    return "HTTP2" in version
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not curl_speaks_http2(), reason="no curl with HTTP/2 on this machine")
+@pytest.mark.parametrize(("method", "status"), [("ServerLive", "0"), ("RepositoryModelLoad", "7")])
+def test_another_http2_implementation_reads_the_answers(
+    served: Served, method: str, status: str, tmp_path: Path
+) -> None:
+    """curl (nghttp2), on a new connection each time: the refusal comes after the server's SETTINGS."""
+    message = tmp_path / "message"
+    message.write_bytes(b"\x00\x00\x00\x00\x00")  # an empty request message, in gRPC's framing
+    curl = ["curl", "-sS", "--http2-prior-knowledge", "-X", "POST", "-H", "content-type: application/grpc"]
+    curl += ["-H", "te: trailers", "--data-binary", f"@{message}", "-D", "-", "-o", "/dev/null"]
+    result = subprocess.run(
+        [*curl, f"http://{served.forwarder.address}/inference.GRPCInferenceService/{method}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    fields = dict(
+        line.split(": ", 1) for line in result.stdout.replace("\r", "").splitlines() if ": " in line
+    )
+    assert fields["grpc-status"] == status
+    assert not served.direct.is_model_ready("echo")
