@@ -2,14 +2,16 @@
 
 An allow-list of methods (:data:`JOB_PATHS`): health, metadata, inference (streaming included), model
 configuration, statistics and the repository index. Everything else (model load and unload, shared-memory
-registration, trace and log settings, unknown paths) is refused without the server ever getting the
-request message:
+registration, trace and log settings, unknown paths) is refused without Triton ever getting the request
+message:
 
 - every header block the client sends is decoded (HPACK), so the filter's table stays the server's and it
   reads the ``:path`` the server reads; a refused call's header block still goes to the server unchanged
   (its table must stay in step), followed at once by RST_STREAM(CANCEL) for that stream;
 - the stream's later client frames go on to the server (which discards them, and counts them for the
-  connection's flow control); the server's frames for it other than header blocks are dropped;
+  connection's flow control); the server's frames for it other than header blocks are dropped (gRPC answers
+  the cancelled call itself, "Unable to parse request": that header block, kept for the client's HPACK
+  table, comes after the filter's answer, on a stream the client has closed, and clients ignore it);
 - the client gets a trailers-only answer (``grpc-status: 7``, PERMISSION_DENIED, and why) in literals
   without indexing, so its table stays the server's too, put in the server's byte stream at a frame
   boundary only, never inside a HEADERS+CONTINUATION run, and only once the server's first frame (its
@@ -18,7 +20,9 @@ request message:
 Client bytes are never held back or copied to be forwarded: the filter reads the frame headers, collects
 only header block fragments and returns the bytes it was given (joined with RST_STREAM frames where a call
 is refused). Server bytes are parsed for frame headers only. Pure logic over bytes, one object per
-connection, called under one lock by the door's two pump threads.
+connection, called under one lock by the door's two pump threads; what it answers the client (the second
+value of :meth:`GrpcFilter.client_bytes`) must reach the client in order with what
+:meth:`GrpcFilter.server_bytes` returns, so both are sent to the client under that lock.
 """
 
 from __future__ import annotations
