@@ -1,22 +1,26 @@
 """Helpers shared by the tests (tests import this module, never each other; conftest.py holds the fixtures):
 the XML fixtures and what a patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the
 worker code with, tiny python-backend models, jobs that hold their models, what a glidein left behind, a
-process's limits and memory."""
+process's limits and memory, a forwarder that puts a door's filter between a client and a server."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from lxml import etree
 
@@ -409,3 +413,108 @@ def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> Non
         env=environment,
     )
     assert not pid or not processes.is_running(pid), "the server survived the cleanup"
+
+
+class ConnectionFilter(Protocol):
+    """What the door asks of a filter (one per connection): see the door's design."""
+
+    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]: ...
+
+    def server_bytes(self, data: bytes) -> bytes: ...
+
+    @property
+    def ended(self) -> str: ...
+
+
+Filter = TypeVar("Filter", bound=ConnectionFilter)
+
+
+class FilteringForwarder(Generic[Filter]):
+    """A loopback listener forwarding each connection to ``target`` (host, port) through a new filter, as
+    the door does: one lock per connection around the filter and what it sends back to the client."""
+
+    def __init__(self, target: tuple[str, int], make_filter: Callable[[], Filter]) -> None:
+        self.target = target
+        self.make_filter = make_filter
+        self.filters: list[Filter] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection_filter = self.make_filter()
+            self.filters.append(connection_filter)
+            threading.Thread(target=self.forward, args=(client, connection_filter), daemon=True).start()
+
+    def forward(self, client: socket.socket, found: ConnectionFilter) -> None:
+        """Connect to the server once the client has spoken (as the door does: the client's first request
+        may come before the server's SETTINGS), then both directions until either ends; both sockets
+        closed at the end."""
+        first = client.recv(1 << 18)
+        try:
+            server = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        lock = threading.Lock()
+        downstream = threading.Thread(target=self.downstream, args=(client, server, found, lock))
+        downstream.start()
+        self.upstream(client, server, found, lock, first)
+        downstream.join()
+        client.close()
+        server.close()
+
+    @staticmethod
+    def upstream(
+        client: socket.socket,
+        server: socket.socket,
+        found: ConnectionFilter,
+        lock: threading.Lock,
+        first: bytes,
+    ) -> None:
+        chunk = first
+        try:
+            while chunk:
+                with lock:
+                    forward, back = found.client_bytes(chunk)
+                    if back:
+                        client.sendall(back)
+                if found.ended:
+                    break
+                server.sendall(forward)
+                chunk = client.recv(1 << 18)
+        except OSError:
+            pass
+        finally:
+            FilteringForwarder.shut(client, server)
+
+    @staticmethod
+    def downstream(
+        client: socket.socket, server: socket.socket, found: ConnectionFilter, lock: threading.Lock
+    ) -> None:
+        try:
+            while chunk := server.recv(1 << 18):
+                with lock:
+                    client.sendall(found.server_bytes(chunk))
+                if found.ended:
+                    break
+        except OSError:
+            pass
+        finally:
+            FilteringForwarder.shut(client, server)
+
+    @staticmethod
+    def shut(*sockets: socket.socket) -> None:
+        for end in sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self.listener.close()
