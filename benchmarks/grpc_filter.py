@@ -132,6 +132,8 @@ class Passthrough:
     """A filter that lets everything through (the forwarder's own cost)."""
 
     ended = ""
+    refused = 0
+    last_refusal = ""
 
     def client_bytes(self, data: bytes) -> tuple[bytes, bytes]:
         return data, b""

@@ -5,7 +5,6 @@ process's limits and memory, a forwarder that puts a door's filter between a cli
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fcntl
 import json
@@ -20,14 +19,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from lxml import etree
 
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import accounting, agent_launch, processes
+from glidein_triton.worker import accounting, agent_launch, door, processes
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -415,18 +414,7 @@ def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> Non
     assert not pid or not processes.is_running(pid), "the server survived the cleanup"
 
 
-class ConnectionFilter(Protocol):
-    """What the door asks of a filter (one per connection): see the door's design."""
-
-    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]: ...
-
-    def server_bytes(self, data: bytes) -> bytes: ...
-
-    @property
-    def ended(self) -> str: ...
-
-
-Filter = TypeVar("Filter", bound=ConnectionFilter)
+Filter = TypeVar("Filter", bound=door.ConnectionFilter)
 
 
 class FilteringForwarder(Generic[Filter]):
@@ -452,69 +440,23 @@ class FilteringForwarder(Generic[Filter]):
             self.filters.append(connection_filter)
             threading.Thread(target=self.forward, args=(client, connection_filter), daemon=True).start()
 
-    def forward(self, client: socket.socket, found: ConnectionFilter) -> None:
+    def forward(self, client: socket.socket, found: door.ConnectionFilter) -> None:
         """Connect to the server once the client has spoken (as the door does: the client's first request
-        may come before the server's SETTINGS), then both directions until either ends; both sockets
-        closed at the end."""
-        first = client.recv(1 << 18)
+        may come before the server's SETTINGS), then the door's own pumps both ways through the filter."""
+        first = client.recv(door.BUFFER_SIZE)
         try:
-            server = socket.create_connection(self.target)
+            server = door.connect(f"{self.target[0]}:{self.target[1]}")
         except OSError:
             client.close()
             return
-        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        lock = threading.Lock()
-        downstream = threading.Thread(target=self.downstream, args=(client, server, found, lock))
-        downstream.start()
-        self.upstream(client, server, found, lock, first)
-        downstream.join()
+        filtered = door.Filtered(client, server, found)
+        ended = threading.Semaphore(0)
+        threading.Thread(target=filtered.from_server, args=(ended,), daemon=True).start()
+        filtered.from_client(first, ended)
+        ended.acquire()
+        ended.acquire()
         client.close()
         server.close()
-
-    @staticmethod
-    def upstream(
-        client: socket.socket,
-        server: socket.socket,
-        found: ConnectionFilter,
-        lock: threading.Lock,
-        first: bytes,
-    ) -> None:
-        chunk = first
-        try:
-            while chunk:
-                with lock:
-                    forward, back = found.client_bytes(chunk)
-                    if back:
-                        client.sendall(back)
-                if found.ended:
-                    break
-                server.sendall(forward)
-                chunk = client.recv(1 << 18)
-        except OSError:
-            pass
-        finally:
-            FilteringForwarder.shut(client, server)
-
-    @staticmethod
-    def downstream(
-        client: socket.socket, server: socket.socket, found: ConnectionFilter, lock: threading.Lock
-    ) -> None:
-        try:
-            while chunk := server.recv(1 << 18):
-                with lock:
-                    client.sendall(found.server_bytes(chunk))
-                if found.ended:
-                    break
-        except OSError:
-            pass
-        finally:
-            FilteringForwarder.shut(client, server)
-
-    @staticmethod
-    def shut(*sockets: socket.socket) -> None:
-        for end in sockets:
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
         self.listener.close()
