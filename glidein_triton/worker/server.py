@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from glidein_triton.worker import processes, runtime, server_report, triton_release
+from glidein_triton.worker import door, processes, runtime, server_report, triton_release
 from glidein_triton.worker.commands import run_quietly, spawn_detached
 from glidein_triton.worker.errors import (
     ModelLoadError,
@@ -19,6 +19,8 @@ from glidein_triton.worker.errors import (
     PortInUseError,
     ReadinessTimeoutError,
     ServerStartError,
+    TritonSetupError,
+    VOConfigError,
 )
 from glidein_triton.worker.state import LaunchPlan, ServerState
 from glidein_triton.worker.triton_api import Server
@@ -147,12 +149,19 @@ def limit_is_the_cause(state: ServerState, log_text: str, code: int | None) -> b
     return used >= state.memory_limit - LIMIT_MARGIN_MIB
 
 
-def exit_error(state: ServerState, code: int) -> ServerStartError:
+def exit_error(state: ServerState, code: int) -> TritonSetupError:
     """The error of a server that exited before it was ready, from its log: the cause it names first."""
     evidence = _evidence(state.argv, code, state.log_path)
     text = server_report.read_log(state.log_path)
     tail = log_tail(state.log_path)
     said = _first_error(text)
+    if door.NO_RELAY in tail:
+        fatal = [line.strip() for line in tail.splitlines() if line.startswith("FATAL")]
+        return VOConfigError(
+            f"{door.NO_RELAY}: the image needs python3 (GLIDEIN_TRITON_IMAGE)"
+            + (f": {fatal[-1]}" if fatal else ""),
+            evidence=evidence,
+        )
     if any(word in tail for word in PORT_CLASH_WORDS):
         return PortInUseError(f"tritonserver could not bind its ports: {said}", evidence=evidence)
     refused = triton_release.unrecognized_option(tail)
