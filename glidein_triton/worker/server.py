@@ -149,19 +149,32 @@ def limit_is_the_cause(state: ServerState, log_text: str, code: int | None) -> b
     return used >= state.memory_limit - LIMIT_MARGIN_MIB
 
 
+def relay_error(tail: str, evidence: str) -> TritonSetupError | None:
+    """The error of a container's front door whose relay did not start (None when the log does not say
+    so): the VO's when the image has no python3, else what the runtime said."""
+    lines = tail.splitlines()
+    ended = next((index for index, line in enumerate(lines) if door.NO_RELAY in line), None)
+    if ended is None:
+        return None
+    said = next((line.strip() for line in lines[:ended] if runtime.CONTAINER_PYTHON in line), "")
+    if said:
+        message = (
+            f"{door.NO_RELAY}: the image needs {runtime.CONTAINER_PYTHON} (GLIDEIN_TRITON_IMAGE): {said}"
+        )
+        return VOConfigError(message, evidence=evidence)
+    before = lines[ended - 1].strip() if ended else "no output"
+    return ServerStartError(f"{door.NO_RELAY}: {before}", evidence=evidence)
+
+
 def exit_error(state: ServerState, code: int) -> TritonSetupError:
     """The error of a server that exited before it was ready, from its log: the cause it names first."""
     evidence = _evidence(state.argv, code, state.log_path)
     text = server_report.read_log(state.log_path)
     tail = log_tail(state.log_path)
     said = _first_error(text)
-    if door.NO_RELAY in tail:
-        fatal = [line.strip() for line in tail.splitlines() if line.startswith("FATAL")]
-        return VOConfigError(
-            f"{door.NO_RELAY}: the image needs python3 (GLIDEIN_TRITON_IMAGE)"
-            + (f": {fatal[-1]}" if fatal else ""),
-            evidence=evidence,
-        )
+    relay = relay_error(tail, evidence)
+    if relay is not None:
+        return relay
     if any(word in tail for word in PORT_CLASH_WORDS):
         return PortInUseError(f"tritonserver could not bind its ports: {said}", evidence=evidence)
     refused = triton_release.unrecognized_option(tail)

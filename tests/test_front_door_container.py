@@ -1,0 +1,186 @@
+"""The front door of the container runtime, on the real server: the glidein runs as an unprivileged pilot
+account beside another local user; the stand-in apptainer gives the instance a network namespace of its own
+(``--net --network none``), as Apptainer does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local import demo
+from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import door, processes, runtime, token
+from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as, user_directory, wait_until
+
+needs_root = pytest.mark.skipif(not AS_ROOT, reason="switching to the pilot and other users needs root")
+
+#: A job's HTTP and gRPC inference (the demo's job: tritonclient, the endpoints of the job environment).
+JOB = "import json, sys; from glidein_triton.local import demo; print(demo.run_sample_job(json.loads(sys.argv[1]), 2))"
+#: Connects to 127.0.0.1:PORT, sends an HTTP request and prints what came back (or the error's name).
+KNOCK = """
+import socket, sys
+try:
+    connection = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    connection.sendall(b"GET /v2/health/ready HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    print(repr(connection.recv(100)))
+except OSError as error:
+    print(type(error).__name__)
+"""
+#: An HTTP request over the Unix socket ``sys.argv[1]`` (headers: the JSON ``sys.argv[4]``): prints the
+#: status line (or the error's name).
+UNIX_REQUEST = """
+import json, os, socket, sys
+try:
+    os.chdir(os.path.dirname(sys.argv[1]))  # a socket path may be longer than 107 bytes
+    connection = socket.socket(socket.AF_UNIX)
+    connection.settimeout(30)
+    connection.connect(os.path.basename(sys.argv[1]))
+    method, path = sys.argv[2:4]
+    headers = "".join(f"{name}: {value}\\r\\n" for name, value in json.loads(sys.argv[4]).items())
+    connection.sendall(f"{method} {path} HTTP/1.1\\r\\nHost: x\\r\\n{headers}Content-Length: 0\\r\\n\\r\\n".encode())
+    print(connection.recv(100).split(b"\\r\\n")[0].decode())
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.fixture
+def pilot_home() -> Iterator[Path]:
+    path = user_directory(PILOT_UID, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def host_listeners() -> dict[int, int]:
+    """Socket inode -> port of every listening TCP socket of this (the host's) network namespace."""
+    found = {}
+    for table in door.SOCKET_TABLES:
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A":  # LISTEN
+                found[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+            target = str(descriptor.readlink())
+            if target.startswith("socket:["):
+                inodes.add(int(target[len("socket:[") : -1]))
+    except OSError:
+        pass
+    return inodes
+
+
+def command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
+def as_pilot(glidein: SimulatedGlidein, script: Path, environment: dict[str, str]) -> str:
+    """A script of the glidein as GlideinWMS runs it, as the pilot; its output (it must succeed)."""
+    result = run_as(PILOT_UID, [str(script), "glidein_config", "main"], cwd=glidein.root, env=environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@needs_root
+@pytest.mark.server
+def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Path) -> None:
+    prepared = demo.prepare(pilot_home / "glidein", "apptainer", {"GLIDEIN_TRITON_REQUIRED": "True"})
+    for root, directories, names in os.walk(pilot_home):
+        for name in [*directories, *names]:
+            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
+    glidein, environment = prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
+    as_pilot(glidein, glidein.startup_script, environment)
+    recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())  # the pilot's file
+    state = ServerState(**{name: recorded[name] for name in ServerState.__dataclass_fields__})
+    members: list[int] = []
+    try:
+        attributes, job_environment = glidein.published()
+        assert attributes["HasTriton"] == "True"
+        members = processes.group_members(state.pgid)
+        servers = [pid for pid in members if command_name(pid).endswith("tritonserver")]
+        assert servers, f"no tritonserver among {[command_name(pid) for pid in members]}"
+        # On the host, the door's listeners are the only ones of the server's processes: the server's HTTP
+        # and metrics listen in the instance's network namespace, its gRPC on a Unix socket.
+        listening = host_listeners()
+        held = {
+            (pid, listening[inode]) for pid in members for inode in socket_inodes(pid) if inode in listening
+        }
+        routes = [state.argv[index + 1] for index, word in enumerate(state.argv) if word == "--route"]
+        ports = {int(route.split("=")[0].rsplit(":", 1)[1]) for route in routes}
+        assert (
+            {state.http_port, state.grpc_port}
+            <= ports
+            <= {state.http_port, state.grpc_port, state.metrics_port}
+        )
+        assert held == {(state.pid, port) for port in ports}
+        assert Path(f"/proc/{servers[0]}/ns/net").readlink() != Path("/proc/self/ns/net").readlink()
+        door_dir = state_dir(glidein.root) / runtime.DOOR_DIR_NAME
+        sockets = {runtime.HTTP_SOCKET, f"{runtime.GRPC_SOCKET}:{state.grpc_port}"}
+        if state.metrics_port in ports:
+            sockets.add(runtime.METRICS_SOCKET)
+        assert {path.name for path in door_dir.iterdir()} == sockets
+        # Another local user gets nothing: not even health, on any port, nor through the sockets.
+        for port in ports:
+            other = run_as(OTHER_UID, [sys.executable, "-c", KNOCK, str(port)])
+            assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
+        admin = str(door_dir / runtime.HTTP_SOCKET)
+        plugin_headers = json.dumps(token.host_headers(state_dir(glidein.root)))  # none once tokens are gone
+        ready = [sys.executable, "-c", UNIX_REQUEST, admin, "GET", "/v2/health/ready", plugin_headers]
+        refused = run_as(OTHER_UID, ready)
+        assert refused.stdout.strip() == "PermissionError", refused
+        # The glidein's jobs (its uid) get inference, over HTTP and gRPC, with unmodified tritonclient.
+        job = run_as(PILOT_UID, [sys.executable, "-c", JOB, json.dumps(job_environment)], timeout=120)
+        assert job.returncode == 0, job.stderr
+        assert "gRPC 127.0.0.1" in job.stdout, job.stdout
+        assert "HTTP 127.0.0.1" in job.stdout, job.stdout
+        # The plugin's own route, its socket: readiness and a model load.
+        for method, path in (("GET", "/v2/health/ready"), ("POST", "/v2/repository/models/simple/load")):
+            request = [sys.executable, "-c", UNIX_REQUEST, admin, method, path, plugin_headers]
+            answer = run_as(PILOT_UID, request)
+            assert answer.stdout.strip() == "HTTP/1.1 200 OK", answer
+        periodic = as_pilot(
+            glidein,
+            glidein.main_dir / "glidein_triton_periodic.sh",
+            {**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"},
+        )
+        assert "TritonReady = True" in periodic
+    finally:
+        run_as(
+            PILOT_UID,
+            [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
+            cwd=glidein.root,
+            env=environment,
+        )
+    left = [pid for pid in [state.pid, *members] if processes.is_running(pid)]
+    assert left == [], [command_name(pid) for pid in left]
+    # Nor the instance's own process, the relay or the agent (which ends within a second or two).
+    assert wait_until(lambda: not glidein_processes(pilot_home)), glidein_processes(pilot_home)
+
+
+def glidein_processes(home: Path) -> list[str]:
+    """The command lines of the running processes that name a path under ``home``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and processes.is_running(int(entry.name)):
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(home) in line:
+                found.append(line)
+    return found
