@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import stat
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +54,58 @@ try:
 except OSError as error:
     print(type(error).__name__)
 """
+
+
+def echo_server() -> socket.socket:
+    """A TCP echo server on loopback (the server's HTTP in the instance)."""
+    listener = door.listen("127.0.0.1", 0)
+
+    def serve() -> None:
+        while True:
+            connection, _ = listener.accept()
+            threading.Thread(target=echo, args=(connection,), daemon=True).start()
+
+    def echo(connection: socket.socket) -> None:
+        with connection:
+            while data := connection.recv(65536):
+                connection.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def start_relay(argv: list[str]) -> subprocess.Popen[str]:
+    relay = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert relay.stdout is not None
+    assert relay.stdout.readline() == "ready\n"
+    return relay
+
+
+def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(tmp_path: Path) -> None:
+    backend = echo_server()
+    directory = tmp_path / "door"
+    directory.mkdir(mode=0o700)
+    path = directory / runtime.HTTP_SOCKET
+    argv = [sys.executable, "-I", "-S", door.__file__, door.RELAY_MODE]
+    argv.append(f"unix:{path}=127.0.0.1:{backend.getsockname()[1]}")
+    relay = start_relay(argv)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))
+            client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            assert client.recv(100) == b"GET / HTTP/1.1\r\n\r\n"
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        assert second.returncode == 2
+        assert "is in use by another server or relay" in second.stderr
+    finally:
+        relay.kill()
+        relay.communicate()
+    assert path.is_socket()  # a killed relay leaves its socket: the next one replaces it
+    relay = start_relay(argv)
+    relay.terminate()
+    relay.communicate()
+    backend.close()
 
 
 @pytest.fixture

@@ -309,6 +309,8 @@ def test_standin_needs_a_usable_config_dir_and_session(tmp_path: Path, sandbox: 
         (["exec", "instance://nothere", "tritonserver"], "no instance found with name nothere"),
         (["instance", "stop", "nothere"], "no instance found with name nothere"),
         (["run", "IMG"], "unknown command"),
+        (["instance", "start", "--net", "IMG", "n"], "--network=none"),  # bridge, as Apptainer defaults to
+        (["instance", "start", "--network", "bridge", "IMG", "n"], "--network=none"),
     ],
 )
 def test_standin_rejects_what_apptainer_rejects(
@@ -317,6 +319,36 @@ def test_standin_rejects_what_apptainer_rejects(
     result = standin(*[str(sandbox) if arg == "IMG" else arg for arg in args], state=tmp_path / "state")
     assert result.returncode == 255
     assert message in result.stderr
+
+
+#: Binds the port sys.argv[1] of 127.0.0.1 (bound on the host already), connects to it over loopback, and
+#: prints its network namespace.
+OWN_LOOPBACK = """
+import os, socket, sys
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+socket.create_connection(listener.getsockname(), timeout=5).close()
+print(os.readlink("/proc/self/ns/net"))
+"""
+
+
+def test_standin_gives_network_none_a_loopback_of_its_own(tmp_path: Path, sandbox: Path) -> None:
+    """As Apptainer's: the instance's loopback is up and apart from the host's."""
+    state = tmp_path / "state"
+    started = standin("instance", "start", "--net", "--network", "none", str(sandbox), "gt-net", state=state)
+    assert started.returncode == 0, started.stderr
+    script = tmp_path / "own_loopback.py"
+    script.write_text(OWN_LOOPBACK)
+    host = door.listen("127.0.0.1", 0)
+    try:
+        ran = standin(
+            "exec", "instance://gt-net", "python3", str(script), str(host.getsockname()[1]), state=state
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip() != str(Path("/proc/self/ns/net").readlink())
+        assert ran.stdout.strip().startswith("net:[")
+    finally:
+        host.close()
+        assert standin("instance", "stop", "gt-net", state=state).returncode == 0
 
 
 def test_standin_refuses_a_second_instance_of_the_same_name(tmp_path: Path, sandbox: Path) -> None:

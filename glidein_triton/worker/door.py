@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -397,10 +398,20 @@ NO_RELAY_EXIT = 79
 
 
 def remove_stale_socket(path: str) -> None:
-    """Remove the Unix socket at ``path`` if there is one (a killed server or relay left it behind)."""
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(Path(path).lstat().st_mode):
+    """Remove the Unix socket at ``path`` if nothing listens on it (a killed server or relay left it
+    behind); OSError if something does (another door's: never taken over)."""
+    try:
+        if not stat.S_ISSOCK(Path(path).lstat().st_mode):
+            return
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
             Path(path).unlink()
+            return
+    raise OSError(errno.EADDRINUSE, f"{path} is in use by another server or relay")
 
 
 def relay_listener(path: str) -> socket.socket:
