@@ -164,6 +164,7 @@ def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Pat
     recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())  # the pilot's file
     state = ServerState(**{name: recorded[name] for name in ServerState.__dataclass_fields__})
     members: list[int] = []
+    door_dir = state_dir(glidein.root) / runtime.DOOR_DIR_NAME
     try:
         attributes, job_environment = glidein.published()
         assert attributes["HasTriton"] == "True"
@@ -185,7 +186,6 @@ def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Pat
         )
         assert held == {(state.pid, port) for port in ports}
         assert Path(f"/proc/{servers[0]}/ns/net").readlink() != Path("/proc/self/ns/net").readlink()
-        door_dir = state_dir(glidein.root) / runtime.DOOR_DIR_NAME
         sockets = {runtime.HTTP_SOCKET, f"{runtime.GRPC_SOCKET}:{state.grpc_port}"}
         if state.metrics_port in ports:
             sockets.add(runtime.METRICS_SOCKET)
@@ -222,6 +222,7 @@ def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Pat
             cwd=glidein.root,
             env=environment,
         )
+    assert not door_dir.exists()  # nor its sockets
     left = [pid for pid in [state.pid, *members] if processes.is_running(pid)]
     assert left == [], [command_name(pid) for pid in left]
     # Nor the instance's own process, the relay or the agent (which ends within a second or two).
