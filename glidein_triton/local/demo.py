@@ -57,6 +57,7 @@ def make_standin_image(root: Path, launcher: Path) -> Path:
     binary.chmod(0o755)
     python = image / "usr" / "bin" / "python3"
     python.parent.mkdir(parents=True, exist_ok=True)
+    python.unlink(missing_ok=True)
     python.symlink_to(os.path.realpath(sys.executable))
     return image
 
