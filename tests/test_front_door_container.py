@@ -146,8 +146,10 @@ def command_name(pid: int) -> str:
 
 
 def as_pilot(glidein: SimulatedGlidein, script: Path, environment: dict[str, str]) -> str:
-    """A script of the glidein as GlideinWMS runs it, as the pilot; its output (it must succeed)."""
-    result = run_as(PILOT_UID, [str(script), "glidein_config", "main"], cwd=glidein.root, env=environment)
+    """A script of the glidein as GlideinWMS runs it, as the pilot (umask 000, as seen); its output (it must
+    succeed)."""
+    argv = [str(script), "glidein_config", "main"]
+    result = run_as(PILOT_UID, argv, cwd=glidein.root, env=environment, umask=0)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
@@ -190,6 +192,8 @@ def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Pat
         if state.metrics_port in ports:
             sockets.add(runtime.METRICS_SOCKET)
         assert {path.name for path in door_dir.iterdir()} == sockets
+        assert [oct(path.stat().st_mode) for path in door_dir.iterdir() if path.stat().st_mode & 0o077] == []
+        assert stat.S_IMODE(door_dir.stat().st_mode) == 0o700
         # Another local user gets nothing: not even health, on any port, nor through the sockets.
         for port in ports:
             other = run_as(OTHER_UID, [sys.executable, "-c", KNOCK, str(port)])
