@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -20,9 +21,10 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import door, processes, runtime, token
+from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
-from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as, user_directory, wait_until
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, PYTHON39, run_as, user_directory, wait_until
 
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="switching to the pilot and other users needs root")
 
@@ -81,12 +83,18 @@ def start_relay(argv: list[str]) -> subprocess.Popen[str]:
     return relay
 
 
-def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("python", [sys.executable, PYTHON39], ids=["python", "python3.9"])
+def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(
+    tmp_path: Path, python: str | None
+) -> None:
+    """Also with the oldest Python an image may have (the relay runs the image's python3)."""
+    if python is None:
+        pytest.skip("no Python 3.9 on this machine")
     backend = echo_server()
     directory = tmp_path / "door"
     directory.mkdir(mode=0o700)
     path = directory / runtime.HTTP_SOCKET
-    argv = [sys.executable, "-I", "-S", door.__file__, door.RELAY_MODE]
+    argv = [python, "-I", "-S", door.__file__, door.RELAY_MODE]
     argv.append(f"unix:{path}=127.0.0.1:{backend.getsockname()[1]}")
     relay = start_relay(argv)
     try:
@@ -106,6 +114,37 @@ def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(tmp_path:
     relay.terminate()
     relay.communicate()
     backend.close()
+
+
+def container_door(tmp_path: Path, relay_seconds: float) -> subprocess.Popen[str]:
+    """The container runtime's door with a relay that says ready and lives ``relay_seconds``, and a
+    sleeper for server."""
+    relay = f"print('ready', flush=True); import time; time.sleep({relay_seconds})"
+    argv = [sys.executable, "-I", "-S", door.__file__, door.CONTAINER_MODE, "--directory", str(tmp_path)]
+    argv += ["--route", f"127.0.0.1:{free_port()}=unix:{runtime.HTTP_SOCKET}"]
+    argv += ["--relay-command", json.dumps([sys.executable, "-c", relay]), "--", "sleep", "600"]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_door_stops_the_server_when_its_relay_ends_and_both_when_it_is_stopped(tmp_path: Path) -> None:
+    """A server nobody can reach is not left running; a stopped door leaves neither child behind."""
+    ended = container_door(tmp_path, 0.5)
+    _, said = ended.communicate(timeout=30)
+    assert "the relay ended (exit code 0)" in said
+    assert ended.returncode == 128 + signal.SIGTERM  # the server's exit: stopped
+    stopped = container_door(tmp_path, 600)
+    assert wait_until(lambda: len(children(stopped.pid)) == 2)
+    started = children(stopped.pid)
+    stopped.terminate()
+    stopped.communicate(timeout=30)
+    assert [pid for pid in started if processes.is_running(pid)] == []
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(word) for word in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 @pytest.fixture
