@@ -195,8 +195,10 @@ def as_pilot(glidein: SimulatedGlidein, script: Path, environment: dict[str, str
 
 @needs_root
 @pytest.mark.server
-def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Path) -> None:
-    prepared = demo.prepare(pilot_home / "glidein", "apptainer", {"GLIDEIN_TRITON_REQUIRED": "True"})
+@pytest.mark.parametrize("metrics", [False, True], ids=["metrics off", "metrics on"])
+def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Path, metrics: bool) -> None:
+    settings = {"GLIDEIN_TRITON_REQUIRED": "True", "GLIDEIN_TRITON_METRICS": str(metrics)}
+    prepared = demo.prepare(pilot_home / "glidein", "apptainer", settings)
     for root, directories, names in os.walk(pilot_home):
         for name in [*directories, *names]:
             os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
@@ -237,6 +239,10 @@ def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Pat
         for port in ports:
             other = run_as(OTHER_UID, [sys.executable, "-c", KNOCK, str(port)])
             assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
+        assert (state.metrics_port in ports) is metrics
+        if metrics:  # the glidein's uid reaches the metrics, through the relay's metrics socket
+            scraped = run_as(PILOT_UID, [sys.executable, "-c", KNOCK, str(state.metrics_port)])
+            assert scraped.stdout.startswith("b'HTTP/1.1 "), scraped
         admin = str(door_dir / runtime.HTTP_SOCKET)
         plugin_headers = json.dumps(token.host_headers(state_dir(glidein.root)))  # none once tokens are gone
         ready = [sys.executable, "-c", UNIX_REQUEST, admin, "GET", "/v2/health/ready", plugin_headers]
