@@ -1,6 +1,6 @@
-"""The front door of the container runtime, on the real server: the glidein runs as an unprivileged pilot
-account beside another local user; the stand-in apptainer gives the instance a network namespace of its own
-(``--net --network none``), as Apptainer does."""
+"""The front door of the container runtime: the relay, the door's container mode, and on the real server the
+whole glidein as an unprivileged pilot account beside another local user (the stand-in apptainer gives the
+instance a network namespace of its own, ``--net --network none``, as Apptainer does)."""
 
 from __future__ import annotations
 
