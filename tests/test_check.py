@@ -73,6 +73,7 @@ class Node:
     def image(self, name: str = "tritonserver-25.08-py3.sandbox") -> Path:
         image = self.root / "images" / name
         write_executable(image / "opt" / "tritonserver" / "bin" / "tritonserver", "#!/bin/sh\n")
+        write_executable(image / "usr" / "bin" / "python3", "#!/bin/sh\n")  # the front door's relay's
         return image
 
     def glidein_config(self, **values: str) -> Path:
@@ -449,6 +450,13 @@ def test_image_files_and_sandboxes(node: Node, capsys: pytest.CaptureFixture[str
     code, report = run_check(capsys, "--image", str(empty))
     assert code == 1
     assert by_name(report)["image"]["summary"].startswith(f"sandbox image {empty} has no tritonserver in ")
+    write_executable(empty / "opt" / "tritonserver" / "bin" / "tritonserver", "#!/bin/sh\n")
+    code, report = run_check(capsys, "--image", str(empty))
+    assert code == 1
+    assert by_name(report)["image"]["summary"] == (
+        f"sandbox image {empty} has no python3 in opt/tritonserver/bin, usr/local/bin, usr/bin, bin, "
+        "which runs the front door's relay"
+    )
 
 
 def test_disk_threshold(node: Node, capsys: pytest.CaptureFixture[str]) -> None:

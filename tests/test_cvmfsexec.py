@@ -139,6 +139,7 @@ def test_the_container_sees_the_mount_where_the_server_and_the_links_expect_it(t
         "triton_1",
         same_path_binds=roots,
         config_dir=str(tmp_path / "config"),
+        door_dir=str(tmp_path / "door"),
         cvmfs_mount=str(mount),
     )
     (start,) = plan.prepare
@@ -150,7 +151,7 @@ def test_the_container_sees_the_mount_where_the_server_and_the_links_expect_it(t
     with pytest.raises(Exception, match=r"cannot be bound.*CVMFS_MOUNT_DIR"):
         runtime.container_plan(
             "apptainer", "apptainer", "i", "/r", Ports(1, 2, 3), [], [], [], "t",
-            config_dir="/c", cvmfs_mount="/a:b",
+            config_dir="/c", door_dir="/d", cvmfs_mount="/a:b",
         )  # fmt: skip
 
 

@@ -264,16 +264,27 @@ def instance_start_fails(case: Case) -> None:
     result = case.run_failure(prepared)
     # The evidence: the instance start command and what the container runtime said.
     assert "could not open image" in result.stderr
-    assert f"instance start --bind {prepared.glidein.root}/model_repository:/models:ro" in result.stderr
+    assert "instance start --net --network none --bind" in result.stderr
+    assert f"--bind {prepared.glidein.root}/model_repository:/models:ro" in result.stderr
 
 
 @scenario("image_without_server", runtimes=("apptainer",))
 def image_without_server(case: Case) -> None:
-    image = case.tmp_path / "images" / "busybox.sandbox"
-    (image / "bin").mkdir(parents=True)
+    image = case.tmp_path / "images" / "python.sandbox"
+    (image / "usr" / "bin").mkdir(parents=True)
+    (image / "usr" / "bin" / "python3").symlink_to(os.path.realpath(sys.executable))  # the relay starts
     result = case.run_failure(case.prepare(GLIDEIN_TRITON_IMAGE=str(image)))
     assert '"tritonserver": executable file not found' in result.stderr
     assert "exit code 255" in result.stderr
+
+
+@scenario("image_without_python", runtimes=("apptainer",))
+def image_without_python(case: Case) -> None:
+    prepared = case.prepare()
+    image = Path(prepared.glidein.config()["GLIDEIN_TRITON_IMAGE"])
+    (image / "usr" / "bin" / "python3").unlink()
+    result = case.run_failure(prepared)
+    assert '"python3": executable file not found' in result.stderr
 
 
 @scenario("unbindable_repository", runtimes=("apptainer",))

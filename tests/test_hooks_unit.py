@@ -16,8 +16,8 @@ import pytest
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import payload
+from glidein_triton.worker import door, periodic, runtime, server, supervisor
 from glidein_triton.worker import install as hooks
-from glidein_triton.worker import periodic, runtime, server, supervisor
 from glidein_triton.worker.errors import ConfigError, ServerStartError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.job_loader import requested_models
@@ -390,11 +390,19 @@ def test_container_plan_serves_job_models_and_binds_shared_paths() -> None:
         more_repositories=["/glidein/triton/job_models"],
         same_path_binds=["/glidein", "/cvmfs"],
         config_dir="/glidein/triton/apptainer",
+        door_dir="/glidein/triton/door",
     )
     assert plan.prepare[0][6:] == [
         "/usr/bin/apptainer",
         "instance",
         "start",
+        "--net",
+        "--network",
+        "none",
+        "--bind",
+        "/glidein/triton/door:/door",
+        "--bind",
+        f"{Path(door.__file__).parent}:/glidein-triton-door:ro",
         "--bind",
         "/repo:/models:ro",
         "--bind",

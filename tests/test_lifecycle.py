@@ -93,9 +93,10 @@ def test_apptainer_runtime_through_the_standin(tmp_path: Path) -> None:
     assert state.runtime == "apptainer"
     config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
     in_config_dir = ["/usr/bin/env", f"APPTAINER_CONFIGDIR={config_dir}", str(demo.STANDIN_APPTAINER)]
-    assert state.argv[:6] == [*in_config_dir, "exec", "--env", "CUDA_VISIBLE_DEVICES="]
-    assert state.argv[6] == f"instance://{state.instance}"
-    assert "--model-repository=/models" in state.argv
+    served = state.argv[state.argv.index("--") + 1 :]  # the front door runs the server's exec
+    assert served[:6] == [*in_config_dir, "exec", "--env", "CUDA_VISIBLE_DEVICES="]
+    assert served[6] == f"instance://{state.instance}"
+    assert "--model-repository=/models" in served
     assert state.teardown == [[*in_config_dir, "instance", "stop", state.instance]]
     assert state.prepare[0][:5] == ["/usr/bin/env", "-u", "DBUS_SESSION_BUS_ADDRESS", "-u", "XDG_RUNTIME_DIR"]
     assert state.instance in standin_instances(environment, glidein)

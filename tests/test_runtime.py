@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from glidein_triton.local.demo import STANDIN_APPTAINER
-from glidein_triton.worker import processes, runtime, server
+from glidein_triton.worker import door, processes, runtime, server
 from glidein_triton.worker.errors import ConfigError, RuntimeNotFoundError, VOConfigError
 from glidein_triton.worker.gpus import GPU
 from glidein_triton.worker.ports import Ports, free_port
@@ -66,6 +66,7 @@ def test_container_plan_argv_with_gpu() -> None:
         [H100],
         "gt-1",
         config_dir="/glidein/triton/apptainer",
+        door_dir="/glidein/triton/door",
     )
     in_config_dir = ["/usr/bin/env", "APPTAINER_CONFIGDIR=/glidein/triton/apptainer"]
     assert plan.prepare == [
@@ -80,13 +81,21 @@ def test_container_plan_argv_with_gpu() -> None:
             "instance",
             "start",
             "--nv",
+            "--net",
+            "--network",
+            "none",
+            "--bind",
+            "/glidein/triton/door:/door",
+            "--bind",
+            f"{Path(door.__file__).parent}:/glidein-triton-door:ro",
             "--bind",
             "/cvmfs/repo:/models:ro",
             "/cvmfs/img",
             "gt-1",
         ]
     ]
-    assert plan.server[:8] == [
+    served = server_part(plan.server)
+    assert served[:8] == [
         *in_config_dir,
         "/usr/bin/apptainer",
         "exec",
@@ -95,17 +104,76 @@ def test_container_plan_argv_with_gpu() -> None:
         "instance://gt-1",
         "tritonserver",
     ]
-    assert "--model-repository=/models" in plan.server
-    assert "--load-model=*" in plan.server
+    assert "--model-repository=/models" in served
+    assert "--load-model=*" in served
+    assert "--grpc-address=unix:/door/grpc.sock" in served
     assert plan.teardown == [[*in_config_dir, "/usr/bin/apptainer", "instance", "stop", "gt-1"]]
+    # The front door on the host: the server's ports for the glidein's uid, to the door directory's sockets;
+    # the relay in the instance, from its loopback to the HTTP and metrics sockets.
+    relay = json.loads(plan.server[plan.server.index("--relay-command") + 1])
+    assert plan.server[: plan.server.index("--relay-command")] == [
+        sys.executable,
+        "-I",
+        "-S",
+        door.__file__,
+        "--container",
+        "--directory",
+        "/glidein/triton/door",
+        "--route",
+        "127.0.0.1:8000=unix:http.sock",
+        "--route",
+        "127.0.0.1:8002=unix:metrics.sock",
+        "--route",
+        "127.0.0.1:8001=unix:grpc.sock:8001",
+    ]
+    assert relay == [
+        *in_config_dir,
+        "/usr/bin/apptainer",
+        "exec",
+        "instance://gt-1",
+        "python3",
+        "-I",
+        "-S",
+        "/glidein-triton-door/door.py",
+        "--relay",
+        "unix:/door/http.sock=127.0.0.1:8000",
+        "--relay",
+        "unix:/door/metrics.sock=127.0.0.1:8002",
+    ]
+    assert runtime.behind_door(plan) == plan.server
+
+
+def test_a_remote_grpc_server_is_not_behind_the_door() -> None:
+    plan = runtime.container_plan(
+        "apptainer",
+        "/a",
+        "/img",
+        "/repo",
+        PORTS,
+        [],
+        [],
+        [],
+        "gt-4",
+        "0.0.0.0",
+        config_dir="/c",
+        door_dir="/d",
+    )
+    assert "--net" not in plan.prepare[0]
+    assert plan.server[:3] == ["/usr/bin/env", "APPTAINER_CONFIGDIR=/c", "/a"]
+    assert "--grpc-address=0.0.0.0" in plan.server
+
+
+def server_part(argv: list[str]) -> list[str]:
+    """The server's own command in the front door's command line (after its ``--``)."""
+    return argv[argv.index("--") + 1 :]
 
 
 def test_container_plan_cpu_has_no_nv() -> None:
     plan = runtime.container_plan(
-        "singularity", "/s", "/img", "/repo", PORTS, [], [], [], "gt-2", config_dir="/c"
+        "singularity", "/s", "/img", "/repo", PORTS, [], [], [], "gt-2", config_dir="/c", door_dir="/d"
     )
     assert "--nv" not in plan.prepare[0]
-    assert plan.server[:6] == [
+    assert server_part(plan.server)[:6] == [
         "/usr/bin/env",
         "SINGULARITY_CONFIGDIR=/c",
         "/s",
@@ -166,6 +234,8 @@ def standin(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
 def sandbox(tmp_path: Path) -> Path:
     image = tmp_path / "image.sandbox"
     write_executable(image / "opt" / "tritonserver" / "bin" / "tritonserver", '#!/bin/sh\necho "args:$*"\n')
+    (image / "usr" / "bin").mkdir(parents=True)
+    (image / "usr" / "bin" / "python3").symlink_to(os.path.realpath(sys.executable))  # the relay's
     return image
 
 
@@ -178,13 +248,15 @@ def test_standin_accepts_the_plan_and_maps_binds(tmp_path: Path, sandbox: Path) 
         str(STANDIN_APPTAINER),
         str(sandbox),
         str(repository),
-        PORTS,
+        Ports(free_port(), free_port(), free_port()),  # the front door binds them
         ["m"],
         [],
         [H100],
         "gt-ok",
         config_dir=str(state),
+        door_dir=str(tmp_path / "door"),
     )
+    (tmp_path / "door").mkdir(mode=0o700)
     # A pool account: HOME unusable, session variables pointing at nothing.
     (tmp_path / "file").write_text("")
     env = {
@@ -237,6 +309,8 @@ def test_standin_needs_a_usable_config_dir_and_session(tmp_path: Path, sandbox: 
         (["exec", "instance://nothere", "tritonserver"], "no instance found with name nothere"),
         (["instance", "stop", "nothere"], "no instance found with name nothere"),
         (["run", "IMG"], "unknown command"),
+        (["instance", "start", "--net", "IMG", "n"], "--network=none"),  # bridge, as Apptainer defaults to
+        (["instance", "start", "--network", "bridge", "IMG", "n"], "--network=none"),
     ],
 )
 def test_standin_rejects_what_apptainer_rejects(
@@ -245,6 +319,36 @@ def test_standin_rejects_what_apptainer_rejects(
     result = standin(*[str(sandbox) if arg == "IMG" else arg for arg in args], state=tmp_path / "state")
     assert result.returncode == 255
     assert message in result.stderr
+
+
+#: Binds the port sys.argv[1] of 127.0.0.1 (bound on the host already), connects to it over loopback, and
+#: prints its network namespace.
+OWN_LOOPBACK = """
+import os, socket, sys
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+socket.create_connection(listener.getsockname(), timeout=5).close()
+print(os.readlink("/proc/self/ns/net"))
+"""
+
+
+def test_standin_gives_network_none_a_loopback_of_its_own(tmp_path: Path, sandbox: Path) -> None:
+    """As Apptainer's: the instance's loopback is up and apart from the host's."""
+    state = tmp_path / "state"
+    started = standin("instance", "start", "--net", "--network", "none", str(sandbox), "gt-net", state=state)
+    assert started.returncode == 0, started.stderr
+    script = tmp_path / "own_loopback.py"
+    script.write_text(OWN_LOOPBACK)
+    host = door.listen("127.0.0.1", 0)
+    try:
+        ran = standin(
+            "exec", "instance://gt-net", "python3", str(script), str(host.getsockname()[1]), state=state
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip() != str(Path("/proc/self/ns/net").readlink())
+        assert ran.stdout.strip().startswith("net:[")
+    finally:
+        host.close()
+        assert standin("instance", "stop", "gt-net", state=state).returncode == 0
 
 
 def test_standin_refuses_a_second_instance_of_the_same_name(tmp_path: Path, sandbox: Path) -> None:
@@ -291,7 +395,7 @@ def test_python_backend_paths_that_work(tmp_path: Path) -> None:
 def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> None:
     with pytest.raises(VOConfigError, match="cannot be bound into the container"):
         runtime.container_plan(
-            "apptainer", "/a", "/img", repository, PORTS, [], [], [], "gt-3", config_dir="/c"
+            "apptainer", "/a", "/img", repository, PORTS, [], [], [], "gt-3", config_dir="/c", door_dir="/d"
         )
     with pytest.raises(ConfigError, match="GLIDEIN_TRITON_TLS_"):
         runtime.container_plan(
@@ -306,6 +410,7 @@ def test_container_plan_refuses_paths_apptainer_cannot_bind(repository: str) -> 
             "gt-3",
             same_path_binds=[repository],
             config_dir="/c",
+            door_dir="/d",
         )
 
 
@@ -328,13 +433,16 @@ def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Pa
     repository = tmp_path / "repo"
     repository.mkdir()
     env = {"PATH": "/usr/bin:/bin"}
-    ports = Ports(free_port(), free_port(), free_port())  # the front door binds them
-    if chosen == "process":
-        binary = write_executable(tmp_path / "bin" / "tritonserver", sleeper)
-        plan = runtime.process_plan(str(binary), str(repository), ports, [], [], [], memory_limit=300)
-    else:
-        config_dir = tmp_path / "config"
-        plan = runtime.container_plan(
+    config_dir = tmp_path / "config"
+    binary = write_executable(tmp_path / "bin" / "tritonserver", sleeper)
+
+    def plan_for(name: str, limit: int) -> LaunchPlan:
+        """A plan on ports of its own (its front door binds them), in an instance of its own."""
+        ports = Ports(free_port(), free_port(), free_port())
+        if chosen == "process":
+            return runtime.process_plan(str(binary), str(repository), ports, [], [], [], memory_limit=limit)
+        (tmp_path / name).mkdir(mode=0o700)
+        return runtime.container_plan(
             chosen,
             str(STANDIN_APPTAINER),
             str(sandbox),
@@ -343,35 +451,32 @@ def test_the_memory_limit_is_set_on_the_server_alone(tmp_path: Path, sandbox: Pa
             [],
             [],
             [],
-            "gt-limit",
+            name,
             config_dir=str(config_dir),
-            memory_limit=300,
+            door_dir=str(tmp_path / name),
+            memory_limit=limit,
         )
+
     ours = data_limit(os.getpid())
+    plan, unlimited_plan = plan_for("gt-limit", 300), plan_for("gt-unlimited", 0)
     server.run_prepare(plan, env, 30)
+    server.run_prepare(unlimited_plan, env, 30)
     state = server.launch(plan, tmp_path / "server.log", env, 1.0)
-    moved = list(plan.server)
-    if chosen == "process":  # another front door, on other ports
-        for name, port in dataclasses.asdict(ports).items():
-            moved = [
-                option.replace(f"--{name}-port={port}", f"--{name}-port={free_port()}") for option in moved
-            ]
-    unlimited_plan = dataclasses.replace(plan, memory_limit=0, server=moved)
     unlimited = server.launch(unlimited_plan, tmp_path / "other.log", env, 1.0)
     try:
         deadline = time.monotonic() + 10
-        while not (sleeping := sleepers(state.pgid)):
-            assert time.monotonic() < deadline, "the server did not start"
+        while not (sleeping := sleepers(state.pgid)) or not sleepers(unlimited.pgid):
+            assert time.monotonic() < deadline, "the servers did not start"
             time.sleep(0.02)
         assert [data_limit(pid) for pid in sleeping] == [str(300 << 20)]
-        assert data_limit(state.pid) == str(300 << 20)  # the front door that runs it, in the process runtime
+        assert data_limit(state.pid) == str(300 << 20)  # the front door that runs it
         assert state.memory_limit == 300
         assert state.launch_plan().memory_limit == 300  # kept for restarts
         assert data_limit(os.getpid()) == ours
-        assert data_limit(unlimited.pid) == ours
+        assert [data_limit(pid) for pid in [unlimited.pid, *sleepers(unlimited.pgid)]] == [ours, ours]
         if chosen != "process":
-            (row,) = json.loads(standin("instance", "list", "--json", state=config_dir).stdout)["instances"]
-            assert data_limit(row["pid"]) == ours  # the instance's own process
+            rows = json.loads(standin("instance", "list", "--json", state=config_dir).stdout)["instances"]
+            assert [data_limit(row["pid"]) for row in rows] == [ours, ours]  # the instances' own processes
     finally:
         server.stop(unlimited, env)
         server.stop(state, env)

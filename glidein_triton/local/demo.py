@@ -48,12 +48,17 @@ class DemoGlidein:
 
 
 def make_standin_image(root: Path, launcher: Path) -> Path:
-    """A sandbox 'image' for the stand-in apptainer: the launcher at /opt/tritonserver/bin/tritonserver."""
+    """A sandbox 'image' for the stand-in apptainer: the launcher at /opt/tritonserver/bin/tritonserver,
+    and a python3 (this one) at /usr/bin/python3, as in Triton's images (the front door's relay runs it)."""
     image = root / "tritonserver.sandbox"
     binary = image / "opt" / "tritonserver" / "bin" / "tritonserver"
     binary.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(launcher, binary)
     binary.chmod(0o755)
+    python = image / "usr" / "bin" / "python3"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.unlink(missing_ok=True)
+    python.symlink_to(os.path.realpath(sys.executable))
     return image
 
 

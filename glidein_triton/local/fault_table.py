@@ -85,6 +85,15 @@ FAULTS = (
         left="nothing (the instance is stopped)",
     ),
     Fault(
+        "image_without_python",
+        "Image without python3",
+        "a sandbox image with `tritonserver` but no `python3`, which runs the front door's relay",
+        "failure",
+        "VO_Config",
+        "the image needs python3",
+        left="nothing (the instance is stopped)",
+    ),
+    Fault(
         "unbindable_repository",
         "Model repository Apptainer cannot bind",
         "apptainer runtime, the model repository path contains `:`",

@@ -104,6 +104,7 @@ def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | N
         remove(directory / name)
     if not problems:  # else the instance records stay, for a later instance stop
         shutil.rmtree(directory / runtime.CONFIG_DIR_NAME, ignore_errors=True)
+        shutil.rmtree(directory / runtime.DOOR_DIR_NAME, ignore_errors=True)  # the container's sockets
     remove(state_path)
     LOG.info(
         "stopped tritonserver (pid %d, %s%s) after %.0f s: %s",

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import importlib
+import json
 import os
 import resource
 import selectors
@@ -589,7 +591,200 @@ def command(*arguments: str) -> list[str]:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(entry(sys.argv[1:]))
+
+
+# The container runtime: the server runs in an Apptainer instance with a network namespace of its own
+# (--net --network none), its gRPC on a Unix socket of the plugin's door directory (bound into the
+# instance), its HTTP and metrics on the instance's loopback, which a relay run inside the instance (the
+# image's python3 running this file) brings to Unix sockets of that directory. On the host, the door
+# listens on the loopback ports for the glidein's uid and forwards to those sockets.
+
+CONTAINER_MODE = "--container"
+RELAY_MODE = "--relay"
+RELAY_READY_TIMEOUT = 120.0
+RELAY_STOP_GRACE = 5.0
+NO_RELAY = "the front door's relay (the server image's python3) did not start in the server's container"
+NO_RELAY_EXIT = 79
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove the Unix socket at ``path`` if nothing listens on it (a killed server or relay left it
+    behind); OSError if something does (another door's: never taken over)."""
+    try:
+        if not stat.S_ISSOCK(Path(path).lstat().st_mode):
+            return
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            Path(path).unlink()
+            return
+    raise OSError(errno.EADDRINUSE, f"{path} is in use by another server or relay")
+
+
+def relay_listener(path: str) -> socket.socket:
+    """A Unix socket listening at ``path`` (a stale socket there is replaced), mode 0600."""
+    remove_stale_socket(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    Path(path).chmod(0o600)
+    listener.listen(1024)
+    return listener
+
+
+def serve_relay(listener: socket.socket, target: str, slots: threading.BoundedSemaphore) -> None:
+    """Forward every connection to ``listener`` to ``target`` (no check: its directory is the check)."""
+    while True:
+        connection, _ = listener.accept()
+        if not slots.acquire(blocking=False):
+            close_now(connection)
+            continue
+        route = Route(target)
+        threading.Thread(target=forward, args=(connection, route, b"", slots), daemon=True).start()
+
+
+def relay_main(argv: Sequence[str]) -> int:
+    """Inside the instance: ``--relay unix:PATH=HOST:PORT`` (repeated) listens at each PATH and forwards
+    to HOST:PORT; prints ``ready`` once every socket listens."""
+    parser = argparse.ArgumentParser(prog=f"{PROGRAM} {RELAY_MODE}")
+    parser.add_argument(RELAY_MODE, action="append", default=[], dest="relays", help="unix:PATH=HOST:PORT")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    arguments = parser.parse_args(argv)
+    slots = threading.BoundedSemaphore(arguments.max_connections)
+    threads = []
+    try:
+        for text in arguments.relays:
+            path, _, target = text.rpartition("=")
+            if not path.startswith(UNIX_PREFIX) or ":" not in target:
+                raise ValueError(f"relay {text!r} is not unix:PATH=HOST:PORT")
+            listener = relay_listener(path[len(UNIX_PREFIX) :])
+            threads.append(threading.Thread(target=serve_relay, args=(listener, target, slots), daemon=True))
+    except (ValueError, OSError) as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
+        return 2
+    raise_descriptor_limit()
+    for thread in threads:
+        thread.start()
+    print("ready", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        for thread in threads:
+            thread.join()
+    return 0
+
+
+def start_relay(command: Sequence[str], timeout: float) -> subprocess.Popen[bytes] | None:
+    """Run the relay's command; the relay once it said ``ready``, else None (it is stopped)."""
+    output, said_to = os.pipe()
+    try:
+        relay = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=said_to)
+    except OSError as error:
+        os.close(output)
+        print(f"{PROGRAM}: {NO_RELAY}: {error}", file=sys.stderr, flush=True)
+        return None
+    finally:
+        os.close(said_to)
+    said = b""
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(output, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while b"ready\n" not in said and time.monotonic() < deadline:
+            if waiting.select(max(0.0, deadline - time.monotonic())):
+                chunk = os.read(output, 64)
+                if not chunk:
+                    break
+                said += chunk
+    os.close(output)
+    if b"ready\n" in said:
+        return relay
+    end(relay, RELAY_STOP_GRACE)
+    code = relay.returncode
+    print(f"{PROGRAM}: {NO_RELAY} (exit code {code}, output {said[-200:]!r})", file=sys.stderr, flush=True)
+    return None
+
+
+def end(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; reaped."""
+    with contextlib.suppress(OSError):
+        process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            process.kill()
+        process.wait()
+
+
+def container_main(argv: Sequence[str]) -> int:
+    """On the host: ``--container --directory DIR --route HOST:PORT=unix:NAME ... --relay-command JSON --
+    SERVER...``: the listeners bound, the relay started (and ready), then the server; the door serves
+    until the server ends (the relay is stopped then, and the server if the relay ends first)."""
+    parser = argparse.ArgumentParser(prog=f"{PROGRAM} {CONTAINER_MODE}")
+    parser.add_argument("--directory", required=True, help="the door directory: Unix targets are in it")
+    parser.add_argument("--route", action="append", default=[], help="KIND@HOST:PORT=unix:NAME")
+    parser.add_argument("--relay-command", required=True, help="the relay's command line, a JSON list")
+    parser.add_argument("--relay-timeout", type=float, default=RELAY_READY_TIMEOUT)
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    parser.add_argument("--first-bytes-timeout", type=float, default=DEFAULT_FIRST_BYTES_TIMEOUT)
+    parser.add_argument("server", nargs="+", help="the server's command line (an exec into the instance)")
+    arguments = parser.parse_args(argv)
+    try:
+        relay_command = json.loads(arguments.relay_command)
+        if not (isinstance(relay_command, list) and all(isinstance(w, str) for w in relay_command)):
+            raise ValueError(f"--relay-command {arguments.relay_command!r} is not a JSON list of strings")
+        os.chdir(arguments.directory)  # Unix targets by name: a long glidein path stays within 107 bytes
+        routes = [(listen_at(address), route) for _, address, route in map(parse_route, arguments.route)]
+        for _, route in routes:
+            if route.target.startswith(UNIX_PREFIX):
+                remove_stale_socket(route.target[len(UNIX_PREFIX) :])
+    except (ValueError, OSError) as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
+        return 2
+    raise_descriptor_limit()
+    relay = start_relay(relay_command, arguments.relay_timeout)
+    if relay is None:
+        return NO_RELAY_EXIT
+    try:
+        server = subprocess.Popen(arguments.server, stdin=subprocess.DEVNULL)
+    except OSError as error:
+        end(relay, RELAY_STOP_GRACE)
+        print(f"{PROGRAM}: cannot run {arguments.server[0]}: {error}", file=sys.stderr, flush=True)
+        return 2
+    stopping = threading.Event()
+
+    def relay_signal(number: int, _: object) -> None:
+        stopping.set()
+        for process in (server, relay):
+            with contextlib.suppress(OSError):
+                process.send_signal(number)
+
+    def watch_relay() -> None:
+        relay.wait()
+        if not stopping.is_set():
+            print(f"{PROGRAM}: the relay ended (exit code {relay.returncode})", file=sys.stderr, flush=True)
+            with contextlib.suppress(OSError):
+                server.terminate()
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, relay_signal)
+    door = Door(routes, os.getuid(), arguments.max_connections, arguments.first_bytes_timeout)
+    threading.Thread(target=door.serve_forever, daemon=True).start()
+    threading.Thread(target=watch_relay, daemon=True).start()
+    code = server.wait()
+    stopping.set()
+    end(relay, RELAY_STOP_GRACE)
+    return code if code >= 0 else 128 - code
+
+
+def entry(argv: Sequence[str]) -> int:
+    """The door's modes: the relay (inside an instance), the container runtime's door, or :func:`main`."""
+    if argv[:1] == [RELAY_MODE]:
+        return relay_main(argv)
+    if argv[:1] == [CONTAINER_MODE]:
+        return container_main(argv[1:])
+    return main(argv)
 
 
 if __name__ == "__main__":

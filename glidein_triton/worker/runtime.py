@@ -3,7 +3,12 @@
 * ``process``: the ``tritonserver`` binary runs directly on the node.
 * ``apptainer`` / ``singularity``: ``$SINGULARITY_PATH instance start [--nv] --bind <repo>:/models <image>
   <instance>`` starts a named instance, ``$SINGULARITY_PATH exec instance://<instance> tritonserver ...``
-  runs the server in it, and ``$SINGULARITY_PATH instance stop <instance>`` ends it.
+  runs the server in it, and ``$SINGULARITY_PATH instance stop <instance>`` ends it. With every port on
+  loopback, the instance has a network namespace of its own (``--net --network none``) and the front door
+  (:mod:`door`, ``--container``) runs that exec: the server's gRPC listens on a Unix socket of the plugin's
+  door directory (bound at /door), its HTTP and metrics on the instance's loopback, brought to Unix sockets
+  there by a relay (``door.py --relay`` run by the image's python3), and the door's loopback listeners on
+  the host admit the glidein's uid only.
 
 Apptainer keeps its instance records under its config dir (``$HOME/.apptainer`` by default), and only
 commands run with the same one see an instance. A pool account's HOME may be missing or read-only, so
@@ -16,6 +21,7 @@ the cleanup, the agent and a restart run them with the same config dir whatever 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -45,6 +51,18 @@ CONFIG_DIR_NAME = "apptainer"
 CONFIG_DIR_VARIABLES = {"apptainer": "APPTAINER_CONFIGDIR", "singularity": "SINGULARITY_CONFIGDIR"}
 #: Unset for ``instance start``.
 SESSION_VARIABLES = ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR")
+#: The plugin's door directory (<triton dir>/door, 0700) and where it is bound in the instance (read-write:
+#: the server and the relay make their sockets there); the door's code, bound read-only.
+DOOR_DIR_NAME = "door"
+CONTAINER_DOOR = "/door"
+CONTAINER_DOOR_CODE = "/glidein-triton-door"
+CONTAINER_PYTHON = "python3"
+#: The sockets of the door directory: Triton names its gRPC socket ``<--grpc-address>:<--grpc-port>``
+#: (measured on 2.51: ``--grpc-address=unix:/door/grpc.sock --grpc-port=8001`` makes
+#: ``/door/grpc.sock:8001``); the relay's HTTP socket is also the plugin's own route to the server.
+GRPC_SOCKET = "grpc.sock"
+HTTP_SOCKET = "http.sock"
+METRICS_SOCKET = "metrics.sock"
 
 
 def server_options(
@@ -199,10 +217,14 @@ def container_plan(
     operator_options: Sequence[str] = (),
     cuda_visible_devices: str = "",
     config_dir: str,
+    door_dir: str,
     memory_limit: int = 0,
     cvmfs_mount: str = "",
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
+
+    With ``grpc_address`` on loopback (jobs of this glidein only) the server is behind the front door
+    (:func:`container_door`), its sockets in ``door_dir``; in remote mode its ports are the host's.
 
     ``cvmfs_mount`` (where cvmfsexec mounted CVMFS) is bound at /cvmfs too, as GlideinWMS binds it into
     its containers, so that paths and links on /cvmfs resolve inside the instance.
@@ -218,9 +240,16 @@ def container_plan(
     for path in same_path_binds:
         bindable(path, "GLIDEIN_TRITON_TLS_* or the glidein directory", ConfigError)
     bindable(cvmfs_mount, cvmfs.MOUNT_DIR_KEY, ConfigError)
+    behind = grpc_address == LOOPBACK
     start = [*in_config_dir(runtime, config_dir, SESSION_VARIABLES), singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
+    if behind:
+        bindable(door_dir, "the glidein directory", ConfigError)
+        bindable(str(Path(door.__file__).parent), "the plugin's directory", ConfigError)
+        start += ["--net", "--network", "none", "--bind", f"{door_dir}:{CONTAINER_DOOR}"]
+        start += ["--bind", f"{door.CODE_ROOT}:{CONTAINER_DOOR_CODE}:ro"]
+        grpc_address = f"{door.UNIX_PREFIX}{CONTAINER_DOOR}/{GRPC_SOCKET}"
     start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
     for path in same_path_binds:
         start += ["--bind", f"{path}:{path}:ro"]
@@ -236,15 +265,44 @@ def container_plan(
         operator_options,
     )
     run += [f"instance://{instance}", CONTAINER_SERVER, *options]
+    metrics = METRICS_OFF not in options
+    if behind:
+        exec_prefix = [*in_config_dir(runtime, config_dir), singularity_path, "exec"]
+        run = container_door(exec_prefix, instance, ports, metrics, door_dir, run)
     return LaunchPlan(
+        plugin_socket=str(Path(door_dir, HTTP_SOCKET)) if behind else "",
         runtime=runtime,
         server=run,
         prepare=[start],
         teardown=[[*in_config_dir(runtime, config_dir), singularity_path, "instance", "stop", instance]],
         instance=instance,
-        metrics=METRICS_OFF not in options,
+        metrics=metrics,
         memory_limit=memory_limit,
     )
+
+
+def container_door(
+    exec_prefix: Sequence[str],
+    instance: str,
+    ports: Ports,
+    metrics: bool,
+    door_dir: str,
+    server: Sequence[str],
+) -> list[str]:
+    """The front door's command for a server run by ``server`` (an exec into ``instance``): loopback
+    listeners on the host (the server's ports) to the Unix sockets of ``door_dir``, and the relay, run by
+    ``exec_prefix`` in the instance, from the instance's loopback to those sockets."""
+    relayed = [(ports.http, HTTP_SOCKET)] + ([(ports.metrics, METRICS_SOCKET)] if metrics else [])
+    relay = [*exec_prefix, f"instance://{instance}", CONTAINER_PYTHON, "-I", "-S", "-c", door.BOOTSTRAP]
+    relay.append(CONTAINER_DOOR_CODE)
+    for port, name in relayed:
+        relay += [door.RELAY_MODE, f"{door.UNIX_PREFIX}{CONTAINER_DOOR}/{name}={LOOPBACK}:{port}"]
+    kinds = [("http", *relayed[0])] + [("metrics", *relayed[1])] * metrics
+    routes = [*kinds, ("grpc", ports.grpc, f"{GRPC_SOCKET}:{ports.grpc}")]
+    argv = door.command(door.CONTAINER_MODE, "--directory", door_dir)
+    for kind, port, name in routes:
+        argv += ["--route", f"{kind}@{LOOPBACK}:{port}={door.UNIX_PREFIX}{name}"]
+    return [*argv, "--relay-command", json.dumps(relay), "--", *server]
 
 
 def in_config_dir(runtime: str, config_dir: str, unset: Sequence[str] = ()) -> list[str]:

@@ -19,6 +19,8 @@ from glidein_triton.worker.errors import (
     PortInUseError,
     ReadinessTimeoutError,
     ServerStartError,
+    TritonSetupError,
+    VOConfigError,
 )
 from glidein_triton.worker.state import PLUGIN_SOCKET_NAME, LaunchPlan, ServerState
 from glidein_triton.worker.triton_api import Server
@@ -107,7 +109,8 @@ def launch(
     if tag:
         env[processes.TAG_VARIABLE] = tag
     LOG.info("starting %s", plan.server)
-    socket_path = plugin_socket or log_path.parent / PLUGIN_SOCKET_NAME
+    socket_path = Path(plan.plugin_socket) if plan.plugin_socket else None
+    socket_path = socket_path or plugin_socket or log_path.parent / PLUGIN_SOCKET_NAME
     argv = runtime.behind_door(plan, socket_path)
     try:
         pid = spawn_detached(argv, env, log_path, plan.memory_limit * MIB)
@@ -122,7 +125,7 @@ def launch(
         stop_grace=stop_grace,
         started_at=time.time(),
         process_tag=tag,
-        plugin_socket=str(socket_path) if argv != plan.server else "",
+        plugin_socket=str(socket_path) if argv != plan.server or plan.plugin_socket else "",
     )
 
 
@@ -165,12 +168,10 @@ def limit_is_the_cause(state: ServerState, log_text: str, code: int | None) -> b
     return used >= state.memory_limit - LIMIT_MARGIN_MIB
 
 
-def exit_error(state: ServerState, code: int) -> ServerStartError:
-    """The error of a server that exited before it was ready, from its log: the cause it names first."""
-    evidence = _evidence(state.argv, code, state.log_path)
-    text = server_report.read_log(state.log_path)
-    tail = log_tail(state.log_path)
-    said = door_line(tail) or _first_error(text)
+def door_error(tail: str, said: str, evidence: str) -> TritonSetupError | None:
+    """The error of a front door that could not start the server (None when the log does not say so): no
+    namespace of its own for the process runtime's server; the container's relay did not start (the VO's
+    when the image has no python3, else what the runtime said)."""
     if door.NO_NAMESPACE in tail:
         return ServerStartError(
             f"the front door found {door.NO_NAMESPACE}, so the server is not started (its HTTP API would "
@@ -178,14 +179,37 @@ def exit_error(state: ServerState, code: int) -> ServerStartError:
             f"(user.max_user_namespaces > 0): {said}",
             evidence=evidence,
         )
+    lines = tail.splitlines()
+    ended = next((index for index, line in enumerate(lines) if door.NO_RELAY in line), None)
+    if ended is None:
+        return None
+    said = next((line.strip() for line in lines[:ended] if runtime.CONTAINER_PYTHON in line), "")
+    if said:
+        message = (
+            f"{door.NO_RELAY}: the image needs {runtime.CONTAINER_PYTHON} (GLIDEIN_TRITON_IMAGE): {said}"
+        )
+        return VOConfigError(message, evidence=evidence)
+    before = lines[ended - 1].strip() if ended else "no output"
+    return ServerStartError(f"{door.NO_RELAY}: {before}", evidence=evidence)
+
+
+def exit_error(state: ServerState, code: int) -> TritonSetupError:
+    """The error of a server that exited before it was ready, from its log: the cause it names first."""
+    evidence = _evidence(state.argv, code, state.log_path)
+    text = server_report.read_log(state.log_path)
+    tail = log_tail(state.log_path)
+    said = door_line(tail) or _first_error(text)
+    refused = door_error(tail, said, evidence)
+    if refused is not None:
+        return refused
     if any(word in tail for word in PORT_CLASH_WORDS):
         return PortInUseError(f"tritonserver could not bind its ports: {said}", evidence=evidence)
-    refused = triton_release.unrecognized_option(tail)
-    if refused:
+    option = triton_release.unrecognized_option(tail)
+    if option:
         return OptionRefusedError(
-            f"tritonserver does not accept {refused}: the server's Triton release is older than "
+            f"tritonserver does not accept {option}: the server's Triton release is older than "
             "that option (docs/images.md lists what each release supports)",
-            option=refused,
+            option=option,
             evidence=evidence,
         )
     if limit_is_the_cause(state, text, code):

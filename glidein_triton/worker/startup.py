@@ -204,8 +204,10 @@ def plan_for(
     LOG.info("%s", release.describe())
     executable = runtime.find_container_runtime(chosen, config, search_path)
     config_dir = state_dir(config.work_dir) / runtime.CONFIG_DIR_NAME
-    with writing_in(config_dir):
-        files.private_directory(config_dir)
+    door_dir = state_dir(config.work_dir) / runtime.DOOR_DIR_NAME
+    for directory in (config_dir, door_dir):
+        with writing_in(directory):
+            files.private_directory(directory)
     return runtime.container_plan(
         chosen,
         executable,
@@ -223,6 +225,7 @@ def plan_for(
         operator_options=settings.server_args,
         cuda_visible_devices=cuda_visible_devices,
         config_dir=str(config_dir),
+        door_dir=str(door_dir),
         memory_limit=data_limit,
         cvmfs_mount=cvmfs.mount_dir(config),
     )

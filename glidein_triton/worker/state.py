@@ -63,6 +63,9 @@ class LaunchPlan:
     metrics: bool = True
     #: The server's data size limit (RLIMIT_DATA) in MiB; 0: none (GLIDEIN_TRITON_SERVER_MEMORY_LIMIT)
     memory_limit: int = 0
+    #: The front door's plugin route when the plan's command is the door itself (the container runtime's);
+    #: empty: the process runtime's default (``admin.sock`` beside ``server.log``)
+    plugin_socket: str = ""
 
 
 @dataclass
@@ -158,6 +161,7 @@ class ServerState:
             teardown=self.teardown,
             instance=self.instance,
             memory_limit=self.memory_limit,
+            plugin_socket=self.plugin_socket if self.runtime != "process" else "",
         )
 
     def save(self, path: Path) -> None:

@@ -104,17 +104,18 @@ def check_instances(server: ServerRuntime) -> Finding:
     )
 
 
-def sandbox_server(image: Path) -> str:
-    """The tritonserver inside a sandbox image directory, or ``""``."""
+def sandbox_program(image: Path, name: str) -> str:
+    """The program ``name`` inside a sandbox image directory (its path in the image), or ``""``."""
     for directory in SERVER_PATHS:
-        candidate = image / directory / "tritonserver"
-        if candidate.is_file():
+        candidate = image / directory / name
+        if candidate.is_file() or candidate.is_symlink():  # /usr/bin/python3 is often a link
             return str(candidate.relative_to(image))
     return ""
 
 
 def check_local_image(path: Path) -> Finding:
-    """An image on this node's file system: a SIF file, or a sandbox directory holding tritonserver."""
+    """An image on this node's file system: a SIF file, or a sandbox directory holding tritonserver and the
+    python3 that runs the front door's relay."""
     if not path.exists():
         notes: tuple[str, ...] = ()
         if str(path).startswith("/cvmfs/"):
@@ -124,10 +125,17 @@ def check_local_image(path: Path) -> Finding:
         return Finding("image", FAIL, f"server image {path} is not readable")
     if not path.is_dir():
         return Finding("image", OK, f"image file {path}, {path.stat().st_size / 1024**2:.0f} MiB, readable")
-    inside = sandbox_server(path)
+    inside = sandbox_program(path, "tritonserver")
     if not inside:
         return Finding(
             "image", FAIL, f"sandbox image {path} has no tritonserver in {', '.join(SERVER_PATHS)}"
+        )
+    if not sandbox_program(path, runtime.CONTAINER_PYTHON):
+        return Finding(
+            "image",
+            FAIL,
+            f"sandbox image {path} has no {runtime.CONTAINER_PYTHON} in {', '.join(SERVER_PATHS)}, "
+            "which runs the front door's relay",
         )
     return Finding("image", OK, f"sandbox directory {path}, with /{inside}")
 
