@@ -94,7 +94,7 @@ def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(
     directory = tmp_path / "door"
     directory.mkdir(mode=0o700)
     path = directory / runtime.HTTP_SOCKET
-    argv = [python, "-I", "-S", door.__file__, door.RELAY_MODE]
+    argv = [python, "-I", "-S", "-c", door.BOOTSTRAP, str(door.CODE_ROOT), door.RELAY_MODE]
     argv.append(f"unix:{path}=127.0.0.1:{backend.getsockname()[1]}")
     relay = start_relay(argv)
     try:
@@ -120,8 +120,8 @@ def container_door(tmp_path: Path, relay_seconds: float) -> subprocess.Popen[str
     """The container runtime's door with a relay that says ready and lives ``relay_seconds``, and a
     sleeper for server."""
     relay = f"print('ready', flush=True); import time; time.sleep({relay_seconds})"
-    argv = [sys.executable, "-I", "-S", door.__file__, door.CONTAINER_MODE, "--directory", str(tmp_path)]
-    argv += ["--route", f"127.0.0.1:{free_port()}=unix:{runtime.HTTP_SOCKET}"]
+    argv = door.command(door.CONTAINER_MODE, "--directory", str(tmp_path))
+    argv += ["--route", f"http@127.0.0.1:{free_port()}=unix:{runtime.HTTP_SOCKET}"]
     argv += ["--relay-command", json.dumps([sys.executable, "-c", relay]), "--", "sleep", "600"]
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
 

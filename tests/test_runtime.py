@@ -87,7 +87,7 @@ def test_container_plan_argv_with_gpu() -> None:
             "--bind",
             "/glidein/triton/door:/door",
             "--bind",
-            f"{Path(door.__file__).parent}:/glidein-triton-door:ro",
+            f"{door.CODE_ROOT}:/glidein-triton-door:ro",
             "--bind",
             "/cvmfs/repo:/models:ro",
             "/cvmfs/img",
@@ -111,21 +111,18 @@ def test_container_plan_argv_with_gpu() -> None:
     # The front door on the host: the server's ports for the glidein's uid, to the door directory's sockets;
     # the relay in the instance, from its loopback to the HTTP and metrics sockets.
     relay = json.loads(plan.server[plan.server.index("--relay-command") + 1])
-    assert plan.server[: plan.server.index("--relay-command")] == [
-        sys.executable,
-        "-I",
-        "-S",
-        door.__file__,
+    assert plan.server[: plan.server.index("--relay-command")] == door.command(
         "--container",
         "--directory",
         "/glidein/triton/door",
         "--route",
-        "127.0.0.1:8000=unix:http.sock",
+        "http@127.0.0.1:8000=unix:http.sock",
         "--route",
-        "127.0.0.1:8002=unix:metrics.sock",
+        "metrics@127.0.0.1:8002=unix:metrics.sock",
         "--route",
-        "127.0.0.1:8001=unix:grpc.sock:8001",
-    ]
+        "grpc@127.0.0.1:8001=unix:grpc.sock:8001",
+    )
+    assert plan.plugin_socket == "/glidein/triton/door/http.sock"
     assert relay == [
         *in_config_dir,
         "/usr/bin/apptainer",
@@ -134,13 +131,15 @@ def test_container_plan_argv_with_gpu() -> None:
         "python3",
         "-I",
         "-S",
-        "/glidein-triton-door/door.py",
+        "-c",
+        door.BOOTSTRAP,
+        "/glidein-triton-door",
         "--relay",
         "unix:/door/http.sock=127.0.0.1:8000",
         "--relay",
         "unix:/door/metrics.sock=127.0.0.1:8002",
     ]
-    assert runtime.behind_door(plan) == plan.server
+    assert runtime.behind_door(plan, Path("/glidein/triton/admin.sock")) == plan.server
 
 
 def test_a_remote_grpc_server_is_not_behind_the_door() -> None:

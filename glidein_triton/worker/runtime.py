@@ -297,8 +297,9 @@ def container_door(
     relay.append(CONTAINER_DOOR_CODE)
     for port, name in relayed:
         relay += [door.RELAY_MODE, f"{door.UNIX_PREFIX}{CONTAINER_DOOR}/{name}={LOOPBACK}:{port}"]
-    kinds = [("http", *relayed[0])] + [("metrics", *relayed[1])] * metrics
-    routes = [*kinds, ("grpc", ports.grpc, f"{GRPC_SOCKET}:{ports.grpc}")]
+    kinds = ["http", "metrics"]
+    routes = [(kind, *route) for kind, route in zip(kinds, relayed)]
+    routes.append(("grpc", ports.grpc, f"{GRPC_SOCKET}:{ports.grpc}"))
     argv = door.command(door.CONTAINER_MODE, "--directory", door_dir)
     for kind, port, name in routes:
         argv += ["--route", f"{kind}@{LOOPBACK}:{port}={door.UNIX_PREFIX}{name}"]
