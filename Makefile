@@ -55,8 +55,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 
-# The pure logic alone, in parallel: no real server (server), no script or simulated glidein run end to end
-# and no pip install (scripts); under 30 s on 2 cores.
+# The pure logic alone, in parallel: no real server (server), no script or simulated glidein run end to end,
+# no make dist and no pip install (scripts); under 30 s on 2 cores.
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 -m 'not server and not scripts'
 
