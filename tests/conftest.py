@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
+from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import token
 from glidein_triton.worker.state import state_dir
@@ -18,6 +19,37 @@ from .support import FIXTURES, assert_nothing_left, recorded_state
 
 #: Real nvidia-smi outputs (see the README there for their origin).
 NVIDIA_SMI_FIXTURES = FIXTURES / "nvidia-smi"
+#: The tiers by cost that may run scripts end to end, build and install (docs/testing.md); make unit runs neither.
+COSTLY = ("scripts", "server")
+
+
+def costly(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in COSTLY)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Builds (the ``built`` fixture: make dist) belong to the scripts tier: said before the build starts."""
+    if "built" in getattr(item, "fixturenames", ()) and not costly(item):
+        pytest.fail("this test builds the release (the built fixture): mark it @pytest.mark.scripts")
+
+
+@pytest.fixture(autouse=True)
+def _tier_by_cost(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test outside the costly tiers that runs a glidein's scripts end to end fails, naming the marker it
+    needs: ``make unit`` stays the pure logic, and under 30 s."""
+    if costly(request.node):
+        return
+
+    def refused(what: str) -> object:
+        def run(*_: object, **__: object) -> None:
+            pytest.fail(f"this test runs {what} end to end: mark it @pytest.mark.scripts (docs/testing.md)")
+
+        return run
+
+    monkeypatch.setattr(SimulatedGlidein, "run_script", refused("the glidein's custom scripts"))
+    monkeypatch.setattr(SimulatedGlidein, "run_cron_job", refused("the periodic script from the startd cron"))
+    monkeypatch.setattr(SimulatedGlidein, "run_cleanup", refused("the glidein's cleanup scripts"))
+    monkeypatch.setattr(hooks_sim, "start_job", refused("a job with its pre-job"))
 
 
 @pytest.fixture(scope="session")

@@ -205,12 +205,12 @@ def test_a_server_that_never_answers_times_out_with_evidence(protocol: str) -> N
     fallback_errors: list[Exception] = []
     variable = client.URL_VARIABLES[protocol]
     with pytest.raises(ServerNotReadyError) as raised:
-        connect(protocol, environment={variable: f"127.0.0.1:{port}"}, timeout=0.6)
+        connect(protocol, environment={variable: f"127.0.0.1:{port}"}, timeout=0.3)
     message = str(raised.value)
-    assert f"127.0.0.1:{port} (from ${variable}) was not ready after 0.6 s" in message
+    assert f"127.0.0.1:{port} (from ${variable}) was not ready after 0.3 s" in message
     assert "tries; last:" in message
     connect(
-        protocol, environment={variable: f"127.0.0.1:{port}"}, timeout=0.2, fallback=fallback_errors.append
+        protocol, environment={variable: f"127.0.0.1:{port}"}, timeout=0.1, fallback=fallback_errors.append
     )
     assert isinstance(fallback_errors[0], ServerNotReadyError)
 

@@ -172,6 +172,7 @@ def lcg_python_on(mount: Path) -> Path:
     return on_mount(mount, LCG_RELEASE_PYTHON)
 
 
+@pytest.mark.scripts
 @pytest.mark.usefixtures("no_mount_in_environment")
 def test_the_startup_script_finds_the_lcg_python_under_the_cvmfsexec_mount(
     glidein: SimulatedGlidein, tmp_path: Path

@@ -763,7 +763,7 @@ def fault_cases() -> list[object]:
                 words = [fault.key]
                 words += ["required" if requiring else "not-required"] if len(required) > 1 else []
                 words += [runtime] if len(runtimes) > 1 else []
-                marks = [pytest.mark.server] if found and found.server else []
+                marks = [pytest.mark.server] if found and found.server else [pytest.mark.scripts]
                 cases.append(pytest.param(fault.key, runtime, requiring, id="-".join(words), marks=marks))
     return cases
 

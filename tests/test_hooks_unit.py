@@ -104,6 +104,7 @@ def test_install_prejob_hook_shell_only(tmp_path: Path) -> None:
     assert not [line for line in commands if "python" in line.lower()]
 
 
+@pytest.mark.scripts
 def test_prejob_without_request_returns_at_once(glidein: SimulatedGlidein) -> None:
     hooks.install_prejob(glidein.root)
     job = hooks_sim.start_job(
@@ -125,6 +126,7 @@ def posix_tools(directory: Path) -> str:
     return str(directory)
 
 
+@pytest.mark.scripts
 def test_prejob_waits_for_the_agents_answer_without_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
     hooks.install_prejob(glidein.root)
     report = ["sh", "-c", 'echo "$TRITON_MODELS_STATUS|$TRITON_MODELS_FAILED|$TRITON_MODELS_ERRORS"']
@@ -159,6 +161,7 @@ def test_prejob_waits_for_the_agents_answer_without_python(glidein: SimulatedGli
     assert "not available: simple: refused" in stderr
 
 
+@pytest.mark.scripts
 def test_a_long_wait_for_the_agent_says_what_it_waits_for(glidein: SimulatedGlidein, tmp_path: Path) -> None:
     """A clock that moves 4 s at each look (a fake ``date``): a 60 s wait takes no time and says every 10 s
     what it waits for, then ends with the reason."""
@@ -244,6 +247,7 @@ def test_requested_models_lists_a_repository(tmp_path: Path) -> None:
     assert requested_models(request) == ["a", "b"]
 
 
+@pytest.mark.scripts
 def test_periodic_without_a_server(glidein: SimulatedGlidein) -> None:
     code, attributes, _ = hooks_sim.run_periodic(glidein, {"PATH": os.environ["PATH"]})
     assert (code, attributes) == (0, {"TritonReady": "False"})  # no startup ran: no code dir recorded

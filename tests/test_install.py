@@ -14,6 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from glidein_triton import __version__
 
 from .artefacts import REPO, VENV_TOOLS, Built, installed, new_venv, pip_install
@@ -43,6 +45,7 @@ def run(bin_dir: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.scripts
 def test_the_wheel_alone_has_no_dependencies_and_each_command_names_its_extra(
     built: Built, tmp_path: Path
 ) -> None:
@@ -69,6 +72,7 @@ def test_the_wheel_alone_has_no_dependencies_and_each_command_names_its_extra(
         assert f"pip install '{WHEEL}[{extra}]'" in missing.stderr
 
 
+@pytest.mark.scripts
 def test_the_checkout_installs_the_operator_side_alone(built: Built, tmp_path: Path) -> None:
     checkout = shutil.copytree(
         built.source, tmp_path / "glidein-triton", ignore=shutil.ignore_patterns("dist")
@@ -82,6 +86,7 @@ def test_the_checkout_installs_the_operator_side_alone(built: Built, tmp_path: P
     assert "glidein_triton_worker.tgz" in payload.stdout
 
 
+@pytest.mark.scripts
 def test_the_job_extra_gives_discover_and_no_server(built: Built, tmp_path: Path) -> None:
     bin_dir = new_venv(tmp_path / "venv")
     result = pip_install(bin_dir, f"{built.wheel}[job]", cwd=tmp_path)

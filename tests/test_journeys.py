@@ -164,6 +164,7 @@ def test_a_command_that_exits_otherwise_stops_the_journey(tmp_path: Path) -> Non
     assert "not reached" not in result.stdout
 
 
+@pytest.mark.scripts
 def test_the_factory_journey(tmp_path: Path, built: Built) -> None:
     _, version, payload, check, patch = walk("journey-factory.md", tmp_path, built)
     assert f"glidein-triton {VERSION}" in version.stdout
@@ -183,6 +184,7 @@ def test_the_factory_journey(tmp_path: Path, built: Built) -> None:
     assert '+            <attr name="GLIDEIN_TRITON"' in patch.stdout
 
 
+@pytest.mark.scripts
 def test_the_frontend_journey(tmp_path: Path, built: Built) -> None:
     _, _, patch, excluded = walk("journey-frontend.md", tmp_path, built)
     assert installed(tmp_path / INSTALLED_BIN[0]) - VENV_TOOLS == {

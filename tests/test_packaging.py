@@ -105,12 +105,14 @@ def test_every_importable_directory_is_a_listed_package() -> None:
     )
 
 
+@pytest.mark.scripts
 def test_the_build_is_clean_and_the_wheel_comes_from_the_sdist(artifacts: Artifacts) -> None:
     assert "Building wheel from sdist" in artifacts.log
     assert "is absent from the `packages` configuration" not in artifacts.log
     assert "BuildBackendWarning" not in artifacts.log
 
 
+@pytest.mark.scripts
 def test_the_wheel_carries_templates_images_scripts_models_and_doubles(artifacts: Artifacts) -> None:
     files = artifacts.wheel_files
     missing = [name for name in shipped_data() if name not in files]
@@ -122,6 +124,7 @@ def test_the_wheel_carries_templates_images_scripts_models_and_doubles(artifacts
         assert files[name].external_attr >> 16 & 0o777 == 0o755, name
 
 
+@pytest.mark.scripts
 def test_the_sdist_carries_the_sources_docs_and_tests(artifacts: Artifacts) -> None:
     files = artifacts.sdist_files
     expected = [
@@ -152,6 +155,7 @@ def test_the_sdist_carries_the_sources_docs_and_tests(artifacts: Artifacts) -> N
         assert files[name].mode & 0o777 == 0o755, name
 
 
+@pytest.mark.scripts
 def test_one_version_everywhere(artifacts: Artifacts) -> None:
     source = (REPO / "glidein_triton" / "__init__.py").read_text()
     assert re.findall(r'^__version__ = "([^"]+)"$', source, re.MULTILINE) == [VERSION]
@@ -177,6 +181,7 @@ def test_the_editable_install_finds_the_templates_in_the_top_level_directories()
     assert templates.template_source("elsewhere/x.j2") is None
 
 
+@pytest.mark.scripts
 def test_the_wheel_alone_renders_the_templates_and_has_the_image_definitions(artifacts: Artifacts) -> None:
     # -S: no site, so no editable-install finder; the wheel first, then where this Python finds the
     # operator's dependencies (site-packages, or a directory a .pth file names).

@@ -61,6 +61,7 @@ def test_cleanup_script_runs_before_cvmfs_umount(glidein: SimulatedGlidein, loca
     assert order == [startup.INSTALLED_CLEANUP_SCRIPT, "cvmfs_umount.sh"]
 
 
+@pytest.mark.scripts
 def test_periodic_first_run_reports_ok_and_is_scheduled(glidein: SimulatedGlidein) -> None:
     glidein.set("GLIDEIN_TRITON", "False")
     assert glidein.run_startup().returncode == 0
@@ -81,6 +82,7 @@ def test_periodic_first_run_reports_ok_and_is_scheduled(glidein: SimulatedGlidei
     assert [path.name for path in glidein.root.iterdir() if path.name.startswith("tmp")] == ["tmp"]
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize(("layout", "slots"), [("partitionable", 1), ("fixed", 2), ("fixed", 4)])
 def test_the_cron_reaches_slot_1_only_so_no_other_slot_claims_triton(
     glidein: SimulatedGlidein, layout: str, slots: int
@@ -104,6 +106,7 @@ def test_the_cron_reaches_slot_1_only_so_no_other_slot_claims_triton(
     assert "TritonReady" not in ads[-1] or slots == 1  # slot 2..N never see the cron's output
 
 
+@pytest.mark.scripts
 def test_cron_runs_do_not_report_through_error_gen(glidein: SimulatedGlidein) -> None:
     glidein.set("GLIDEIN_TRITON", "False")
     glidein.run_startup()
@@ -113,6 +116,7 @@ def test_cron_runs_do_not_report_through_error_gen(glidein: SimulatedGlidein) ->
     assert not (glidein.root / "otrb_output.xml").exists()  # script_wrapper.sh reports for the cron runs
 
 
+@pytest.mark.scripts
 def test_a_failing_first_periodic_run_kills_the_glidein_and_is_not_scheduled(
     glidein: SimulatedGlidein,
 ) -> None:
@@ -125,6 +129,7 @@ def test_a_failing_first_periodic_run_kills_the_glidein_and_is_not_scheduled(
     assert not (glidein.root / CRON_INCLUDE).exists()
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize(("options", "kept"), [("nocleanup", True), ("nowait,nocleanup", True), ("", False)])
 def test_nocleanup_keeps_the_work_dir_but_runs_the_cleanup_scripts(
     glidein: SimulatedGlidein, options: str, kept: bool
@@ -161,6 +166,7 @@ def restartable_state(glidein: SimulatedGlidein, argv: list[str], period: float 
     return path
 
 
+@pytest.mark.scripts
 def test_a_second_periodic_run_leaves_the_restart_to_the_first(glidein: SimulatedGlidein) -> None:
     path = restartable_state(glidein, ["/bin/false"])
     with locked(str(path.with_name(RESTART_LOCK_FILE)), timeout=1):  # a first run is restarting
@@ -175,8 +181,10 @@ def test_a_second_periodic_run_leaves_the_restart_to_the_first(glidein: Simulate
     assert state.restarts == 0
 
 
+@pytest.mark.scripts
 def test_a_restart_waits_no_longer_than_the_period(glidein: SimulatedGlidein) -> None:
-    path = restartable_state(glidein, ["/bin/sleep", "600"], period=10)  # never ready
+    # never ready; a period shorter than the settings allow (10 s at least) keeps the test short
+    path = restartable_state(glidein, ["/bin/sleep", "600"], period=5)
     started = time.monotonic()
     try:
         code, attributes, stderr = hooks_sim.run_periodic(glidein, {"PATH": os.environ["PATH"]})
@@ -188,7 +196,7 @@ def test_a_restart_waits_no_longer_than_the_period(glidein: SimulatedGlidein) ->
         assert processes.stop_group(state.pgid, 1.0)
     assert code == 0, stderr
     assert (attributes["TritonRestarts"], attributes["TritonReady"]) == ("1", "False")
-    assert took < 10, stderr  # not the 30 s a restart may wait otherwise (supervisor.RESTART_READY_WAIT)
+    assert took < 5, stderr  # not the 30 s a restart may wait otherwise (supervisor.RESTART_READY_WAIT)
 
 
 @pytest.mark.server

@@ -68,6 +68,7 @@ def test_a_cache_the_site_set_is_kept(tmp_path: Path) -> None:
     assert images.conversion_environment({}, {}) == {}
 
 
+@pytest.mark.scripts
 def test_the_instance_start_gets_the_caches_and_its_time_limit(
     glidein: SimulatedGlidein, tmp_path: Path
 ) -> None:
@@ -111,6 +112,7 @@ def test_run_prepare_reports_a_failed_start_with_its_output() -> None:
     assert "exit code 255\nFATAL: no space" in raised.value.evidence
 
 
+@pytest.mark.scripts
 def test_a_remote_image_is_warned_about_at_startup(glidein: SimulatedGlidein, tmp_path: Path) -> None:
     apptainer = write_executable(
         tmp_path / "bin" / "apptainer", "#!/bin/bash\necho 'FATAL: offline' >&2\nexit 255\n"

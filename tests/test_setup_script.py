@@ -48,6 +48,7 @@ TOOLS = (
 )
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize("switch", [None, "False", "0", "no", " N "])
 def test_switch_off_publishes_has_triton_false(glidein: SimulatedGlidein, switch: str | None) -> None:
     if switch is not None:
@@ -63,6 +64,7 @@ def test_switch_off_publishes_has_triton_false(glidein: SimulatedGlidein, switch
     assert "GLIDEIN_TRITON_PYTHON" not in glidein.config()  # Python was never started
 
 
+@pytest.mark.scripts
 def test_invalid_switch_is_a_config_failure_not_fatal(glidein: SimulatedGlidein) -> None:
     glidein.set("GLIDEIN_TRITON", "maybe")
     result = glidein.run_startup()
@@ -75,6 +77,7 @@ def test_invalid_switch_is_a_config_failure_not_fatal(glidein: SimulatedGlidein)
     assert attributes["TritonFailure"].startswith('"Config: GLIDEIN_TRITON=maybe is not a truth value')
 
 
+@pytest.mark.scripts
 def test_invalid_setting_when_required_fails_the_glidein(glidein: SimulatedGlidein) -> None:
     glidein.set("GLIDEIN_TRITON", "True")
     glidein.set("GLIDEIN_TRITON_REQUIRED", "True")
@@ -88,6 +91,7 @@ def test_invalid_setting_when_required_fails_the_glidein(glidein: SimulatedGlide
     assert glidein.published()[0]["HasTriton"] == "False"
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize("required", [False, True])
 def test_missing_worker_code_is_corruption(glidein: SimulatedGlidein, required: bool) -> None:
     glidein.set("GLIDEIN_TRITON", "True")
@@ -114,6 +118,7 @@ def tools_without_python(bin_dir: Path) -> Path:
     return bin_dir
 
 
+@pytest.mark.scripts
 def test_no_suitable_python(glidein: SimulatedGlidein, tmp_path: Path) -> None:
     bin_dir = tools_without_python(tmp_path / "bin")
     # An old Python, as on some worker nodes: it fails the version check.
@@ -138,6 +143,7 @@ def python36(bin_dir: Path) -> Path:
     return write_executable(link, f'#!/bin/bash\necho "3.6 {link}"\n')
 
 
+@pytest.mark.scripts
 def test_an_el8_python_is_named_in_the_failure_with_what_to_set(
     glidein: SimulatedGlidein, tmp_path: Path
 ) -> None:
@@ -156,6 +162,7 @@ def test_an_el8_python_is_named_in_the_failure_with_what_to_set(
     )
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize("existing", [["log"], ["execute"]])
 def test_the_simulated_condor_startup_fails_on_half_made_monitor_dirs(
     glidein: SimulatedGlidein, existing: list[str]
@@ -167,6 +174,7 @@ def test_the_simulated_condor_startup_fails_on_half_made_monitor_dirs(
         glidein.run_startup()
 
 
+@pytest.mark.scripts
 def test_the_simulated_condor_startup_keeps_both_monitor_dirs(glidein: SimulatedGlidein) -> None:
     (glidein.root / "log").mkdir()
     (glidein.root / "log" / "StartdLog").write_text("kept")

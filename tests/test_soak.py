@@ -15,6 +15,11 @@ from glidein_triton.local import node_usage as resources
 from glidein_triton.local import soak
 from glidein_triton.local.leftovers import SHARED_MEMORY
 
+from .support import AS_ROOT, as_user
+
+#: A uid that no other test runs as.
+SOLE_UID = 40013
+
 REPO = Path(__file__).resolve().parent.parent
 GLIDEIN_TRITON = Path(sys.executable).parent / "glidein-triton"
 
@@ -35,10 +40,14 @@ def test_each_measurement_sees_one_more(tmp_path: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         assert resources.listening_tcp_ports() >= ports + 1
-    processes = resources.user_processes(os.getuid())
-    with subprocess.Popen(["sleep", "30"]) as child:
-        assert resources.user_processes(os.getuid()) >= processes + 1
-        child.kill()
+    # As root, a user of its own: on a shared machine other processes of root come and go meanwhile.
+    uid = SOLE_UID if AS_ROOT else os.getuid()
+    processes = resources.user_processes(uid)
+    with subprocess.Popen(["sleep", "30"], **(as_user(uid) if AS_ROOT else {})) as child:  # type: ignore[call-overload]
+        try:
+            assert resources.user_processes(uid) >= processes + 1
+        finally:
+            child.kill()  # a failed assertion must not wait for the sleep
 
 
 def test_shared_memory_measurements() -> None:

@@ -181,6 +181,7 @@ def test_first_error_skips_the_cpu_nodes_cuda_line_and_ends_at_the_first_newline
     assert server_report.first_error(CUDA_NOISE) == ""
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize("required", [False, True])
 def test_a_misspelled_setting_is_reported_with_the_close_name(
     glidein: SimulatedGlidein, required: bool

@@ -121,6 +121,7 @@ def test_a_bad_value_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "job").exists()
 
 
+@pytest.mark.scripts
 def test_no_match_on_a_glidein_whose_triton_is_off(tmp_path: Path) -> None:
     with local_glidein(tmp_path, settings={"GLIDEIN_TRITON": "False"}) as off:
         assert off.startup.returncode == 0
