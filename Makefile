@@ -22,7 +22,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@echo "make: installing glidein-triton (editable) with the test toolchain, the [test] extra, into $(VENV)"
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP) $(LOCAL_STAMP)
@@ -31,7 +31,7 @@ $(LOCAL_STAMP): pyproject.toml
 	@echo "make demo: installing glidein-triton (editable) with what the demo needs, the [local] extra"
 	@echo "make demo: (the CPU Triton server of nvidia-pytriton, tritonclient, numpy, htcondor, lxml, jinja2)"
 	@echo "make demo: into $(VENV); the first time this downloads a few hundred MB"
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --progress-bar off -e '.[local]'
 	touch $(LOCAL_STAMP)
 
