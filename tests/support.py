@@ -5,18 +5,22 @@ process's limits and memory."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from lxml import etree
 
@@ -378,3 +382,75 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, poll: flo
             return True
         time.sleep(poll)
     return False
+
+
+class Filter(Protocol):
+    """The front door's per-connection filter (glidein_triton.worker.http_filter.HttpFilter and kin)."""
+
+    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]: ...
+    def server_bytes(self, data: bytes) -> bytes: ...
+    @property
+    def ended(self) -> str: ...
+
+
+@contextlib.contextmanager
+def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter]) -> Iterator[int]:
+    """A loopback port whose connections go to ``target`` through a filter each, as the door forwards
+    them: one lock per connection, what a call returns for the client sent under it (so in order), the
+    connection closed once the filter says it ended. Yields the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def pump(
+        source: socket.socket, sink: socket.socket, lock: threading.Lock, step: Callable[[bytes], None]
+    ) -> None:
+        try:
+            while True:
+                data = source.recv(1 << 18)
+                if not data:
+                    break
+                with lock:
+                    step(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve(client: socket.socket) -> None:
+        server = socket.create_connection(target)
+        connections.extend((client, server))
+        connection_filter = make_filter()
+        lock = threading.Lock()
+
+        def close_if_ended() -> None:
+            if connection_filter.ended:
+                for sock in (client, server):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+        def from_client(data: bytes) -> None:
+            forward, answer = connection_filter.client_bytes(data)
+            client.sendall(answer)
+            server.sendall(forward)
+            close_if_ended()
+
+        def from_server(data: bytes) -> None:
+            client.sendall(connection_filter.server_bytes(data))
+            close_if_ended()
+
+        threading.Thread(target=pump, args=(server, client, lock, from_server), daemon=True).start()
+        pump(client, server, lock, from_client)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                threading.Thread(target=serve, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+        for sock in connections:
+            sock.close()
