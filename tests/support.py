@@ -1,7 +1,7 @@
 """Helpers shared by the tests (tests import this module, never each other; conftest.py holds the fixtures):
 the XML fixtures and what a patch changed line by line, a stand-in nvidia-smi, the oldest Python to run the
 worker code with, tiny python-backend models, jobs that hold their models, what a glidein left behind, a
-process's limits and memory."""
+process's limits and memory, a forwarder that applies the front door's filters."""
 
 from __future__ import annotations
 
@@ -399,7 +399,6 @@ def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter
     them: one lock per connection, what a call returns for the client sent under it (so in order), the
     connection closed once the filter says it ended. Yields the port."""
     listener = socket.create_server(("127.0.0.1", 0))
-    connections: list[socket.socket] = []
 
     def pump(
         source: socket.socket, sink: socket.socket, lock: threading.Lock, step: Callable[[bytes], None]
@@ -418,7 +417,6 @@ def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter
 
     def serve(client: socket.socket) -> None:
         server = socket.create_connection(target)
-        connections.extend((client, server))
         connection_filter = make_filter()
         lock = threading.Lock()
 
@@ -438,8 +436,12 @@ def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter
             client.sendall(connection_filter.server_bytes(data))
             close_if_ended()
 
-        threading.Thread(target=pump, args=(server, client, lock, from_server), daemon=True).start()
+        back = threading.Thread(target=pump, args=(server, client, lock, from_server), daemon=True)
+        back.start()
         pump(client, server, lock, from_client)
+        back.join()
+        client.close()
+        server.close()
 
     def accept() -> None:
         with contextlib.suppress(OSError):
@@ -452,5 +454,3 @@ def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter
         yield int(listener.getsockname()[1])
     finally:
         listener.close()
-        for sock in connections:
-            sock.close()

@@ -5,11 +5,27 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
+from glidein_triton.local import demo, pytriton
 from glidein_triton.worker import http_filter
 from glidein_triton.worker.http_filter import HttpFilter
+from glidein_triton.worker.ports import Ports, allocate
+from glidein_triton.worker.runtime import server_options
+
+from .support import filtered_forwarder, wait_until
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 OK_BODY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -340,3 +356,202 @@ def test_bodies_pass_by_slicing_without_copies() -> None:
     assert connection.client_bytes(rest)[0] is rest
     response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     assert connection.server_bytes(response) is response
+
+
+# Real traffic: the real tritonserver behind a filtered forwarder; what was refused is checked directly.
+
+
+@dataclass
+class Served:
+    direct: httpclient.InferenceServerClient
+    filtered: httpclient.InferenceServerClient
+    filtered_port: int
+    metrics_port: int
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """tritonserver with ``simple`` loaded and ``spare`` in its repository, its HTTP port behind a job
+    filter and its metrics port behind a metrics filter."""
+    home = tmp_path_factory.mktemp("http-filter")
+    launcher = pytriton.prepare(home / "server")
+    repository = shutil.copytree(demo.MODELS_DIR, home / "repository")
+    spare = shutil.copytree(repository / "simple", repository / "spare")
+    config = spare / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "simple"', 'name: "spare"'))
+    ports = allocate(Ports(0, 0, 0))
+    log = home / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(launcher), *server_options(str(repository), ports, ["simple"], [])],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    direct = httpclient.InferenceServerClient(f"127.0.0.1:{ports.http}")
+    try:
+        assert wait_until(lambda: process.poll() is not None or ready(direct), timeout=60), log.read_text()
+        assert process.poll() is None, log.read_text()
+        metrics = http_filter.metrics_route, http_filter.METRICS_MAY
+        with (
+            filtered_forwarder(("127.0.0.1", ports.http), HttpFilter) as port,
+            filtered_forwarder(("127.0.0.1", ports.metrics), lambda: HttpFilter(*metrics)) as metrics_port,
+        ):
+            filtered = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+            yield Served(direct, filtered, port, metrics_port, log)
+            filtered.close()
+    finally:
+        direct.close()
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ready(client: httpclient.InferenceServerClient) -> bool:
+    try:
+        return bool(client.is_server_ready())
+    except (OSError, InferenceServerException):
+        return False
+
+
+def add(client: httpclient.InferenceServerClient, values: list[int]) -> list[int]:
+    inputs = [httpclient.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+    for tensor in inputs:
+        tensor.set_data_from_numpy(np.array([values], dtype=np.int32))
+    result = client.infer("simple", inputs)
+    return [int(value) for value in result.as_numpy("OUTPUT0")[0]]
+
+
+@pytest.mark.server
+def test_tritonclient_works_through_the_filter(served: Served) -> None:
+    client = served.filtered
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.get_server_metadata()["name"] == "triton"
+    assert client.is_model_ready("simple")
+    assert client.get_model_metadata("simple")["name"] == "simple"
+    assert client.get_model_config("simple")["max_batch_size"] == 8
+    assert {entry["name"] for entry in client.get_model_repository_index()} == {"simple", "spare"}
+    assert add(client, list(range(16))) == [2 * value for value in range(16)]
+    assert (
+        client.get_inference_statistics("simple")["model_stats"][0]["inference_stats"]["success"]["count"]
+        >= 1
+    )
+
+
+@pytest.mark.server
+def test_the_metrics_port_serves_metrics_only(served: Served) -> None:
+    base = f"http://127.0.0.1:{served.metrics_port}"
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:  # noqa: S310 (http)
+        assert b"nv_inference_request_success" in response.read()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/v2/health/ready", timeout=10)  # noqa: S310 (http)
+    assert refused.value.code == 403
+    refused.value.close()
+
+
+def refused_message(call: object) -> str:
+    assert callable(call)
+    with pytest.raises(InferenceServerException) as refused:
+        call()
+    assert refused.value.status() == "403", refused.value
+    return str(refused.value.message())
+
+
+@pytest.mark.server
+def test_load_unload_shared_memory_trace_and_logging_are_refused_and_not_done(served: Served) -> None:
+    client, direct = served.filtered, served.direct
+    trace, logging = direct.get_trace_settings(), direct.get_log_settings()
+    python_model = {"file:1/model.py": "aW1wb3J0IG9zOyBvcy5zeXN0ZW0oJ3RvdWNoIC90bXAvcHduZWQnKQ=="}
+    calls = {
+        "model load": lambda: client.load_model("spare"),
+        "model load ": lambda: client.load_model("spare", config="{}", files={"file:1/model.py": b"x"}),
+        "model unload": lambda: client.unload_model("simple"),
+        "system shared memory": lambda: client.register_system_shared_memory("region", "/glidein-shm", 64),
+        "CUDA shared memory": lambda: client.register_cuda_shared_memory("region", b"00", 0, 64),
+        "a trace setting": lambda: client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}),
+        "a logging setting": lambda: client.update_log_settings({"log_verbose_level": 3}),
+    }
+    del python_model
+    for what, call in calls.items():
+        message = refused_message(call)
+        assert message.startswith(f"glidein-triton: {what.strip()}"), message
+        assert "is not allowed for jobs" in message
+    # Not done: checked through the direct connection. The filtered connection still serves.
+    assert direct.is_model_ready("simple")
+    assert not direct.is_model_ready("spare")
+    assert direct.get_system_shared_memory_status() == []
+    assert direct.get_cuda_shared_memory_status() == []
+    assert direct.get_trace_settings() == trace
+    assert direct.get_log_settings() == logging
+    assert add(client, [1] * 16) == [2] * 16
+
+
+def exchange(port: int, pieces: list[bytes], responses: int) -> bytes:
+    """Send ``pieces`` on one raw connection (a moment apart); what came back until ``responses``
+    answers or the end."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        for piece in pieces:
+            raw.sendall(piece)
+            time.sleep(0.2)
+        while len(re.findall(rb"HTTP/1\.1 [0-9]{3} ", received)) < responses or not complete(received):
+            try:
+                chunk = raw.recv(1 << 16)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def complete(received: bytes) -> bool:
+    """Whether the last response of ``received`` has all its Content-Length bytes."""
+    head, _, body = received.rpartition(b"\r\n\r\n")
+    length = re.search(rb"Content-Length: ([0-9]+)", head.rsplit(b"HTTP/1.1 ", 1)[-1], re.IGNORECASE)
+    return length is not None and len(body) >= int(length.group(1))
+
+
+@pytest.mark.server
+def test_pipelined_requests_are_answered_in_order_and_the_refused_one_not_done(served: Served) -> None:
+    requests = [
+        get("/v2/health/ready"),
+        post("/v2/repository/models/spare/load", b'{"parameters": {"config": "{}"}}'),
+        get("/v2/models/simple/config"),
+        post("/v2/repository/models/simple/unload"),
+        post("/v2/repository/index"),
+    ]
+    # Triton's HTTP (libevhtp) answers only the first of several requests that reach it in one segment
+    # (seen on 2.51, directly too), so the client sends them a moment apart, never waiting for answers.
+    received = exchange(served.filtered_port, requests, 5)
+    assert answers(received) == [200, 403, 200, 403, 200]
+    assert b'"name":"simple"' in received
+    assert served.direct.is_model_ready("simple")
+    assert not served.direct.is_model_ready("spare")
+
+
+SERVER_SMUGGLING = {
+    # Content-Length for the door, chunked for a server that preferred it: the load would be a request.
+    "length-and-chunked": b"POST /v2/models/simple/infer HTTP/1.1\r\nContent-Length: %d\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s",
+    # htparse ends a chunked request at its first trailer line: the rest would be the next request.
+    "trailer": b"POST /v2/models/simple/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\nX: %d\r\n%s\r\n",
+    # A bare LF ends a header line for htparse.
+    "bare-lf": b"POST /v2/models/simple/infer HTTP/1.1\r\nX: y\nContent-Length: %d\r\n\r\n%s",
+}
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("template", list(SERVER_SMUGGLING.values()), ids=list(SERVER_SMUGGLING))
+def test_smuggled_loads_never_reach_the_server(served: Served, template: bytes) -> None:
+    load = post("/v2/repository/models/spare/load")
+    received = exchange(served.filtered_port, [template % (len(load), load) + get("/v2")], 2)
+    assert 403 not in answers(received)
+    assert not served.direct.is_model_ready("spare")
+    assert "spare" not in served.log.read_text()
