@@ -1,13 +1,18 @@
 """The front door's HTTP/1.1 filter: what a job may ask of Triton's HTTP or metrics port, request by request.
 
-One :class:`HttpFilter` per admitted connection, fed the bytes of both directions (the door calls it under
-one lock per connection). Requests are framed strictly, the way Triton's parser (libevhtp's htparse) frames
-them, so that the filter and the server always agree on where each request ends: a request line
-``METHOD SP /path SP HTTP/1.1`` (or 1.0), every line ended by CRLF, a header section of at most
-:data:`MAX_HEAD` bytes, a body of ``Content-Length`` bytes or of chunks (``Transfer-Encoding: chunked``,
-no chunk extensions, no trailers: htparse ends a request at its first trailer line), never both. Anything
-else (obs-fold, a bare CR or LF, a control character, two different lengths, another transfer coding) is
-a protocol violation: :attr:`HttpFilter.ended` says why and the door closes the connection.
+One :class:`HttpFilter` per admitted connection, fed the bytes of both directions. The door calls it under
+one lock per connection and sends what each call returns for the client before it releases that lock (a
+refusal returned by :meth:`HttpFilter.client_bytes` must not overtake the end of a response returned just
+before by :meth:`HttpFilter.server_bytes`); once :attr:`HttpFilter.ended` is set, after sending what the
+call returned, it closes the connection.
+
+Requests are framed strictly, the way Triton's parser (libevhtp's htparse) frames them, so that the filter
+and the server always agree on where each request ends: a request line ``METHOD SP /path SP HTTP/1.1``
+(or 1.0), every line ended by CRLF, a header section of at most :data:`MAX_HEAD` bytes, a body of
+``Content-Length`` bytes or of chunks (``Transfer-Encoding: chunked``, no chunk extensions, no trailers:
+htparse ends a request at its first trailer line), never both. Anything else (obs-fold, a bare CR or LF,
+a control character, two different lengths, another transfer coding) is a protocol violation:
+:attr:`HttpFilter.ended` says why and the door closes the connection.
 
 An allowed request goes to the server as it came, its body passed through by slicing. A refused one
 never reaches the server (its body is skipped) and gets its own ``403 Forbidden`` with Triton's error
