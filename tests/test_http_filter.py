@@ -201,6 +201,28 @@ def test_pipelined_refusals_come_in_order_after_the_responses_before_them() -> N
     assert (forward, answers(answer)) == (b"", [403])
 
 
+def test_a_refusal_waits_for_the_response_being_sent() -> None:
+    connection = HttpFilter()
+    connection.client_bytes(get("/v2/models/m"))
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    assert connection.server_bytes(response[:52]) == response[:52]  # head and part of the body
+    assert connection.client_bytes(post("/v2/logging")) == (b"", b"")
+    out = connection.server_bytes(response[52:])
+    assert out.startswith(response[52:])
+    assert answers(out) == [403]
+
+
+def test_a_refusal_behind_a_response_that_ends_with_the_connection_is_never_sent() -> None:
+    connection = HttpFilter()
+    connection.client_bytes(get("/metrics"))
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+    assert connection.server_bytes(head + b"nv_") == head + b"nv_"
+    assert connection.client_bytes(post("/v2/logging")) == (b"", b"")
+    assert (
+        connection.server_bytes(b"HTTP/1.1 403 Forbidden\r\n") == b"HTTP/1.1 403 Forbidden\r\n"
+    )  # body bytes
+
+
 def test_responses_are_followed_through_chunks_interim_answers_and_bodiless_codes() -> None:
     connection = HttpFilter()
     refused = post("/v2/repository/models/x/load")

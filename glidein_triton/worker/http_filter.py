@@ -389,11 +389,16 @@ class HttpFilter:
         waiting = Refusal(refusal(refused, self.may, closes, minor == "0" and not closes), closes)
         if closes:
             self.draining = True
-        if self.waiting:
+        if self.answering:
             self.waiting.append(waiting)
         else:
             self.send_refusal(waiting, answer)
         return False
+
+    @property
+    def answering(self) -> bool:
+        """Whether the server still owes (or is sending) a response: a refusal now would cut in."""
+        return bool(self.waiting or self.response_head or self.until_close) or self.response_body is not None
 
     def send_refusal(self, waiting: Refusal, answer: list[bytes]) -> None:
         answer.append(waiting.answer)
