@@ -309,6 +309,9 @@ SMUGGLING = {
     "coding-list": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
     "two-codings": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
     "coding-tab": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n",
+    "coding-in-capitals": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+    % (len(LOAD), LOAD),
+    "coding-trailing-space": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: chunked \r\n\r\n0\r\n\r\n",
     "xchunked": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
     "obs-fold": b"POST /v2/models/m/infer HTTP/1.1\r\nX: a\r\n Content-Length: 120\r\n\r\n" + LOAD,
     "obs-fold-tab": b"POST /v2/models/m/infer HTTP/1.1\r\nX: a\r\n\tTransfer-Encoding: chunked\r\n\r\n",

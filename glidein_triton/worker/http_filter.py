@@ -48,7 +48,8 @@ HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):(.*)")
 #: Control characters other than HT, CR and LF (CR and LF are checked to come only as CRLF).
 CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 LENGTH_VALUE = re.compile(rb" *([0-9]{1,%d})" % MAX_LENGTH_DIGITS)
-CHUNKED_VALUE = re.compile(rb" *chunked", re.IGNORECASE)
+#: htparse takes only these two spellings for chunked (a first letter of either case, then "hunked").
+CHUNKED_VALUE = re.compile(rb" *[cC]hunked")
 CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,%d})\r\n" % MAX_CHUNK_DIGITS)
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
 PERCENT = re.compile(r"%(..)?")
