@@ -223,6 +223,15 @@ def test_a_refusal_behind_a_response_that_ends_with_the_connection_is_never_sent
     )  # body bytes
 
 
+def test_a_response_of_the_server_s_own_does_not_take_a_refusal_s_place() -> None:
+    connection = HttpFilter()
+    timeout = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+    assert connection.server_bytes(timeout[:20]) == timeout[:20]
+    assert connection.client_bytes(post("/v2/logging")) == (b"", b"")  # behind the 408 being sent
+    out = connection.server_bytes(timeout[20:])
+    assert answers(out) == [403]
+
+
 def test_responses_are_followed_through_chunks_interim_answers_and_bodiless_codes() -> None:
     connection = HttpFilter()
     refused = post("/v2/repository/models/x/load")

@@ -462,7 +462,8 @@ class HttpFilter:
             raise Violation("a protocol switch")
         if 100 <= code < 200:
             return  # an interim answer: the final one follows
-        answered = self.waiting.popleft() if self.waiting else None
+        # The request it answers; none for a response of the server's own (a timeout, a parse error).
+        answered = self.waiting.popleft() if self.waiting and isinstance(self.waiting[0], Forwarded) else None
         method = answered.method if isinstance(answered, Forwarded) else b""
         if code in (204, 304) or method == b"HEAD":
             self.response_body = Body()
