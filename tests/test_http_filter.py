@@ -526,6 +526,47 @@ def test_load_unload_shared_memory_trace_and_logging_are_refused_and_not_done(se
     assert add(client, [1] * 16) == [2] * 16
 
 
+@pytest.mark.server
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_curl_on_one_connection(served: Served, tmp_path: Path) -> None:
+    """curl (what the DiCOS scripts and people use) through the filter, one connection for all requests;
+    the infer body is large enough that curl asks for 100 Continue first."""
+    base = f"http://127.0.0.1:{served.filtered_port}"
+    values = list(range(16))
+    tensors = [
+        {"name": n, "shape": [1, 16], "datatype": "INT32", "data": values} for n in ("INPUT0", "INPUT1")
+    ]
+    body = tmp_path / "infer.json"
+    body.write_text(json.dumps({"inputs": tensors}) + " " * (2 << 20))
+    answer = tmp_path / "answer.json"
+    each = ["-s", "-w", "%{http_code} %{num_connects}\n"]
+    argv = [
+        "curl",
+        *each,
+        "-o",
+        "/dev/null",
+        f"{base}/v2/health/ready",
+        "-o",
+        "/dev/null",
+        f"{base}/v2/models/simple",
+    ]
+    argv += ["--next", *each, "-o", "/dev/null", "-d", "{}", f"{base}/v2/repository/models/spare/load"]
+    argv += [
+        "--next",
+        *each,
+        "-o",
+        str(answer),
+        "--data-binary",
+        f"@{body}",
+        f"{base}/v2/models/simple/infer",
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.stdout.split("\n")[:4] == ["200 1", "200 0", "403 0", "200 0"], result
+    outputs = {output["name"]: output["data"] for output in json.loads(answer.read_text())["outputs"]}
+    assert outputs["OUTPUT0"] == [2 * value for value in values]
+    assert not served.direct.is_model_ready("spare")
+
+
 def exchange(port: int, pieces: list[bytes], responses: int) -> bytes:
     """Send ``pieces`` on one raw connection (a moment apart); what came back until ``responses``
     answers or the end."""
