@@ -4,6 +4,7 @@ then real traffic through a filtered forwarder to the real tritonserver."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import socket
@@ -131,6 +132,19 @@ def test_refused_requests_get_a_403_and_never_reach_the_server(request_bytes: by
     assert what in connection.last_refusal
     # The connection goes on: the next request passes.
     assert connection.client_bytes(get("/v2")) == (get("/v2"), b"")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_stream_cut_anywhere_is_forwarded_and_refused_the_same(seed: int) -> None:
+    stream = b"".join(ALLOWED + [request for request, _ in REFUSED[:8]])
+    whole = HttpFilter()
+    expected = whole.client_bytes(stream)
+    cuts = sorted(random.Random(seed).sample(range(1, len(stream)), 40))  # noqa: S311 (cut points)
+    pieces = [stream[start:end] for start, end in zip([0, *cuts], [*cuts, len(stream)])]
+    cut = HttpFilter()
+    forwarded = b"".join(cut.client_bytes(piece)[0] for piece in pieces)
+    assert forwarded == expected[0] == b"".join(ALLOWED)
+    assert (cut.refused, whole.refused, cut.ended) == (8, 8, "")
 
 
 def test_the_403_has_triton_s_error_shape_and_a_length() -> None:
