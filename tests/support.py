@@ -5,6 +5,7 @@ process's limits and memory, a forwarder that puts a door's filter between a cli
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fcntl
 import json
@@ -17,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -460,3 +461,13 @@ class FilteringForwarder(Generic[Filter]):
 
     def stop(self) -> None:
         self.listener.close()
+
+
+@contextlib.contextmanager
+def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter]) -> Iterator[int]:
+    """A :class:`FilteringForwarder` for the ``with`` statement; yields its port."""
+    forwarder = FilteringForwarder(target, make_filter)
+    try:
+        yield int(forwarder.address.rpartition(":")[2])
+    finally:
+        forwarder.stop()

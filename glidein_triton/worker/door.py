@@ -60,7 +60,7 @@ ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw", "remote")
 FILTERS = {
     "grpc": ("grpc_filter", "GrpcFilter", {}),
     "http": ("http_filter", "HttpFilter", {}),
-    "metrics": ("http_filter", "HttpFilter", {"metrics": True}),
+    "metrics": ("http_filter", "metrics_filter", {}),
 }
 PROGRAM = "glidein-triton-door"
 CODE_ROOT = Path(__file__).resolve().parents[2]
