@@ -57,7 +57,7 @@ UNIX_PREFIX = "unix:"
 INHERITED_PREFIX = "fd:"
 ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw", "remote")
 #: Filter of each job route: (module of glidein_triton.worker, its ConnectionFilter class, class arguments)
-FILTERS = {
+FILTERS: dict[str, tuple[str, str, dict[str, object]]] = {
     "grpc": ("grpc_filter", "GrpcFilter", {}),
     "http": ("http_filter", "HttpFilter", {}),
     "metrics": ("http_filter", "metrics_filter", {}),
