@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import accounting, files, log_files, logs, processes, sandboxes, supervisor, token
+from glidein_triton.worker import accounting, files, log_files, logs, processes, sandboxes, supervisor
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
@@ -80,10 +80,7 @@ class Check:
         self.directory = state_dir(work_dir)
         self.state_path = self.directory / STATE_FILE_NAME
         self.state = state
-        headers = token.host_headers(self.directory)
-        for secret in headers.values():  # a restart logs the server's command line, which has them
-            logs.add_secret(secret)
-        self.server = Server(state.http_port, state.metrics_port, headers=headers)
+        self.server = Server(state.http_port, state.metrics_port)
         self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
 
     def status(self) -> tuple[bool, bool, str]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from glidein_triton.worker.glidein_config import CondorVar
 from glidein_triton.worker.gpus import GPU
-from glidein_triton.worker.logs import redact
 from glidein_triton.worker.ports import LOOPBACK
 
 # glidein_config key, condor_vars type, machine ad attribute, job environment variable ("-": none).
@@ -29,11 +28,8 @@ ATTRIBUTES = (
     CondorVar("TRITON_FAILED_MODELS", "S", "TritonFailedModels"),
     CondorVar("TRITON_RUNTIME", "S", "TritonRuntime"),
     CondorVar("TRITON_MODEL_REPOSITORY", "S", "TritonModelRepository", "TRITON_MODEL_REPOSITORY"),
-    CondorVar("TRITON_AUTH", "S", "TritonAuth"),
     CondorVar("TRITON_REMOTE", "C", "TritonRemote"),
     CondorVar("TRITON_GRPC_TLS", "C", "TritonGRPCTLS"),
-    # The token file's path goes to the job environment only; the token itself is never published.
-    CondorVar("TRITON_TOKEN_FILE", "S", "TritonTokenFile", "TRITON_TOKEN_FILE", publish="N"),
     CondorVar("TRITON_FAILURE", "S", "TritonFailure"),
     # The server's share of the slot (reservation.py): published, and the two HTCondor knobs that keep it.
     CondorVar("TRITON_RESERVED_CPUS", "I", "TritonReservedCpus"),
@@ -46,7 +42,7 @@ ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 
 def ad_string(text: str) -> str:
     """A value safe inside condor_startup.sh's quoting: one line, no quotes or backslashes."""
-    return " ".join(re.sub(r"[\"'\\]", "", redact(text)).split())[:500]
+    return " ".join(re.sub(r"[\"'\\]", "", text).split())[:500]
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,6 @@ class Endpoint:
     grpc_port: int
     http_port: int
     metrics_port: int
-    token_file: str = ""
     tls: bool = False
     remote: bool = False
 
@@ -66,7 +61,7 @@ def server_values(
     endpoint: Endpoint, gpus: Sequence[GPU], runtime: str, model_repository: str
 ) -> list[tuple[str, str]]:
     """The values of a launched server, published while it loads: ``HasTriton`` stays False until ready."""
-    values = [
+    return [
         ("HAS_TRITON", "False"),
         ("TRITON_GRPC_URL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
         ("TRITON_HTTP_URL", f"{LOOPBACK}:{endpoint.http_port}"),
@@ -81,13 +76,10 @@ def server_values(
         ("TRITON_FAILED_MODELS", ""),
         ("TRITON_RUNTIME", runtime),
         ("TRITON_MODEL_REPOSITORY", ad_string(model_repository)),
-        ("TRITON_AUTH", "token" if endpoint.token_file else "none"),
         ("TRITON_REMOTE", str(endpoint.remote)),
         ("TRITON_GRPC_TLS", str(endpoint.tls)),
+        ("TRITON_FAILURE", ""),
     ]
-    if endpoint.token_file:
-        values.append(("TRITON_TOKEN_FILE", endpoint.token_file))
-    return [*values, ("TRITON_FAILURE", "")]
 
 
 def server_report_values(
