@@ -241,7 +241,6 @@ def test_an_unknown_release_that_refuses_an_option_is_named_in_the_failure(tmp_p
     assert result.returncode == 0
     assert result.metrics["TritonFailure"] == "WN_Resource"
     assert (
-        "tritonserver does not accept --metrics-address"
-        in prepared.glidein.published()[0]["TritonFailure"]
+        "tritonserver does not accept --metrics-address" in prepared.glidein.published()[0]["TritonFailure"]
     )
     assert recorded_state(prepared.glidein) is None
