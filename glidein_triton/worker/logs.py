@@ -11,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs 3 ms of every start
     from typing import NoReturn
 
+
 def configure(name: str) -> None:
     """Log to stderr (glidein_startup.sh keeps a script's stderr); debug when GLIDEIN_TRITON_DEBUG is set."""
     level = logging.DEBUG if os.environ.get("GLIDEIN_TRITON_DEBUG") else logging.INFO

@@ -649,8 +649,7 @@ def unknown_settings_text(config: Mapping[str, str]) -> str:
     """One line naming the ignored keys of ``config``: each retired setting with why it is gone, each other
     key with the setting it was probably meant as ("" when there are none)."""
     parts = [
-        f"retired setting of glidein-triton, ignored: {key} ({why})"
-        for key, why in retired_settings(config)
+        f"retired setting of glidein-triton, ignored: {key} ({why})" for key, why in retired_settings(config)
     ]
     words = [f"{key} (did you mean {close}?)" if close else key for key, close in unknown_settings(config)]
     if words:
