@@ -113,7 +113,7 @@ def launch_by_hand(
     environment: dict[str, str],
     extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """tritonserver launched by hand with the plugin's basic options (no token), once it answers ready."""
+    """tritonserver launched by hand with the plugin's basic options, once it answers ready."""
     argv = [str(launcher), *server_options(str(repository), ports, models, list(extra))]
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, start_new_session=True

@@ -78,7 +78,6 @@ def run_jobs(
     environment: dict[str, str],
     server_pids: list[int],
     url: str,
-    token_file: str,
     model: str = "mlp",
 ) -> tuple[int, list[float], float]:
     """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes."""
@@ -90,8 +89,6 @@ def run_jobs(
         "in-process" if mode == "in-process" else "server",
         "--url",
         url,
-        "--token-file",
-        token_file,
         "--model",
         model,
     ]
@@ -127,7 +124,7 @@ def run_jobs(
 
 @contextlib.contextmanager
 def bare_server(launcher: Path, model: str, environment: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
-    """A tritonserver launched by hand with ``model`` and the plugin's basic options, no token: (gRPC URL,
+    """A tritonserver launched by hand with ``model`` and the plugin's basic options: (gRPC URL,
     its processes) while it runs."""
     ports = allocate(Ports(0, 0, 0))
     process = launch_by_hand(
@@ -173,18 +170,14 @@ def run(
             assert state is not None
             _, job_environment = prepared.glidein.published()
             sides = {
-                "in-process": ("", "", []),
-                "server": (
-                    job_environment["TRITON_GRPC_URL"],
-                    job_environment.get("TRITON_TOKEN_FILE", ""),
-                    processes.group_members(state.pgid),
-                ),
+                "in-process": ("", []),
+                "server": (job_environment["TRITON_GRPC_URL"], processes.group_members(state.pgid)),
             }
             with contextlib.ExitStack() as stack:
                 if bare:
                     launcher = prepared.glidein.root / "tritonserver-home" / "bin" / "tritonserver"
                     url, pids = stack.enter_context(bare_server(launcher, model, prepared.environment))
-                    sides["bare"] = (url, "", pids)
+                    sides["bare"] = (url, pids)
                 for jobs in job_counts:
                     results += sides_at(jobs, sides, seconds, repeats, environment, model)
                     print(f"  sharing: {jobs} jobs done", file=sys.stderr, flush=True)
@@ -195,7 +188,7 @@ def run(
 
 def sides_at(
     jobs: int,
-    sides: dict[str, tuple[str, str, list[int]]],
+    sides: dict[str, tuple[str, list[int]]],
     seconds: float,
     repeats: int,
     environment: dict[str, str],
@@ -212,10 +205,8 @@ def sides_at(
     for repeat in range(repeats):
         turn = repeat % len(servers) if servers else 0
         for mode in [first, *servers[turn:], *servers[:turn]]:
-            url, token_file, pids = sides[mode]
-            count, round_latencies, memory = run_jobs(
-                mode, jobs, seconds, environment, pids, url, token_file, model
-            )
+            url, pids = sides[mode]
+            count, round_latencies, memory = run_jobs(mode, jobs, seconds, environment, pids, url, model)
             rounds[mode].append(SideResult(mode, jobs, count / seconds, 0, 0, 0, memory))
             latencies[mode] += [value * 1000 for value in round_latencies]
     return [combined(rounds[mode], latencies[mode]) for mode in sides]

@@ -33,18 +33,15 @@ def in_process_runner():  # type: ignore[no-untyped-def]
     return lambda batch: model.forward(weights, batch)
 
 
-def server_runner(url: str, token_file: str, model: str = "mlp"):  # type: ignore[no-untyped-def]
+def server_runner(url: str, model: str = "mlp"):  # type: ignore[no-untyped-def]
     import tritonclient.grpc as grpcclient  # noqa: PLC0415 (in-process jobs must not pay for the client)
 
     client = grpcclient.InferenceServerClient(url)
-    headers = (
-        {"triton-grpc-protocol-triton-token": Path(token_file).read_text().strip()} if token_file else None
-    )
 
     def infer(batch: np.ndarray) -> np.ndarray:
         tensor = grpcclient.InferInput("INPUT", list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch)
-        return client.infer(model, [tensor], headers=headers).as_numpy("SCORES")
+        return client.infer(model, [tensor]).as_numpy("SCORES")
 
     return infer
 
@@ -53,13 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=("in-process", "server"), required=True)
     parser.add_argument("--url", default="")
-    parser.add_argument("--token-file", default="")
     parser.add_argument("--model", default="mlp", help="the server's model (mlp, or mlp_gpu on a GPU)")
     args = parser.parse_args()
-    if args.mode == "in-process":
-        infer = in_process_runner()
-    else:
-        infer = server_runner(args.url, args.token_file, args.model)
+    infer = in_process_runner() if args.mode == "in-process" else server_runner(args.url, args.model)
     event = np.random.default_rng(1).standard_normal((1, 1024), dtype=np.float32)
     infer(event)  # warm up
     print("ready", flush=True)

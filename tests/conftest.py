@@ -11,7 +11,6 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import token
 from glidein_triton.worker.state import state_dir
 
 from .artefacts import Built, make_dist
@@ -93,8 +92,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
-    """The plugin's directory of a glidein in tmp_path, with an inference token."""
+    """The plugin's directory of a glidein in tmp_path."""
     directory = state_dir(tmp_path / "glidein")
     directory.mkdir(parents=True)
-    token.create(directory)
     return directory

@@ -1,6 +1,6 @@
 """What a request without any credential may cost the glidein (issue 22, item 5), on the real server.
 
-Four 1 GiB gRPC requests (no token) crashed the server under its memory limit and used up the periodic
+Four 1 GiB gRPC requests crashed the server under its memory limit and used up the periodic
 script's restarts for the rest of the glidein: restarts are now a rate (GLIDEIN_TRITON_RESTART_WINDOW).
 Refused HTTP requests left the server's memory high, unreported: it is published, and an idle server
 restarted (GLIDEIN_TRITON_IDLE_MEMORY_GROWTH).
@@ -91,7 +91,7 @@ def test_memory_left_by_refused_requests_is_published_and_an_idle_server_restart
             state = recorded_state(glidein)
             assert state is not None
             before = int(run.attributes["TritonResidentMemoryMB"])
-            with pytest.raises(OSError, match=r"reset|Broken pipe|closed connection"):  # no token
+            with pytest.raises(OSError, match=r"reset|Broken pipe|closed connection"):
                 post_infer(state.http_port, bytes(OVERSIZED_BODY))
             time.sleep(0.5)
             if processes.is_running(state.pid, state.start_ticks):

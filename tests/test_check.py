@@ -17,6 +17,7 @@ from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import payload
 from glidein_triton.worker.check import command as check
 from glidein_triton.worker.ports import LOOPBACK
+from glidein_triton.worker.settings import RETIRED_SETTINGS
 
 from .support import PYTHON39, STANDIN_APPTAINER, fake_nvidia_smi, write_executable
 
@@ -594,7 +595,7 @@ def test_runs_inside_a_test_glidein_from_the_untarred_payload(
     assert result.stdout.endswith("Triton can run on this node (0 failures, 0 warnings).\n")
 
 
-def test_the_release_of_an_old_sandbox_image_with_the_token_fails(
+def test_the_release_of_an_old_sandbox_image_is_used_with_its_metrics_off(
     node: Node, capsys: pytest.CaptureFixture[str]
 ) -> None:
     node.apptainer()
@@ -603,22 +604,15 @@ def test_the_release_of_an_old_sandbox_image_with_the_token_fails(
     (image / ".singularity.d" / "env" / "10-docker2singularity.sh").write_text(
         'export TRITON_SERVER_VERSION="${TRITON_SERVER_VERSION:-"2.24.0"}"\n'
     )
-    code, report = run_check(capsys, "--image", str(image))
-    triton = by_name(report)["triton"]
-    assert code == 1
-    assert triton["status"] == "fail"
-    assert triton["summary"].startswith(
-        "the access token (GLIDEIN_TRITON_TOKEN) cannot be enforced: --http-restricted-api needs Triton 2.40"
-    )
-    assert "no --metrics-address (since Triton 2.34 (23.05))" in triton["notes"]
-    config = node.glidein_config(GLIDEIN_TRITON_TOKEN="False", GLIDEIN_TRITON_IMAGE=str(image))
-    code, report = run_check(capsys, "--glidein-config", str(config))
+    config = node.glidein_config(GLIDEIN_TRITON_IMAGE=str(image))
+    _, report = run_check(capsys, "--glidein-config", str(config))
     triton = by_name(report)["triton"]
     assert triton["status"] == "warn"
     assert triton["summary"] == (
         f"Triton 2.24, from {image}/.singularity.d/env/10-docker2singularity.sh: takes the options this "
         "glidein needs"
     )
+    assert "no --metrics-address (since Triton 2.34 (23.05))" in triton["notes"]
     assert (
         triton["notes"][-1] == "the server's metrics are switched off (they would listen on every interface)"
     )
@@ -697,6 +691,11 @@ def test_a_misspelled_setting_is_a_warning_with_the_close_name(
         "GLIDEIN_TRITON_READY_TIMOUT: did you mean GLIDEIN_TRITON_READY_TIMEOUT?",
         "GLIDEIN_TRITON_ZZZ: no setting is close (docs/settings.md)",
     ]
+    config = node.glidein_config(GLIDEIN_TRITON="True", GLIDEIN_TRITON_TOKEN="True")
+    _, report = run_check(capsys, "--glidein-config", str(config))
+    names = by_name(report)["keys"]
+    assert (names["status"], names["summary"]) == ("warn", "not settings, ignored: GLIDEIN_TRITON_TOKEN")
+    assert names["notes"] == [f"GLIDEIN_TRITON_TOKEN: retired, {RETIRED_SETTINGS['GLIDEIN_TRITON_TOKEN']}"]
     config = node.glidein_config(GLIDEIN_TRITON="True", GLIDEIN_TRITON_READY_TIMEOUT="5")
     _, report = run_check(capsys, "--glidein-config", str(config))
     assert by_name(report)["keys"]["status"] == "ok"

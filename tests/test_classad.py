@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from glidein_triton.local.glidein import cron_lines
-from glidein_triton.worker import classad, logs
+from glidein_triton.worker import classad
 from glidein_triton.worker.classad import attribute_line, literal_values, machine_ad_string, string_literal
 
 JOB_AD = """MyType = "Job"
@@ -39,11 +37,3 @@ def test_attribute_lines_of_the_startd_cron() -> None:
     assert attribute_line("TritonGPUUtilization", 0.25) == "TritonGPUUtilization = 0.25"
     assert attribute_line("TritonFailure", 'say "no"\\\nnow') == 'TritonFailure = "say no now"'
     assert cron_lines('A = 1\nB = "x = y"\nnoise\n') == {"A": "1", "B": '"x = y"'}
-
-
-def test_both_ways_into_the_machine_ad_redact(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The startup's condor_vars values and the periodic script's cron lines: a secret never shows."""
-    monkeypatch.setattr(logs, "SECRETS", set())
-    logs.add_secret("s3cr3t-token")
-    assert machine_ad_string("refused: s3cr3t-token") == "refused: ***"
-    assert attribute_line("TritonFailure", "refused: s3cr3t-token") == 'TritonFailure = "refused: ***"'

@@ -1,12 +1,15 @@
-"""glidein_triton.job.client without a server: where it looks, what it says, tokens, fallback, light import."""
+"""glidein_triton.job.client without a server: where it looks, what it says and sends, fallback, light import."""
 
 from __future__ import annotations
 
+import http.server
 import importlib
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -15,13 +18,9 @@ from glidein_triton.job.client import (
     Endpoint,
     ServerNotFoundError,
     ServerNotReadyError,
-    Token,
-    TokenError,
     connect,
     find_endpoint,
     parse_ad,
-    read_token,
-    token_headers,
 )
 from glidein_triton.worker.ports import free_port
 
@@ -114,47 +113,6 @@ def test_an_unreadable_machine_ad_is_reported(tmp_path: Path) -> None:
         find_endpoint("grpc", None, {"_CONDOR_MACHINE_AD": str(missing)})
 
 
-def test_token_file_is_read_and_preferred_over_the_variable(tmp_path: Path) -> None:
-    path = tmp_path / "token"
-    path.write_text("s3cret\n")
-    path.chmod(0o600)
-    token = read_token({"TRITON_TOKEN_FILE": str(path), "TRITON_TOKEN": "other"})
-    assert token == Token("s3cret", f"$TRITON_TOKEN_FILE ({path})")
-
-
-def test_token_from_the_variable_or_none() -> None:
-    assert read_token({"TRITON_TOKEN": " abc "}) == Token("abc", "$TRITON_TOKEN")
-    assert read_token({}) is None
-
-
-def test_token_file_readable_by_others_is_warned_about(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "token"
-    path.write_text("s3cret")
-    path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="glidein_triton.job.client"):
-        assert read_token({"TRITON_TOKEN_FILE": str(path)}) is not None
-    assert "readable by others (mode 644); it should be 0600" in caplog.text
-
-
-def test_token_file_that_cannot_be_used_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(TokenError, match=r"cannot read the access token from \$TRITON_TOKEN_FILE"):
-        read_token({"TRITON_TOKEN_FILE": str(tmp_path / "missing")})
-    empty = tmp_path / "empty"
-    empty.write_text("\n")
-    empty.chmod(0o600)
-    with pytest.raises(TokenError, match="empty or not printable ASCII"):
-        read_token({"TRITON_TOKEN_FILE": str(empty)})
-    with pytest.raises(TokenError, match="empty or not printable ASCII"):
-        read_token({"TRITON_TOKEN": "line\x07bell"})
-
-
-def test_token_headers_follow_triton_naming() -> None:
-    assert token_headers("http", "abc") == {"triton-token": "abc"}
-    assert token_headers("grpc", "abc") == {"triton-grpc-protocol-triton-token": "abc"}
-
-
 @pytest.mark.parametrize(
     ("protocol", "url", "ssl"), [("grpc", None, True), ("http", None, None), ("grpc", "example.org:1", None)]
 )
@@ -164,23 +122,49 @@ def test_grpc_tls_follows_the_machine_ad_for_the_glidein_server(
     ad = write_ad(tmp_path, MACHINE_AD + "TritonGRPCTLS = true\n")
     environment = {"_CONDOR_MACHINE_AD": str(ad)}
     options: dict[str, object] = {}
-    client._apply_glidein_hints(find_endpoint(protocol, url, environment), None, environment, options)
+    client._apply_glidein_hints(find_endpoint(protocol, url, environment), environment, options)
     assert options.get("ssl") is ssl
 
 
-def test_a_missing_token_is_warned_about_when_the_ad_says_one_is_needed(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    environment = {"_CONDOR_MACHINE_AD": str(write_ad(tmp_path, MACHINE_AD + 'TritonAuth = "token"\n'))}
-    endpoint = find_endpoint("grpc", None, environment)
-    with caplog.at_level(logging.WARNING, logger="glidein_triton.job.client"):
-        client._apply_glidein_hints(endpoint, Token("abc", "$TRITON_TOKEN"), environment, {})
-        assert caplog.text == ""
-        client._apply_glidein_hints(endpoint, None, environment, {})
-    assert (
-        "needs an access token (TritonAuth = token) but neither $TRITON_TOKEN_FILE nor $TRITON_TOKEN"
-        in caplog.text
-    )
+class RecordingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200 and an empty JSON object, and keeps each request's headers."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append({name.lower(): value for name, value in self.headers.items()})
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_arguments: object) -> None:
+        """Quiet: the test reads the headers, not the log."""
+
+
+def test_no_credential_is_sent_whatever_the_sandbox_and_environment_hold(tmp_path: Path) -> None:
+    # What a glidein of an older release left for its jobs: nothing of it may be sent to the server.
+    (tmp_path / ".glidein_triton").mkdir()
+    (tmp_path / ".glidein_triton" / "token").write_text("old-sandbox-secret")
+    (tmp_path / "token").write_text("old-file-secret")
+    environment = {
+        "TRITON_TOKEN_FILE": str(tmp_path / "token"),
+        "TRITON_TOKEN": "old-variable-secret",
+        "_CONDOR_SCRATCH_DIR": str(tmp_path),
+    }
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"127.0.0.1:{server.server_address[1]}"
+        connect("http", url, timeout=10, environment=environment).close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert RecordingHandler.seen, "the client asked the server nothing"
+    for headers in RecordingHandler.seen:
+        assert not [name for name in headers if "token" in name or name.startswith("triton-")], headers
+        assert not [value for value in headers.values() if "secret" in value], headers
 
 
 def test_fallback_runs_when_no_server_is_found() -> None:

@@ -1,4 +1,4 @@
-"""glidein_triton.job.client against a glidein in remote mode with gRPC over TLS (and the token)."""
+"""glidein_triton.job.client against a glidein in remote mode with gRPC over mutual TLS."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ADDRESS = "127.0.0.2"  # a second loopback address stands in for the node's addr
 
 
 @pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGlidein, Path]]:
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGlidein, Path, Path]]:
     root = tmp_path_factory.mktemp("client-tls")
     cert, key = make_certificate(root, ADDRESS)
     settings = {
@@ -28,11 +28,12 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGlid
         "GLIDEIN_TRITON_ADDRESS": ADDRESS,
         "GLIDEIN_TRITON_TLS_CERT": str(cert),
         "GLIDEIN_TRITON_TLS_KEY": str(key),
+        "GLIDEIN_TRITON_TLS_ROOT_CERT": str(cert),  # self-signed: it also signs the job's certificate
     }
     with local_glidein(root / "glidein", models="simple", settings=settings) as started:
         assert started.has_triton, started.startup.stderr
         state = recorded_state(started.glidein)
-        yield started, cert
+        yield started, cert, key
     assert_nothing_left(started.glidein, state)
 
 
@@ -45,16 +46,23 @@ def add(found: object) -> np.ndarray:
     return result
 
 
-def test_tls_and_token_are_used_from_what_the_glidein_published(remote: tuple[LocalGlidein, Path]) -> None:
-    glidein, cert = remote
+def test_tls_is_used_from_what_the_glidein_published(remote: tuple[LocalGlidein, Path, Path]) -> None:
+    glidein, cert, key = remote
     assert glidein.attributes["TritonGRPCTLS"] == "True"
     assert glidein.job_environment["TRITON_GRPC_URL"].startswith(f"{ADDRESS}:")
-    found = connect("grpc", environment=glidein.environment(), root_certificates=str(cert), timeout=30)
+    found = connect(
+        "grpc",
+        environment=glidein.environment(),
+        root_certificates=str(cert),
+        private_key=str(key),
+        certificate_chain=str(cert),
+        timeout=30,
+    )
     assert add(found).tolist() == [[2] * 16]
     found.close()
 
 
-def test_an_untrusted_certificate_is_reported_as_not_ready(remote: tuple[LocalGlidein, Path]) -> None:
-    glidein, _ = remote
+def test_an_untrusted_certificate_is_reported_as_not_ready(remote: tuple[LocalGlidein, Path, Path]) -> None:
+    glidein, _, _ = remote
     with pytest.raises(ServerNotReadyError, match=f"server at {ADDRESS}:[0-9]+ .*was not ready after 1 s"):
         connect("grpc", environment=glidein.environment(), timeout=1)

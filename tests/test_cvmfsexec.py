@@ -242,13 +242,12 @@ def test_repositories_and_the_image_under_the_cvmfsexec_mount_are_served(
         # The machine ad names it as every node does, for jobs' Requirements.
         assert glidein.published()[0]["TritonModelRepository"] == f'"{VO}/models"'
         environment = {**prepared.environment, **glidein.published()[1]}
-        secret = Path(environment["TRITON_TOKEN_FILE"]).read_text().strip()
         assert len(demo.run_sample_job(environment, requests=1)) == 2  # gRPC and HTTP, right sums
         job = hooks_sim.start_job(
             glidein, HOLDING_JOB, environment, job_ad(Path(f"{VO}/job_models"), ["alpha"])
         )
         assert job_report(job) == ("ready", ["alpha"], [])
-        assert infer(environment["TRITON_HTTP_URL"], "alpha", [1, 2, 3, 4], secret) == 200
+        assert infer(environment["TRITON_HTTP_URL"], "alpha", [1, 2, 3, 4]) == 200
         if runtime_name == "apptainer":
             (record,) = state_dir(glidein.root).glob(f"apptainer/instances/app/*/*/{state.instance}.json")
             instance = json.loads(record.read_text())

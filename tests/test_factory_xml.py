@@ -410,6 +410,10 @@ def test_a_missing_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtur
             ["--set", "GLIDEIN_TRITON_READY_TIMOUT=5"],
             "GLIDEIN_TRITON_READY_TIMOUT is not a setting: did you mean GLIDEIN_TRITON_READY_TIMEOUT?",
         ),
+        (
+            ["--set", "GLIDEIN_TRITON_TOKEN=True"],
+            "GLIDEIN_TRITON_TOKEN is retired: the access tokens are gone",
+        ),
         (["--set", "GLIDEIN_TRITON_GPU=maybe"], "GLIDEIN_TRITON_GPU='maybe' is not allowed"),
         (["--set", "GLIDEIN_TRITON_REQUIRED"], "use KEY=VALUE"),
         (["--period", "0"], "--period 0"),

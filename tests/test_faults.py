@@ -42,13 +42,12 @@ from glidein_triton.local.glidein import (
 from glidein_triton.local.leftovers import Watch
 from glidein_triton.operator import payload
 from glidein_triton.worker import ports as port_allocation
-from glidein_triton.worker import processes, startup, token
+from glidein_triton.worker import processes, startup
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.runtime import CONFIG_DIR_NAME, in_config_dir
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
-from glidein_triton.worker.token import TOKEN_FILE_NAME
 from glidein_triton.worker.triton_api import Server
 
 from .support import DEFAULT_INSTANCES, add_model
@@ -462,9 +461,9 @@ def startup_sigkill(case: Case) -> None:
         result = finished(glidein, process, case.tmp_path / "stderr")
         check_startup(case.fault, result)
         check_published(case.fault, glidein)
-        # Nothing could run in the script: the server and the token are still there, and recorded.
+        # Nothing could run in the script: the server is still there, and recorded.
         assert processes.is_running(state.pid, state.start_ticks)
-        assert (state_dir(glidein.root) / TOKEN_FILE_NAME).exists()
+        assert (state_dir(glidein.root) / STATE_FILE_NAME).exists()
         if case.runtime == "apptainer":
             config_dir = state_dir(glidein.root) / CONFIG_DIR_NAME
             stop = [*in_config_dir("apptainer", str(config_dir)), str(demo.STANDIN_APPTAINER)]
@@ -499,7 +498,6 @@ def server_killed_mid_job(case: Case) -> None:
         assert state is not None
         assert state.shared_memory, "the state records the server's /dev/shm regions once it is ready"
         job_environment = glidein.published()[1]
-        secret = token.read(Path(job_environment["TRITON_TOKEN_FILE"]))
         client = grpcclient.InferenceServerClient(url=job_environment["TRITON_GRPC_URL"])
         answered: list[int] = []
         errors: list[InferenceServerException] = []
@@ -507,12 +505,7 @@ def server_killed_mid_job(case: Case) -> None:
         def job() -> None:
             try:
                 while True:
-                    client.infer(
-                        "simple",
-                        simple_inputs(),
-                        headers={f"triton-grpc-protocol-{token.HEADER}": secret},
-                        client_timeout=30,
-                    )
+                    client.infer("simple", simple_inputs(), client_timeout=30)
                     answered.append(1)
             except InferenceServerException as error:
                 errors.append(error)
@@ -560,17 +553,14 @@ def cleanup_without_startup(case: Case) -> None:
     shell_only = glidein.run_cleanup()
     assert [cleanup.returncode for cleanup in shell_only] == [0]
     assert case.fault.detail in shell_only[0].stderr
-    # With the code found but no state file: a token left by a startup killed before it recorded a server.
+    # With the code found but no state file: a startup killed before it recorded a server.
     glidein.set("GLIDEIN_TRITON_CODE_DIR", str(glidein.entry_dir / payload.UNTAR_DIR))
     glidein.set("GLIDEIN_TRITON_PYTHON", sys.executable)
-    token_file = state_dir(glidein.root) / TOKEN_FILE_NAME
-    token_file.parent.mkdir()
-    token_file.write_text("secret")
+    state_dir(glidein.root).mkdir()
     python = glidein.run_cleanup()
     assert [cleanup.returncode for cleanup in python] == [0]
     assert "no Triton server recorded" in python[0].stderr
     assert case.fault.detail in python[0].stderr
-    assert not token_file.exists()
     check_published(case.fault, glidein)
 
 
@@ -667,7 +657,6 @@ def unusual_paths(case: Case) -> None:
                 str(image) in state.teardown[0][0] or str(image) in glidein.config()["GLIDEIN_TRITON_IMAGE"]
             )
         job_environment = glidein.published()[1]
-        assert job_environment["TRITON_TOKEN_FILE"].startswith(str(root))
         assert [line.split()[0] for line in demo.run_sample_job(job_environment, requests=2)] == [
             "gRPC",
             "HTTP",

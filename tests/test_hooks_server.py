@@ -70,10 +70,6 @@ class Served:
     def http_url(self) -> str:
         return self.glidein.published()[1]["TRITON_HTTP_URL"]
 
-    @property
-    def token(self) -> str:
-        return Path(self.glidein.published()[1]["TRITON_TOKEN_FILE"]).read_text().strip()
-
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
@@ -110,7 +106,7 @@ def test_two_concurrent_prejobs_share_one_load(served: Served, repository: Path)
     link = state_dir(served.glidein.root) / "job_models" / "alpha"
     assert link.readlink().parent == state_dir(served.glidein.root) / "job_snapshots"  # the vetted copy
     assert (link / "1" / "model.py").read_text() == (repository / "alpha" / "1" / "model.py").read_text()
-    assert infer(served.http_url, "alpha", [1, 2, 3, 4], served.token) == 200
+    assert infer(served.http_url, "alpha", [1, 2, 3, 4]) == 200
 
 
 def test_twenty_concurrent_prejobs_on_five_models(served: Served, repository: Path) -> None:
@@ -167,9 +163,7 @@ def test_model_name_of_the_server_repository_is_refused_from_a_job_repository(
     code, stdout, stderr = job.finish()
     assert (code, stdout) == (0, "failed||simple\n")
     assert "the server's repository has a model of that name" in stderr
-    assert (
-        infer(served.http_url, "simple", [1, 2, 3, 4], served.token) != 404
-    )  # the pinned model was not disturbed
+    assert infer(served.http_url, "simple", [1, 2, 3, 4]) != 404  # the pinned model was not disturbed
     assert served.periodic()["TritonLoadedModels"] == '"simple"'
 
 
@@ -205,9 +199,7 @@ def test_killed_server_is_restarted_on_the_same_ports_then_the_limit_holds(
         before.grpc_port,
         before.metrics_port,
     )
-    assert (
-        infer(served.http_url, "gamma", [4, 3, 2, 1], served.token) == 200
-    )  # at the URL published at startup
+    assert infer(served.http_url, "gamma", [4, 3, 2, 1]) == 200  # at the URL published at startup
     exit_messages = (served.glidein.root / "exit_message").read_text()
     assert "restart 1 of 3" in exit_messages
 
@@ -316,13 +308,13 @@ def test_hung_server_is_restarted_then_stopped_for_good(tmp_path: Path) -> None:
 def test_accounting_counts_every_request_across_a_restart(served: Served, repository: Path) -> None:
     holder = served.job(job_ad(repository, ["delta"]))
     assert job_report(holder)[0] == "ready"
-    statuses = [infer(served.http_url, "delta", [number, 1, 2, 3], served.token) for number in (1, 2, -1)]
+    statuses = [infer(served.http_url, "delta", [number, 1, 2, 3]) for number in (1, 2, -1)]
     assert statuses[:2] == [200, 200]
     assert statuses[2] != 200
     assert served.periodic()["TritonInferenceCount"] == "2"  # a snapshot the ledger keeps
     os.kill(state(served.glidein).pid, signal.SIGKILL)
     assert served.periodic()["TritonRestarts"] == "1"
-    assert [infer(served.http_url, "delta", [5, 6, 7, 8], served.token) for _ in range(3)] == [200] * 3
+    assert [infer(served.http_url, "delta", [5, 6, 7, 8]) for _ in range(3)] == [200] * 3
     attributes = served.periodic()
     assert attributes["TritonInferenceCount"] == "5"
     recorded = state(served.glidein)

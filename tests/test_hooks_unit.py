@@ -98,7 +98,7 @@ def test_install_prejob_hook_shell_only(tmp_path: Path) -> None:
     assert os.access(executable, os.X_OK)
     assert not os.access(sourced, os.X_OK)  # gwms_process_scripts sources it only if not executable
     assert sorted(path.name for path in prejob_dir.iterdir()) == [executable.name, sourced.name]
-    assert not (tmp_path / ".gwms.d" / "lib").exists()  # no code, no token travels with .gwms.d
+    assert not (tmp_path / ".gwms.d" / "lib").exists()  # no code travels with .gwms.d
     assert executable.read_text().startswith("#!/bin/sh\n")
     commands = [line for line in executable.read_text().splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in commands if "python" in line.lower()]
@@ -215,8 +215,8 @@ def test_env_snippet_exports_results_and_stops_required_jobs(tmp_path: Path, she
     ]
     result = source("TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=c\nTRITON_MODELS_STATUS=failed\n")
     assert (result.returncode, result.stdout.splitlines()[0]) == (0, "status=failed ready= failed=c")
-    assert result.stdout.splitlines()[2] == "token=unset"  # the agent has written no token
-    (sandbox / ".glidein_triton" / "token").write_text("x")
+    assert result.stdout.splitlines()[2] == "token=unset"
+    (sandbox / ".glidein_triton" / "token").write_text("x")  # as an older glidein's agent wrote it
     result = source(
         "TRITON_MODELS_READY=\nTRITON_MODELS_FAILED=c\nTRITON_MODELS_STATUS=required-failed\n"
         "TRITON_MODELS_ERRORS=c: refused\n"
@@ -226,7 +226,7 @@ def test_env_snippet_exports_results_and_stops_required_jobs(tmp_path: Path, she
         "exit_wrapper: glidein-triton: this job requires Triton models that could not be loaded: c: refused (1)\n"
     )
     result = source("TRITON_MODELS_STATUS=ready\n")
-    assert result.stdout.splitlines()[2] == f"token={sandbox}/.glidein_triton/token"
+    assert result.stdout.splitlines()[2] == "token=unset"  # no token travels to the job any more
     env_file.unlink()
     result = subprocess.run(
         [shell, "-c", ENV_SNIPPET, shell, snippet],

@@ -1,5 +1,5 @@
-"""Without a server: the two tokens' server options, what the agent writes into a job's sandbox, and how
-the client helper finds the token and the agent's answer there without any environment variable."""
+"""Without a server: what the agent writes into a job's sandbox, and how the client helper finds the agent's
+answer there without any environment variable."""
 
 from __future__ import annotations
 
@@ -11,38 +11,12 @@ import pytest
 
 from glidein_triton.job import client
 from glidein_triton.local.jobs import make_sandbox
-from glidein_triton.worker import job_loader, sandboxes, token
+from glidein_triton.worker import job_loader, sandboxes
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.triton_api import Server
-
-
-def test_server_options_split_the_categories_between_the_two_tokens() -> None:
-    options = token.server_options("INF", "ADM")
-    admin = "model-repository,shared-memory,logging,trace,statistics,model-config:triton-admin-token=ADM"
-    assert options == [
-        "--http-restricted-api=inference,metadata:triton-token=INF",
-        f"--http-restricted-api={admin}",
-        "--grpc-restricted-protocol=inference,metadata:triton-token=INF",
-        f"--grpc-restricted-protocol={admin}",
-    ]
-    every = {api for option in options for api in option.split("=", 1)[1].split(":")[0].split(",")}
-    # Triton's nine categories (src/restricted_features.h): all but health need a token.
-    assert every == {
-        "inference", "metadata", "model-repository", "shared-memory", "logging", "trace", "statistics",
-        "model-config",
-    }  # fmt: skip
-
-
-def test_host_headers_carry_both_tokens_jobs_get_one(tmp_path: Path) -> None:
-    inference, _ = token.create(tmp_path)
-    admin, path = token.create(tmp_path, token.ADMIN_TOKEN_FILE_NAME)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert token.host_headers(tmp_path) == {"triton-token": inference, "triton-admin-token": admin}
-    assert token.headers(tmp_path / token.TOKEN_FILE_NAME) == {"triton-token": inference}
-    assert token.host_headers(tmp_path / "none") == {}
 
 
 def loader(plugin_dir: Path) -> job_loader.JobLoader:
@@ -62,17 +36,16 @@ def answer(sandbox: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
-def test_the_agent_writes_token_pending_claim_and_answer(plugin_dir: Path, tmp_path: Path) -> None:
+def test_the_agent_writes_pending_claim_and_answer(plugin_dir: Path, tmp_path: Path) -> None:
     sandbox = sandbox_with(
         tmp_path, 'GlobalJobId = "s#1.0#1"\nTritonModels = "alpha"\nTritonModelsRequired = true\n'
     )
     loader(plugin_dir).serve(str(sandbox))
     job_dir = sandbox / ".glidein_triton"
     assert stat.S_IMODE(job_dir.stat().st_mode) == 0o700
-    for name in ("token", "pending", "claim.json", "prejob.env"):
+    assert sorted(path.name for path in job_dir.iterdir()) == ["claim.json", "pending", "prejob.env"]
+    for name in ("pending", "claim.json", "prejob.env"):
         assert stat.S_IMODE((job_dir / name).stat().st_mode) == 0o600, name
-    assert (job_dir / "token").read_text() == token.read(plugin_dir / "token")
-    assert not (job_dir / token.ADMIN_TOKEN_FILE_NAME).exists()
     assert (job_dir / "pending").read_text() == "35\n"
     found = answer(sandbox)
     assert (found["TRITON_MODELS_STATUS"], found["TRITON_MODELS_FAILED"]) == ("required-failed", "alpha")
@@ -92,20 +65,12 @@ def test_the_agent_answers_none_refusals_and_bad_requests(plugin_dir: Path, tmp_
     assert answer(sandbox)["TRITON_MODELS_STATUS"] == "failed"
 
 
-def test_without_tokens_the_agent_still_answers(plugin_dir: Path, tmp_path: Path) -> None:
-    (plugin_dir / "token").unlink()  # GLIDEIN_TRITON_TOKEN = False
-    sandbox = sandbox_with(tmp_path, 'GlobalJobId = "s#1.0#1"\n')
-    loader(plugin_dir).serve(str(sandbox))
-    assert answer(sandbox)["TRITON_MODELS_STATUS"] == "none"
-    assert not (sandbox / ".glidein_triton" / "token").exists()
-
-
 def test_a_job_cannot_redirect_the_agents_writes(plugin_dir: Path, tmp_path: Path) -> None:
     sandbox = sandbox_with(tmp_path, 'TritonModels = "m"\n')
     (sandbox / ".glidein_triton").symlink_to(plugin_dir)  # the job points its directory at the glidein's
     with pytest.raises(NotADirectoryError):
         loader(plugin_dir).serve(str(sandbox))
-    assert sorted(path.name for path in plugin_dir.iterdir()) == ["token"]
+    assert list(plugin_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("nested", [True, False], ids=["nested_scratch", "flat"])
@@ -141,28 +106,9 @@ def test_a_flat_sandbox_is_not_taken_for_a_nested_one(tmp_path: Path) -> None:
     assert sandboxes.scratch_dir(str(nested.parent)) == str(nested)
 
 
-def test_the_client_finds_the_token_in_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    job_dir = tmp_path / ".glidein_triton"
-    job_dir.mkdir()
-    token.write_private(job_dir / "token", "from-the-agent")
-    found = client.read_token({"_CONDOR_SCRATCH_DIR": str(tmp_path)})
-    assert found == client.Token("from-the-agent", f"the job's sandbox ({job_dir / 'token'})")
-    # The glidein's file is not visible in a container: the sandbox copy is used.
-    assert (
-        client.read_token({"_CONDOR_SCRATCH_DIR": str(tmp_path), "TRITON_TOKEN_FILE": "/glidein/token"})
-        == found
-    )
-    monkeypatch.chdir(tmp_path)  # no variable at all: the current directory is the sandbox
-    assert client.read_token({}) == client.Token(
-        "from-the-agent", "the job's sandbox (.glidein_triton/token)"
-    )
-
-
 def test_connect_fails_at_once_for_a_model_the_agent_refused(tmp_path: Path) -> None:
     machine_ad = tmp_path / ".machine.ad"
-    machine_ad.write_text(
-        f'HasTriton = true\nTritonGRPCURL = "127.0.0.1:{free_port()}"\nTritonAuth = "token"\n'
-    )
+    machine_ad.write_text(f'HasTriton = true\nTritonGRPCURL = "127.0.0.1:{free_port()}"\n')
     environment = {"_CONDOR_SCRATCH_DIR": str(tmp_path), "_CONDOR_MACHINE_AD": str(machine_ad)}
     (tmp_path / ".glidein_triton").mkdir()
     (tmp_path / ".glidein_triton" / "prejob.env").write_text(

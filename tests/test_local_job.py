@@ -38,7 +38,11 @@ def fake_glidein(tmp_path: Path) -> LocalGlidein:
         glidein=SimulatedGlidein(tmp_path),
         startup=ScriptResult(0, "", ""),
         attributes={"HasTriton": "True"},
-        job_environment={"HAS_TRITON": "True", "TRITON_GRPC_URL": "127.0.0.1:1", "TRITON_TOKEN_FILE": "/t"},
+        job_environment={
+            "HAS_TRITON": "True",
+            "TRITON_GRPC_URL": "127.0.0.1:1",
+            "TRITON_MODEL_REPOSITORY": "/r",
+        },
         machine_ad=machine_ad,
     )
 
@@ -50,13 +54,13 @@ def test_job_environment_with_and_without_the_published_variables(tmp_path: Path
         "PATH": "/bin",
         "HAS_TRITON": "True",
         "TRITON_GRPC_URL": "127.0.0.1:1",
-        "TRITON_TOKEN_FILE": "/t",
+        "TRITON_MODEL_REPOSITORY": "/r",
         "_CONDOR_MACHINE_AD": str(glidein.machine_ad),
     }
     assert glidein.environment(base, machine_ad_only=True) == {
         "PATH": "/bin",
         "HAS_TRITON": "True",
-        "TRITON_TOKEN_FILE": "/t",
+        "TRITON_MODEL_REPOSITORY": "/r",
         "_CONDOR_MACHINE_AD": str(glidein.machine_ad),
     }
 

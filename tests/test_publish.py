@@ -18,16 +18,14 @@ EXPECTED_LINES = [
     "TRITON_FAILED_MODELS S - TritonFailedModels N Y -",
     "TRITON_RUNTIME S - TritonRuntime N Y -",
     "TRITON_MODEL_REPOSITORY S - TritonModelRepository N Y TRITON_MODEL_REPOSITORY",
-    "TRITON_AUTH S - TritonAuth N Y -",
     "TRITON_REMOTE C - TritonRemote N Y -",
     "TRITON_GRPC_TLS C - TritonGRPCTLS N Y -",
-    "TRITON_TOKEN_FILE S - TritonTokenFile N N TRITON_TOKEN_FILE",
     "TRITON_FAILURE S - TritonFailure N Y -",
 ]
 
 
 def test_condor_vars_lines() -> None:
-    endpoint = publish.Endpoint("127.0.0.1", 2, 1, 3, token_file="/w/triton/token")
+    endpoint = publish.Endpoint("127.0.0.1", 2, 1, 3)
     values = [*publish.server_values(endpoint, [], "process", "/r"), *publish.ready_values("2.51.0")]
     lines = [var.line() for var in publish.condor_vars(values)]
     assert len(lines) == len(set(lines))
@@ -48,25 +46,16 @@ def test_server_values() -> None:
     assert values["TRITON_METRICS_URL"] == "http://127.0.0.1:8002/metrics"
     assert values["TRITON_GPUS"] == "1"
     assert values["TRITON_GPU_NAMES"] == "NVIDIA H100 80GB HBM3 MIG 1g.10gb"
-    assert (values["TRITON_AUTH"], values["TRITON_REMOTE"], values["TRITON_GRPC_TLS"]) == (
-        "none",
-        "False",
-        "False",
-    )
-    assert "TRITON_TOKEN_FILE" not in values
+    assert (values["TRITON_REMOTE"], values["TRITON_GRPC_TLS"]) == ("False", "False")
+    assert "TRITON_AUTH" not in values
 
 
 def test_remote_endpoint_values() -> None:
-    endpoint = publish.Endpoint("10.1.2.3", 8001, 8000, 8002, token_file="/t", tls=True, remote=True)
+    endpoint = publish.Endpoint("10.1.2.3", 8001, 8000, 8002, tls=True, remote=True)
     values = dict(publish.server_values(endpoint, [], "process", "/r"))
     assert values["TRITON_GRPC_URL"] == "10.1.2.3:8001"
     assert values["TRITON_HTTP_URL"] == "127.0.0.1:8000"
-    assert (values["TRITON_AUTH"], values["TRITON_REMOTE"], values["TRITON_GRPC_TLS"]) == (
-        "token",
-        "True",
-        "True",
-    )
-    assert values["TRITON_TOKEN_FILE"] == "/t"
+    assert (values["TRITON_REMOTE"], values["TRITON_GRPC_TLS"]) == ("True", "True")
     assert values["TRITON_METRICS_URL"] == "http://127.0.0.1:8002/metrics"
 
 

@@ -17,6 +17,7 @@ from glidein_triton.worker.settings import (
     ALLOWED_SERVER_OPTIONS,
     MEMORY_LIMIT_AUTO_FLOOR,
     OWN_KEYS,
+    RETIRED_SETTINGS,
     SETTINGS,
     Settings,
     default_value,
@@ -24,6 +25,7 @@ from glidein_triton.worker.settings import (
     parse_bool,
     parse_models,
     required_flag,
+    retired_settings,
     unknown_settings,
     unknown_settings_text,
 )
@@ -91,7 +93,6 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_PYTHON",
         "GLIDEIN_TRITON_SERVER_ARGS",
         "GLIDEIN_TRITON_SERVER_MEMORY_LIMIT",
-        "GLIDEIN_TRITON_TOKEN",
         "GLIDEIN_TRITON_REMOTE",
         "GLIDEIN_TRITON_ADDRESS",
         "GLIDEIN_TRITON_TLS_CERT",
@@ -309,6 +310,38 @@ def test_keys_meant_as_settings_are_found_with_the_closest_name() -> None:
         "GLIDEIN_TRITON_READY_TIMEOUT?) (docs/settings.md lists them)"
     )
     assert unknown_settings_text({"GLIDEIN_TRITON": "True"}) == ""
+
+
+def test_a_retired_setting_is_ignored_with_why_it_is_gone() -> None:
+    config = {"GLIDEIN_TRITON_TOKEN": "True", "GLIDEIN_TRITON_READY_TIMOUT": "5"}
+    assert retired_settings(config) == [("GLIDEIN_TRITON_TOKEN", RETIRED_SETTINGS["GLIDEIN_TRITON_TOKEN"])]
+    assert unknown_settings(config) == [("GLIDEIN_TRITON_READY_TIMOUT", "GLIDEIN_TRITON_READY_TIMEOUT")]
+    assert unknown_settings_text(config) == (
+        "retired setting of glidein-triton, ignored: GLIDEIN_TRITON_TOKEN (the access tokens are gone: jobs "
+        "reach the server through the front door, which admits only the glidein's user, and no secret is on "
+        "the server's command line any more); not settings of glidein-triton, ignored: "
+        "GLIDEIN_TRITON_READY_TIMOUT (did you mean GLIDEIN_TRITON_READY_TIMEOUT?) (docs/settings.md lists them)"
+    )
+    # Not a failure: the settings are read as if it were not there.
+    assert Settings.from_config({"GLIDEIN_TRITON_TOKEN": "False"}) == Settings.from_config({})
+
+
+def test_remote_mode_requires_mutual_tls_naming_what_is_missing() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_config({"GLIDEIN_TRITON_REMOTE": "True"})
+    assert str(raised.value) == (
+        "GLIDEIN_TRITON_REMOTE=True requires mutual TLS: set GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY "
+        "and GLIDEIN_TRITON_TLS_ROOT_CERT"
+    )
+    server_only = {
+        "GLIDEIN_TRITON_REMOTE": "True",
+        "GLIDEIN_TRITON_TLS_CERT": "/c",
+        "GLIDEIN_TRITON_TLS_KEY": "/k",
+    }
+    with pytest.raises(ConfigError, match=r"requires mutual TLS: set GLIDEIN_TRITON_TLS_ROOT_CERT$"):
+        Settings.from_config(server_only)
+    mutual = Settings.from_config({**server_only, "GLIDEIN_TRITON_TLS_ROOT_CERT": "/ca"})
+    assert (mutual.remote, mutual.tls_root_cert) == (True, "/ca")
 
 
 def test_the_plugins_own_keys_are_the_ones_it_writes() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.operator import settings_doc
-from glidein_triton.worker.settings import ALLOWED_SERVER_OPTIONS, SETTINGS
+from glidein_triton.worker.settings import ALLOWED_SERVER_OPTIONS, RETIRED_SETTINGS, SETTINGS
 
 SETTINGS_MD = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
@@ -25,6 +25,8 @@ def test_every_setting_has_a_row_with_its_default() -> None:
         assert (spec.default_text or spec.default or "(none)") in row
         assert spec.description.replace("|", "\\|") in row
     assert all(f"- `{option}`" in settings_doc.markdown() for option in ALLOWED_SERVER_OPTIONS)
+    retired = settings_doc.markdown().split("## Retired settings", 1)[1]
+    assert all(f"- `{key}`: {why}." in retired for key, why in RETIRED_SETTINGS.items())
 
 
 def test_the_command_writes_and_checks_the_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import server, server_report
 from glidein_triton.worker.errors import ModelLoadError, OptionRefusedError, PortInUseError
+from glidein_triton.worker.settings import RETIRED_SETTINGS
 from glidein_triton.worker.state import ServerState
 
 from .support import DEFAULT_INSTANCES, add_model, write_executable
@@ -183,7 +184,7 @@ def test_first_error_skips_the_cpu_nodes_cuda_line_and_ends_at_the_first_newline
 
 @pytest.mark.scripts
 @pytest.mark.parametrize("required", [False, True])
-def test_a_misspelled_setting_is_reported_with_the_close_name(
+def test_a_misspelled_or_retired_setting_is_reported_with_the_close_name_or_why(
     glidein: SimulatedGlidein, required: bool
 ) -> None:
     for key, value in {
@@ -192,10 +193,13 @@ def test_a_misspelled_setting_is_reported_with_the_close_name(
         "GLIDEIN_TRITON_RUNTIME": "process",
         "GLIDEIN_TRITON_SERVER_BINARY": str(glidein.root / "no-tritonserver"),
         "GLIDEIN_TRITON_READY_TIMOUT": "5",
+        "GLIDEIN_TRITON_TOKEN": "True",  # retired: ignored with why, never a failure of its own
     }.items():
         glidein.set(key, value)
     result = glidein.run_startup()
+    why = RETIRED_SETTINGS["GLIDEIN_TRITON_TOKEN"]
     expected = (
+        f"retired setting of glidein-triton, ignored: GLIDEIN_TRITON_TOKEN ({why}); "
         "not settings of glidein-triton, ignored: GLIDEIN_TRITON_READY_TIMOUT (did you mean "
         "GLIDEIN_TRITON_READY_TIMEOUT?) (docs/settings.md lists them)"
     )

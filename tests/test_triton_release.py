@@ -12,7 +12,7 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import pytriton as local_server
 from glidein_triton.worker import triton_release
-from glidein_triton.worker.errors import ConfigError, VOConfigError
+from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.triton_release import (
     TritonRelease,
     fit_options,
@@ -34,8 +34,6 @@ OPTIONS = [
     "--model-repository=/models",
     "--metrics-address=127.0.0.1",
     "--metrics-port=8002",
-    "--http-restricted-api=inference,model-repository:triton-token=x",
-    "--grpc-restricted-protocol=inference,model-repository:triton-token=x",
 ]
 
 
@@ -132,7 +130,7 @@ def test_the_container_release_alone_decides_too(tmp_path: Path) -> None:
     release = from_sandbox(image)
     assert (release.version, release.container) == (None, "23.05")
     assert release.supports("--metrics-address")  # 23.05 = 2.34
-    assert not release.supports("--http-restricted-api")  # 23.11 = 2.40
+    assert not release.supports("--model-load-retry-count")  # 24.01 = 2.42
 
 
 def test_the_image_name_is_the_last_resort() -> None:
@@ -142,7 +140,7 @@ def test_the_image_name_is_the_last_resort() -> None:
     assert release.container == "22.07"
     assert not release.supports("--metrics-address")
     assert not from_image("/images/tritonserver.sif").known
-    assert TritonRelease().supports("--http-restricted-api")  # unknown: assumed recent, checked at start
+    assert TritonRelease().supports("--model-load-retry-count")  # unknown: assumed recent, checked at start
 
 
 def test_help_of_the_real_server_lists_every_option_the_plugin_uses(tmp_path: Path) -> None:
@@ -159,24 +157,11 @@ def test_help_of_an_older_release(tmp_path: Path) -> None:
     release = from_help([str(old)])
     assert [o for o in triton_release.OPTION_RELEASES if not release.supports(o)] == [
         "--metrics-address",
-        "--http-restricted-api",
         "--model-load-retry-count",
     ]
-    assert release.supports("--grpc-restricted-protocol")
+    assert release.supports("--log-file")
     assert not from_help([str(tmp_path / "missing")]).known
     assert not from_help(["/bin/echo"]).known  # exits 0 and prints no usage: not a tritonserver
-
-
-def test_the_token_on_a_release_without_restrictions_is_refused_naming_both() -> None:
-    release = TritonRelease("the image name x:23.05", container="23.05")
-    with pytest.raises(VOConfigError) as raised:
-        fit_options(release, OPTIONS, [])
-    assert str(raised.value) == (
-        "the access token (GLIDEIN_TRITON_TOKEN) cannot be enforced: --http-restricted-api needs Triton 2.40 "
-        "(23.11) or later: not in the server (Triton 23.05, from the image name x:23.05). Use a server image "
-        "of Triton 2.40 (23.11) or later, or set GLIDEIN_TRITON_TOKEN=False to run this release without the "
-        "token (every process on the node may then use the server)"
-    )
 
 
 def test_an_operator_option_the_release_lacks_is_a_config_error() -> None:
@@ -214,18 +199,6 @@ def older_glidein(
 
 
 @pytest.mark.server
-def test_an_old_release_with_the_token_on_fails_before_it_starts(tmp_path: Path) -> None:
-    prepared = older_glidein(tmp_path, (2, 24))
-    result = prepared.glidein.run_startup(prepared.environment)
-    assert result.returncode == 0, result.stderr
-    assert result.metrics["TritonFailure"] == "VO_Config"
-    failure = prepared.glidein.published()[0]["TritonFailure"]
-    assert "--http-restricted-api needs Triton 2.40 (23.11) or later" in failure
-    assert f"options listed by {tmp_path}/old/tritonserver --help" in failure
-    assert recorded_state(prepared.glidein) is None
-
-
-@pytest.mark.server
 def test_a_current_release_is_launched_once_and_never_asked_for_its_options(tmp_path: Path) -> None:
     prepared = demo.prepare(tmp_path / "glidein")
     launcher = prepared.glidein.config()["GLIDEIN_TRITON_SERVER_BINARY"]
@@ -242,8 +215,8 @@ def test_a_current_release_is_launched_once_and_never_asked_for_its_options(tmp_
 
 
 @pytest.mark.server
-def test_an_old_release_runs_without_the_token_and_without_metrics(tmp_path: Path) -> None:
-    prepared = older_glidein(tmp_path, (2, 24), GLIDEIN_TRITON_TOKEN="False")
+def test_an_old_release_runs_without_metrics(tmp_path: Path) -> None:
+    prepared = older_glidein(tmp_path, (2, 24), GLIDEIN_TRITON_METRICS="True")
     glidein = prepared.glidein
     result = glidein.run_startup(prepared.environment)
     assert result.returncode == 0, result.stderr
@@ -253,9 +226,7 @@ def test_an_old_release_runs_without_the_token_and_without_metrics(tmp_path: Pat
     assert state is not None
     assert state.metrics_port == 0
     assert "--allow-metrics=false" in state.argv
-    assert not any(
-        word.startswith(("--metrics-", "--http-restricted", "--grpc-restricted")) for word in state.argv
-    )
+    assert not any(word.startswith("--metrics-") for word in state.argv)
     attributes, job_environment = glidein.published()
     assert "TritonMetricsURL" not in attributes
     demo.run_sample_job(job_environment, requests=1)
@@ -265,12 +236,11 @@ def test_an_old_release_runs_without_the_token_and_without_metrics(tmp_path: Pat
 
 @pytest.mark.server
 def test_an_unknown_release_that_refuses_an_option_is_named_in_the_failure(tmp_path: Path) -> None:
-    prepared = older_glidein(tmp_path, (2, 39), help_text=False)
+    prepared = older_glidein(tmp_path, (2, 33), help_text=False, GLIDEIN_TRITON_METRICS="True")
     result = prepared.glidein.run_startup(prepared.environment)
     assert result.returncode == 0
     assert result.metrics["TritonFailure"] == "WN_Resource"
     assert (
-        "tritonserver does not accept --http-restricted-api"
-        in prepared.glidein.published()[0]["TritonFailure"]
+        "tritonserver does not accept --metrics-address" in prepared.glidein.published()[0]["TritonFailure"]
     )
     assert recorded_state(prepared.glidein) is None

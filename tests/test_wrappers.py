@@ -1,10 +1,11 @@
-"""Jobs under three wrappers on the real server, and what a job holding only the inference token can do.
+"""Jobs under three wrappers on the real server: each gets its model and asks what CMSSW asks, with no header.
 
 The wrappers (glidein_triton.local.jobs): GlideinWMS's default, which runs the pre-job (with and without
 its container); one that only execs the job; and a container stand-in that sees only the job's sandbox (a
 private mount namespace hides the glidein directory; the environment is cleared). Every job gets its model
-and a working inference token from the glidein's agent; none can load or unload models, read statistics or
-configuration, register shared memory, or change logging or tracing (HTTP 403, gRPC refused).
+from the glidein's agent and, with unmodified clients and no credential, infers and reads the repository
+index, model configuration, metadata and statistics over HTTP and gRPC. What jobs may not do (load models,
+shared memory, logging, trace) is refused by the front door's filter, tested with the door.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from .support import REPO, add_model, hand_over, job_ad, leftovers_after_cleanup
 pytestmark = pytest.mark.server
 
 JOB = [sys.executable, str(REPO / "tests" / "wrapper_job.py"), str(REPO)]
-ADMIN_ONLY = ("load", "unload", "index", "statistics", "config", "shared-memory", "logging", "trace")
 
 
 class Glidein:
@@ -84,7 +84,7 @@ def report(job: hooks_sim.Job) -> dict[str, Any]:
         ("container", "", "", False),
     ],
 )
-def test_every_wrapper_gets_its_model_and_only_inference(
+def test_every_wrapper_gets_its_model_and_what_cmssw_asks(
     glidein: Glidein, wrapper: str, container: str, status: str, nested: bool
 ) -> None:
     glidein.prepared.glidein.nested_scratch = nested
@@ -94,11 +94,10 @@ def test_every_wrapper_gets_its_model_and_only_inference(
     assert found.get("error") is None, found
     assert found["status"] == status  # exported by the pre-job where one runs
     assert found["output"] == [1, 2, 3, 4]
-    assert found["http"] == {**dict.fromkeys(ADMIN_ONLY, 403), "metadata": 200}
-    assert all("This protocol is restricted" in refusal for refusal in found["grpc"].values()), found["grpc"]
+    assert found["http"] == dict.fromkeys(("index", "statistics", "config", "metadata"), 200)
+    assert found["grpc"] == dict.fromkeys(("index", "config", "metadata", "statistics"), "answered")
     if wrapper == "container":  # it saw only its sandbox, and needed nothing else
         assert found["opened_outside_sandbox"] == []
-        assert found["token_source"].startswith("the job's sandbox")
 
 
 def test_refusals_reach_the_job(glidein: Glidein) -> None:

@@ -2,11 +2,10 @@
 """Health and metadata check of a Triton server, over gRPC and HTTP, as a site runs it.
 
 For each protocol: liveness and readiness, the server's name, version and extensions, and for each model
-(``--model``, else every model of the repository index, else, on a glidein, where the index is the agent's
-alone, every model directory of ``$TRITON_MODEL_REPOSITORY``) its readiness, versions, inputs and outputs.
+(``--model``, else every model of the repository index, else, on a server that refuses the index, every
+model directory of ``$TRITON_MODEL_REPOSITORY``) its readiness, versions, inputs and outputs.
 With a metrics URL (``--metrics-url`` or ``$TRITON_METRICS_URL``) it also counts the inference counters there.
-Exits 1 when the server or a model is not ready. The server is found by glidein_triton.job.client, which also
-sends the access token when the job has one.
+Exits 1 when the server or a model is not ready. The server is found by glidein_triton.job.client.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ def tensors(metadata: dict, kind: str) -> str:
 
 
 def listed_models(client: object, protocol: str) -> list[str]:
-    """The ready models of the repository index; a job's token cannot read it (a glidein's agent can): then
-    the model directories of the glidein's repository, when the job sees it."""
+    """The ready models of the repository index; on a server that refuses it, the model directories of the
+    glidein's repository, when the job sees it."""
     as_json = {"as_json": True} if protocol == "grpc" else {}
     try:
         index = client.get_model_repository_index(**as_json)

@@ -9,11 +9,8 @@ Runs inside the job (e.g. in the slim client image): the standard library at imp
 
 :func:`connect` waits, with backoff, until the server (and the models asked for) are ready, retrying
 connection failures until the timeout; a model the glidein's agent could not load for this job (its answer
-in the sandbox, ``.glidein_triton/prejob.env``) fails at once with the agent's reason. When the server
-restricts its APIs with an access token, the token is read from the file named by ``$TRITON_TOKEN_FILE``,
-from ``$TRITON_TOKEN``, or from the copy the agent wrote into the job's sandbox
-(``$_CONDOR_SCRATCH_DIR/.glidein_triton/token``, else ``./.glidein_triton/token``: no variable needed, under
-any job wrapper and in any container), and sent with every request.
+in the sandbox, ``.glidein_triton/prejob.env``) fails at once with the agent's reason. No credential is
+sent: the glidein's front door admits the glidein's jobs by their user alone.
 When no server is found or ready, :class:`NoServerError` says what was tried, or an opt-in ``fallback``
 callable runs instead (e.g. the model in-process). When the machine ad says the glidein's gRPC endpoint uses
 TLS (``TritonGRPCTLS``, remote mode), the gRPC client is made with ``ssl=True``.
@@ -25,7 +22,6 @@ import importlib
 import logging
 import os
 import re
-import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,17 +35,10 @@ PROTOCOL_NAMES = {"grpc": "gRPC", "http": "HTTP"}
 URL_VARIABLES = {"grpc": "TRITON_GRPC_URL", "http": "TRITON_HTTP_URL"}
 AD_ATTRIBUTES = {"grpc": "TritonGRPCURL", "http": "TritonHTTPURL"}
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
-TOKEN_FILE_VARIABLE = "TRITON_TOKEN_FILE"  # noqa: S105 (the name of a variable, not a secret)
-TOKEN_VARIABLE = "TRITON_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
 SCRATCH_VARIABLE = "_CONDOR_SCRATCH_DIR"
-#: In the job's sandbox, written by the glidein's agent: the inference token and the answer for the job.
+#: In the job's sandbox, written by the glidein's agent: the answer for the job.
 JOB_DIR = ".glidein_triton"
-SANDBOX_TOKEN = "token"  # noqa: S105 (a file name, not a secret)
 ANSWER_FILE = "prejob.env"
-#: The header the server checks (``--http-restricted-api=...:triton-token=<token>``).
-TOKEN_HEADER = "triton-token"  # noqa: S105 (a header name, not a secret)
-#: Triton expects a restricted gRPC protocol's header as metadata with this prefix (src/grpc/grpc_server.h).
-GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 DEFAULT_TIMEOUT = 60.0
 FIRST_DELAY = 0.1
 LONGEST_DELAY = 2.0
@@ -96,24 +85,12 @@ class ModelsUnavailableError(NoServerError):
     """The glidein's agent could not make a model available for this job (refused or failed to load)."""
 
 
-class TokenError(RuntimeError):
-    """The access token named by the environment cannot be used."""
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """A server address (``host:port``), and where it was found."""
 
     protocol: str
     url: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Token:
-    """An access token, and where it was read from (never the value itself, in messages)."""
-
-    value: str
     source: str
 
 
@@ -206,38 +183,6 @@ def job_directory(environment: Mapping[str, str]) -> Path:
     return Path(environment.get(SCRATCH_VARIABLE, "").strip() or ".") / JOB_DIR
 
 
-def _token_file(path: Path, source: str) -> Token:
-    try:
-        value = path.read_text().strip()
-        mode = path.stat().st_mode
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokenError(f"cannot read the access token from {source}: {error}") from error
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        LOG.warning("%s is readable by others (mode %o); it should be 0600", path, stat.S_IMODE(mode))
-    return Token(value, source)
-
-
-def read_token(environment: Mapping[str, str] | None = None) -> Token | None:
-    """The token from the file named by ``$TRITON_TOKEN_FILE``, else ``$TRITON_TOKEN``, else the job's
-    sandbox (:func:`job_directory`); None if none. A ``$TRITON_TOKEN_FILE`` that cannot be read is an
-    error unless the sandbox has the token (a job container does not see the glidein's file)."""
-    environment = os.environ if environment is None else environment
-    path = environment.get(TOKEN_FILE_VARIABLE, "").strip()
-    sandbox_token = job_directory(environment) / SANDBOX_TOKEN
-    value = environment.get(TOKEN_VARIABLE, "").strip()
-    if path and (Path(path).is_file() or not sandbox_token.is_file()):
-        found = _token_file(Path(path), f"${TOKEN_FILE_VARIABLE} ({path})")
-    elif value:
-        found = Token(value, f"${TOKEN_VARIABLE}")
-    elif sandbox_token.is_file():
-        found = _token_file(sandbox_token, f"the job's sandbox ({sandbox_token})")
-    else:
-        return None
-    if not found.value or not found.value.isascii() or not found.value.isprintable():
-        raise TokenError(f"the access token from {found.source} is empty or not printable ASCII")
-    return found
-
-
 def agent_failures(environment: Mapping[str, str]) -> dict[str, str]:
     """The models the glidein's agent answered it could not make available for this job, with why."""
     try:
@@ -257,13 +202,12 @@ def agent_failures(environment: Mapping[str, str]) -> dict[str, str]:
 
 def wait_for_agent(environment: Mapping[str, str], models: Sequence[str], timeout: float) -> None:
     """In a job sandbox on a glidein with Triton: wait (at most ``timeout``) until the glidein's agent has
-    answered for ``models`` (or, with none, written the token), and fail at once for a model it refused."""
-    ad = machine_ad(environment)
-    if not environment.get(SCRATCH_VARIABLE, "").strip() or ad.get("hastriton", "").lower() != "true":
+    answered for ``models``, and fail at once for a model it refused."""
+    if not models or not environment.get(SCRATCH_VARIABLE, "").strip():
         return
-    if not models and ad.get("tritonauth", "") != "token":
+    if machine_ad(environment).get("hastriton", "").lower() != "true":
         return
-    target = job_directory(environment) / (ANSWER_FILE if models else SANDBOX_TOKEN)
+    target = job_directory(environment) / ANSWER_FILE
     deadline = time.monotonic() + timeout
     while not target.exists() and time.monotonic() < deadline:
         time.sleep(AGENT_POLL)
@@ -273,27 +217,10 @@ def wait_for_agent(environment: Mapping[str, str], models: Sequence[str], timeou
         raise ModelsUnavailableError(f"the glidein could not make these models available: {details}")
 
 
-def token_headers(protocol: str, token: str) -> dict[str, str]:
-    """The request headers that carry ``token``: ``triton-token`` over HTTP, with gRPC's prefix over gRPC."""
-    key = TOKEN_HEADER if protocol == "http" else GRPC_HEADER_PREFIX + TOKEN_HEADER
-    return {key: token}
-
-
-def make_client(endpoint: Endpoint, token: Token | None = None, **client_options: Any) -> Any:
-    """A tritonclient client for ``endpoint`` that sends ``token`` (if any) with every request."""
+def make_client(endpoint: Endpoint, **client_options: Any) -> Any:
+    """A tritonclient client for ``endpoint``."""
     module = importlib.import_module(f"tritonclient.{endpoint.protocol}")
-    client = module.InferenceServerClient(url=endpoint.url, **client_options)
-    if token is not None:
-        headers = token_headers(endpoint.protocol, token.value)
-
-        class TokenPlugin(module.InferenceServerClientPlugin):  # type: ignore[misc,name-defined]
-            """Adds the access token to each request's headers."""
-
-            def __call__(self, request: Any) -> None:
-                request.headers.update(headers)
-
-        client.register_plugin(TokenPlugin())
-    return client
+    return module.InferenceServerClient(url=endpoint.url, **client_options)
 
 
 def _probe(client: Any, protocol: str, models: Sequence[str], seconds: float) -> tuple[str, list[str]]:
@@ -369,21 +296,14 @@ def wait_until_ready(
 
 
 def _apply_glidein_hints(
-    endpoint: Endpoint, access: Token | None, environment: Mapping[str, str], client_options: dict[str, Any]
+    endpoint: Endpoint, environment: Mapping[str, str], client_options: dict[str, Any]
 ) -> None:
-    """Follow the machine ad about the glidein's own server: gRPC over TLS, and whether it needs a token."""
+    """Follow the machine ad about the glidein's own server: gRPC over TLS."""
     if endpoint.source == URL_ARGUMENT:
         return
     ad = machine_ad(environment)
     if endpoint.protocol == "grpc" and ad.get("tritongrpctls", "").lower() == "true":
         client_options.setdefault("ssl", True)
-    if access is None and ad.get("tritonauth", "") == "token":
-        LOG.warning(
-            "the glidein's server needs an access token (TritonAuth = token) but neither $%s nor $%s is "
-            "set: inference and model loading will be refused",
-            TOKEN_FILE_VARIABLE,
-            TOKEN_VARIABLE,
-        )
 
 
 def connect(
@@ -392,16 +312,15 @@ def connect(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     models: Sequence[str] = (),
-    token: str | None = None,
     environment: Mapping[str, str] | None = None,
     fallback: Callable[[NoServerError], Result] | None = None,
     **client_options: Any,
 ) -> Any:
     """A ready ``tritonclient.grpc`` (or ``.http``) InferenceServerClient for this job's server.
 
-    ``models``: also wait until these models are ready. ``token``: the access token (default: from the
-    environment). ``client_options`` go to InferenceServerClient (e.g. ``keepalive_options``, or
-    ``root_certificates`` for a TLS server whose certificate is not signed by a system CA).
+    ``models``: also wait until these models are ready. ``client_options`` go to InferenceServerClient
+    (e.g. ``keepalive_options``, or ``root_certificates`` for a TLS server whose certificate is not signed
+    by a system CA).
     ``fallback``: called with the error when no server is found or ready; its result is returned instead
     of a client (e.g. a function that runs the model in-process). Without it, NoServerError is raised.
     """
@@ -410,11 +329,10 @@ def connect(
         endpoint = find_endpoint(protocol, url, environment)
         if endpoint.source != URL_ARGUMENT:
             wait_for_agent(environment, models, timeout)
-        access = Token(token, "the token argument") if token else read_token(environment)
-        _apply_glidein_hints(endpoint, access, environment, client_options)
+        _apply_glidein_hints(endpoint, environment, client_options)
         if protocol == "http":
             client_options.setdefault("connection_timeout", max(1.0, min(timeout, 2 * LONGEST_TRY)))
-        client = make_client(endpoint, access, **client_options)
+        client = make_client(endpoint, **client_options)
         try:
             wait_until_ready(client, endpoint, timeout, models, glidein=endpoint.source != URL_ARGUMENT)
         except NoServerError:
@@ -425,10 +343,5 @@ def connect(
             raise
         LOG.warning("%s; using the local fallback", error)
         return fallback(error)
-    LOG.info(
-        "connected to Triton at %s (from %s)%s",
-        endpoint.url,
-        endpoint.source,
-        f", sending the token from {access.source}" if access else "",
-    )
+    LOG.info("connected to Triton at %s (from %s)", endpoint.url, endpoint.source)
     return client

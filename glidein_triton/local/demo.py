@@ -27,7 +27,7 @@ import tritonclient.http as httpclient
 
 from glidein_triton.local import pytriton as local_server
 from glidein_triton.local.glidein import GlideinDied, ScriptResult, SimulatedGlidein, classad_text
-from glidein_triton.worker import processes, token
+from glidein_triton.worker import processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.words import plain_text
@@ -112,14 +112,12 @@ def job_requirements_match(attributes: Mapping[str, str], requirements: str = JO
 
 def run_sample_job(job_environment: Mapping[str, str], requests: int = 5) -> list[str]:
     """What a job would do: find the server from its environment, infer over gRPC and HTTP, check the sums."""
-    token_file = job_environment.get("TRITON_TOKEN_FILE")
-    secret = Path(token_file).read_text().strip() if token_file else ""
     first = np.arange(16, dtype=np.int32).reshape(1, 16)
     second = np.ones((1, 16), dtype=np.int32)
     lines = []
-    for protocol, client_module, url, header in (
-        ("gRPC", grpcclient, job_environment["TRITON_GRPC_URL"], f"triton-grpc-protocol-{token.HEADER}"),
-        ("HTTP", httpclient, job_environment["TRITON_HTTP_URL"], token.HEADER),
+    for protocol, client_module, url in (
+        ("gRPC", grpcclient, job_environment["TRITON_GRPC_URL"]),
+        ("HTTP", httpclient, job_environment["TRITON_HTTP_URL"]),
     ):
         client = client_module.InferenceServerClient(url=url)
         started = time.perf_counter()
@@ -130,7 +128,7 @@ def run_sample_job(job_environment: Mapping[str, str], requests: int = 5) -> lis
             ]
             inputs[0].set_data_from_numpy(first)
             inputs[1].set_data_from_numpy(second)
-            result = client.infer("simple", inputs, headers={header: secret} if secret else None)
+            result = client.infer("simple", inputs)
             if not (
                 np.array_equal(result.as_numpy("OUTPUT0"), first + second)
                 and np.array_equal(result.as_numpy("OUTPUT1"), first - second)

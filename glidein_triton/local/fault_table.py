@@ -254,7 +254,7 @@ FAULTS = (
     Fault(
         "unusual_paths",
         "Blanks and non-ASCII in the work directory",
-        "work directory `glidein work ü 漢字` (state, token, log, glidein_config, image path); process and "
+        "work directory `glidein work ü 漢字` (state, log, glidein_config, image path); process and "
         "apptainer runtimes",
         "ready",
         exit_code=0,
@@ -334,8 +334,8 @@ Each fault below is injected by `tests/test_faults.py` (marked `server` where it
 tritonserver) into a simulated glidein (`glidein_triton/local/glidein.py`, the GlideinWMS doubles, the
 stand-in apptainer), and the test checks every column. After each one the tests also check that nothing
 is left: no process of the glidein (by command line and working directory, sampled while it runs), no
-listening port of its servers, no stand-in container instance, no held `glidein_config` lock, no state,
-token or temporary state file, and no /dev/shm region of its servers.
+listening port of its servers, no stand-in container instance, no held `glidein_config` lock, no state
+or temporary state file, and no /dev/shm region of its servers.
 
 The startup's exit code is 0 unless `GLIDEIN_TRITON_REQUIRED` is true (then 1 on failure, with an
 `ERROR` report): every failure row is run both ways. A failure report is `OK` with the metrics

@@ -26,7 +26,6 @@ import psutil
 from glidein_triton.worker import processes, runtime
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
-from glidein_triton.worker.token import ADMIN_TOKEN_FILE_NAME, TOKEN_FILE_NAME
 
 SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (where the python backend's regions live)
 SHARED_MEMORY_PREFIX = "triton_python_backend_shm_region_"
@@ -137,9 +136,9 @@ def lock_problems(config_path: Path) -> list[str]:
 
 
 def state_file_problems(work_dir: Path) -> list[str]:
-    """The plugin's state, token and half-written state files."""
+    """The plugin's state and half-written state files."""
     directory = state_dir(work_dir)
-    names = [STATE_FILE_NAME, TOKEN_FILE_NAME, ADMIN_TOKEN_FILE_NAME]
+    names = [STATE_FILE_NAME]
     with contextlib.suppress(OSError):
         names += [path.name for path in directory.glob(f".{STATE_FILE_NAME}.*")]
     return [f"{directory / name} left" for name in names if (directory / name).exists()]

@@ -25,7 +25,7 @@ from glidein_triton.operator.xmlpatch.command import (
 )
 from glidein_triton.operator.xmlpatch.source import SourceDocument
 from glidein_triton.worker.errors import ConfigError
-from glidein_triton.worker.settings import DEFAULTS, Settings, closest_setting
+from glidein_triton.worker.settings import DEFAULTS, RETIRED_SETTINGS, Settings, closest_setting
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -103,6 +103,8 @@ def collect_settings(arguments: argparse.Namespace) -> tuple[tuple[str, str], ..
         key, separator, value = item.partition("=")
         if not separator:
             raise ConfigError(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(DEFAULTS)}")
+        if key in RETIRED_SETTINGS:
+            raise ConfigError(f"--set {item!r}: {key} is retired: {RETIRED_SETTINGS[key]}")
         if key not in DEFAULTS:
             close = closest_setting(key)
             if close:

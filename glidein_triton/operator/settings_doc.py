@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from glidein_triton.operator import generated_doc
-from glidein_triton.worker.settings import ALLOWED_SERVER_OPTIONS, SETTINGS, SettingSpec
+from glidein_triton.worker.settings import ALLOWED_SERVER_OPTIONS, RETIRED_SETTINGS, SETTINGS, SettingSpec
 
 HEADER = """\
 # Settings reference
@@ -40,6 +40,7 @@ def _row(spec: SettingSpec) -> str:
 def markdown() -> str:
     """The whole reference page."""
     options = "".join(f"- `{option}`\n" for option in ALLOWED_SERVER_OPTIONS)
+    retired = "".join(f"- `{key}`: {why}.\n" for key, why in RETIRED_SETTINGS.items())
     return (
         HEADER
         + "".join(_row(spec) for spec in SETTINGS)
@@ -47,6 +48,10 @@ def markdown() -> str:
         + "Written as `--option=value`. Ports, addresses, the model repository, the model control mode\n"
         + "and API restrictions are set by the plugin and cannot be changed here.\n\n"
         + options
+        + "\n## Retired settings\n\n"
+        + "A glidein that still sets one of these starts as if it were not set, and says why in its log and\n"
+        + "in the `TritonIgnoredSettings` metric of its error_gen report.\n\n"
+        + retired
     )
 
 

@@ -4,8 +4,8 @@
 # the job's container when there is one, and ignores its exit code. POSIX sh only, no Python: a job container
 # may have neither bash nor Python. See docs/hooks.md.
 #
-# The glidein's agent, on the host, notices the job's sandbox, writes the inference token and "pending" (how
-# many seconds it may take) into $_CONDOR_SCRATCH_DIR/.glidein_triton, loads the models the job ad asks for,
+# The glidein's agent, on the host, notices the job's sandbox, writes "pending" (how many seconds it may
+# take) into $_CONDOR_SCRATCH_DIR/.glidein_triton, loads the models the job ad asks for,
 # and writes its answer there (prejob.env). This waits for the answer, bounded; the sourced
 # glidein_triton_2_prejob_env.sh exports it.
 

@@ -7,16 +7,11 @@
 #   TRITON_MODELS_FAILED  models that could not be made available
 #   TRITON_MODELS_STATUS  ready | failed | required-failed | none
 #   TRITON_MODELS_ERRORS  why each failed model failed
-#   TRITON_TOKEN_FILE     the inference token the agent wrote into the job's sandbox
 # With required-failed (the job set TritonModelsRequired = True) the job is not started: the wrapper's own
 # exit_wrapper reports a wrapper failure to HTCondor (its failure file, found also from inside GlideinWMS's
 # container), which then runs the job elsewhere.
 
 glidein_triton_dir="${_CONDOR_SCRATCH_DIR:-/nonexistent}/.glidein_triton"
-if [ -r "$glidein_triton_dir/token" ]; then
-    TRITON_TOKEN_FILE="$glidein_triton_dir/token"
-    export TRITON_TOKEN_FILE
-fi
 if [ -r "$glidein_triton_dir/prejob.env" ]; then
     while IFS='=' read -r glidein_triton_name glidein_triton_value; do
         case "$glidein_triton_name" in

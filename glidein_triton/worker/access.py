@@ -1,4 +1,4 @@
-"""Who may reach the server: loopback or the node's address, the access token, gRPC TLS."""
+"""Who may reach the server: loopback or the node's address, gRPC TLS."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glidein_triton.worker import logs, token
 from glidein_triton.worker.errors import ConfigError, TritonSetupError
 from glidein_triton.worker.ports import LOOPBACK
 from glidein_triton.worker.settings import Settings
@@ -27,9 +26,7 @@ class Access:
     grpc_address: str = LOOPBACK
     options: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    token_file: str = ""
     tls: bool = False
-    admin_token_file: str = ""
 
 
 def node_address(hostname: str | None = None) -> str:
@@ -70,18 +67,20 @@ def tls_options(settings: Settings) -> tuple[list[str], list[str]]:
     return options, files
 
 
-def prepare(settings: Settings, directory: Path) -> Access:
-    """The token files (when the tokens are on), the address and the options (metrics off unless asked)."""
+#: What jobs may not do, which remote mode's gRPC (forwarded as it is, past the door's filter) restricts.
+REMOTE_RESTRICTED = "model-repository,shared-memory,logging,trace"
+#: A metadata key no client can send: HTTP/2 and gRPC allow lower-case field names only, and Triton compares
+#: the name as given. So the restricted categories are closed to every remote client, with any certificate.
+UNSENDABLE_KEY = "Closed-To-Every-Client"
+
+
+def prepare(settings: Settings) -> Access:
+    """The address and the options (metrics off unless asked; in remote mode, the gRPC categories jobs may
+    not use closed)."""
     options, files = tls_options(settings)
-    token_file = admin_token_file = ""
-    if settings.token:
-        secret, path = token.create(directory)
-        admin_secret, admin_path = token.create(directory, token.ADMIN_TOKEN_FILE_NAME)
-        logs.add_secret(secret)
-        logs.add_secret(admin_secret)
-        options += token.server_options(secret, admin_secret)
-        token_file, admin_token_file = str(path), str(admin_path)
+    if settings.remote:
+        options.append(f"--grpc-restricted-protocol={REMOTE_RESTRICTED}:{UNSENDABLE_KEY}=1")
     if not settings.metrics:
         options.append(METRICS_OFF)
     address = (settings.address or node_address()) if settings.remote else LOOPBACK
-    return Access(address, options, files, token_file, bool(settings.tls_cert), admin_token_file)
+    return Access(address, options, files, bool(settings.tls_cert))

@@ -1,4 +1,4 @@
-"""The agent: the host-side process that lives as long as the glidein and owns the server's admin access.
+"""The agent: the host-side process that lives as long as the glidein and loads the jobs' models.
 
 The startup script starts it once the server is ready, in a session of its own, logging into the plugin's
 directory (never ``<work dir>/log``: condor_startup.sh fails the glidein when it finds ``log`` without
@@ -6,9 +6,8 @@ directory (never ``<work dir>/log``: condor_startup.sh fails the glidein when it
 
 * finds new job sandboxes under HTCondor's execute directory (the scratch directory of each
   ``<work dir>/execute/dir_*``, nested or flat: :mod:`sandboxes`, once its job ad ``.job.ad`` is complete)
-  and serves each in a thread of its own (:class:`job_loader.JobLoader`: the
-  inference token, the models the job ad asks for, the answer), so jobs under any wrapper and in any
-  container get them, and a job never holds the admin token;
+  and serves each in a thread of its own (:class:`job_loader.JobLoader`: the models the job ad asks for,
+  the answer), so jobs under any wrapper and in any container get them, and no job loads a model itself;
 * every ``LOG_CHECK`` seconds, cuts server.log to its end once it is over its cap (:func:`log_files.cap`):
   a flood of connections makes the server write megabytes a second, which a cap once a period lets fill
   the disk;
@@ -39,7 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, files, log_files, logs, processes, sandboxes, server, token
+from glidein_triton.worker import cleanup, files, log_files, logs, processes, sandboxes, server
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
 from glidein_triton.worker.job_policy import Policy
@@ -67,7 +66,7 @@ class Agent:
         directory = state_dir(work_dir)
         self.state_path = directory / STATE_FILE_NAME
         self.execute_dir = work_dir / sandboxes.EXECUTE_DIR_NAME
-        api = Server(state.http_port, headers=token.host_headers(directory), unix_socket=state.plugin_socket)
+        api = Server(state.http_port, unix_socket=state.plugin_socket)
         policy = Policy(state.job_repositories, state.code_repositories, state.job_model_size_limit << 20)
         self.loader = JobLoader(
             str(directory),

@@ -2,14 +2,12 @@
 
 Read: a job ad's literal values (string literals unescaped). Written: the machine ad's attributes, through
 condor_vars.lst (condor_startup.sh quotes them) and the startd cron's ``Name = value`` lines; their
-strings are redacted, on one line, without quotes or backslashes.
+strings on one line, without quotes or backslashes.
 """
 
 from __future__ import annotations
 
 import re
-
-from glidein_triton.worker.logs import redact
 
 #: the longest string value the plugin puts in the machine ad
 MAX_STRING = 500
@@ -53,9 +51,9 @@ def literal_values(text: str, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def machine_ad_string(text: str) -> str:
-    """``text`` as a string value of the machine ad: redacted, one line, no quotes or backslashes (safe
+    """``text`` as a string value of the machine ad: one line, no quotes or backslashes (safe
     inside condor_startup.sh's quoting and a cron line's), at most MAX_STRING characters."""
-    return " ".join(re.sub(r"[\"'\\]", "", redact(text)).split())[:MAX_STRING]
+    return " ".join(re.sub(r"[\"'\\]", "", text).split())[:MAX_STRING]
 
 
 def attribute_line(name: str, value: object) -> str:

@@ -26,7 +26,6 @@ from glidein_triton.worker import (
     processes,
     runtime,
     server,
-    token,
 )
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import (
@@ -55,9 +54,7 @@ def account(work_dir: Path, state: ServerState) -> None:
     """Write the accounting JSON and log its summary line; never fails the cleanup."""
     registry = model_registry.Registry(str(state_dir(work_dir)), lock_timeout=10.0)
     try:
-        server = Server(
-            state.http_port, headers=token.host_headers(state_dir(work_dir)), unix_socket=state.plugin_socket
-        )
+        server = Server(state.http_port, unix_socket=state.plugin_socket)
         current = accounting.model_totals(server.model_statistics(timeout=5.0))
     except TritonAPIError as error:
         LOG.warning("no live statistics (%s): accounting up to the last periodic check", error)
@@ -79,9 +76,6 @@ def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | N
     state_path = directory / STATE_FILE_NAME
     state = known or ServerState.load(state_path)
     if state is None:
-        # Tokens without a state file: the startup was killed before it recorded a server.
-        remove(directory / token.TOKEN_FILE_NAME)
-        remove(directory / token.ADMIN_TOKEN_FILE_NAME)
         LOG.info("no Triton server recorded in %s: nothing to clean up", directory)
         return []
     uptime = time.time() - state.started_at if state.started_at else 0.0
@@ -96,8 +90,6 @@ def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | N
     ]
     if listening:
         problems.append(failure_messages.PORTS_STILL_OPEN.format(ports=listening))
-    remove(directory / token.TOKEN_FILE_NAME)
-    remove(directory / token.ADMIN_TOKEN_FILE_NAME)
     for name in HOOK_DIRS:
         shutil.rmtree(directory / name, ignore_errors=True)  # links are removed, never followed
     for name in HOOK_FILES:

@@ -7,7 +7,6 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from glidein_triton.worker.commands import run_quietly
-from glidein_triton.worker.logs import redact
 
 LOG = logging.getLogger(__name__)
 
@@ -45,12 +44,12 @@ class Reporter:
     def error(self, failure_type: str, detail: str, metrics: Sequence[tuple[str, str]] = ()) -> None:
         if failure_type not in FAILURE_TYPES:
             raise ValueError(f"error_gen failure type {failure_type!r} is not one of {FAILURE_TYPES}")
-        escaped = xml_escape(shorten(redact(detail)))
+        escaped = xml_escape(shorten(detail))
         self._call(["-error", self.script_name, failure_type, escaped, *self._flatten(metrics)])
 
     @staticmethod
     def _flatten(metrics: Sequence[tuple[str, str]]) -> list[str]:
-        return [xml_escape(redact(word)) for pair in metrics for word in pair]
+        return [xml_escape(word) for pair in metrics for word in pair]
 
     def _call(self, arguments: list[str]) -> None:
         if not self.error_gen:

@@ -153,17 +153,12 @@ NOT_A_MODEL_NAME = FailureMessage(
     "names of letters, digits, `_`, `.`, `-` (not `.` or `..`), separated by commas or spaces",
     _KEY,
 )
-REMOTE_WITHOUT_TOKEN = FailureMessage(
+REMOTE_WITHOUT_MUTUAL_TLS = FailureMessage(
     "Config",
-    "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TOKEN=True",
-    "remote mode without the token",
-    "remote mode always uses the token",
-)
-REMOTE_WITHOUT_TLS = FailureMessage(
-    "Config",
-    "GLIDEIN_TRITON_REMOTE=True requires GLIDEIN_TRITON_TLS_CERT and GLIDEIN_TRITON_TLS_KEY",
-    "remote mode without TLS: the token would cross the network in clear",
-    "give the server a certificate and its key (e.g. on CVMFS)",
+    "GLIDEIN_TRITON_REMOTE=True requires mutual TLS: set {missing}",
+    "remote mode without a server certificate, its key or the root certificate of the clients: jobs of other "
+    "nodes come through no front door, and only the client certificate keeps everyone else out",
+    "give the server a certificate, its key and the CA of its clients (e.g. on CVMFS)",
 )
 HALF_A_TLS_SET_UP = FailureMessage(
     "Config",
@@ -194,16 +189,6 @@ NO_SERVER_IMAGE = FailureMessage(
     "a container runtime was chosen but no image named",
     "`glidein-triton frontend-xml` sets `GLIDEIN_TRITON_IMAGE` to a CVMFS image ([images.md](images.md))",
     {"image": "<path>"},
-)
-TOKEN_NOT_ENFORCEABLE = FailureMessage(
-    "VO_Config",
-    "the access token (GLIDEIN_TRITON_TOKEN) cannot be enforced: {option} needs {first_release} or later: "
-    "not in the server ({release}). Use a server image of {token_release} or later, or set "
-    "GLIDEIN_TRITON_TOKEN=False to run this release without the token (every process on the node may then "
-    "use the server)",
-    "the server image's Triton is older than the restriction options",
-    "an image of Triton 2.40 or later (e.g. `hermes/tritonserver:24.01` on CVMFS), or "
-    "`GLIDEIN_TRITON_TOKEN=False` for that release",
 )
 IMAGE_MISSING = FailureMessage(
     "VO_Config",

@@ -46,8 +46,8 @@ CVMFS_SERVER_IMAGES = (
         "CMS SONIC's default (cms-sw/cmssw cmsTriton); custom build with PyTorch Geometric",
     ),
 )
-#: The newest maintained CVMFS copy: the only one whose Triton has every option the plugin uses (the
-#: access token needs 2.40).
+#: The newest maintained CVMFS copy: the only one whose Triton has every option the plugin knows
+#: (--model-load-retry-count needs 2.42).
 DEFAULT_SERVER_IMAGE = CVMFS_SERVER_IMAGES[0].path
 NO_IMAGE = failure_messages.NO_SERVER_IMAGE.format(
     image=DEFAULT_SERVER_IMAGE, release=CVMFS_SERVER_IMAGES[0].triton

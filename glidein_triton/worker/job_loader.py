@@ -1,11 +1,9 @@
-"""The agent's work for one new job sandbox: its token, its models, its answer.
+"""The agent's work for one new job sandbox: its models, its answer.
 
 The agent (:mod:`agent`) calls :meth:`JobLoader.serve` once for each job sandbox it finds under HTCondor's
 execute directory (``execute/dir_<pid>``, the job ad in ``.job.ad``). Into the sandbox's ``.glidein_triton/``
 (made by the agent, never followed through a link) it writes, in this order:
 
-* ``token``: the glidein's inference token (mode 0600), so a job under any wrapper or in any container
-  finds it next to itself (:mod:`glidein_triton.job.client` looks there);
 * ``pending``: how many seconds the agent may take to answer (the model load timeout and a margin);
 * ``claim.json``: the models the job holds, for the reaper (:mod:`reaper`);
 * ``prejob.env``: the answer, ``TRITON_MODELS_READY``, ``_FAILED``, ``_STATUS`` (``ready``, ``failed``,
@@ -31,9 +29,8 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 
-from glidein_triton.worker import cvmfs, model_registry, model_snapshot, processes, token
+from glidein_triton.worker import cvmfs, model_registry, model_snapshot, processes
 from glidein_triton.worker.job_policy import Policy, PolicyError, Refusal
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
 from glidein_triton.worker.state import JOB_REPOSITORY
@@ -114,7 +111,7 @@ def requested_models(request: JobRequest) -> list[str]:
 
 
 class JobLoader:
-    """Loads jobs' models on the glidein's server, for the agent (which holds the admin token)."""
+    """Loads jobs' models on the glidein's server, for the agent (through the plugin's own route)."""
 
     def __init__(
         self,
@@ -132,20 +129,13 @@ class JobLoader:
         self.model_repository = model_repository
         self.load_timeout = load_timeout
         self.cvmfs_mount = cvmfs_mount
-        self.inference_token = Path(directory, token.TOKEN_FILE_NAME)
 
     def serve(self, sandbox: str) -> None:
         """Everything for the job of ``sandbox`` (see the module doc). A request that cannot be used is
         answered as a failure; OSError when the sandbox cannot be written (gone, or a job's link)."""
         started = time.monotonic()
-        try:
-            secret = token.read(self.inference_token)
-        except FileNotFoundError:  # the tokens are off (GLIDEIN_TRITON_TOKEN = False)
-            secret = ""
         job_dir = JobDirectory(sandbox)
         try:
-            if secret:
-                job_dir.write(token.TOKEN_FILE_NAME, secret)
             job_dir.write(PENDING_FILE, f"{self.load_timeout + ANSWER_MARGIN:.0f}\n")
             ready, failed, request = self.load_for(sandbox, job_dir)
             asked = request is None or not request.empty

@@ -2,7 +2,7 @@
 
 tritonserver writes its log to its standard output and error, which :func:`open_private` opens in append
 mode. Another local user must not read it (it names models, paths and clients), and the server must not
-fill the disk with it (a job, or anyone with the token, can raise its verbosity): the periodic script calls
+fill the disk with it (a client that reaches the server can raise its verbosity): the periodic script calls
 :func:`cap`, which keeps the end of the log (the evidence for error reports) once it grows past a limit.
 """
 

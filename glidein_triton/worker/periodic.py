@@ -41,7 +41,6 @@ from glidein_triton.worker import (
     processes,
     sandboxes,
     supervisor,
-    token,
 )
 from glidein_triton.worker.classad import attribute_line
 from glidein_triton.worker.glidein_config import parse_glidein_config
@@ -81,12 +80,7 @@ class Check:
         self.directory = state_dir(work_dir)
         self.state_path = self.directory / STATE_FILE_NAME
         self.state = state
-        headers = token.host_headers(self.directory)
-        for secret in headers.values():  # a restart logs the server's command line, which has them
-            logs.add_secret(secret)
-        self.server = Server(
-            state.http_port, state.metrics_port, headers=headers, unix_socket=state.plugin_socket
-        )
+        self.server = Server(state.http_port, state.metrics_port, unix_socket=state.plugin_socket)
         self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
 
     def status(self) -> tuple[bool, bool, str]:

@@ -28,11 +28,8 @@ ATTRIBUTES = (
     CondorVar("TRITON_FAILED_MODELS", "S", "TritonFailedModels"),
     CondorVar("TRITON_RUNTIME", "S", "TritonRuntime"),
     CondorVar("TRITON_MODEL_REPOSITORY", "S", "TritonModelRepository", "TRITON_MODEL_REPOSITORY"),
-    CondorVar("TRITON_AUTH", "S", "TritonAuth"),
     CondorVar("TRITON_REMOTE", "C", "TritonRemote"),
     CondorVar("TRITON_GRPC_TLS", "C", "TritonGRPCTLS"),
-    # The token file's path goes to the job environment only; the token itself is never published.
-    CondorVar("TRITON_TOKEN_FILE", "S", "TritonTokenFile", "TRITON_TOKEN_FILE", publish="N"),
     CondorVar("TRITON_FAILURE", "S", "TritonFailure"),
     # The server's share of the slot (reservation.py): published, and the two HTCondor knobs that keep it.
     CondorVar("TRITON_RESERVED_CPUS", "I", "TritonReservedCpus"),
@@ -51,7 +48,6 @@ class Endpoint:
     grpc_port: int
     http_port: int
     metrics_port: int
-    token_file: str = ""
     tls: bool = False
     remote: bool = False
 
@@ -60,7 +56,7 @@ def server_values(
     endpoint: Endpoint, gpus: Sequence[GPU], runtime: str, model_repository: str
 ) -> list[tuple[str, str]]:
     """The values of a launched server, published while it loads: ``HasTriton`` stays False until ready."""
-    values = [
+    return [
         ("HAS_TRITON", "False"),
         ("TRITON_GRPC_URL", f"{endpoint.grpc_host}:{endpoint.grpc_port}"),
         ("TRITON_HTTP_URL", f"{LOOPBACK}:{endpoint.http_port}"),
@@ -75,13 +71,10 @@ def server_values(
         ("TRITON_FAILED_MODELS", ""),
         ("TRITON_RUNTIME", runtime),
         ("TRITON_MODEL_REPOSITORY", machine_ad_string(model_repository)),
-        ("TRITON_AUTH", "token" if endpoint.token_file else "none"),
         ("TRITON_REMOTE", str(endpoint.remote)),
         ("TRITON_GRPC_TLS", str(endpoint.tls)),
+        ("TRITON_FAILURE", ""),
     ]
-    if endpoint.token_file:
-        values.append(("TRITON_TOKEN_FILE", endpoint.token_file))
-    return [*values, ("TRITON_FAILURE", "")]
 
 
 def server_report_values(

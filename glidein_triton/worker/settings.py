@@ -358,9 +358,8 @@ SETTINGS = (
         parse_bool,
         "False",
         "truth value",
-        "Serve Prometheus metrics on the metrics port (127.0.0.1), which any local user can read: Triton has "
-        "no token for it. Off, the counters come from the statistics API (token) and TritonGPUUtilization "
-        "is not published.",
+        "Serve Prometheus metrics on the metrics port (127.0.0.1). Off, the counters come from the "
+        "statistics API and TritonGPUUtilization is not published.",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_READY_TIMEOUT",
@@ -389,23 +388,14 @@ SETTINGS = (
         "Triton's graceful exit takes about 1 s, plus about 2 s with python-backend models.",
     ),
     SettingSpec(
-        "GLIDEIN_TRITON_TOKEN",
-        "token",
-        parse_bool,
-        "True",
-        "truth value",
-        "Restrict every server API but health to requests with the glidein's random token (jobs read it "
-        "from the file in TRITON_TOKEN_FILE). Always on in remote mode.",
-    ),
-    SettingSpec(
         "GLIDEIN_TRITON_REMOTE",
         "remote",
         parse_bool,
         "False",
         "truth value",
         "Remote mode: gRPC listens on the node's address (GLIDEIN_TRITON_ADDRESS) so jobs on other nodes can "
-        "use this server; HTTP and metrics stay on 127.0.0.1. Requires the token and TLS "
-        "(GLIDEIN_TRITON_TLS_CERT and _KEY).",
+        "use this server; HTTP and metrics stay on 127.0.0.1. Requires mutual TLS "
+        "(GLIDEIN_TRITON_TLS_CERT, _KEY and _ROOT_CERT: only clients with a certificate it signed get in).",
     ),
     SettingSpec(
         "GLIDEIN_TRITON_ADDRESS",
@@ -596,6 +586,11 @@ SETTINGS = (
 )
 DEFAULTS = {spec.key: spec.default for spec in SETTINGS}
 SPEC_BY_FIELD = {spec.field: spec for spec in SETTINGS if spec.field}
+#: Settings that are gone, with why: a key set to one of them is ignored with this warning, not refused.
+RETIRED_SETTINGS = {
+    "GLIDEIN_TRITON_TOKEN": "the access tokens are gone: jobs reach the server through the front door, "
+    "which admits only the glidein's user, and no secret is on the server's command line any more",
+}
 #: glidein_config keys of the plugin that are no settings: the code directory the factory's untar writes
 #: (with an owner prefix), the one the startup script records, and the accounting file it writes.
 OWN_KEYS = ("GLIDEIN_TRITON_DIR", "GLIDEIN_TRITON_CODE_DIR", "GLIDEIN_TRITON_ACCOUNTING_FILE")
@@ -629,6 +624,7 @@ def unknown_settings(config: Mapping[str, str]) -> list[tuple[str, str]]:
         if (
             not ("TRITON" in upper or upper.startswith("GLIDEIN_T"))
             or key in DEFAULTS
+            or key in RETIRED_SETTINGS
             or upper.endswith(OWN_KEYS)
         ):
             continue
@@ -638,13 +634,22 @@ def unknown_settings(config: Mapping[str, str]) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def retired_settings(config: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, why it is gone) of each retired setting that ``config`` sets (:data:`RETIRED_SETTINGS`)."""
+    return [(key, RETIRED_SETTINGS[key]) for key in sorted(config) if key in RETIRED_SETTINGS]
+
+
 def unknown_settings_text(config: Mapping[str, str]) -> str:
-    """One line naming the ignored keys of ``config`` with the setting each was probably meant as ("" when
-    there are none)."""
+    """One line naming the ignored keys of ``config``: each retired setting with why it is gone, each other
+    key with the setting it was probably meant as ("" when there are none)."""
+    parts = [
+        f"retired setting of glidein-triton, ignored: {key} ({why})" for key, why in retired_settings(config)
+    ]
     words = [f"{key} (did you mean {close}?)" if close else key for key, close in unknown_settings(config)]
-    if not words:
-        return ""
-    return f"not settings of glidein-triton, ignored: {', '.join(words)} (docs/settings.md lists them)"
+    if words:
+        listed = ", ".join(words)
+        parts.append(f"not settings of glidein-triton, ignored: {listed} (docs/settings.md lists them)")
+    return "; ".join(parts)
 
 
 def default_value(field: str) -> Any:
@@ -677,7 +682,6 @@ class Settings:
     server_memory_limit: int | None
     reserved_cpus: int
     reserved_memory: int | None
-    token: bool
     remote: bool
     address: str
     tls_cert: str
@@ -719,12 +723,22 @@ class Settings:
         return cls(**values).checked()
 
     def checked(self) -> Settings:
-        """Checks across keys: remote mode needs the token and TLS, TLS needs both certificate and key."""
-        if self.remote and not self.token:
-            raise ConfigError(failure_messages.REMOTE_WITHOUT_TOKEN.format())
-        if self.remote and not self.tls_cert:
-            # Without TLS the token would cross the network in clear, for anyone on the path to reuse.
-            raise ConfigError(failure_messages.REMOTE_WITHOUT_TLS.format())
+        """Checks across keys: remote mode needs mutual TLS, TLS needs both certificate and key."""
+        if self.remote:
+            # Remote jobs come from other nodes: no front door checks their uid, the client certificate is
+            # the only thing that keeps out everyone else who can reach the node's address.
+            missing = [
+                key
+                for key, value in (
+                    ("GLIDEIN_TRITON_TLS_CERT", self.tls_cert),
+                    ("GLIDEIN_TRITON_TLS_KEY", self.tls_key),
+                    ("GLIDEIN_TRITON_TLS_ROOT_CERT", self.tls_root_cert),
+                )
+                if not value
+            ]
+            if missing:
+                message = failure_messages.REMOTE_WITHOUT_MUTUAL_TLS.format(missing=" and ".join(missing))
+                raise ConfigError(message)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(failure_messages.HALF_A_TLS_SET_UP.format())
         if self.tls_root_cert and not self.tls_cert:

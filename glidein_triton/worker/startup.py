@@ -39,7 +39,6 @@ from glidein_triton.worker import (
     server_report,
     startup_guard,
     supervisor,
-    token,
     triton_release,
 )
 from glidein_triton.worker import install as hooks
@@ -100,7 +99,6 @@ class RunningServer:
             grpc_port=self.state.grpc_port,
             http_port=self.state.http_port,
             metrics_port=self.state.metrics_port,
-            token_file=self.access.token_file,
             tls=self.access.tls,
             remote=self.access.grpc_address != LOOPBACK,
         )
@@ -240,8 +238,8 @@ def start_server(
     """Start the server and wait for it; on any failure, stop what was started and re-raise.
 
     ``announce`` is called right after the launch, while the server loads its models. In ``auto`` mode a
-    GPU launch that fails for a GPU reason is followed by a CPU launch. A failure leaves no state or token
-    file behind.
+    GPU launch that fails for a GPU reason is followed by a CPU launch. A failure leaves no state file
+    behind.
     """
     directory = state_dir(config.work_dir)
     selection = gpu_selection.choose(settings, config, environment)
@@ -251,7 +249,7 @@ def start_server(
         with writing_in(directory):
             files.private_directory(directory)
             repository = model_repository(settings, directory)
-            server_access = access.prepare(settings, directory)
+            server_access = access.prepare(settings)
             job_repository = directory / JOB_REPOSITORY
             files.private_directory(job_repository)
         launch = (config, environment, announce, repository, server_access, str(job_repository))
@@ -271,9 +269,8 @@ def start_server(
             )
             return _launch_until_ready(cpu_settings(settings), fallback, *launch)
     except BaseException:
-        for name in (STATE_FILE_NAME, token.TOKEN_FILE_NAME, token.ADMIN_TOKEN_FILE_NAME):
-            with contextlib.suppress(OSError):  # a read-only directory cannot have them either
-                (directory / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only directory cannot have it either
+            (directory / STATE_FILE_NAME).unlink(missing_ok=True)
         raise
 
 
@@ -370,11 +367,8 @@ def _launch_until_ready(
         except BaseException:
             server.stop(state, environment)
             raise
-        version = str(
-            Server(state.http_port, headers=token.host_headers(directory), unix_socket=state.plugin_socket)
-            .metadata()
-            .get("version", "unknown")
-        )
+        server_api = Server(state.http_port, unix_socket=state.plugin_socket)
+        version = str(server_api.metadata().get("version", "unknown"))
         LOG.info("tritonserver %s ready in %.2f s", version, state.ready_at - state.started_at)
         return RunningServer(state, devices, version, repository, server_access, selection)
 
@@ -465,12 +459,8 @@ def report_server(running: RunningServer, settings: Settings) -> ServerReport:
             f"tritonserver initialised none of the {len(given)} GPUs it was given (no 'CUDA memory pool is "
             "created on device' in its log)"
         )
-    admin_file = running.access.admin_token_file  # the index is a model-repository API: the admin token's
-    headers = token.host_headers(Path(admin_file).parent) if admin_file else {}
     try:
-        index = Server(
-            running.state.http_port, headers=headers, unix_socket=running.state.plugin_socket
-        ).index()
+        index = Server(running.state.http_port, unix_socket=running.state.plugin_socket).index()
     except TritonAPIError as error:
         LOG.warning("cannot read the model repository index: %s", error)
         index = []

@@ -132,7 +132,7 @@ class ServerState:
     periodic_period: float = field(default_factory=setting_default("periodic_period"))
     #: /dev/shm files the server had mapped when it was ready: removed by cleanup if it died without doing so
     shared_memory: list[str] = field(default_factory=list)
-    #: The agent (jobs' tokens and models; stops the server if the glidein ends without its cleanup).
+    #: The agent (jobs' models; stops the server if the glidein ends without its cleanup).
     agent_pid: int = 0
     agent_ticks: int = 0
     #: The value of processes.TAG_VARIABLE in the server's environment: what cleanup sweeps for.

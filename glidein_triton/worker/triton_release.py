@@ -25,18 +25,14 @@ from pathlib import Path
 from glidein_triton.worker import failure_messages
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.cuda_support import release_from_image
-from glidein_triton.worker.errors import ConfigError, VOConfigError
+from glidein_triton.worker.errors import ConfigError
 
 #: option -> (first Triton version, its container release yy.mm)
 OPTION_RELEASES = {
     "--log-file": ((2, 26), "22.09"),
-    "--grpc-restricted-protocol": ((2, 33), "23.04"),
     "--metrics-address": ((2, 34), "23.05"),
-    "--http-restricted-api": ((2, 40), "23.11"),
     "--model-load-retry-count": ((2, 42), "24.01"),
 }
-#: The options that carry the access token (GLIDEIN_TRITON_TOKEN).
-TOKEN_OPTIONS = ("--http-restricted-api", "--grpc-restricted-protocol")
 HELP_TIMEOUT = 20.0
 ENV_DIRECTORY = ".singularity.d/env"
 VERSION_FILE = "opt/tritonserver/TRITON_VERSION"
@@ -169,11 +165,10 @@ def unrecognized_option(log_text: str) -> str:
 
 
 def fit_options(release: TritonRelease, options: Sequence[str], operator_options: Sequence[str]) -> list[str]:
-    """``options`` as ``release`` accepts them: an option it lacks is an error naming both, but for one.
+    """``options`` as ``release`` accepts them: an operator's option it lacks is an error naming both.
 
-    The exception: without ``--metrics-address`` (before 2.34) the metrics are switched off rather than
-    served on every interface. Without the restriction options (before 2.40) the access token cannot be
-    enforced: the operator must choose another image or GLIDEIN_TRITON_TOKEN=False.
+    Without ``--metrics-address`` (before 2.34) the metrics are switched off rather than
+    served on every interface.
     """
     missing = missing_options(release, options)
     operator = {option_name(word) for word in operator_options}
@@ -181,11 +176,6 @@ def fit_options(release: TritonRelease, options: Sequence[str], operator_options
         needs = {"option": option, "first_release": first_release(option), "release": release.describe()}
         if option in operator:
             raise ConfigError(failure_messages.OPTION_NEWER_THAN_SERVER.format(**needs))
-        if option in TOKEN_OPTIONS:
-            token_release = first_release(TOKEN_OPTIONS[0])
-            raise VOConfigError(
-                failure_messages.TOKEN_NOT_ENFORCEABLE.format(**needs, token_release=token_release)
-            )
     if "--metrics-address" not in missing:
         return list(options)
     kept = [word for word in options if option_name(word) not in METRICS_OPTIONS]

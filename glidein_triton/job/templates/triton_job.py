@@ -6,11 +6,11 @@ needs only python3 (>= 3.9), numpy and tritonclient[grpc] (the slim client image
 apptainer/tritonclient.def has them; glidein-triton itself is not needed on the worker node).
 
 The server's address is ``$TRITON_GRPC_URL`` (the glidein's job environment), else ``TritonGRPCURL`` of the
-machine ad (``$_CONDOR_MACHINE_AD``: it is there when a job wrapper clears the environment). An access
-token is sent only when the glidein gave the job one (the file named by ``$TRITON_TOKEN_FILE``, or the copy
-in the sandbox's ``.glidein_triton/token``). The models are the arguments, else ``TritonModels`` of the job
-ad (``$_CONDOR_JOB_AD``). Each model gets one request of zeros shaped from its metadata, and the shapes of
-its outputs are printed. Exit code 0: done; 1: no server, or not ready in time.
+machine ad (``$_CONDOR_MACHINE_AD``: it is there when a job wrapper clears the environment). No
+credential is needed: the glidein's front door admits its jobs by their user. The models are the
+arguments, else ``TritonModels`` of the job ad (``$_CONDOR_JOB_AD``). Each model gets one request of zeros
+shaped from its metadata, and the shapes of its outputs are printed. Exit code 0: done; 1: no server, or
+not ready in time.
 """
 
 from __future__ import annotations
@@ -54,23 +54,14 @@ def server_url(machine_ad: dict[str, str]) -> str:
     return url.split("://")[-1].rstrip("/")
 
 
-def token_headers() -> dict[str, str]:
-    """The access-token header, when the glidein gave the job a token; else none."""
-    sandbox = Path(os.environ.get("_CONDOR_SCRATCH_DIR", "."), ".glidein_triton", "token")
-    for path in (os.environ.get("TRITON_TOKEN_FILE", ""), str(sandbox)):
-        if path and Path(path).is_file():
-            return {"triton-grpc-protocol-triton-token": Path(path).read_text().strip()}
-    return {}
-
-
-def wait_until_ready(client: Any, headers: dict[str, str], models: list[str]) -> None:
+def wait_until_ready(client: Any, models: list[str]) -> None:
     """Wait until the server and ``models`` are ready; SystemExit after READY_TIMEOUT."""
     deadline = time.monotonic() + READY_TIMEOUT
     waiting = "the server"
     while time.monotonic() < deadline:
         try:
-            if client.is_server_ready(headers=headers):
-                waiting = ", ".join(m for m in models if not client.is_model_ready(m, headers=headers))
+            if client.is_server_ready():
+                waiting = ", ".join(m for m in models if not client.is_model_ready(m))
                 if not waiting:
                     return
         except InferenceServerException as error:
@@ -98,13 +89,12 @@ def main(arguments: list[str]) -> int:
     models = arguments or read_ad("_CONDOR_JOB_AD").get("tritonmodels", "").replace(",", " ").split()
     url = server_url(machine_ad)
     client = grpcclient.InferenceServerClient(url, ssl=machine_ad.get("tritongrpctls", "").lower() == "true")
-    headers = token_headers()
-    wait_until_ready(client, headers, models)
-    server = client.get_server_metadata(headers=headers, as_json=True)
+    wait_until_ready(client, models)
+    server = client.get_server_metadata(as_json=True)
     print(f"Triton {server['version']} at {url}")
     for model in models:
-        metadata = client.get_model_metadata(model, headers=headers, as_json=True)
-        result = client.infer(model, zeros_request(metadata), headers=headers)
+        metadata = client.get_model_metadata(model, as_json=True)
+        result = client.infer(model, zeros_request(metadata))
         shapes = ", ".join(
             f"{out['name']} {list(result.as_numpy(out['name']).shape)}" for out in metadata["outputs"]
         )

@@ -27,7 +27,7 @@ from glidein_triton.worker.check import findings as check_report
 from glidein_triton.worker.check.findings import FAIL, INFO, WARN, Finding
 from glidein_triton.worker.errors import ConfigError, CorruptionError
 from glidein_triton.worker.glidein_config import GlideinConfig
-from glidein_triton.worker.settings import Settings, unknown_settings
+from glidein_triton.worker.settings import Settings, retired_settings, unknown_settings
 from glidein_triton.worker.words import plain_text
 
 GIB = 1024**3
@@ -107,13 +107,14 @@ def read_settings(config: Mapping[str, str], source: str) -> tuple[Finding, Sett
 def check_setting_names(config: Mapping[str, str]) -> Finding:
     """Keys of glidein_config that look like settings but are none: ignored by the startup script."""
     unknown = unknown_settings(config)
-    if not unknown:
+    retired = retired_settings(config)
+    if not unknown and not retired:
         return Finding("keys", check_report.OK, "every GLIDEIN_TRITON* key is a setting")
-    notes = tuple(
+    notes = tuple(f"{key}: retired, {why}" for key, why in retired) + tuple(
         f"{key}: did you mean {close}?" if close else f"{key}: no setting is close (docs/settings.md)"
         for key, close in unknown
     )
-    keys = ", ".join(key for key, _close in unknown)
+    keys = ", ".join(key for key, _note in [*retired, *unknown])
     return Finding("keys", WARN, f"not settings, ignored: {keys}", notes)
 
 

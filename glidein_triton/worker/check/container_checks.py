@@ -183,7 +183,7 @@ def check_release(context: NodeContext, server: ServerRuntime) -> Finding:
         )
     lacking = [option for option in triton_release.OPTION_RELEASES if not release.supports(option)]
     notes = tuple(f"no {option} (since {triton_release.first_release(option)})" for option in lacking)
-    wanted = [*(triton_release.TOKEN_OPTIONS if settings.token else ()), "--metrics-address"]
+    wanted = ["--metrics-address"]
     try:
         fitted = triton_release.fit_options(release, [*wanted, *settings.server_args], settings.server_args)
     except TritonSetupError as error:
