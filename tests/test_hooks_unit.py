@@ -406,7 +406,7 @@ def test_container_plan_serves_job_models_and_binds_shared_paths() -> None:
         "--bind",
         "/glidein/triton/door:/door",
         "--bind",
-        f"{Path(door.__file__).parent}:/glidein-triton-door:ro",
+        f"{door.CODE_ROOT}:/glidein-triton-door:ro",
         "--bind",
         "/repo:/models:ro",
         "--bind",

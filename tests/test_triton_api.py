@@ -32,7 +32,7 @@ class CannedServer:
             except OSError:
                 return
             self.open.append(connection)
-            self.requests.append(connection.recv(65536))
+            self.requests.append(read_request(connection))
             if self.answer:
                 connection.sendall(self.answer)
             if self.close:
@@ -47,6 +47,23 @@ class CannedServer:
         self.thread.join(timeout=5)
         for connection in self.open:
             connection.close()
+
+
+def read_request(connection: socket.socket) -> bytes:
+    """One request: its head, and its body when it has a Content-Length (it may come in a second send)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [
+        line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    ]
+    while lengths and len(body) < int(lengths[0]):
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
 
 
 @pytest.fixture
@@ -127,10 +144,10 @@ def test_model_names_are_encoded_in_the_request_line(canned: list[CannedServer])
     api.model_statistics("m?x#y")
     lines = [request.decode().split("\r\n")[:2] for request in server.requests]
     assert lines == [
-        ["GET /v2/models/..%2Fx%2Fy%0D%0AHost%3A%20evil/ready HTTP/1.1", "Host: 127.0.0.1"],
-        ["POST /v2/repository/models/a%20b%2F..%2Fc/load HTTP/1.1", "Host: 127.0.0.1"],
-        ["POST /v2/repository/models/%252e/unload HTTP/1.1", "Host: 127.0.0.1"],
-        ["GET /v2/models/m%3Fx%23y/stats HTTP/1.1", "Host: 127.0.0.1"],
+        ["GET /v2/models/..%2Fx%2Fy%0D%0AHost%3A%20evil/ready HTTP/1.1", f"Host: 127.0.0.1:{server.port}"],
+        ["POST /v2/repository/models/a%20b%2F..%2Fc/load HTTP/1.1", f"Host: 127.0.0.1:{server.port}"],
+        ["POST /v2/repository/models/%252e/unload HTTP/1.1", f"Host: 127.0.0.1:{server.port}"],
+        ["GET /v2/models/m%3Fx%23y/stats HTTP/1.1", f"Host: 127.0.0.1:{server.port}"],
     ]
 
 

@@ -32,6 +32,7 @@ from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
     JOB_SNAPSHOTS,
+    PLUGIN_SOCKET_NAME,
     STATE_FILE_NAME,
     ServerState,
     state_dir,
@@ -94,6 +95,7 @@ def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | N
         shutil.rmtree(directory / name, ignore_errors=True)  # links are removed, never followed
     for name in HOOK_FILES:
         remove(directory / name)
+    remove(directory / PLUGIN_SOCKET_NAME)  # the process runtime's door made it; stopped, it is gone
     if not problems:  # else the instance records stay, for a later instance stop
         shutil.rmtree(directory / runtime.CONFIG_DIR_NAME, ignore_errors=True)
         shutil.rmtree(directory / runtime.DOOR_DIR_NAME, ignore_errors=True)  # the container's sockets

@@ -184,7 +184,7 @@ def read_within(response: http.client.HTTPResponse, deadline: float) -> bytes | 
             return None
         part = response.read1(65536)
         if not part:
-            return b"".join(parts)
+            return None if response.length else b"".join(parts)  # length: what the server still owed
         parts.append(part)
         size += len(part)
 
