@@ -15,12 +15,12 @@ import pytest
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import door, processes
 from glidein_triton.worker.state import PLUGIN_SOCKET_NAME, STATE_FILE_NAME, ServerState, state_dir
-from glidein_triton.worker.triton_api import Server
 
 from .support import (
     AS_ROOT,
     OTHER_UID,
     PILOT_UID,
+    REPO,
     pilot_demo,
     run_as,
     run_script_as_pilot,
@@ -128,8 +128,13 @@ def test_unmodified_clients_of_the_glideins_jobs_get_in_and_load_nothing(
         assert all(outcomes[call] == "ok" for call in ALLOWED), (protocol, outcomes)
         for call in REFUSED:
             assert "not allowed for jobs" in outcomes[call], (protocol, call, outcomes[call])
-    plugin = Server(state.http_port, unix_socket=state.plugin_socket)
-    names = {entry.get("name"): entry.get("state") for entry in plugin.index()}
+    index = (  # through the plugin's socket, as the pilot (root is another user to the door)
+        "import json, sys; from glidein_triton.worker.triton_api import Server; "
+        "print(json.dumps(Server(0, unix_socket=sys.argv[1]).index()))"
+    )
+    listed = run_as(PILOT_UID, [sys.executable, "-c", index, state.plugin_socket], cwd=str(REPO))
+    assert listed.returncode == 0, listed.stderr
+    names = {entry.get("name"): entry.get("state") for entry in json.loads(listed.stdout)}
     assert "planted" not in names, names
     assert names.get(MODEL) == "READY", names
     assert not Path("/tmp/planted-by-a-job").exists()

@@ -14,6 +14,7 @@ from it: the test environment's own ``glidein-triton`` is not on ``PATH``. ``app
 from __future__ import annotations
 
 import os
+import sys
 import re
 import shutil
 import subprocess
@@ -103,6 +104,9 @@ def host(root: Path, built: Built) -> dict[str, str]:
     server.parent.mkdir(parents=True)
     server.write_text("#!/bin/sh\n")
     server.chmod(0o755)
+    python = image / "usr" / "bin" / "python3"  # the front door's relay runs the image's python3
+    python.parent.mkdir(parents=True)
+    python.symlink_to(os.path.realpath(sys.executable))
     (root / "bin" / "apptainer").symlink_to(STANDIN_APPTAINER)
     environment = {
         name: value

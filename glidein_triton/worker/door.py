@@ -549,7 +549,7 @@ def inside_namespace(arguments: argparse.Namespace) -> int:
         signal.signal(number, relay)
     threading.Thread(target=door.serve_forever, daemon=True).start()
     code = server.wait()
-    return code if code >= 0 else 128 - code
+    return exit_as(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -582,6 +582,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         door.serve_forever()
     return 0
+
+
+def exit_as(code: int) -> int:
+    """The server's exit as the door's own: its code, or, killed by a signal, the same signal (so that who
+    waits for the door sees what ended the server)."""
+    if code >= 0:
+        return code
+    if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+        signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+    return 128 - code  # the signal did not end us (it is ignored or blocked here)
 
 
 def command(*arguments: str) -> list[str]:
@@ -775,7 +786,7 @@ def container_main(argv: Sequence[str]) -> int:
     code = server.wait()
     stopping.set()
     end(relay, RELAY_STOP_GRACE)
-    return code if code >= 0 else 128 - code
+    return exit_as(code)
 
 
 def entry(argv: Sequence[str]) -> int:

@@ -91,6 +91,8 @@ class Check:
         """
         state = self.state
         status = self.server.exchange("GET", "/v2/health/ready", timeout=CHECK_TIMEOUT)[0]
+        if status and state.plugin_socket and not supervisor.is_alive(state):
+            status = 0  # the door is gone: the server answers its socket, but no job can reach it
         ready = status == 200
         if ready or (status and self.server.is_live(CHECK_TIMEOUT)):  # no answer at all: no use asking
             if state.health_misses:
