@@ -28,17 +28,9 @@ def outcome(call: Callable[[], Any]) -> str:
     return "ok"
 
 
-def infer_grpc(client: grpcclient.InferenceServerClient) -> list[int]:
-    inputs = [grpcclient.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
-    for tensor in inputs:
-        tensor.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16))
-    answer = client.infer(MODEL, inputs).as_numpy("OUTPUT0")
-    assert answer is not None
-    return [int(value) for value in answer[0][:4]]
-
-
-def infer_http(client: httpclient.InferenceServerClient) -> list[int]:
-    inputs = [httpclient.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+def infer(client: Any, module: Any) -> list[int]:
+    """One inference of the demo model with ``client`` of ``module`` (tritonclient.grpc or .http)."""
+    inputs = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
     for tensor in inputs:
         tensor.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16))
     answer = client.infer(MODEL, inputs).as_numpy("OUTPUT0")
@@ -57,13 +49,13 @@ def main() -> None:
             "config": outcome(lambda: grpc.get_model_config(MODEL)),
             "index": outcome(grpc.get_model_repository_index),
             "statistics": outcome(lambda: grpc.get_inference_statistics(MODEL)),
-            "infer": outcome(lambda: infer_grpc(grpc)),
+            "infer": outcome(lambda: infer(grpc, grpcclient)),
             "load": outcome(lambda: grpc.load_model("planted", config=OVERRIDE, files=files)),
             "unload": outcome(lambda: grpc.unload_model(MODEL)),
             "shared-memory": outcome(lambda: grpc.register_system_shared_memory("x", "/x", 64)),
             "logging": outcome(lambda: grpc.update_log_settings({"log_verbose_level": 1})),
             "trace": outcome(lambda: grpc.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})),
-            "infer after": outcome(lambda: infer_grpc(grpc)),
+            "infer after": outcome(lambda: infer(grpc, grpcclient)),
         },
         "http": {
             "ready": outcome(lambda: http.is_server_ready() or sys.exit("not ready")),
@@ -71,7 +63,7 @@ def main() -> None:
             "config": outcome(lambda: http.get_model_config(MODEL)),
             "index": outcome(http.get_model_repository_index),
             "statistics": outcome(lambda: http.get_inference_statistics(MODEL)),
-            "infer": outcome(lambda: infer_http(http)),
+            "infer": outcome(lambda: infer(http, httpclient)),
             "load": outcome(
                 lambda: http.load_model(
                     "planted",
@@ -83,7 +75,7 @@ def main() -> None:
             "shared-memory": outcome(lambda: http.register_system_shared_memory("x", "/x", 64)),
             "logging": outcome(lambda: http.update_log_settings({"log_verbose_level": 1})),
             "trace": outcome(lambda: http.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})),
-            "infer after": outcome(lambda: infer_http(http)),
+            "infer after": outcome(lambda: infer(http, httpclient)),
         },
     }
     print(json.dumps(report))

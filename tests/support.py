@@ -449,12 +449,7 @@ class FilteringForwarder(Generic[Filter]):
         except OSError:
             client.close()
             return
-        filtered = door.Filtered(client, server, found)
-        ended = threading.Semaphore(0)
-        threading.Thread(target=filtered.from_server, args=(ended,), daemon=True).start()
-        filtered.from_client(first, ended)
-        ended.acquire()
-        ended.acquire()
+        door.Filtered(client, server, found).run(first)
         client.close()
         server.close()
 
@@ -470,3 +465,23 @@ def filtered_forwarder(target: tuple[str, int], make_filter: Callable[[], Filter
         yield int(forwarder.address.rpartition(":")[2])
     finally:
         forwarder.stop()
+
+
+def echo_server() -> tuple[socket.socket, list[int]]:
+    """A TCP echo server on loopback; the list counts the connections it accepted."""
+    listener = door.listen("127.0.0.1", 0)
+    accepted = [0]
+
+    def serve() -> None:
+        while True:
+            connection, _ = listener.accept()
+            accepted[0] += 1
+            threading.Thread(target=echo, args=(connection,), daemon=True).start()
+
+    def echo(connection: socket.socket) -> None:
+        with connection:
+            while data := connection.recv(65536):
+                connection.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, accepted

@@ -7,38 +7,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from glidein_triton.worker import door
 
-from .support import AS_ROOT, OTHER_UID, PILOT_UID, as_user, run_as, user_directory
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, as_user, echo_server, run_as, user_directory
 
 CLIENT = (
     "import socket,sys;c=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10);"
     "c.sendall(b'hi')\ntry: print(repr(c.recv(10)))\nexcept OSError as e: print(type(e).__name__)"
 )
-
-
-def echo_server() -> tuple[socket.socket, list[int]]:
-    """A TCP echo server on loopback; the list counts the connections it accepted."""
-    listener = door.listen("127.0.0.1", 0)
-    accepted = [0]
-
-    def serve() -> None:
-        while True:
-            connection, _ = listener.accept()
-            accepted[0] += 1
-            threading.Thread(target=echo, args=(connection,), daemon=True).start()
-
-    def echo(connection: socket.socket) -> None:
-        with connection:
-            while data := connection.recv(65536):
-                connection.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener, accepted
 
 
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])

@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,16 @@ from glidein_triton.worker import door, processes, runtime
 from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 
-from .support import AS_ROOT, OTHER_UID, PILOT_UID, PYTHON39, run_as, user_directory, wait_until
+from .support import (
+    AS_ROOT,
+    OTHER_UID,
+    PILOT_UID,
+    PYTHON39,
+    echo_server,
+    run_as,
+    user_directory,
+    wait_until,
+)
 
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="switching to the pilot and other users needs root")
 
@@ -58,24 +66,6 @@ except OSError as error:
 """
 
 
-def echo_server() -> socket.socket:
-    """A TCP echo server on loopback (the server's HTTP in the instance)."""
-    listener = door.listen("127.0.0.1", 0)
-
-    def serve() -> None:
-        while True:
-            connection, _ = listener.accept()
-            threading.Thread(target=echo, args=(connection,), daemon=True).start()
-
-    def echo(connection: socket.socket) -> None:
-        with connection:
-            while data := connection.recv(65536):
-                connection.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
-
-
 def start_relay(argv: list[str]) -> subprocess.Popen[str]:
     relay = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert relay.stdout is not None
@@ -90,7 +80,7 @@ def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(
     """Also with the oldest Python an image may have (the relay runs the image's python3)."""
     if python is None:
         pytest.skip("no Python 3.9 on this machine")
-    backend = echo_server()
+    backend, _ = echo_server()
     directory = tmp_path / "door"
     directory.mkdir(mode=0o700)
     path = directory / runtime.HTTP_SOCKET

@@ -14,10 +14,10 @@ from it: the test environment's own ``glidein-triton`` is not on ``PATH``. ``app
 from __future__ import annotations
 
 import os
-import sys
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest

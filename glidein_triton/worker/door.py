@@ -207,6 +207,14 @@ class Filtered:
         self.lock = threading.Lock()
         self.logged = 0
 
+    def run(self, first: bytes) -> None:
+        """Both directions (``first``: what the client sent already), until both have ended."""
+        done = threading.Semaphore(0)
+        threading.Thread(target=self.from_server, args=(done,), daemon=True).start()
+        self.from_client(first, done)
+        done.acquire()
+        done.acquire()
+
     def from_client(self, first: bytes, done: threading.Semaphore) -> None:
         data = first
         try:
@@ -286,16 +294,14 @@ def forward(client: socket.socket, route: Route, first: bytes, slots: threading.
         close_now(client)
         slots.release()
         return
-    ended = threading.Semaphore(0)
     if connection_filter is None:
+        ended = threading.Semaphore(0)
         threading.Thread(target=pump, args=(server, client, b"", ended), daemon=True).start()
         pump(client, server, first, ended)
+        ended.acquire()
+        ended.acquire()
     else:
-        filtered = Filtered(client, server, connection_filter)
-        threading.Thread(target=filtered.from_server, args=(ended,), daemon=True).start()
-        filtered.from_client(first, ended)
-    ended.acquire()
-    ended.acquire()
+        Filtered(client, server, connection_filter).run(first)
     client.close()
     server.close()
     slots.release()
