@@ -81,7 +81,7 @@ def test_memory_left_by_refused_requests_is_published_and_an_idle_server_restart
     """A 1 GiB HTTP request cut off at the memory limit leaves the server's memory high (malloc keeps it)."""
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
-    edit_state(state_dir(glidein.root) / STATE_FILE_NAME, idle_memory_growth=100)
+    edit_state(state_dir(glidein.root) / STATE_FILE_NAME, idle_memory_growth=100, restart_backoff=0)
     state = recorded_state(glidein)
     try:
         assert state is not None

@@ -42,7 +42,7 @@ from glidein_triton.local.glidein import (
 from glidein_triton.local.leftovers import Watch
 from glidein_triton.operator import payload
 from glidein_triton.worker import ports as port_allocation
-from glidein_triton.worker import processes, startup
+from glidein_triton.worker import processes, startup, startup_guard
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports
@@ -472,7 +472,16 @@ def startup_sigkill(case: Case) -> None:
         cleanups = glidein.run_cleanup(prepared.environment)
     assert [cleanup.returncode for cleanup in cleanups] == [0]
     assert f"stopped tritonserver (pid {state.pid}" in cleanups[0].stderr
+    # The guard ends on its own once it has seen the killed script gone and the glidein alive.
+    deadline = time.monotonic() + startup_guard.POLL * startup_guard.MISSES + 2.0
+    while leftover_processes(watch, prepared) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert_nothing_left(watch, prepared)
+
+
+def leftover_processes(watch: Watch, prepared: demo.DemoGlidein) -> list[str]:
+    left = watch.leftovers(prepared.glidein.config_path, container_runtime(prepared), prepared.environment)
+    return [problem for problem in left if problem.startswith("process ")]
 
 
 def simple_inputs() -> list[grpcclient.InferInput]:
