@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +80,10 @@ def run_jobs(
     url: str,
     token_file: str,
     model: str = "mlp",
+    options: Sequence[str] = (),
 ) -> tuple[int, list[float], float]:
-    """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes."""
+    """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes; ``options``:
+    more of sharing_job's (``--protocol``, ``--shape``)."""
     argv = [
         sys.executable,
         "-m",
@@ -94,6 +96,7 @@ def run_jobs(
         token_file,
         "--model",
         model,
+        *options,
     ]
     children = [
         subprocess.Popen(
