@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +79,10 @@ def run_jobs(
     server_pids: list[int],
     url: str,
     model: str = "mlp",
+    options: Sequence[str] = (),
 ) -> tuple[int, list[float], float]:
-    """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes."""
+    """(inferences, latencies in seconds, memory in MB) of one round of ``jobs`` job processes; ``options``:
+    more of sharing_job's (``--protocol``, ``--shape``)."""
     argv = [
         sys.executable,
         "-m",
@@ -91,6 +93,7 @@ def run_jobs(
         url,
         "--model",
         model,
+        *options,
     ]
     children = [
         subprocess.Popen(

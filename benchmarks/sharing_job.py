@@ -33,15 +33,24 @@ def in_process_runner():  # type: ignore[no-untyped-def]
     return lambda batch: model.forward(weights, batch)
 
 
-def server_runner(url: str, model: str = "mlp"):  # type: ignore[no-untyped-def]
-    import tritonclient.grpc as grpcclient  # noqa: PLC0415 (in-process jobs must not pay for the client)
+def server_runner(url: str, model: str = "mlp", protocol: str = "grpc"):  # type: ignore[no-untyped-def]
+    """Inference on the server over ``protocol`` (grpc or http), with the model's first input and output."""
+    if protocol == "http":
+        import tritonclient.http as client_module  # noqa: PLC0415 (in-process jobs must not pay for the client)
 
-    client = grpcclient.InferenceServerClient(url)
+        client = client_module.InferenceServerClient(url)
+        metadata = client.get_model_metadata(model)
+    else:
+        import tritonclient.grpc as client_module  # noqa: PLC0415
+
+        client = client_module.InferenceServerClient(url)
+        metadata = client.get_model_metadata(model, as_json=True)
+    input_name, output_name = metadata["inputs"][0]["name"], metadata["outputs"][0]["name"]
 
     def infer(batch: np.ndarray) -> np.ndarray:
-        tensor = grpcclient.InferInput("INPUT", list(batch.shape), "FP32")
+        tensor = client_module.InferInput(input_name, list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch)
-        return client.infer(model, [tensor]).as_numpy("SCORES")
+        return client.infer(model, [tensor]).as_numpy(output_name)
 
     return infer
 
@@ -51,9 +60,15 @@ def main() -> None:
     parser.add_argument("--mode", choices=("in-process", "server"), required=True)
     parser.add_argument("--url", default="")
     parser.add_argument("--model", default="mlp", help="the server's model (mlp, or mlp_gpu on a GPU)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--shape", default="1,1024", help="the float32 event's shape (comma-separated)")
     args = parser.parse_args()
-    infer = in_process_runner() if args.mode == "in-process" else server_runner(args.url, args.model)
-    event = np.random.default_rng(1).standard_normal((1, 1024), dtype=np.float32)
+    if args.mode == "in-process":
+        infer = in_process_runner()
+    else:
+        infer = server_runner(args.url, args.model, args.protocol)
+    shape = tuple(int(size) for size in args.shape.split(","))
+    event = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
     infer(event)  # warm up
     print("ready", flush=True)
     seconds = float(sys.stdin.readline().split()[1])
