@@ -154,3 +154,46 @@ def test_idle_connections_do_not_shut_the_jobs_out(
     finally:
         for connection in idle:
             connection.close()
+
+
+#: How GlideinWMS runs a job in a container (singularity_lib.sh: ``--contain --ipc --pid``; unprivileged
+#: Apptainer: a user namespace), with no container image: the job's own process, IPC and mount namespaces
+#: and a /proc of its own, on the host's loopback network.
+CONTAINER = ["unshare", "--user", "--map-current-user", "--pid", "--ipc", "--fork", "--mount-proc"]
+#: A containerized job: what it sees of /proc, curl's health and metadata (the DiCOS test scripts), then
+#: the unmodified Triton clients of door_job.py. Run as ``python -c CONTAINED_JOB DOOR_JOB GRPC HTTP MODEL``.
+CONTAINED_JOB = (
+    "import json, os, runpy, subprocess, sys\n"
+    "seen = [open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit()]\n"
+    "codes = [subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', f'http://{sys.argv[3]}{path}'],"
+    " capture_output=True, text=True, timeout=30).stdout for path in ('/v2/health/ready', '/v2/models/' + sys.argv[4])]\n"
+    "print(json.dumps({'processes': [line.split(b'\\0')[0].decode() for line in seen], 'curl': codes}))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_a_job_in_a_container_gets_in_and_sees_no_server(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """A job of the glidein in a container (its own PID namespace: it sees neither the server nor the
+    door) reaches the door on the loopback ports: curl's health and metadata, the unmodified clients'
+    calls; what jobs may not do is refused. Another uid in the same kind of container gets nothing."""
+    _, _, state = pilot_glidein
+    job = [*CONTAINER, sys.executable, "-c", CONTAINED_JOB, str(DOOR_JOB), *urls(state), MODEL]
+    result = run_as(PILOT_UID, job, cwd="/", timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen, report = map(json.loads, result.stdout.strip().split("\n"))
+    assert seen["processes"] == [sys.executable], seen  # itself alone
+    assert seen["curl"] == ["200", "200"], seen
+    for protocol in ("grpc", "http"):
+        outcomes = report[protocol]
+        assert all(outcomes[call] == "ok" for call in ALLOWED), (protocol, outcomes)
+        for call in REFUSED:
+            assert "not allowed for jobs" in outcomes[call], (protocol, call, outcomes[call])
+    other = run_as(OTHER_UID, [*CONTAINER, sys.executable, "-c", HEALTH_CLIENT, *urls(state)], cwd="/")
+    assert [line.split()[:2] for line in other.stdout.split("\n")[:2]] == [
+        ["grpc", "refused"],
+        ["http", "refused"],
+    ], other
