@@ -69,9 +69,9 @@ def test_another_user_gets_nothing_and_idle_connections_stay_at_the_door() -> No
         backend.close()
 
 
-UNIX_CLIENT = (
-    "import socket,sys;c=socket.socket(socket.AF_UNIX);c.settimeout(10);c.connect(sys.argv[1]);"
-    "c.sendall(b'hi')\ntry: print(repr(c.recv(10)))\nexcept OSError as e: print(type(e).__name__)"
+UNIX_CLIENT = (  # the door may close the connection before the client's bytes are sent
+    "import socket,sys;c=socket.socket(socket.AF_UNIX);c.settimeout(10);c.connect(sys.argv[1])\n"
+    "try: c.sendall(b'hi'); print(repr(c.recv(10)))\nexcept OSError as e: print(type(e).__name__)"
 )
 
 
@@ -97,7 +97,7 @@ def test_another_user_who_can_open_the_plugin_socket_gets_nothing() -> None:
         assert plugin_socket.stat().st_mode & 0o777 == 0o600  # the door makes it the pilot's alone
         plugin_socket.chmod(0o666)
         other = run_as(OTHER_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
-        assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
+        assert other.stdout.strip() in ("ConnectionResetError", "BrokenPipeError", "b''"), other
         assert accepted[0] == 0
         pilot = run_as(PILOT_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
         assert pilot.stdout.strip() == "b'hi'", pilot
