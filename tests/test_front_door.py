@@ -67,3 +67,45 @@ def test_another_user_gets_nothing_and_idle_connections_stay_at_the_door() -> No
             process.stdout.close()
         shutil.rmtree(home)
         backend.close()
+
+
+UNIX_CLIENT = (  # the door may close the connection before the client's bytes are sent
+    "import socket,sys;c=socket.socket(socket.AF_UNIX);c.settimeout(10);c.connect(sys.argv[1])\n"
+    "try: c.sendall(b'hi'); print(repr(c.recv(10)))\nexcept OSError as e: print(type(e).__name__)"
+)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="switches users")
+def test_another_user_who_can_open_the_plugin_socket_gets_nothing() -> None:
+    """The plugin's route is a Unix socket in a 0700 directory; should another uid reach it all the same
+    (the directory and the socket opened to everyone here), the door checks its peer (``SO_PEERCRED``)
+    and closes the connection before any byte is forwarded."""
+    backend, accepted = echo_server()
+    home = user_directory(PILOT_UID, 0o755)
+    plugin_socket = home / "admin.sock"
+    route = f"plugin@unix:{plugin_socket}=127.0.0.1:{backend.getsockname()[1]}"
+    process = subprocess.Popen(
+        door.command("--route", route),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=home,
+        **as_user(PILOT_UID),  # type: ignore[call-overload]
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        assert plugin_socket.stat().st_mode & 0o777 == 0o600  # the door makes it the pilot's alone
+        plugin_socket.chmod(0o666)
+        other = run_as(OTHER_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
+        assert other.stdout.strip() in ("ConnectionResetError", "BrokenPipeError", "b''"), other
+        assert accepted[0] == 0
+        pilot = run_as(PILOT_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
+        assert pilot.stdout.strip() == "b'hi'", pilot
+        assert accepted[0] == 1
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+        shutil.rmtree(home)
+        backend.close()

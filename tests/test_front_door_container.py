@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
@@ -29,6 +31,7 @@ from .support import (
     PILOT_UID,
     PYTHON39,
     echo_server,
+    make_certificate,
     run_as,
     user_directory,
     wait_until,
@@ -280,3 +283,61 @@ def glidein_processes(home: Path) -> list[str]:
             if str(home) in line:
                 found.append(line)
     return found
+
+
+#: An unloading request to 127.0.0.1:PORT over HTTP (as any local user could send): the status line, or
+#: the error's name.
+UNLOAD = KNOCK.replace("GET /v2/health/ready", "POST /v2/repository/models/simple/unload").replace(
+    "Host: x\\r\\n", "Host: x\\r\\nContent-Length: 0\\r\\n"
+)
+
+
+@needs_root
+@pytest.mark.server
+def test_in_remote_mode_another_user_gets_nothing_on_the_loopback_ports(pilot_home: Path) -> None:
+    """Remote mode in the container runtime (gRPC on the node's address, mutual TLS): HTTP still listens on
+    the host's loopback; another local user must not reach it (an unload, a load with a ``file:``
+    override: code run as the pilot)."""
+    address = "127.0.0.2"  # a second loopback address stands in for the node's address
+    cert, key = make_certificate(pilot_home, address)
+    settings = {
+        "GLIDEIN_TRITON_REQUIRED": "True",
+        "GLIDEIN_TRITON_REMOTE": "True",
+        "GLIDEIN_TRITON_ADDRESS": address,
+        "GLIDEIN_TRITON_TLS_CERT": str(cert),
+        "GLIDEIN_TRITON_TLS_KEY": str(key),
+        "GLIDEIN_TRITON_TLS_ROOT_CERT": str(cert),
+    }
+    prepared = demo.prepare(pilot_home / "glidein", "apptainer", settings)
+    for root, directories, names in os.walk(pilot_home):
+        for name in [*directories, *names]:
+            os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
+    glidein, environment = prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
+    as_pilot(glidein, glidein.startup_script, environment)
+    recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())
+    try:
+        other = run_as(OTHER_UID, [sys.executable, "-c", UNLOAD, str(recorded["http_port"])])
+        assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
+        # A job on another node, with a certificate the root signed, infers through the door's remote route
+        # to the server's gRPC socket (TLS end to end); without one it gets nothing.
+        url = f"{address}:{recorded['grpc_port']}"
+        mutual = grpcclient.InferenceServerClient(
+            url, ssl=True, root_certificates=str(cert), private_key=str(key), certificate_chain=str(cert)
+        )
+        assert mutual.is_server_ready()
+        assert mutual.get_model_metadata("simple").name == "simple"
+        mutual.close()
+        outsider = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(cert))
+        with pytest.raises(InferenceServerException):
+            outsider.is_server_ready(client_timeout=10)
+        outsider.close()
+        # The glidein's jobs get HTTP on loopback (its uid, through the filter).
+        job = run_as(PILOT_UID, [sys.executable, "-c", KNOCK, str(recorded["http_port"])])
+        assert job.stdout.startswith("b'HTTP/1.1 200 OK"), job
+    finally:
+        run_as(
+            PILOT_UID,
+            [str(glidein.root / ".gwms.d/exec/cleanup/00_glidein_triton_cleanup.sh"), "glidein_config"],
+            cwd=glidein.root,
+            env=environment,
+        )

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from .support import (
     OTHER_UID,
     PILOT_UID,
     REPO,
+    as_user,
     pilot_demo,
     run_as,
     run_script_as_pilot,
@@ -154,3 +157,96 @@ def test_idle_connections_do_not_shut_the_jobs_out(
     finally:
         for connection in idle:
             connection.close()
+
+
+#: How GlideinWMS runs a job in a container (singularity_lib.sh: ``--contain --ipc --pid``; unprivileged
+#: Apptainer: a user namespace), with no container image: the job's own process, IPC and mount namespaces
+#: and a /proc of its own, on the host's loopback network.
+CONTAINER = ["unshare", "--user", "--map-current-user", "--pid", "--ipc", "--fork", "--mount-proc"]
+#: A containerized job: what it sees of /proc, curl's health and metadata (the DiCOS test scripts), then
+#: the unmodified Triton clients of door_job.py. Run as ``python -c CONTAINED_JOB DOOR_JOB GRPC HTTP MODEL``.
+CONTAINED_JOB = (
+    "import json, os, runpy, subprocess, sys\n"
+    "seen = [open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit()]\n"
+    "codes = [subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', f'http://{sys.argv[3]}{path}'],"
+    " capture_output=True, text=True, timeout=30).stdout for path in ('/v2/health/ready', '/v2/models/' + sys.argv[4])]\n"
+    "print(json.dumps({'processes': [line.split(b'\\0')[0].decode() for line in seen], 'curl': codes}))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_a_job_in_a_container_gets_in_and_sees_no_server(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """A job of the glidein in a container (its own PID namespace: it sees neither the server nor the
+    door) reaches the door on the loopback ports: curl's health and metadata, the unmodified clients'
+    calls; what jobs may not do is refused. Another uid in the same kind of container gets nothing."""
+    _, _, state = pilot_glidein
+    job = [*CONTAINER, sys.executable, "-c", CONTAINED_JOB, str(DOOR_JOB), *urls(state), MODEL]
+    result = run_as(PILOT_UID, job, cwd="/", timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen, report = map(json.loads, result.stdout.strip().split("\n"))
+    assert seen["processes"] == [sys.executable], seen  # itself alone
+    assert seen["curl"] == ["200", "200"], seen
+    for protocol in ("grpc", "http"):
+        outcomes = report[protocol]
+        assert all(outcomes[call] == "ok" for call in ALLOWED), (protocol, outcomes)
+        for call in REFUSED:
+            assert "not allowed for jobs" in outcomes[call], (protocol, call, outcomes[call])
+    other = run_as(OTHER_UID, [*CONTAINER, sys.executable, "-c", HEALTH_CLIENT, *urls(state)], cwd="/")
+    assert [line.split()[:2] for line in other.stdout.split("\n")[:2]] == [
+        ["grpc", "refused"],
+        ["http", "refused"],
+    ], other
+
+
+#: A job that opens ``COUNT`` connections to ``PORT`` and never speaks; on a line on its stdin it prints how
+#: many of them the door has closed. Run as ``python -c HOLDER PORT COUNT``.
+HOLDER = (
+    "import resource, socket, sys\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)\n"
+    "held = [socket.create_connection(('127.0.0.1', int(sys.argv[1]))) for _ in range(int(sys.argv[2]))]\n"
+    "print('holding', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "def closed(c):\n"
+    "    try: return c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b''\n"
+    "    except BlockingIOError: return False\n"
+    "    except OSError: return True\n"
+    "print(sum(map(closed, held)), flush=True)\n"
+)
+
+
+def test_a_jobs_idle_connections_stay_at_the_door_and_are_closed(
+    pilot_glidein: tuple[SimulatedGlidein, dict[str, str], ServerState],
+) -> None:
+    """1100 idle connections of the glidein's own uid (a job's: admitted) are held by the door, never
+    forwarded: another job still gets inference, the server's log does not grow, and after the door's
+    first-bytes timeout every one of them is closed."""
+    _, _, state = pilot_glidein
+    log_size = Path(state.log_path).stat().st_size
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state.grpc_port), "1100"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        **as_user(PILOT_UID),  # type: ignore[call-overload]
+    )
+    try:
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        opened = time.monotonic()
+        result = run_as(PILOT_UID, [sys.executable, str(DOOR_JOB), *urls(state), MODEL], cwd="/", timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["grpc"]["infer"] == "ok"
+        assert Path(state.log_path).stat().st_size - log_size < 4096
+        time.sleep(max(0.0, opened + door.DEFAULT_FIRST_BYTES_TIMEOUT + 2 - time.monotonic()))
+        holder.stdin.write("check\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "1100"
+    finally:
+        holder.kill()
+        holder.communicate()

@@ -142,7 +142,9 @@ def test_container_plan_argv_with_gpu() -> None:
     assert runtime.behind_door(plan, Path("/glidein/triton/admin.sock")) == plan.server
 
 
-def test_a_remote_grpc_server_is_not_behind_the_door() -> None:
+def test_a_remote_grpc_server_is_behind_the_doors_remote_route() -> None:
+    """Remote mode keeps the instance's network its own: HTTP is the door's filtered loopback route (where
+    no other local user gets in), gRPC a remote route on the node's address to the server's socket."""
     plan = runtime.container_plan(
         "apptainer",
         "/a",
@@ -157,9 +159,15 @@ def test_a_remote_grpc_server_is_not_behind_the_door() -> None:
         config_dir="/c",
         door_dir="/d",
     )
-    assert "--net" not in plan.prepare[0]
-    assert plan.server[:3] == ["/usr/bin/env", "APPTAINER_CONFIGDIR=/c", "/a"]
-    assert "--grpc-address=0.0.0.0" in plan.server
+    assert "--net" in plan.prepare[0]
+    routes = [plan.server[index + 1] for index, word in enumerate(plan.server) if word == "--route"]
+    assert routes == [
+        "http@127.0.0.1:8000=unix:http.sock",
+        "metrics@127.0.0.1:8002=unix:metrics.sock",
+        "remote@0.0.0.0:8001=unix:grpc.sock:8001",
+    ]
+    assert "--grpc-address=unix:/door/grpc.sock" in plan.server
+    assert plan.plugin_socket == "/d/http.sock"
 
 
 def server_part(argv: list[str]) -> list[str]:

@@ -168,6 +168,20 @@ def test_remote_mode_with_tls(tmp_path: Path) -> None:
     )
     assert mutual.is_server_ready()
     assert mutual.infer("simple", simple_inputs(grpcclient)).as_numpy("OUTPUT0") is not None
+    # A job on another node (its certificate signed) may not do what local jobs may not: the categories are
+    # closed by a key no client can send (gRPC sends lower-case names only; Triton compares them as given).
+    key = f"triton-grpc-protocol-{access.UNSENDABLE_KEY}"  # the name Triton expects
+    unsendable = {key.lower(): "1"}
+    for forbidden in (
+        lambda: mutual.load_model("simple", config='{"backend": "python"}', headers=unsendable),
+        lambda: mutual.unload_model("simple"),
+        lambda: mutual.register_system_shared_memory("x", "/x", 64),
+        lambda: mutual.update_log_settings({"log_verbose_level": 1}),
+        lambda: mutual.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}),
+    ):
+        with pytest.raises(InferenceServerException, match=f"restricted, expecting header '{key}'"):
+            forbidden()
+    assert mutual.is_model_ready("simple")
     mutual.close()
     # Anyone who reaches the node's address without a certificate the root signed gets nothing.
     for outsider in (

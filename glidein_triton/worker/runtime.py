@@ -3,12 +3,13 @@
 * ``process``: the ``tritonserver`` binary runs directly on the node.
 * ``apptainer`` / ``singularity``: ``$SINGULARITY_PATH instance start [--nv] --bind <repo>:/models <image>
   <instance>`` starts a named instance, ``$SINGULARITY_PATH exec instance://<instance> tritonserver ...``
-  runs the server in it, and ``$SINGULARITY_PATH instance stop <instance>`` ends it. With every port on
-  loopback, the instance has a network namespace of its own (``--net --network none``) and the front door
-  (:mod:`door`, ``--container``) runs that exec: the server's gRPC listens on a Unix socket of the plugin's
-  door directory (bound at /door), its HTTP and metrics on the instance's loopback, brought to Unix sockets
+  runs the server in it, and ``$SINGULARITY_PATH instance stop <instance>`` ends it. The instance has a
+  network namespace of its own (``--net --network none``) and the front door (:mod:`door`,
+  ``--container``) runs that exec: the server's gRPC listens on a Unix socket of the plugin's door
+  directory (bound at /door), its HTTP and metrics on the instance's loopback, brought to Unix sockets
   there by a relay (``door.py --relay`` run by the image's python3), and the door's loopback listeners on
-  the host admit the glidein's uid only.
+  the host admit the glidein's uid only. In remote mode the door's gRPC listener is on the node's address
+  and admits every peer: the server's own mutual TLS decides.
 
 Apptainer keeps its instance records under its config dir (``$HOME/.apptainer`` by default), and only
 commands run with the same one see an instance. A pool account's HOME may be missing or read-only, so
@@ -223,8 +224,9 @@ def container_plan(
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
 
-    With ``grpc_address`` on loopback (jobs of this glidein only) the server is behind the front door
-    (:func:`container_door`), its sockets in ``door_dir``; in remote mode its ports are the host's.
+    The server is behind the front door (:func:`container_door`), its sockets in ``door_dir``; with
+    ``grpc_address`` not on loopback (remote mode), the door forwards that address's gRPC port to the
+    server's gRPC socket as it is (the server's own mutual TLS checks the peers).
 
     ``cvmfs_mount`` (where cvmfsexec mounted CVMFS) is bound at /cvmfs too, as GlideinWMS binds it into
     its containers, so that paths and links on /cvmfs resolve inside the instance.
@@ -240,16 +242,15 @@ def container_plan(
     for path in same_path_binds:
         bindable(path, "GLIDEIN_TRITON_TLS_* or the glidein directory", ConfigError)
     bindable(cvmfs_mount, cvmfs.MOUNT_DIR_KEY, ConfigError)
-    behind = grpc_address == LOOPBACK
+    grpc_listen = grpc_address
     start = [*in_config_dir(runtime, config_dir, SESSION_VARIABLES), singularity_path, "instance", "start"]
     if gpus:
         start.append("--nv")
-    if behind:
-        bindable(door_dir, "the glidein directory", ConfigError)
-        bindable(str(Path(door.__file__).parent), "the plugin's directory", ConfigError)
-        start += ["--net", "--network", "none", "--bind", f"{door_dir}:{CONTAINER_DOOR}"]
-        start += ["--bind", f"{door.CODE_ROOT}:{CONTAINER_DOOR_CODE}:ro"]
-        grpc_address = f"{door.UNIX_PREFIX}{CONTAINER_DOOR}/{GRPC_SOCKET}"
+    bindable(door_dir, "the glidein directory", ConfigError)
+    bindable(str(Path(door.__file__).parent), "the plugin's directory", ConfigError)
+    start += ["--net", "--network", "none", "--bind", f"{door_dir}:{CONTAINER_DOOR}"]
+    start += ["--bind", f"{door.CODE_ROOT}:{CONTAINER_DOOR_CODE}:ro"]
+    grpc_address = f"{door.UNIX_PREFIX}{CONTAINER_DOOR}/{GRPC_SOCKET}"
     start += ["--bind", f"{model_repository}:{CONTAINER_MODEL_REPOSITORY}:ro"]
     for path in same_path_binds:
         start += ["--bind", f"{path}:{path}:ro"]
@@ -266,11 +267,10 @@ def container_plan(
     )
     run += [f"instance://{instance}", CONTAINER_SERVER, *options]
     metrics = METRICS_OFF not in options
-    if behind:
-        exec_prefix = [*in_config_dir(runtime, config_dir), singularity_path, "exec"]
-        run = container_door(exec_prefix, instance, ports, metrics, door_dir, run)
+    exec_prefix = [*in_config_dir(runtime, config_dir), singularity_path, "exec"]
+    run = container_door(exec_prefix, instance, ports, metrics, door_dir, run, grpc_listen)
     return LaunchPlan(
-        plugin_socket=str(Path(door_dir, HTTP_SOCKET)) if behind else "",
+        plugin_socket=str(Path(door_dir, HTTP_SOCKET)),
         runtime=runtime,
         server=run,
         prepare=[start],
@@ -288,21 +288,24 @@ def container_door(
     metrics: bool,
     door_dir: str,
     server: Sequence[str],
+    grpc_listen: str = LOOPBACK,
 ) -> list[str]:
     """The front door's command for a server run by ``server`` (an exec into ``instance``): loopback
     listeners on the host (the server's ports) to the Unix sockets of ``door_dir``, and the relay, run by
-    ``exec_prefix`` in the instance, from the instance's loopback to those sockets."""
+    ``exec_prefix`` in the instance, from the instance's loopback to those sockets. gRPC listens on
+    ``grpc_listen``: off loopback (remote mode) a ``remote`` route, which admits every peer."""
     relayed = [(ports.http, HTTP_SOCKET)] + ([(ports.metrics, METRICS_SOCKET)] if metrics else [])
     relay = [*exec_prefix, f"instance://{instance}", CONTAINER_PYTHON, "-I", "-S", "-c", door.BOOTSTRAP]
     relay.append(CONTAINER_DOOR_CODE)
     for port, name in relayed:
         relay += [door.RELAY_MODE, f"{door.UNIX_PREFIX}{CONTAINER_DOOR}/{name}={LOOPBACK}:{port}"]
     kinds = ["http", "metrics"]
-    routes = [(kind, *route) for kind, route in zip(kinds, relayed)]
-    routes.append(("grpc", ports.grpc, f"{GRPC_SOCKET}:{ports.grpc}"))
+    routes = [(kind, LOOPBACK, port, name) for kind, (port, name) in zip(kinds, relayed)]
+    grpc_kind = "grpc" if grpc_listen == LOOPBACK else "remote"
+    routes.append((grpc_kind, grpc_listen, ports.grpc, f"{GRPC_SOCKET}:{ports.grpc}"))
     argv = door.command(door.CONTAINER_MODE, "--directory", door_dir)
-    for kind, port, name in routes:
-        argv += ["--route", f"{kind}@{LOOPBACK}:{port}={door.UNIX_PREFIX}{name}"]
+    for kind, host, port, name in routes:
+        argv += ["--route", f"{kind}@{host}:{port}={door.UNIX_PREFIX}{name}"]
     return [*argv, "--relay-command", json.dumps(relay), "--", *server]
 
 
