@@ -116,6 +116,11 @@ def test_constraints_are_anded_and_evaluated_in_each_ad(ads: Path) -> None:
         ]
     )
     assert out == "slot1@glidein_1@a.site\n"
+    # a number counts as its truth value, undefined as false (the collector's EvalBool)
+    assert (
+        status(["-pool", "cm", "-af", "Name", "-constraint", "TritonQueueUs - 3"])
+        == "slot1@glidein_2@b.site\n"
+    )
     assert status(
         ["-pool", "cm", "-af", "Name", "-constraint", 'AuthenticatedIdentity =?= "pilot-b@pool"']
     ) == ("slot1@glidein_2@b.site\n")

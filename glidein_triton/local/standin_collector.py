@@ -268,6 +268,14 @@ def requirements(query: StatusQuery) -> Any:
         raise ToolError("Error: invalid constraint\n") from None
 
 
+def is_true(value: Any) -> bool:
+    """A constraint's result as the collector takes it (EvalBool): true, or a non-zero number."""
+    if isinstance(value, bool):
+        return value
+    # classad2's Undefined and Error are an int enum: neither is true
+    return isinstance(value, (int, float)) and not isinstance(value, classad2.Value) and value != 0
+
+
 def sort_key(ad: Any, order: int) -> tuple[str, str, int]:
     """Machine, then Name, then arrival (status.cpp's default sort)."""
     machine, name = ad.get("Machine"), ad.get("Name")
@@ -367,7 +375,7 @@ def status(arguments: Sequence[str], now: float | None = None) -> str:
         is_daemon_ad = isinstance(my_type, str) and my_type.lower() == "startd"
         if is_daemon_ad != query.daemon_ads or not alive(ad, now):
             continue
-        if constraint.eval(ad) is True:
+        if is_true(constraint.eval(ad)):
             matched.append((sort_key(ad, order), ad))
         if query.limit is not None and query.limit > 0 and len(matched) >= query.limit:
             break
