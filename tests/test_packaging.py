@@ -40,6 +40,8 @@ EXECUTABLES = (
     "glidein_triton/scripts/glidein_triton_cleanup.sh",
     "glidein_triton/scripts/publish_config.sh",
     "glidein_triton/local/standins/apptainer",
+    "glidein_triton/local/standins/condor_status",
+    "glidein_triton/local/standins/condor_advertise",
     "glidein_triton/local/glidein_doubles/error_gen.sh",
 )
 
