@@ -40,8 +40,9 @@ from pathlib import Path
 
 from glidein_triton.worker import cleanup, files, log_files, logs, processes, sandboxes, server
 from glidein_triton.worker.commands import run_quietly
-from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
+from glidein_triton.worker.job_loader import JobLoader
 from glidein_triton.worker.job_policy import Policy
+from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
 from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
 from glidein_triton.worker.triton_api import Server
 
