@@ -24,7 +24,6 @@ from collections.abc import Iterator
 
 from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
 
-EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config: <work dir>/execute
 SANDBOX_PREFIX = "dir_"
 NESTED_SCRATCH = "scratch"
 NESTED_CONDOR_DIR = "htcondor"
