@@ -32,6 +32,7 @@ from pathlib import Path
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import glidein_paths
 from glidein_triton.worker import install as hooks
 
 NOBODY = 65534
@@ -91,7 +92,7 @@ def show(name: str, times: list[float]) -> None:
 
 def prejob_runner(glidein: SimulatedGlidein, environment: Mapping[str, str], ad: str) -> Callable[[], None]:
     """Run the installed hook as gwms_process_scripts does, for a new job (sandbox, job ad) each time."""
-    prejob_dir = glidein.gwms_dir / "exec" / "prejob"
+    prejob_dir = glidein_paths.phase_dir(glidein.root, "prejob")
     hook = hooks.PREJOB_FILES[0][1]
 
     def run() -> None:

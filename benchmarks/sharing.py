@@ -24,9 +24,9 @@ import numpy as np
 import psutil
 
 from glidein_triton.local import demo
-from glidein_triton.worker import processes
+from glidein_triton.worker import glidein_paths, processes
 from glidein_triton.worker.ports import Ports, allocate
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 from .overhead import launch_by_hand, stop_by_hand
 
@@ -169,7 +169,7 @@ def run(
         if started.returncode != 0 or started.metrics.get("HasTriton") != "True":
             raise RuntimeError(f"the glidein server did not start:\n{started.stderr[-2000:]}")
         try:
-            state = ServerState.load(state_dir(prepared.glidein.root) / STATE_FILE_NAME)
+            state = ServerState.load(glidein_paths.state_file(prepared.glidein.root))
             assert state is not None
             _, job_environment = prepared.glidein.published()
             sides = {

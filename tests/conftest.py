@@ -11,7 +11,7 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker.state import state_dir
+from glidein_triton.worker import glidein_paths
 
 from .artefacts import Built, make_dist
 from .support import FIXTURES, assert_nothing_left, recorded_state
@@ -93,6 +93,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
     """The plugin's directory of a glidein in tmp_path."""
-    directory = state_dir(tmp_path / "glidein")
+    directory = glidein_paths.plugin_dir(tmp_path / "glidein")
     directory.mkdir(parents=True)
     return directory

@@ -27,8 +27,8 @@ from lxml import etree
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import accounting, agent_launch, door, processes
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker import accounting, agent_launch, door, glidein_paths, processes
+from glidein_triton.worker.state import ServerState
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -262,7 +262,7 @@ def job_report(job: hooks_sim.Job) -> tuple[str, list[str], list[str]]:
 
 
 def registry(glidein: SimulatedGlidein) -> dict[str, dict[str, object]]:
-    path = state_dir(glidein.root) / "models.json"
+    path = glidein_paths.plugin_dir(glidein.root) / "models.json"
     models = json.loads(path.read_text())["models"] if path.exists() else {}
     return dict(models)
 
@@ -273,12 +273,12 @@ def reference_counts(glidein: SimulatedGlidein) -> dict[str, int]:
 
 def loads_in_log(glidein: SimulatedGlidein, model: str) -> int:
     """How many times the server log says ``model`` was loaded."""
-    log = (state_dir(glidein.root) / "server.log").read_text()
+    log = (glidein_paths.plugin_dir(glidein.root) / "server.log").read_text()
     return log.count(f"successfully loaded '{model}'")
 
 
 def recorded_state(glidein: SimulatedGlidein) -> ServerState | None:
-    return ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
+    return ServerState.load(glidein_paths.state_file(glidein.root))
 
 
 def state(glidein: SimulatedGlidein) -> ServerState:
@@ -313,7 +313,7 @@ KEPT_AFTER_CLEANUP = {"server.log", agent_launch.LOG_FILE_NAME, accounting.ACCOU
 
 def leftovers_after_cleanup(glidein: SimulatedGlidein, recorded: ServerState | None) -> list[str]:
     """Processes, listening ports, lock files and hook files left after cleanup."""
-    directory = state_dir(glidein.root)
+    directory = glidein_paths.plugin_dir(glidein.root)
     left = demo.leftovers(recorded)
     left += [f"held lock {path}" for path in held_locks(glidein.root)]
     left += [f"file {path}" for path in directory.rglob("*") if path.name not in KEPT_AFTER_CLEANUP]
@@ -403,7 +403,7 @@ def run_script_as_pilot(
 
 def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> None:
     """The glidein's cleanup, then a check that its server is gone."""
-    path = state_dir(glidein.root) / STATE_FILE_NAME
+    path = glidein_paths.state_file(glidein.root)
     pid = json.loads(path.read_text()).get("pid", 0) if path.exists() else 0
     run_as(
         PILOT_UID,

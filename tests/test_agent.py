@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.worker import log_files, processes
-from glidein_triton.worker.state import state_dir
+from glidein_triton.worker import glidein_paths, log_files, processes
 
 from .support import assert_nothing_left, recorded_state, wait_until
 
@@ -44,7 +43,7 @@ def test_the_agent_cleans_up_after_a_vanished_glidein(tmp_path: Path) -> None:
     assert wait_until(lambda: recorded_state(prepared.glidein) is None)
     assert wait_until(lambda: not processes.is_running(state.agent_pid, state.agent_ticks))
     assert_nothing_left(prepared.glidein, state)
-    log = (state_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
+    log = (glidein_paths.plugin_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
     assert f"the glidein (pid {glidein_process.pid}) is gone without its cleanup" in log
 
 
@@ -56,12 +55,12 @@ def test_the_agent_stops_the_server_after_the_work_dir_was_deleted(tmp_path: Pat
     assert state is not None
     instance = {}
     if state.instance:
-        (record,) = state_dir(prepared.glidein.root).glob(
+        (record,) = glidein_paths.plugin_dir(prepared.glidein.root).glob(
             f"apptainer/instances/app/*/*/{state.instance}.json"
         )
         instance = json.loads(record.read_text())
         assert processes.is_running(instance["pid"])
-    log = state_dir(prepared.glidein.root) / "glidein_triton_agent.log"
+    log = glidein_paths.plugin_dir(prepared.glidein.root) / "glidein_triton_agent.log"
     assert wait_until(lambda: "following the glidein" in log.read_text())  # it knows what to stop
     # The batch system removes the job's scratch directory as it kills the glidein.
     shutil.rmtree(prepared.glidein.root)
@@ -96,7 +95,7 @@ def test_the_agent_runs_without_following_the_glidein(tmp_path: Path) -> None:
     state = recorded_state(prepared.glidein)
     assert state is not None
     assert processes.is_running(state.agent_pid, state.agent_ticks)
-    log = (state_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
+    log = (glidein_paths.plugin_dir(prepared.glidein.root) / "glidein_triton_agent.log").read_text()
     assert "gone without its cleanup" not in log
     prepared.glidein.run_cleanup(prepared.environment)
     assert_nothing_left(prepared.glidein, state)

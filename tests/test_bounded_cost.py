@@ -16,8 +16,7 @@ import grpc
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from glidein_triton.worker import processes
-from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
+from glidein_triton.worker import glidein_paths, processes
 
 from .support import assert_nothing_left, recorded_state
 from .test_security import OVERSIZED_BODY, limited_glidein, post_infer
@@ -48,7 +47,7 @@ def edit_state(path: Path, **values: object) -> None:
 def test_requests_that_crash_the_server_do_not_use_up_its_restarts(tmp_path: Path) -> None:
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
-    path = state_dir(glidein.root) / STATE_FILE_NAME
+    path = glidein_paths.state_file(glidein.root)
     edit_state(path, restart_limit=2, restart_backoff=0, restart_window=3600)
     state = recorded_state(glidein)
     try:
@@ -81,7 +80,7 @@ def test_memory_left_by_refused_requests_is_published_and_an_idle_server_restart
     """A 1 GiB HTTP request cut off at the memory limit leaves the server's memory high (malloc keeps it)."""
     prepared = limited_glidein(tmp_path / "glidein")
     glidein = prepared.glidein
-    edit_state(state_dir(glidein.root) / STATE_FILE_NAME, idle_memory_growth=100, restart_backoff=0)
+    edit_state(glidein_paths.state_file(glidein.root), idle_memory_growth=100, restart_backoff=0)
     state = recorded_state(glidein)
     try:
         assert state is not None

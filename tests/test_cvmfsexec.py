@@ -15,12 +15,11 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import cvmfs, runtime, supervisor
+from glidein_triton.worker import cvmfs, glidein_paths, runtime, supervisor
 from glidein_triton.worker.check import command as check_command
 from glidein_triton.worker.job_policy import Policy, Vetted
 from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.settings import Settings
-from glidein_triton.worker.state import state_dir
 
 from .support import (
     HOLDING_JOB,
@@ -249,7 +248,9 @@ def test_repositories_and_the_image_under_the_cvmfsexec_mount_are_served(
         assert job_report(job) == ("ready", ["alpha"], [])
         assert infer(environment["TRITON_HTTP_URL"], "alpha", [1, 2, 3, 4]) == 200
         if runtime_name == "apptainer":
-            (record,) = state_dir(glidein.root).glob(f"apptainer/instances/app/*/*/{state.instance}.json")
+            (record,) = glidein_paths.plugin_dir(glidein.root).glob(
+                f"apptainer/instances/app/*/*/{state.instance}.json"
+            )
             instance = json.loads(record.read_text())
             assert instance["image"] == str(on_mount(mount, IMAGE))
             binds = {

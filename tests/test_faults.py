@@ -41,13 +41,13 @@ from glidein_triton.local.glidein import (
 )
 from glidein_triton.local.leftovers import Watch
 from glidein_triton.operator import payload
+from glidein_triton.worker import glidein_paths, processes, startup, startup_guard
 from glidein_triton.worker import ports as port_allocation
-from glidein_triton.worker import processes, startup, startup_guard
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.runtime import CONFIG_DIR_NAME, in_config_dir
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.triton_api import Server
 
 from .support import DEFAULT_INSTANCES, add_model
@@ -401,7 +401,7 @@ def wait_for_launch(glidein: SimulatedGlidein, process: subprocess.Popen[bytes])
     line is there): the script is then waiting for the server to get ready."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        state = ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
+        state = ServerState.load(glidein_paths.state_file(glidein.root))
         if (
             state is not None
             and state.pid
@@ -463,9 +463,9 @@ def startup_sigkill(case: Case) -> None:
         check_published(case.fault, glidein)
         # Nothing could run in the script: the server is still there, and recorded.
         assert processes.is_running(state.pid, state.start_ticks)
-        assert (state_dir(glidein.root) / STATE_FILE_NAME).exists()
+        assert (glidein_paths.state_file(glidein.root)).exists()
         if case.runtime == "apptainer":
-            config_dir = state_dir(glidein.root) / CONFIG_DIR_NAME
+            config_dir = glidein_paths.plugin_dir(glidein.root) / CONFIG_DIR_NAME
             stop = [*in_config_dir("apptainer", str(config_dir)), str(demo.STANDIN_APPTAINER)]
             assert state.teardown == [[*stop, "instance", "stop", state.instance]]
         assert watch.leftovers(glidein.config_path, container_runtime(prepared), prepared.environment)
@@ -503,7 +503,7 @@ def server_killed_mid_job(case: Case) -> None:
     with watch:
         result = glidein.run_startup(prepared.environment)
         check_startup(case.fault, result)
-        state = ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
+        state = ServerState.load(glidein_paths.state_file(glidein.root))
         assert state is not None
         assert state.shared_memory, "the state records the server's /dev/shm regions once it is ready"
         job_environment = glidein.published()[1]
@@ -565,7 +565,7 @@ def cleanup_without_startup(case: Case) -> None:
     # With the code found but no state file: a startup killed before it recorded a server.
     glidein.set("GLIDEIN_TRITON_CODE_DIR", str(glidein.entry_dir / payload.UNTAR_DIR))
     glidein.set("GLIDEIN_TRITON_PYTHON", sys.executable)
-    state_dir(glidein.root).mkdir()
+    glidein_paths.plugin_dir(glidein.root).mkdir()
     python = glidein.run_cleanup()
     assert [cleanup.returncode for cleanup in python] == [0]
     assert "no Triton server recorded" in python[0].stderr
@@ -583,7 +583,7 @@ def two_glideins(case: Case) -> None:
             for result, prepared in zip(results, (first, second)):
                 check_startup(case.fault, result)
                 check_published(case.fault, prepared.glidein)
-            states = [ServerState.load(state_dir(p.glidein.root) / STATE_FILE_NAME) for p in (first, second)]
+            states = [ServerState.load(glidein_paths.state_file(p.glidein.root)) for p in (first, second)]
             assert states[0] is not None
             assert states[1] is not None
             ports = [{state.http_port, state.grpc_port, state.metrics_port} - {0} for state in states]
@@ -634,7 +634,7 @@ def work_directory_read_only_or_full(case: Case) -> None:
 @scenario("state_dir_read_only", "state_dir_full")
 def plugin_directory_read_only_or_full(case: Case) -> None:
     prepared = case.prepare()
-    directory = case.mounter(state_dir(prepared.glidein.root), "64k")
+    directory = case.mounter(glidein_paths.plugin_dir(prepared.glidein.root), "64k")
     damage(directory, case.fault)
     result = case.run_failure(prepared)
     assert f"cannot write the plugin's files in {directory}" in result.stderr
@@ -658,7 +658,7 @@ def unusual_paths(case: Case) -> None:
         result = glidein.run_startup(prepared.environment)
         check_startup(case.fault, result)
         check_published(case.fault, glidein)
-        state = ServerState.load(state_dir(root) / STATE_FILE_NAME)
+        state = ServerState.load(glidein_paths.state_file(root))
         assert state is not None
         assert state.log_path.startswith(str(root))
         if case.runtime == "apptainer":

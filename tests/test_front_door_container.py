@@ -21,9 +21,9 @@ from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import door, processes, runtime
+from glidein_triton.worker import door, glidein_paths, processes, runtime
 from glidein_triton.worker.ports import free_port
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 from .support import (
     AS_ROOT,
@@ -197,10 +197,10 @@ def test_only_the_door_listens_and_only_the_glideins_uid_gets_in(pilot_home: Pat
             os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
     glidein, environment = prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
     as_pilot(glidein, glidein.startup_script, environment)
-    recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())  # the pilot's file
+    recorded = json.loads((glidein_paths.state_file(glidein.root)).read_text())  # the pilot's file
     state = ServerState(**{name: recorded[name] for name in ServerState.__dataclass_fields__})
     members: list[int] = []
-    door_dir = state_dir(glidein.root) / runtime.DOOR_DIR_NAME
+    door_dir = glidein_paths.plugin_dir(glidein.root) / runtime.DOOR_DIR_NAME
     try:
         attributes, job_environment = glidein.published()
         assert attributes["HasTriton"] == "True"
@@ -314,7 +314,7 @@ def test_in_remote_mode_another_user_gets_nothing_on_the_loopback_ports(pilot_ho
             os.chown(Path(root) / name, PILOT_UID, PILOT_UID, follow_symlinks=False)
     glidein, environment = prepared.glidein, {**prepared.environment, "HOME": "/nonexistent"}
     as_pilot(glidein, glidein.startup_script, environment)
-    recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())
+    recorded = json.loads(glidein_paths.state_file(glidein.root).read_text())
     try:
         other = run_as(OTHER_UID, [sys.executable, "-c", UNLOAD, str(recorded["http_port"])])
         assert other.stdout.strip() in ("ConnectionResetError", "b''"), other

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import door, processes
-from glidein_triton.worker.state import PLUGIN_SOCKET_NAME, STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker import door, glidein_paths, processes
+from glidein_triton.worker.state import PLUGIN_SOCKET_NAME, ServerState
 
 from .support import (
     AS_ROOT,
@@ -54,7 +54,7 @@ def pilot_glidein() -> Iterator[tuple[SimulatedGlidein, dict[str, str], ServerSt
     try:
         assert started.returncode == 0, started.stderr
         assert "ready" in started.stderr, started.stderr
-        recorded = json.loads((state_dir(glidein.root) / STATE_FILE_NAME).read_text())
+        recorded = json.loads((glidein_paths.state_file(glidein.root)).read_text())
         fields = ServerState.__dataclass_fields__
         yield glidein, environment, ServerState(**{k: v for k, v in recorded.items() if k in fields})
     finally:

@@ -17,9 +17,9 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
-from glidein_triton.worker import log_files, processes
+from glidein_triton.worker import glidein_paths, log_files, processes
 from glidein_triton.worker.ports import is_listening
-from glidein_triton.worker.state import ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 from .support import (
     BROKEN_MODEL,
@@ -82,7 +82,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     yield prepared
     for job in prepared.jobs:
         job.end()
-    recorded = ServerState.load(state_dir(prepared.glidein.root) / "state.json")  # None: cleaned already
+    recorded = ServerState.load(glidein_paths.state_file(prepared.glidein.root))  # None: cleaned already
     results = prepared.glidein.run_cleanup(prepared.environment)
     assert [result.returncode for result in results] == [0]
     assert leftovers_after_cleanup(prepared.glidein, recorded) == []
@@ -103,8 +103,10 @@ def test_two_concurrent_prejobs_share_one_load(served: Served, repository: Path)
     assert [job_report(job) for job in jobs] == [("ready", ["alpha"], [])] * 2
     assert reference_counts(served.glidein) == {"alpha": 2}
     assert loads_in_log(served.glidein, "alpha") == 1  # the second pre-job found it loaded: no reload
-    link = state_dir(served.glidein.root) / "job_models" / "alpha"
-    assert link.readlink().parent == state_dir(served.glidein.root) / "job_snapshots"  # the vetted copy
+    link = glidein_paths.plugin_dir(served.glidein.root) / "job_models" / "alpha"
+    assert (
+        link.readlink().parent == glidein_paths.plugin_dir(served.glidein.root) / "job_snapshots"
+    )  # the vetted copy
     assert (link / "1" / "model.py").read_text() == (repository / "alpha" / "1" / "model.py").read_text()
     assert infer(served.http_url, "alpha", [1, 2, 3, 4]) == 200
 
@@ -132,7 +134,7 @@ def test_reaper_unloads_models_of_jobs_that_are_gone(served: Served, repository:
     first.end()  # the job ends and HTCondor removes its sandbox
     assert served.periodic()["TritonLoadedModels"] == '"beta,simple"'
     assert reference_counts(served.glidein) == {"beta": 1, "simple": 1}
-    assert not (state_dir(served.glidein.root) / "job_models" / "alpha").exists()
+    assert not (glidein_paths.plugin_dir(served.glidein.root) / "job_models" / "alpha").exists()
     second.end()
     pinned_user.end()
     attributes = served.periodic()
@@ -227,7 +229,7 @@ def test_restart_limit_and_backoff(tmp_path: Path) -> None:
             "False",
             "1",
         )
-        with (state_dir(prepared.glidein.root) / "state.json").open("r+") as stream:  # an hour later
+        with (glidein_paths.state_file(prepared.glidein.root)).open("r+") as stream:  # an hour later
             recorded = json.load(stream)
             recorded["restart_times"] = [moment - 3600 for moment in recorded["restart_times"]]
             stream.seek(0)
@@ -320,7 +322,7 @@ def test_accounting_counts_every_request_across_a_restart(served: Served, reposi
     recorded = state(served.glidein)
     holder.end()
     results = served.glidein.run_cleanup(served.environment)
-    path = state_dir(served.glidein.root) / "glidein_triton_accounting.json"
+    path = glidein_paths.plugin_dir(served.glidein.root) / "glidein_triton_accounting.json"
     document = json.loads(path.read_text())
     assert document["complete"] is True
     assert document["server"]["restarts"] == 1
@@ -357,7 +359,7 @@ def test_apptainer_runtime_restart_starts_the_instance_again(tmp_path: Path) -> 
     try:
         before = state(prepared.glidein)
         # The stand-in's instance records, in the plugin's Apptainer config dir.
-        (records,) = (state_dir(prepared.glidein.root) / "apptainer").glob("instances/app/*/*")
+        (records,) = (glidein_paths.plugin_dir(prepared.glidein.root) / "apptainer").glob("instances/app/*/*")
         root = prepared.glidein.root
         assert ["--bind", f"{root}:{root}:ro"] == before.prepare[0][-4:-2]  # job model links resolve inside
         instance_before = json.loads((records / f"{before.instance}.json").read_text())
@@ -401,14 +403,16 @@ def test_hostile_claims_affect_no_other_job(served: Served, repository: Path) ->
     assert attributes["TritonLoadedModels"] == '"beta,simple"', attributes
     assert reference_counts(served.glidein) == {"beta": 1}
     assert list(served.glidein.root.parent.rglob("escaped*")) == []  # no lock file made from a name
-    assert sorted(path.name for path in (state_dir(served.glidein.root) / "model_locks").iterdir()) == [
+    assert sorted(
+        path.name for path in (glidein_paths.plugin_dir(served.glidein.root) / "model_locks").iterdir()
+    ) == [
         "alpha.lock",
         "beta.lock",
     ]
 
 
 def test_a_held_registry_lock_costs_the_periodic_run_only_its_reaping(served: Served) -> None:
-    lock = state_dir(served.glidein.root) / "hooks.lock"
+    lock = glidein_paths.plugin_dir(served.glidein.root) / "hooks.lock"
     holder = subprocess.Popen(  # a process of the glidein user that takes the lock and keeps it
         [sys.executable, "-c", HOLD_FLOCK, str(lock)], stdout=subprocess.PIPE, text=True
     )
@@ -446,7 +450,7 @@ def test_models_loaded_for_jobs_get_private_shared_memory(served: Served, reposi
 
 
 def test_the_periodic_script_caps_the_server_log(served: Served) -> None:
-    log = state_dir(served.glidein.root) / "server.log"
+    log = glidein_paths.plugin_dir(served.glidein.root) / "server.log"
     with log.open("ab") as stream:  # as a server at the highest verbosity would write for hours
         stream.write(b"I1201 verbose line\n" * (log_files.SIZE_LIMIT // 19 + 1000))
     attributes = served.periodic()

@@ -16,7 +16,7 @@ import pytest
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.operator import payload
-from glidein_triton.worker import door, periodic, runtime, server, supervisor
+from glidein_triton.worker import door, glidein_paths, periodic, runtime, server, supervisor
 from glidein_triton.worker import install as hooks
 from glidein_triton.worker.errors import ConfigError, ServerStartError
 from glidein_triton.worker.gpus import GPU
@@ -25,7 +25,7 @@ from glidein_triton.worker.job_request import read_request
 from glidein_triton.worker.model_registry import Registry
 from glidein_triton.worker.ports import Ports, free_port
 from glidein_triton.worker.settings import Settings
-from glidein_triton.worker.state import STATE_FILE_NAME, LaunchPlan, ServerState, state_dir
+from glidein_triton.worker.state import LaunchPlan, ServerState
 
 from .support import PYTHON39, write_executable
 
@@ -253,8 +253,10 @@ def test_periodic_without_a_server(glidein: SimulatedGlidein) -> None:
     assert (code, attributes) == (0, {"TritonReady": "False"})  # no startup ran: no code dir recorded
     glidein.set("GLIDEIN_TRITON_CODE_DIR", glidein.config()["ENTRY_GLIDEIN_TRITON_DIR"])
     glidein.set("GLIDEIN_TRITON_PYTHON", sys.executable)
-    directory = state_dir(glidein.root)
-    ServerState(runtime="process", http_port=free_port(), pid=0).save(directory / STATE_FILE_NAME)
+    directory = glidein_paths.plugin_dir(glidein.root)
+    ServerState(runtime="process", http_port=free_port(), pid=0).save(
+        directory / glidein_paths.STATE_FILE_NAME
+    )
     started = time.monotonic()
     code, attributes, stderr = hooks_sim.run_periodic(glidein, {"PATH": os.environ["PATH"]})
     assert code == 0, stderr
@@ -309,7 +311,7 @@ def test_restarts_are_a_rate_that_requests_cannot_use_up(
         restart_window=3600,
         restart_backoff=60,
     )
-    path = tmp_path / "triton" / STATE_FILE_NAME
+    path = tmp_path / "triton" / glidein_paths.STATE_FILE_NAME
     clock = [100_000.0]
     monkeypatch.setattr(supervisor.time, "time", lambda: clock[0])
     monkeypatch.setattr(supervisor, "stop_leftovers", lambda _state: None)
@@ -458,7 +460,7 @@ def test_periodic_restarts_an_idle_server_whose_memory_stays_high(
 ) -> None:
     """Refused requests left the server 5 GB resident, unreported: published, and an idle server restarted."""
     work_dir = tmp_path / "glidein"
-    path = state_dir(work_dir) / STATE_FILE_NAME
+    path = glidein_paths.state_file(work_dir)
     plan = {"argv": ["tritonserver"], "environment": {"PATH": "/bin"}}
     ServerState(runtime="process", pgid=12345, idle_memory_growth=1024, **plan).save(path)
     restarts: list[bool] = []
@@ -476,7 +478,7 @@ def test_periodic_restarts_an_idle_server_whose_memory_stays_high(
         assert state is not None
         periodic.Check(work_dir, state).watch_memory(resident, requests)
 
-    registry = Registry(str(state_dir(work_dir)))
+    registry = Registry(str(glidein_paths.plugin_dir(work_dir)))
     with registry.editing() as document:
         document["models"] = {"big": {"holders": ["dir_1"]}}
     for resident, requests in ((800, 0), (5800, 0), (5800, 0), (5800, 0)):

@@ -3,6 +3,7 @@ copied files, and agreement between the client's .def and its Dockerfile."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -66,8 +67,20 @@ def test_client_dockerfile_builds_the_same_image() -> None:
 
 
 def test_client_helper_in_the_image_needs_nothing_else_from_the_package() -> None:
-    source = (REPO / "glidein_triton" / "job" / "client.py").read_text()
-    assert not re.search(r"^from \.|^import glidein_triton|^from glidein_triton", source, re.MULTILINE)
+    """The image copies the client helper and the sandbox protocol, and what they import of the package."""
+    _, sections = parse_definition(APPTAINER / "tritonclient.def")
+    copied = {line.split()[0] for line in sections["files"]}
+    for module in ("glidein_triton/job/client.py", "glidein_triton/worker/sandbox_protocol.py"):
+        assert module in copied
+        for node in ast.walk(ast.parse((REPO / module).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("glidein")):
+                assert node.level == 0, f"{module}: a relative import"
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}".replace(".", "/")
+                    assert f"{name}.py" in copied or f"{name}/__init__.py" in copied, (module, name)
+            elif isinstance(node, ast.Import):
+                assert not any(alias.name.startswith("glidein_triton") for alias in node.names), module
+    assert "glidein_triton/worker/__init__.py" in copied
 
 
 def test_local_test_image_has_the_glibc_of_the_local_server_and_runs_local_job() -> None:

@@ -16,7 +16,8 @@ import pytest
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker.state import JOB_REPOSITORY, JOB_SNAPSHOTS, ServerState, state_dir
+from glidein_triton.worker import glidein_paths
+from glidein_triton.worker.state import JOB_REPOSITORY, JOB_SNAPSHOTS, ServerState
 
 from .support import (
     HOLDING_JOB,
@@ -108,7 +109,7 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Glidein]:
     yield glidein
     for job in glidein.jobs:
         job.end()
-    recorded = ServerState.load(state_dir(glidein.glidein.root) / "state.json")
+    recorded = ServerState.load(glidein_paths.state_file(glidein.glidein.root))
     results = glidein.glidein.run_cleanup(glidein.environment)
     assert [result.returncode for result in results] == [0]
     assert leftovers_after_cleanup(glidein.glidein, recorded) == []
@@ -123,14 +124,14 @@ def test_the_bypasses_of_the_text_reading_are_refused(served: Glidein) -> None:
     assert "quoted: runs code in the server (backend 'python')" in stderr
     assert f"linked: 1 links outside the model directory (to {data / 'shared' / '1'})" in stderr
     assert [loads_in_log(served.glidein, model) for model in models] == [0, 0, 0]
-    assert str(data) not in (state_dir(served.glidein.root) / "server.log").read_text()
-    assert list((state_dir(served.glidein.root) / JOB_SNAPSHOTS).iterdir()) == []
+    assert str(data) not in (glidein_paths.plugin_dir(served.glidein.root) / "server.log").read_text()
+    assert list((glidein_paths.plugin_dir(served.glidein.root) / JOB_SNAPSHOTS).iterdir()) == []
 
 
 def test_a_changed_source_never_reaches_the_server_on_a_restart(served: Glidein, tmp_path: Path) -> None:
     holder = served.job(job_ad(served.cvmfs / "code", ["alpha"]))
     assert job_report(holder) == ("ready", ["alpha"], [])
-    directory = state_dir(served.glidein.root)
+    directory = glidein_paths.plugin_dir(served.glidein.root)
     snapshot = (directory / JOB_REPOSITORY / "alpha").readlink()
     assert snapshot.parent == directory / JOB_SNAPSHOTS
     assert served.infer("alpha", [1, 2, 3, 4]) == [1, 2, 3, 4]
@@ -162,7 +163,7 @@ def test_a_changed_source_never_reaches_the_server_on_a_restart(served: Glidein,
 def test_a_server_in_a_container_serves_the_snapshot(served: Glidein) -> None:
     holder = served.job(job_ad(served.cvmfs / "code", ["alpha"]))
     assert job_report(holder) == ("ready", ["alpha"], [])
-    assert (state_dir(served.glidein.root) / JOB_REPOSITORY / "alpha").readlink().parent == (
-        state_dir(served.glidein.root) / JOB_SNAPSHOTS
+    assert (glidein_paths.plugin_dir(served.glidein.root) / JOB_REPOSITORY / "alpha").readlink().parent == (
+        glidein_paths.plugin_dir(served.glidein.root) / JOB_SNAPSHOTS
     )
     assert served.infer("alpha", [1, 2, 3, 4]) == [1, 2, 3, 4]

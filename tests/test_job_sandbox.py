@@ -11,7 +11,7 @@ import pytest
 
 from glidein_triton.job import client
 from glidein_triton.local.jobs import make_sandbox
-from glidein_triton.worker import job_loader, sandboxes
+from glidein_triton.worker import job_loader, sandbox_protocol, sandboxes
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.ports import free_port
@@ -112,7 +112,9 @@ def test_connect_fails_at_once_for_a_model_the_agent_refused(tmp_path: Path) -> 
     environment = {"_CONDOR_SCRATCH_DIR": str(tmp_path), "_CONDOR_MACHINE_AD": str(machine_ad)}
     (tmp_path / ".glidein_triton").mkdir()
     (tmp_path / ".glidein_triton" / "prejob.env").write_text(
-        job_loader.answer_text(["a"], {"b": "refused; by policy", "c": "x"}, required=False, asked=True)
+        sandbox_protocol.Answer.of(
+            ["a"], {"b": "refused; by policy", "c": "x"}, required=False, asked=True
+        ).text()
     )
     started = time.monotonic()
     with pytest.raises(

@@ -18,9 +18,9 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein
-from glidein_triton.worker import processes
+from glidein_triton.worker import glidein_paths, processes
 from glidein_triton.worker.agent_launch import LOG_FILE_NAME
-from glidein_triton.worker.state import ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 from .support import add_model, assert_nothing_left, recorded_state, wait_until
 
@@ -126,5 +126,5 @@ def test_a_startup_killed_with_its_process_group_leaves_nothing(tmp_path: Path) 
     assert wait_until(lambda: not processes.is_running(state.pid, state.start_ticks), 30)
     assert wait_until(lambda: recorded_state(glidein) is None, 30)
     assert_nothing_left(glidein, state)
-    log = (state_dir(glidein.root) / LOG_FILE_NAME).read_text()
+    log = (glidein_paths.plugin_dir(glidein.root) / LOG_FILE_NAME).read_text()
     assert "was killed before the agent ran, and the glidein is gone: stopping the Triton server" in log

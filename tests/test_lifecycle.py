@@ -11,13 +11,13 @@ import pytest
 
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
+from glidein_triton.worker import glidein_paths, processes, runtime, server, startup
 from glidein_triton.worker import ports as port_allocation
-from glidein_triton.worker import processes, runtime, server, startup
 from glidein_triton.worker.errors import PortInUseError, ReadinessTimeoutError, ServerStartError
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.ports import Ports, is_listening
 from glidein_triton.worker.settings import Settings
-from glidein_triton.worker.state import ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 from .support import DEFAULT_INSTANCES, PYTHON39, add_model, assert_nothing_left, recorded_state
 
@@ -39,7 +39,7 @@ class TritonPythonModel:
 
 def standin_instances(environment: dict[str, str], glidein: SimulatedGlidein) -> str:
     """The stand-in's ``instance list`` with the glidein's Apptainer config dir."""
-    config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
+    config_dir = glidein_paths.plugin_dir(glidein.root) / runtime.CONFIG_DIR_NAME
     listed = subprocess.run(
         [str(demo.STANDIN_APPTAINER), "instance", "list"],
         env={**environment, "APPTAINER_CONFIGDIR": str(config_dir)},
@@ -91,7 +91,7 @@ def test_apptainer_runtime_through_the_standin(tmp_path: Path) -> None:
     state = recorded_state(glidein)
     assert state is not None
     assert state.runtime == "apptainer"
-    config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
+    config_dir = glidein_paths.plugin_dir(glidein.root) / runtime.CONFIG_DIR_NAME
     in_config_dir = ["/usr/bin/env", f"APPTAINER_CONFIGDIR={config_dir}", str(demo.STANDIN_APPTAINER)]
     served = state.argv[state.argv.index("--") + 1 :]  # the front door runs the server's exec
     assert served[:6] == [*in_config_dir, "exec", "--env", "CUDA_VISIBLE_DEVICES="]

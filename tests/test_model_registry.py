@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local.jobs import make_sandbox
-from glidein_triton.worker import model_registry, processes
+from glidein_triton.worker import model_registry, processes, sandbox_protocol
 from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive, locked
 
 HOLD_LOCK = """
@@ -84,8 +84,8 @@ def test_claims_are_found_in_sandboxes(tmp_path: Path, nested: bool) -> None:
     for number in (1, 2):
         model_registry.write_claim(str(scratch[number]), f"job{number}", {"job": "x"}, ["m"])
     # dir_3: a job that asked for nothing
-    (scratch[4] / model_registry.JOB_DIR).mkdir(parents=True)
-    (scratch[4] / model_registry.JOB_DIR / model_registry.CLAIM_FILE).write_text("{not json")
+    (scratch[4] / sandbox_protocol.JOB_DIR).mkdir(parents=True)
+    (scratch[4] / sandbox_protocol.JOB_DIR / sandbox_protocol.CLAIM_FILE).write_text("{not json")
     found = list(model_registry.claims(str(execute)))
     assert [(sandbox, claim.get("holder"), problem) for sandbox, claim, problem in found] == [
         (str(scratch[1]), "job1", ""),
@@ -149,10 +149,10 @@ def test_a_claim_keeps_only_the_known_record_fields() -> None:
 
 
 def test_a_huge_claim_file_is_not_read(tmp_path: Path) -> None:
-    claim_dir = tmp_path / "execute" / "dir_1" / model_registry.JOB_DIR
+    claim_dir = tmp_path / "execute" / "dir_1" / sandbox_protocol.JOB_DIR
     claim_dir.mkdir(parents=True)
-    padding = " " * model_registry.MAX_CLAIM_BYTES
-    (claim_dir / model_registry.CLAIM_FILE).write_text(f'{{"holder": "h", "models": []{padding}}}')
+    padding = " " * sandbox_protocol.MAX_CLAIM_BYTES
+    (claim_dir / sandbox_protocol.CLAIM_FILE).write_text(f'{{"holder": "h", "models": []{padding}}}')
     assert [problem for _, _, problem in model_registry.claims(str(tmp_path / "execute"))] == [
         "not a JSON object (or too large)"
     ]
@@ -182,6 +182,6 @@ def test_lock_and_registry_files_are_private(tmp_path: Path) -> None:
         model_registry.REGISTRY_FILE: 0o600,
         model_registry.MODEL_LOCKS_DIR: 0o700,
         "alpha.lock": 0o600,
-        model_registry.JOB_DIR: 0o700,
-        model_registry.CLAIM_FILE: 0o600,
+        sandbox_protocol.JOB_DIR: 0o700,
+        sandbox_protocol.CLAIM_FILE: 0o600,
     }

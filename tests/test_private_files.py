@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local.glidein import cron_lines
-from glidein_triton.worker import files
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker import files, glidein_paths
+from glidein_triton.worker.state import ServerState
 
 from .support import (
     AS_ROOT,
@@ -75,7 +75,7 @@ def run_periodic_as_pilot(work_dir: Path) -> str:
 def pilot_glidein(home: Path) -> Path:
     """A work directory of the pilot with triton/ as today's code left it under umask 000 (0777)."""
     work_dir = home / "glidein"
-    directory = state_dir(work_dir)
+    directory = glidein_paths.plugin_dir(work_dir)
     directory.mkdir(parents=True)
     (work_dir / "glidein_config").write_text("")
     directory.chmod(0o777)
@@ -86,7 +86,7 @@ def pilot_glidein(home: Path) -> Path:
 
 def test_a_state_file_another_user_could_have_written_is_not_read(tmp_path: Path) -> None:
     directory = tmp_path / "triton"
-    path = directory / STATE_FILE_NAME
+    path = directory / glidein_paths.STATE_FILE_NAME
     ServerState(runtime="process", pid=5).save(path)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert ServerState.load(path) is not None
@@ -126,7 +126,7 @@ def test_private_directory_closes_an_existing_one_and_refuses_a_link(tmp_path: P
 def test_a_state_file_of_another_user_runs_nothing(pilot_home: Path, tampering: str) -> None:
     """OTHER_UID replaces state.json in a 0777 triton/, or edits one left open: refused, nothing run."""
     work_dir = pilot_glidein(pilot_home)
-    path = state_dir(work_dir) / STATE_FILE_NAME
+    path = glidein_paths.state_file(work_dir)
     marker = pilot_home / "ran"
     content = json.dumps(forged_state(marker))
     if tampering == "replaced":
@@ -151,7 +151,7 @@ def test_a_plugin_directory_made_by_another_user_is_refused(pilot_home: Path) ->
     """In a work directory others may write (umask 000), OTHER_UID made triton/ first: never used."""
     glidein, environment = pilot_demo(pilot_home)
     glidein.root.chmod(0o777)
-    planted = state_dir(glidein.root)
+    planted = glidein_paths.plugin_dir(glidein.root)
     made = run_as(
         OTHER_UID,
         [sys.executable, "-c", "import os, sys; os.mkdir(sys.argv[1], 0o777)", str(planted)],
@@ -181,7 +181,7 @@ def test_startup_under_umask_000_leaves_every_path_private(pilot_home: Path) -> 
             glidein.main_dir / "glidein_triton_periodic.sh",
             {**environment, "GLIDEIN_PERIODIC_SCRIPT": "true"},
         )
-        directory = state_dir(glidein.root)
+        directory = glidein_paths.plugin_dir(glidein.root)
         open_paths = []
         for path in [directory, *directory.rglob("*")]:
             status = path.lstat()

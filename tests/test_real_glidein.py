@@ -19,10 +19,10 @@ from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local import pytriton as local_server
 from glidein_triton.local.glidein import CRON_INCLUDE, CronRun, GlideinDied, SimulatedGlidein
-from glidein_triton.worker import processes, publish, runtime, server, startup
+from glidein_triton.worker import glidein_paths, processes, publish, runtime, server, startup
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, locked
 from glidein_triton.worker.ports import free_port
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 from .support import assert_nothing_left, recorded_state, write_executable
 
@@ -151,7 +151,7 @@ def restartable_state(glidein: SimulatedGlidein, argv: list[str], period: float 
     """A recorded server that is gone, with a launch plan running ``argv``; the hooks set up to find it."""
     glidein.set("GLIDEIN_TRITON_CODE_DIR", glidein.config()["ENTRY_GLIDEIN_TRITON_DIR"])
     glidein.set("GLIDEIN_TRITON_PYTHON", sys.executable)
-    path = state_dir(glidein.root) / STATE_FILE_NAME
+    path = glidein_paths.state_file(glidein.root)
     ServerState(
         runtime="process",
         http_port=free_port(),
@@ -285,7 +285,7 @@ def test_apptainer_instances_on_a_pool_account_without_a_usable_home(tmp_path: P
     assert glidein.published()[0]["HasTriton"] == "True", result.stderr
     state = recorded_state(glidein)
     assert state is not None
-    config_dir = state_dir(glidein.root) / runtime.CONFIG_DIR_NAME
+    config_dir = glidein_paths.plugin_dir(glidein.root) / runtime.CONFIG_DIR_NAME
     assert list(config_dir.glob(f"instances/app/*/*/{state.instance}.json"))
     results = glidein.run_cleanup(environment)
     assert "nothing left running" in results[0].stderr, results[0].stderr

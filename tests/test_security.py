@@ -24,10 +24,9 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
-from glidein_triton.worker import access, processes
+from glidein_triton.worker import access, glidein_paths, processes
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
-from glidein_triton.worker.state import STATE_FILE_NAME, state_dir
 from glidein_triton.worker.triton_api import Server
 
 from .support import (
@@ -89,11 +88,13 @@ def test_loopback_private_files_and_unmodified_clients(served_glidein: demo.Demo
     result = glidein.run_startup(environment)
     assert result.returncode == 0, result.stderr
     attributes, job_environment = glidein.published()
-    assert stat.S_IMODE((state_dir(glidein.root) / STATE_FILE_NAME).stat().st_mode) == 0o600
+    assert stat.S_IMODE((glidein_paths.state_file(glidein.root)).stat().st_mode) == 0o600
     # No token of any kind: not in the ad, the job environment, the plugin's directory or the server's argv.
     assert "TritonAuth" not in attributes
     assert "TRITON_TOKEN_FILE" not in job_environment
-    assert not {"token", "admin_token"} & {path.name for path in state_dir(glidein.root).iterdir()}
+    assert not {"token", "admin_token"} & {
+        path.name for path in glidein_paths.plugin_dir(glidein.root).iterdir()
+    }
 
     state = recorded_state(glidein)
     assert state is not None

@@ -9,8 +9,8 @@ Runs inside the job (e.g. in the slim client image): the standard library at imp
 
 :func:`connect` waits, with backoff, until the server (and the models asked for) are ready, retrying
 connection failures until the timeout; a model the glidein's agent could not load for this job (its answer
-in the sandbox, ``.glidein_triton/prejob.env``) fails at once with the agent's reason. No credential is
-sent: the glidein's front door admits the glidein's jobs by their user alone.
+in the sandbox: :mod:`glidein_triton.worker.sandbox_protocol`) fails at once with the agent's reason. No
+credential is sent: the glidein's front door admits the glidein's jobs by their user alone.
 When no server is found or ready, :class:`NoServerError` says what was tried, or an opt-in ``fallback``
 callable runs instead (e.g. the model in-process). When the machine ad says the glidein's gRPC endpoint uses
 TLS (``TritonGRPCTLS``, remote mode), the gRPC client is made with ``ssl=True``.
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from glidein_triton.worker import sandbox_protocol
+
 LOG = logging.getLogger(__name__)
 
 PROTOCOLS = ("grpc", "http")
@@ -36,9 +38,6 @@ URL_VARIABLES = {"grpc": "TRITON_GRPC_URL", "http": "TRITON_HTTP_URL"}
 AD_ATTRIBUTES = {"grpc": "TritonGRPCURL", "http": "TritonHTTPURL"}
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
 SCRATCH_VARIABLE = "_CONDOR_SCRATCH_DIR"
-#: In the job's sandbox, written by the glidein's agent: the answer for the job.
-JOB_DIR = ".glidein_triton"
-ANSWER_FILE = "prejob.env"
 DEFAULT_TIMEOUT = 60.0
 FIRST_DELAY = 0.1
 LONGEST_DELAY = 2.0
@@ -180,24 +179,16 @@ def find_endpoint(
 
 def job_directory(environment: Mapping[str, str]) -> Path:
     """Where the glidein's agent writes for this job: in ``$_CONDOR_SCRATCH_DIR``, else the current dir."""
-    return Path(environment.get(SCRATCH_VARIABLE, "").strip() or ".") / JOB_DIR
+    return Path(environment.get(SCRATCH_VARIABLE, "").strip() or ".") / sandbox_protocol.JOB_DIR
 
 
 def agent_failures(environment: Mapping[str, str]) -> dict[str, str]:
     """The models the glidein's agent answered it could not make available for this job, with why."""
     try:
-        lines = (job_directory(environment) / ANSWER_FILE).read_text().splitlines()
+        text = (job_directory(environment) / sandbox_protocol.ANSWER_FILE).read_text()
     except OSError:
         return {}
-    answer = dict(line.partition("=")[::2] for line in lines)
-    failed = [model for model in answer.get("TRITON_MODELS_FAILED", "").split(",") if model]
-    if not failed:
-        return {}
-    # "model: reason; model: reason": split only before a failed model's name (reasons may hold "; ").
-    before_a_model = "; (?=(?:" + "|".join(re.escape(model) for model in failed) + "): )"
-    items = re.split(before_a_model, answer.get("TRITON_MODELS_ERRORS", ""))
-    reasons = dict(item.partition(": ")[::2] for item in items)
-    return {model: reasons.get(model, "") for model in failed}
+    return dict(sandbox_protocol.parse_answer(text).failed)
 
 
 def wait_for_agent(environment: Mapping[str, str], models: Sequence[str], timeout: float) -> None:
@@ -207,7 +198,7 @@ def wait_for_agent(environment: Mapping[str, str], models: Sequence[str], timeou
         return
     if machine_ad(environment).get("hastriton", "").lower() != "true":
         return
-    target = job_directory(environment) / ANSWER_FILE
+    target = job_directory(environment) / sandbox_protocol.ANSWER_FILE
     deadline = time.monotonic() + timeout
     while not target.exists() and time.monotonic() < deadline:
         time.sleep(AGENT_POLL)

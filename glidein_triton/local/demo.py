@@ -27,9 +27,9 @@ import tritonclient.http as httpclient
 
 from glidein_triton.local import pytriton as local_server
 from glidein_triton.local.glidein import GlideinDied, ScriptResult, SimulatedGlidein, classad_text
-from glidein_triton.worker import processes
+from glidein_triton.worker import glidein_paths, processes
 from glidein_triton.worker.ports import is_listening
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.words import plain_text
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -177,7 +177,7 @@ def run(root: Path, runtime: str) -> int:
         print("  made by HTCondor's start-up, as it needs them")
     except GlideinDied as error:
         failures.append(f"the real glidein would have died here: {error}")
-    state = ServerState.load(state_dir(glidein.root) / STATE_FILE_NAME)
+    state = ServerState.load(glidein_paths.state_file(glidein.root))
     attributes, job_environment = glidein.published()
     print("== 2. published machine ad attributes (condor_vars.lst + glidein_config):")
     for name, value in attributes.items():

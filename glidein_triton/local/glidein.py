@@ -28,10 +28,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glidein_triton.operator import factory_patch, payload
-from glidein_triton.worker import cvmfs
+from glidein_triton.worker import cvmfs, glidein_paths
 from glidein_triton.worker.glidein_config import parse_glidein_config
+
+if TYPE_CHECKING:
+    from glidein_triton.worker.glidein_paths import Phase
 
 DOUBLES_DIR = Path(__file__).resolve().parent / "glidein_doubles"
 CONDOR_VAR_FILE_KEYS = (
@@ -142,7 +146,7 @@ class SimulatedGlidein:
         self.main_dir = self.root / "main"
         self.entry_dir = self.root / f"entry_{entry}"
         self.config_path = self.root / "glidein_config"
-        self.gwms_dir = self.root / ".gwms.d"
+        self.gwms_dir = glidein_paths.gwms_dir(self.root)
         #: the periodic script downloaded with the payload, and those scheduled after their first run
         self.periodic: PeriodicScript | None = None
         self.scheduled: list[PeriodicScript] = []
@@ -156,8 +160,9 @@ class SimulatedGlidein:
         """Create the directories, helper scripts and the initial glidein_config."""
         for directory in (self.main_dir, self.entry_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        for phase in ("setup", "prejob", "postjob", "cleanup", "setup_singularity"):
-            (self.gwms_dir / "exec" / phase).mkdir(parents=True, exist_ok=True)
+        phases: tuple[Phase, ...] = ("setup", "prejob", "postjob", "cleanup", "setup_singularity")
+        for phase in phases:
+            glidein_paths.phase_dir(self.root, phase).mkdir(parents=True, exist_ok=True)
         helpers = helper_scripts_dir()
         shutil.copyfile(helpers / "add_config_line.source", self.root / "add_config_line.source")
         shutil.copyfile(helpers / "error_gen.sh", self.main_dir / "error_gen.sh")
@@ -370,7 +375,7 @@ class SimulatedGlidein:
         fails when either one exists: error_gen ``WN_Resource`` "Error creating monitor dirs", exit 1.
         HTCondor then writes its logs to ``log`` and job sandboxes go to ``execute/dir_<pid>``.
         """
-        log_dir, execute_dir = self.root / "log", self.root / "execute"
+        log_dir, execute_dir = self.root / "log", glidein_paths.execute_dir(self.root)
         if log_dir.is_dir() and execute_dir.is_dir():
             return
         try:
@@ -426,7 +431,7 @@ class SimulatedGlidein:
         .gwms.d/exec/cleanup, where it runs among the cleanup scripts."""
         mount.mkdir(parents=True, exist_ok=True)
         self.set(cvmfs.MOUNT_DIR_KEY, str(mount))
-        umount = self.gwms_dir / "exec" / "cleanup" / CVMFS_UMOUNT
+        umount = glidein_paths.phase_dir(self.root, "cleanup") / CVMFS_UMOUNT
         umount.write_text(CVMFS_UMOUNT_STANDIN.format(mount=mount))
         umount.chmod(0o755)
         self.cvmfs = mount
@@ -435,7 +440,7 @@ class SimulatedGlidein:
     def run_cleanup(self, env: Mapping[str, str] | None = None, timeout: float = 120) -> list[ScriptResult]:
         """Run every executable of .gwms.d/exec/cleanup as gwms_process_scripts does (in the C locale's
         order, which agrees with other locales for the names used here)."""
-        directory = self.gwms_dir / "exec" / "cleanup"
+        directory = glidein_paths.phase_dir(self.root, "cleanup")
         results = []
         for script in sorted(directory.iterdir()):
             if os.access(script, os.X_OK) and not script.name.endswith(".ignore"):

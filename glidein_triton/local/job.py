@@ -23,6 +23,7 @@ from pathlib import Path
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein, classad_text
 from glidein_triton.local.pytriton import ServerNotInstalledError
+from glidein_triton.worker import glidein_paths
 from glidein_triton.worker.words import plain_text
 
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
@@ -97,7 +98,7 @@ def local_glidein(
     try:
         startup = glidein.run_startup(prepared.environment)
         attributes, job_environment = glidein.published()
-        machine_ad = root / "execute" / ".machine.ad"
+        machine_ad = glidein_paths.execute_dir(root) / ".machine.ad"
         machine_ad.parent.mkdir(parents=True, exist_ok=True)
         machine_ad.write_text(classad_text({"Name": f'"slot1@{glidein.entry}"', **attributes}))
         yield LocalGlidein(glidein, startup, attributes, job_environment, machine_ad)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glidein_triton.local.glidein import SimulatedGlidein, classad_text, cron_lines
+from glidein_triton.worker import glidein_paths
+from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
 
 WRAPPER = r"""
 # Stand-in job wrapper: the prejob part of gwms_process_scripts, then the job.
@@ -118,7 +120,7 @@ def start_job(
     file or directory) are copied into the sandbox first, as HTCondor transfers a job's input files.
     """
     number = next(_job_numbers)
-    slot_dir = glidein.root / "execute" / f"dir_{os.getpid()}_{number}"
+    slot_dir = glidein_paths.execute_dir(glidein.root) / f"dir_{os.getpid()}_{number}"
     sandbox = make_sandbox(slot_dir, glidein.nested_scratch)
     for name, source in (inputs or {}).items():
         if source.is_dir():
@@ -127,27 +129,27 @@ def start_job(
             shutil.copyfile(source, sandbox / name)
     ad = {"GlobalJobId": f'"sim#{number}.0#{os.getpid()}"', **(job_ad or {})}
     (sandbox / ".machine.ad").write_text(classad_text(glidein.published()[0]))
-    write_new(sandbox / ".job.ad", job_ad_text(ad))  # last: the starter runs the job once its ad is there
+    write_new(sandbox / JOB_AD_FILE, job_ad_text(ad))  # last: the starter runs the job once its ad is there
     env = dict(environment)
-    env.update(_CONDOR_SCRATCH_DIR=str(sandbox), _CONDOR_JOB_AD=str(sandbox / ".job.ad"))
+    env.update(_CONDOR_SCRATCH_DIR=str(sandbox), _CONDOR_JOB_AD=str(sandbox / JOB_AD_FILE))
     env["_CONDOR_MACHINE_AD"] = str(sandbox / ".machine.ad")
     if wrapper != "default":
         return Job(
             _popen(wrapped(wrapper, glidein, sandbox, slot_dir, command), env, sandbox), sandbox, slot_dir
         )
-    prejob_dir = glidein.gwms_dir / "exec" / "prejob"
+    prejob_dir = glidein_paths.phase_dir(glidein.root, "prejob")
     config_argument = str(glidein.config_path)
     if container:
         inside = glidein.root.parent / "srv" / slot_dir.name  # the sandbox as the job sees it ("/srv")
         inside.parent.mkdir(exist_ok=True)
         inside.symlink_to(sandbox)
-        shutil.copytree(glidein.gwms_dir, sandbox / ".gwms.d", symlinks=True)
-        prejob_dir = inside / ".gwms.d" / "exec" / "prejob"
+        shutil.copytree(glidein.gwms_dir, glidein_paths.gwms_dir(sandbox), symlinks=True)
+        prejob_dir = glidein_paths.phase_dir(inside, "prejob")
         env.update(
             GWMS_SINGULARITY_REEXEC="1",
             GWMS_SINGULARITY_OUTSIDE_PWD=str(sandbox),
             _CONDOR_SCRATCH_DIR=str(inside),
-            _CONDOR_JOB_AD=str(inside / ".job.ad"),
+            _CONDOR_JOB_AD=str(inside / JOB_AD_FILE),
             HOME=str(inside),
         )
         if container == "visible":

@@ -23,9 +23,9 @@ from types import TracebackType
 
 import psutil
 
-from glidein_triton.worker import processes, runtime
+from glidein_triton.worker import glidein_paths, processes, runtime
 from glidein_triton.worker.ports import is_listening
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (where the python backend's regions live)
 SHARED_MEMORY_PREFIX = "triton_python_backend_shm_region_"
@@ -137,10 +137,10 @@ def lock_problems(config_path: Path) -> list[str]:
 
 def state_file_problems(work_dir: Path) -> list[str]:
     """The plugin's state and half-written state files."""
-    directory = state_dir(work_dir)
-    names = [STATE_FILE_NAME]
+    directory = glidein_paths.plugin_dir(work_dir)
+    names = [glidein_paths.STATE_FILE_NAME]
     with contextlib.suppress(OSError):
-        names += [path.name for path in directory.glob(f".{STATE_FILE_NAME}.*")]
+        names += [path.name for path in directory.glob(f".{glidein_paths.STATE_FILE_NAME}.*")]
     return [f"{directory / name} left" for name in names if (directory / name).exists()]
 
 
@@ -156,7 +156,7 @@ class Watch:
         self._thread = threading.Thread(target=self._run, name=f"watch {root}", daemon=True)
 
     def sample(self) -> list[Process]:
-        state = ServerState.load(state_dir(self.root) / STATE_FILE_NAME)
+        state = ServerState.load(glidein_paths.state_file(self.root))
         if state is not None and state.process_tag:
             self.tags.add(state.process_tag)
         current = processes_under(self.root)
@@ -205,7 +205,7 @@ class Watch:
         if container_runtime:
             # The glidein's instances: those its processes ran in, or of an image in its directory.
             names = instance_names(seen)
-            config_dir = state_dir(self.root) / runtime.CONFIG_DIR_NAME
+            config_dir = glidein_paths.plugin_dir(self.root) / runtime.CONFIG_DIR_NAME
             running = listed_instances(container_runtime, environment or os.environ, config_dir)
             problems += [
                 f"instance {name} of {image} still runs"

@@ -17,8 +17,12 @@ if ! grep -qiE '^[[:space:]]*Triton(Models|ModelRepository)[[:space:]]*=' "${_CO
     exit 0
 fi
 
+# The sandbox protocol (glidein_triton/worker/sandbox_protocol.py; tests/test_sandbox_protocol.py keeps
+# these equal to it): the agent's directory, its files, and the wait when "pending" holds no number.
 job_dir="${_CONDOR_SCRATCH_DIR:-.}/.glidein_triton"
 answer="$job_dir/prejob.env"
+pending="$job_dir/pending"
+DEFAULT_ANSWER_WAIT=330
 NOTICE_WAIT=10 # seconds for the agent to notice the sandbox (it looks every 20 ms)
 PROGRESS_EVERY=10 # seconds between the lines that say the wait goes on
 
@@ -51,11 +55,11 @@ wait_for() {
     done
 }
 
-wait_for "$job_dir/pending" "$NOTICE_WAIT" \
+wait_for "$pending" "$NOTICE_WAIT" \
     || fail "no answer from the glidein's Triton agent after ${NOTICE_WAIT} s (is HasTriton True?)"
-read -r limit < "$job_dir/pending"
+read -r limit < "$pending"
 case "$limit" in
-    '' | *[!0-9]*) limit=330 ;;
+    '' | *[!0-9]*) limit=$DEFAULT_ANSWER_WAIT ;;
 esac
 models=$(grep -iE '^[[:space:]]*TritonModels[[:space:]]*=' "${_CONDOR_JOB_AD:-/dev/null}" 2> /dev/null | cut -d = -f 2-)
 models=${models#*\"}

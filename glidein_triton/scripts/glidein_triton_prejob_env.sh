@@ -11,6 +11,8 @@
 # exit_wrapper reports a wrapper failure to HTCondor (its failure file, found also from inside GlideinWMS's
 # container), which then runs the job elsewhere.
 
+# The sandbox protocol (glidein_triton/worker/sandbox_protocol.py; tests/test_sandbox_protocol.py keeps
+# these names equal to it).
 glidein_triton_dir="${_CONDOR_SCRATCH_DIR:-/nonexistent}/.glidein_triton"
 if [ -r "$glidein_triton_dir/prejob.env" ]; then
     while IFS='=' read -r glidein_triton_name glidein_triton_value; do

@@ -16,9 +16,8 @@ import json
 import time
 from pathlib import Path
 
-from glidein_triton.worker import model_registry
+from glidein_triton.worker import glidein_paths, model_registry
 from glidein_triton.worker.files import private_directory, write_atomically
-from glidein_triton.worker.state import state_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ Totals = dict[str, dict[str, int]]
 def accounting_path(work_dir: Path) -> Path:
     """In the plugin's own directory, never in ``<work dir>/log``: the path is published at startup, and
     condor_startup.sh fails the glidein when it finds ``log`` without ``execute``."""
-    return state_dir(work_dir) / ACCOUNTING_FILE_NAME
+    return glidein_paths.plugin_dir(work_dir) / ACCOUNTING_FILE_NAME
 
 
 def _counter(entry: Mapping[str, Any], path: tuple[str, ...]) -> int:

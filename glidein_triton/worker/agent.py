@@ -38,11 +38,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, files, log_files, logs, processes, sandboxes, server
+from glidein_triton.worker import cleanup, files, glidein_paths, log_files, logs, processes, sandboxes, server
 from glidein_triton.worker.commands import run_quietly
-from glidein_triton.worker.job_loader import JOB_AD_FILE, JobLoader
+from glidein_triton.worker.job_loader import JobLoader
 from glidein_triton.worker.job_policy import Policy
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
+from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.triton_api import Server
 
 LOG = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ class Agent:
     def __init__(self, work_dir: Path, state: ServerState) -> None:
         self.work_dir = work_dir
         self.state = state
-        directory = state_dir(work_dir)
-        self.state_path = directory / STATE_FILE_NAME
-        self.execute_dir = work_dir / sandboxes.EXECUTE_DIR_NAME
+        directory = glidein_paths.plugin_dir(work_dir)
+        self.state_path = glidein_paths.state_file(work_dir)
+        self.execute_dir = glidein_paths.execute_dir(work_dir)
         api = Server(state.http_port, unix_socket=state.plugin_socket)
         policy = Policy(state.job_repositories, state.code_repositories, state.job_model_size_limit << 20)
         self.loader = JobLoader(
@@ -214,9 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     files.private_umask()  # the plugin's files 0600/0700 whatever umask the glidein has
     logs.configure("glidein-triton-agent")
     os.chdir("/")  # the work dir may be deleted while the agent runs: commands must not start in it
-    state = ServerState.load(state_dir(Path(work_dir)) / STATE_FILE_NAME)
+    state = ServerState.load(glidein_paths.state_file(Path(work_dir)))
     if state is None:
-        LOG.error("no server state in %s: nothing to serve", state_dir(Path(work_dir)))
+        LOG.error("no server state in %s: nothing to serve", glidein_paths.plugin_dir(Path(work_dir)))
         return 1
     Agent(Path(work_dir), state).run(int(pid), int(ticks), float(period), os.environ)
     return 0

@@ -21,6 +21,7 @@ from glidein_triton.worker import (
     accounting,
     failure_messages,
     files,
+    glidein_paths,
     logs,
     model_registry,
     processes,
@@ -33,9 +34,7 @@ from glidein_triton.worker.state import (
     JOB_REPOSITORY,
     JOB_SNAPSHOTS,
     PLUGIN_SOCKET_NAME,
-    STATE_FILE_NAME,
     ServerState,
-    state_dir,
 )
 from glidein_triton.worker.triton_api import Server, TritonAPIError
 
@@ -53,7 +52,7 @@ LOG = logging.getLogger(__name__)
 
 def account(work_dir: Path, state: ServerState) -> None:
     """Write the accounting JSON and log its summary line; never fails the cleanup."""
-    registry = model_registry.Registry(str(state_dir(work_dir)), lock_timeout=10.0)
+    registry = model_registry.Registry(str(glidein_paths.plugin_dir(work_dir)), lock_timeout=10.0)
     try:
         server = Server(state.http_port, unix_socket=state.plugin_socket)
         current = accounting.model_totals(server.model_statistics(timeout=5.0))
@@ -73,8 +72,8 @@ def account(work_dir: Path, state: ServerState) -> None:
 def clean(work_dir: Path, environment: Mapping[str, str], known: ServerState | None = None) -> list[str]:
     """Stop what the state file in ``work_dir`` records (or ``known``, the agent's copy in memory);
     returns the problems left (empty: all clean)."""
-    directory = state_dir(work_dir)
-    state_path = directory / STATE_FILE_NAME
+    directory = glidein_paths.plugin_dir(work_dir)
+    state_path = glidein_paths.state_file(work_dir)
     state = known or ServerState.load(state_path)
     if state is None:
         LOG.info("no Triton server recorded in %s: nothing to clean up", directory)

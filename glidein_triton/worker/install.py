@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from glidein_triton.worker import failure_messages
+from glidein_triton.worker import failure_messages, glidein_paths
 from glidein_triton.worker.errors import CorruptionError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -42,14 +42,9 @@ def default_server_args(operator_args: Sequence[str], models: Sequence[str] = ("
     return [option for option, name in defaults if name not in given]
 
 
-def gwms_dir(work_dir: Path) -> Path:
-    return work_dir / ".gwms.d"
-
-
 def install_prejob(work_dir: Path) -> Path:
     """Install the pre-job hook into the glidein's ``.gwms.d``; returns the prejob directory."""
-    base = gwms_dir(work_dir)
-    prejob_dir = base / "exec" / "prejob"
+    prejob_dir = glidein_paths.phase_dir(work_dir, "prejob")
     try:
         prejob_dir.mkdir(parents=True, exist_ok=True)
         for source, name, mode in PREJOB_FILES:

@@ -2,13 +2,11 @@
 
 The agent (:mod:`agent`) calls :meth:`JobLoader.serve` once for each job sandbox it finds under HTCondor's
 execute directory (``execute/dir_<pid>``, the job ad in ``.job.ad``). Into the sandbox's ``.glidein_triton/``
-(made by the agent, never followed through a link) it writes, in this order:
-
-* ``pending``: how many seconds the agent may take to answer (the model load timeout and a margin);
-* ``claim.json``: the models the job holds, for the reaper (:mod:`reaper`);
-* ``prejob.env``: the answer, ``TRITON_MODELS_READY``, ``_FAILED``, ``_STATUS`` (``ready``, ``failed``,
-  ``required-failed``, or ``none`` when nothing was asked for) and ``TRITON_MODELS_ERRORS`` (why each
-  failed model failed), which the pre-job exports and the client helper reads.
+(made by the agent, never followed through a link) it writes, in this order, the files of
+:mod:`sandbox_protocol`: ``pending`` (the model load timeout and a margin), ``claim.json`` (the models the
+job holds, for the reaper: :mod:`reaper`) and the answer, ``prejob.env`` (status ``ready``, ``failed``,
+``required-failed``, or ``none`` when nothing was asked for), which the pre-job exports and the client
+helper reads.
 
 Models come from the job ad (:mod:`job_request`). A model of the server's own repository is loaded by name; a
 model of a job repository only as the operator's policy allows (:mod:`job_policy`): it is copied into a
@@ -30,7 +28,7 @@ import logging
 import os
 import time
 
-from glidein_triton.worker import cvmfs, model_registry, model_snapshot, processes
+from glidein_triton.worker import cvmfs, model_registry, model_snapshot, processes, sandbox_protocol
 from glidein_triton.worker.job_policy import Policy, PolicyError, Refusal
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
 from glidein_triton.worker.state import JOB_REPOSITORY
@@ -44,9 +42,6 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-JOB_AD_FILE = ".job.ad"
-PENDING_FILE = "pending"
-ANSWER_MARGIN = 30.0
 #: What the server answers to the load of a model that none of its repositories has.
 NOT_IN_REPOSITORIES = "failed to poll from model repository"
 
@@ -59,7 +54,7 @@ class JobDirectory:
     """``<sandbox>/.glidein_triton``, opened without following links: a job cannot redirect our writes."""
 
     def __init__(self, sandbox: str) -> None:
-        path = os.path.join(sandbox, model_registry.JOB_DIR)
+        path = os.path.join(sandbox, sandbox_protocol.JOB_DIR)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
         self.descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -76,21 +71,6 @@ class JobDirectory:
 
     def close(self) -> None:
         os.close(self.descriptor)
-
-
-def answer_text(ready: Sequence[str], failed: dict[str, str], required: bool, asked: bool) -> str:
-    """The answer file: ``NAME=value`` lines, values on one line each."""
-    status = "ready" if not failed else ("required-failed" if required else "failed")
-    if not asked:
-        status = "none"
-    errors = "; ".join(f"{model}: {reason}" for model, reason in failed.items())
-    lines = [
-        f"TRITON_MODELS_READY={','.join(ready)}",
-        f"TRITON_MODELS_FAILED={','.join(failed)}",
-        f"TRITON_MODELS_STATUS={status}",
-        f"TRITON_MODELS_ERRORS={' '.join(errors.split())}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def requested_models(request: JobRequest) -> list[str]:
@@ -136,11 +116,13 @@ class JobLoader:
         started = time.monotonic()
         job_dir = JobDirectory(sandbox)
         try:
-            job_dir.write(PENDING_FILE, f"{self.load_timeout + ANSWER_MARGIN:.0f}\n")
+            wait = self.load_timeout + sandbox_protocol.ANSWER_MARGIN
+            job_dir.write(sandbox_protocol.PENDING_FILE, sandbox_protocol.pending_text(wait))
             ready, failed, request = self.load_for(sandbox, job_dir)
             asked = request is None or not request.empty
             required = request is None or request.required
-            job_dir.write(model_registry.ENVIRONMENT_FILE, answer_text(ready, failed, required, asked))
+            answer = sandbox_protocol.Answer.of(ready, failed, required, asked)
+            job_dir.write(sandbox_protocol.ANSWER_FILE, answer.text())
         finally:
             job_dir.close()
         if asked:
@@ -158,7 +140,7 @@ class JobLoader:
     ) -> tuple[list[str], dict[str, str], JobRequest | None]:
         """(ready, {failed: reason}, request or None when it could not be read)."""
         try:
-            with open(os.path.join(sandbox, JOB_AD_FILE), errors="replace") as stream:
+            with open(os.path.join(sandbox, sandbox_protocol.JOB_AD_FILE), errors="replace") as stream:
                 ad_text = stream.read()
         except OSError:
             ad_text = ""
@@ -175,7 +157,8 @@ class JobLoader:
         holder = request.job_id or f"sandbox:{sandbox}"
         record: dict[str, Any] = {"job": request.job_id, "sandbox": sandbox, "since": time.time()}
         claim = {"holder": holder, "record": record, "models": models}
-        job_dir.write(model_registry.CLAIM_FILE, json.dumps(claim))  # before any load: never reaped under it
+        # Before any load: never reaped under it.
+        job_dir.write(sandbox_protocol.CLAIM_FILE, json.dumps(claim))
         ready: list[str] = []
         failed: dict[str, str] = {}
         pending = list(models)
@@ -195,7 +178,7 @@ class JobLoader:
             pending = list(deferred)
         ready.sort(key=models.index)
         if failed:
-            job_dir.write(model_registry.CLAIM_FILE, json.dumps({**claim, "models": ready}))
+            job_dir.write(sandbox_protocol.CLAIM_FILE, json.dumps({**claim, "models": ready}))
         return ready, failed, request
 
     def source_of(self, request: JobRequest, model: str) -> tuple[str, str]:

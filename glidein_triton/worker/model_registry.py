@@ -35,6 +35,7 @@ import os
 import time
 
 from glidein_triton.worker import files, processes, sandboxes
+from glidein_triton.worker.sandbox_protocol import CLAIM_FILE, JOB_DIR, MAX_CLAIM_BYTES
 from glidein_triton.worker.words import is_model_name
 
 TYPE_CHECKING = False
@@ -48,10 +49,6 @@ LOCK_FILE = "hooks.lock"
 #: Held by the periodic run that restarts the server: two runs never restart it at once.
 RESTART_LOCK_FILE = "restart.lock"
 MODEL_LOCKS_DIR = "model_locks"
-#: In each job's sandbox: the claim (what the job holds) and the environment for the job.
-JOB_DIR = ".glidein_triton"
-CLAIM_FILE = "claim.json"
-ENVIRONMENT_FILE = "prejob.env"
 #: The fields of a holder record a claim may carry, with their types; others are dropped.
 RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "job": (str,),
@@ -61,8 +58,6 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "ticks": (int,),
 }
 MAX_HOLDER_LENGTH = 1024
-#: A claim file larger than this is not read (a job could make it huge to slow the periodic script).
-MAX_CLAIM_BYTES = 64 * 1024
 
 
 #: The registry lock guards a read and a rewrite of a small file: a longer wait means a stuck holder.

@@ -36,17 +36,17 @@ from glidein_triton.worker import (
     accounting,
     failure_messages,
     files,
+    glidein_paths,
     log_files,
     logs,
     processes,
-    sandboxes,
     supervisor,
 )
 from glidein_triton.worker.classad import attribute_line
 from glidein_triton.worker.glidein_config import parse_glidein_config
 from glidein_triton.worker.model_registry import RESTART_LOCK_FILE, LockTimeoutError, Registry, locked
 from glidein_triton.worker.reaper import Reaper
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.triton_api import Server, TritonAPIError, gauge_values
 
 LOG = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ class Check:
         self.work_dir = work_dir
         begun = time.monotonic() if started is None else started
         self.deadline = begun + state.periodic_period * PERIOD_SHARE
-        self.directory = state_dir(work_dir)
-        self.state_path = self.directory / STATE_FILE_NAME
+        self.directory = glidein_paths.plugin_dir(work_dir)
+        self.state_path = glidein_paths.state_file(work_dir)
         self.state = state
         self.server = Server(state.http_port, state.metrics_port, unix_socket=state.plugin_socket)
         self.registry = Registry(str(self.directory), lock_timeout=LOCK_WAIT)
@@ -233,7 +233,7 @@ class Check:
             Reaper(
                 self.registry,
                 self.server,
-                str(self.work_dir / sandboxes.EXECUTE_DIR_NAME),
+                str(glidein_paths.execute_dir(self.work_dir)),
                 self.state.pinned_models,
             ).reap()
         except LockTimeoutError as error:
@@ -277,7 +277,7 @@ class Check:
 def run(config_path: str, started: float | None = None) -> list[str]:
     """The lines to print for the glidein of ``config_path``."""
     work_dir = Path(config_path).resolve().parent
-    state = ServerState.load(state_dir(work_dir) / STATE_FILE_NAME)
+    state = ServerState.load(glidein_paths.state_file(work_dir))
     if state is None:
         return [attribute_line("TritonReady", False)]
     return Check(work_dir, state, started).lines()

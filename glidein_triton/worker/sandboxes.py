@@ -22,9 +22,9 @@ import os
 import stat
 from collections.abc import Iterator
 
-EXECUTE_DIR_NAME = "execute"  # HTCondor's EXECUTE in the glidein's condor_config: <work dir>/execute
+from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
+
 SANDBOX_PREFIX = "dir_"
-JOB_AD_FILE = ".job.ad"
 NESTED_SCRATCH = "scratch"
 NESTED_CONDOR_DIR = "htcondor"
 

@@ -27,6 +27,7 @@ from glidein_triton.worker import (
     cvmfs,
     failure_messages,
     files,
+    glidein_paths,
     gpu_ownership,
     gpu_selection,
     images,
@@ -63,10 +64,8 @@ from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
     JOB_REPOSITORY,
     LOG_FILE_NAME,
-    STATE_FILE_NAME,
     LaunchPlan,
     ServerState,
-    state_dir,
 )
 from glidein_triton.worker.triton_api import Server, TritonAPIError
 
@@ -119,7 +118,7 @@ def install_cleanup_script(work_dir: Path) -> Path:
     source = SCRIPTS_DIR / CLEANUP_SCRIPT
     if not source.is_file():
         raise CorruptionError(failure_messages.CLEANUP_SCRIPT_MISSING.format(path=source))
-    target_dir = work_dir / ".gwms.d" / "exec" / "cleanup"
+    target_dir = glidein_paths.phase_dir(work_dir, "cleanup")
     target = target_dir / INSTALLED_CLEANUP_SCRIPT
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +200,8 @@ def plan_for(
     release = triton_release.from_image(settings.image)
     LOG.info("%s", release.describe())
     executable = runtime.find_container_runtime(chosen, config, search_path)
-    config_dir = state_dir(config.work_dir) / runtime.CONFIG_DIR_NAME
-    door_dir = state_dir(config.work_dir) / runtime.DOOR_DIR_NAME
+    config_dir = glidein_paths.plugin_dir(config.work_dir) / runtime.CONFIG_DIR_NAME
+    door_dir = glidein_paths.plugin_dir(config.work_dir) / runtime.DOOR_DIR_NAME
     for directory in (config_dir, door_dir):
         with writing_in(directory):
             files.private_directory(directory)
@@ -241,7 +240,7 @@ def start_server(
     GPU launch that fails for a GPU reason is followed by a CPU launch. A failure leaves no state file
     behind.
     """
-    directory = state_dir(config.work_dir)
+    directory = glidein_paths.plugin_dir(config.work_dir)
     selection = gpu_selection.choose(settings, config, environment)
     if settings.gpu_mode == "gpu" and not selection.devices:
         raise TritonSetupError(failure_messages.NO_USABLE_GPU.format(reason=selection.reason or "none found"))
@@ -270,7 +269,7 @@ def start_server(
             return _launch_until_ready(cpu_settings(settings), fallback, *launch)
     except BaseException:
         with contextlib.suppress(OSError):  # a read-only directory cannot have it either
-            (directory / STATE_FILE_NAME).unlink(missing_ok=True)
+            glidein_paths.state_file(config.work_dir).unlink(missing_ok=True)
         raise
 
 
@@ -303,11 +302,11 @@ def _launch_until_ready(
 ) -> RunningServer:
     """Launch and wait, with new ports after a clash (when they are chosen here); stop it on failure."""
     devices = selection.devices
-    directory = state_dir(config.work_dir)
+    directory = glidein_paths.plugin_dir(config.work_dir)
     mount = cvmfs.mount_dir(config)
     roots = supervisor.same_path_roots(config.work_dir, mount)
     requested = Ports(settings.http_port, settings.grpc_port, settings.metrics_port)
-    state_path = directory / STATE_FILE_NAME
+    state_path = glidein_paths.state_file(config.work_dir)
     with writing_in(directory):
         environment = {**environment, **images.conversion_environment(config, environment)}
     attempt = 0
@@ -415,11 +414,11 @@ def start_agent(
             configured,
         )
         glidein_pid = 0
-    with writing_in(state_dir(config.work_dir)):
+    with writing_in(glidein_paths.plugin_dir(config.work_dir)):
         state.agent_pid, state.agent_ticks = agent_launch.spawn(
             config.work_dir, glidein_pid, period, environment
         )
-        state.save(state_dir(config.work_dir) / STATE_FILE_NAME)
+        state.save(glidein_paths.state_file(config.work_dir))
     LOG.info(
         "agent %d serves the jobs; follows the glidein pid %s every %g s",
         state.agent_pid,
@@ -517,7 +516,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             return 0
         install_cleanup_script(config.work_dir)
         # Until the agent follows the glidein:
-        with writing_in(state_dir(config.work_dir)):  # its log is in the plugin's directory
+        with writing_in(glidein_paths.plugin_dir(config.work_dir)):  # its log is in the plugin's directory
             guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
         running = start_server(
             config, settings, environment, lambda launched: announce(config, launched, settings)

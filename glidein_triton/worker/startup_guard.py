@@ -20,9 +20,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from glidein_triton.worker import log_files, logs, processes
+from glidein_triton.worker import glidein_paths, log_files, logs, processes
 from glidein_triton.worker.agent_launch import LOG_FILE_NAME
-from glidein_triton.worker.state import STATE_FILE_NAME, ServerState, state_dir
+from glidein_triton.worker.state import ServerState
 
 LOG = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def spawn(work_dir: Path, environment: Mapping[str, str], glidein_startup_pid: s
     glidein_pid = int(glidein_startup_pid) if glidein_startup_pid.strip().isdigit() else 0
     startup = (os.getpid(), processes.start_ticks(os.getpid()))
     glidein = (glidein_pid, processes.start_ticks(glidein_pid) if glidein_pid else 0)
-    log = log_files.open_private(state_dir(work_dir) / LOG_FILE_NAME)
+    log = log_files.open_private(glidein_paths.plugin_dir(work_dir) / LOG_FILE_NAME)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     pid = os.fork()
@@ -80,7 +80,7 @@ def watch(
         misses = 0 if processes.is_running(*startup) else misses + 1
     if glidein[0] and processes.is_running(*glidein):
         return False  # the glidein's cleanup scripts stop the server
-    if ServerState.load(state_dir(work_dir) / STATE_FILE_NAME) is None:
+    if ServerState.load(glidein_paths.state_file(work_dir)) is None:
         return False
     LOG.warning(
         "the startup script (pid %d) was killed before the agent ran, and the glidein is gone: stopping the "

@@ -17,8 +17,6 @@ if TYPE_CHECKING:  # typing costs a periodic run ~4 ms to import; the annotation
 
 LOG = logging.getLogger(__name__)
 
-STATE_DIR_NAME = "triton"
-STATE_FILE_NAME = "state.json"
 LOG_FILE_NAME = "server.log"
 #: The front door's plugin route (door.py): the Unix socket the plugin's own programs reach the server by.
 PLUGIN_SOCKET_NAME = "admin.sock"
@@ -27,11 +25,6 @@ EMPTY_REPOSITORY = "empty_model_repository"
 JOB_REPOSITORY = "job_models"
 #: The private copies of job models that those links point to (model_snapshot.py).
 JOB_SNAPSHOTS = "job_snapshots"
-
-
-def state_dir(work_dir: Path) -> Path:
-    """Where the plugin keeps its files in the glidein work directory (next to glidein_config)."""
-    return work_dir / STATE_DIR_NAME
 
 
 def setting_default(name: str) -> Callable[[], Any]:
