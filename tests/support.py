@@ -474,12 +474,15 @@ def echo_server() -> tuple[socket.socket, list[int]]:
 
     def serve() -> None:
         while True:
-            connection, _ = listener.accept()
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # the test closed the listener
             accepted[0] += 1
             threading.Thread(target=echo, args=(connection,), daemon=True).start()
 
     def echo(connection: socket.socket) -> None:
-        with connection:
+        with connection, contextlib.suppress(OSError):
             while data := connection.recv(65536):
                 connection.sendall(data)
 
