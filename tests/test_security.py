@@ -29,6 +29,7 @@ from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import Settings
 from glidein_triton.worker.triton_api import Server
 
+from . import raw_h2
 from .support import (
     assert_nothing_left,
     data_limit,
@@ -171,8 +172,8 @@ def test_remote_mode_with_tls(tmp_path: Path) -> None:
     assert mutual.infer("simple", simple_inputs(grpcclient)).as_numpy("OUTPUT0") is not None
     # A job on another node (its certificate signed) may not do what local jobs may not: the categories are
     # closed by a key no client can send (gRPC sends lower-case names only; Triton compares them as given).
-    key = f"triton-grpc-protocol-{access.UNSENDABLE_KEY}"  # the name Triton expects
-    unsendable = {key.lower(): "1"}
+    header = f"triton-grpc-protocol-{access.UNSENDABLE_KEY}"  # the name Triton expects
+    unsendable = {header.lower(): "1"}
     for forbidden in (
         lambda: mutual.load_model("simple", config='{"backend": "python"}', headers=unsendable),
         lambda: mutual.unload_model("simple"),
@@ -180,10 +181,28 @@ def test_remote_mode_with_tls(tmp_path: Path) -> None:
         lambda: mutual.update_log_settings({"log_verbose_level": 1}),
         lambda: mutual.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}),
     ):
-        with pytest.raises(InferenceServerException, match=f"restricted, expecting header '{key}'"):
+        with pytest.raises(InferenceServerException, match=f"restricted, expecting header '{header}'"):
             forbidden()
     assert mutual.is_model_ready("simple")
     mutual.close()
+    # Nor can a client that writes HTTP/2 itself send the name as Triton spells it: upper case is malformed
+    # HTTP/2, and the server's gRPC ends such a call before Triton sees it.
+    service = "/inference.GRPCInferenceService/"
+    unload = b"\x12\x06simple"  # RepositoryModelUnloadRequest { model_name: "simple" }
+    answers = {}
+    for name, path, message in (
+        (b"x-control", service + "ServerReady", b""),  # the raw client is a working gRPC client
+        (header.lower().encode(), service + "RepositoryModelUnload", unload),
+        (header.encode(), service + "RepositoryModelUnload", unload),
+    ):
+        with contextlib.closing(raw_h2.tls_connection(address, state.grpc_port, cert, key, cert)) as raw:
+            answers[name] = raw_h2.call(raw, url, path, message, [(name, b"1")])
+    assert answers[b"x-control"].grpc_status == "0", answers
+    assert answers[header.lower().encode()].grpc_status == "14", answers  # UNAVAILABLE: restricted
+    assert "restricted" in answers[header.lower().encode()].fields.get("grpc-message", "")
+    upper = answers[header.encode()]
+    assert upper.grpc_status not in ("", "0") or upper.reset is not None or upper.goaway is not None, upper
+    assert Server(state.http_port, unix_socket=state.plugin_socket).is_model_ready("simple")
     # Anyone who reaches the node's address without a certificate the root signed gets nothing.
     for outsider in (
         grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(cert)),

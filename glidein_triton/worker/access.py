@@ -70,7 +70,8 @@ def tls_options(settings: Settings) -> tuple[list[str], list[str]]:
 #: What jobs may not do, which remote mode's gRPC (forwarded as it is, past the door's filter) restricts.
 REMOTE_RESTRICTED = "model-repository,shared-memory,logging,trace"
 #: A metadata key no client can send: HTTP/2 and gRPC allow lower-case field names only, and Triton compares
-#: the name as given. So the restricted categories are closed to every remote client, with any certificate.
+#: the name as given (sent in capitals by hand, the call is reset by gRPC before Triton sees it). So the
+#: restricted categories are closed to every remote client, with any certificate.
 UNSENDABLE_KEY = "Closed-To-Every-Client"
 
 
