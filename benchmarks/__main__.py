@@ -17,7 +17,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import hooks, overhead, pool, report, sharing
+from . import door, hooks, overhead, pool, report, sharing
 
 #: At 8 jobs: the glidein server's throughput >= 0.9x a bare tritonserver's (same binary and model, in the same
 #: run); memory (PSS, server + jobs) <= 0.4x the jobs running the model in-process at 8 jobs, 0.3x at 32.
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     hook_targets = {**hooks.TARGETS_MS, CLEANUP: CLEANUP_TARGET_MS}
     print("== sharing gain", file=sys.stderr)
     shared = sharing.run(job_counts, seconds)
+    print("== front door", file=sys.stderr)
+    doors = door.run(1 if args.quick else 3, 1.0 if args.quick else 4.0, args.quick)
     print("== pool simulation", file=sys.stderr)
     scenario, protodune_analytic, protodune_simulated = pool.protodune()
 
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         for jobs, ratio in memory_ratios.items()
         if ratio > MEMORY_TARGETS[jobs]
     ]
+    misses += door.misses(doors)
 
     lines = [
         "# Benchmarks",
@@ -124,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
         "",
         f"![sharing](images/{report.plot_sharing(shared).name})",
+        "",
+        "## The front door",
+        "",
+        door.__doc__.split("\n\n", 2)[2].strip(),
+        "",
+        *door.rows(doors),
         "",
         "## Pool-scale simulation",
         "",
