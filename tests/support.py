@@ -27,7 +27,7 @@ from lxml import etree
 from glidein_triton.local import demo
 from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
-from glidein_triton.worker import accounting, agent_launch, door, glidein_paths, processes
+from glidein_triton.worker import accounting, agent_launch, door, door_filter, glidein_paths, processes
 from glidein_triton.worker.state import ServerState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -414,7 +414,7 @@ def stop_as_pilot(glidein: SimulatedGlidein, environment: dict[str, str]) -> Non
     assert not pid or not processes.is_running(pid), "the server survived the cleanup"
 
 
-Filter = TypeVar("Filter", bound=door.ConnectionFilter)
+Filter = TypeVar("Filter", bound=door_filter.ConnectionFilter)
 
 
 class FilteringForwarder(Generic[Filter]):

@@ -43,8 +43,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from glidein_triton.worker.door_filter import Chunk, ConnectionFilter
 from glidein_triton.worker.files import short_unix_path
 
 SOCKET_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
@@ -174,20 +174,6 @@ def pump(source: socket.socket, sink: socket.socket, first: bytes, done: threadi
         done.release()
 
 
-class ConnectionFilter(Protocol):
-    """What a job route checks (see :mod:`grpc_filter`, :mod:`http_filter`)."""
-
-    refused: int
-    last_refusal: str
-
-    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]: ...
-
-    def server_bytes(self, data: bytes) -> bytes: ...
-
-    @property
-    def ended(self) -> str: ...
-
-
 def make_filter(kind: str) -> ConnectionFilter | None:
     """A new filter for one connection of a ``kind`` route; None for the unfiltered kinds."""
     if kind not in FILTERS:
@@ -216,7 +202,9 @@ class Filtered:
         done.acquire()
 
     def from_client(self, first: bytes, done: threading.Semaphore) -> None:
-        data = first
+        buffer = bytearray(BUFFER_SIZE)
+        view = memoryview(buffer)
+        data: Chunk = first
         try:
             while data:
                 with self.lock:
@@ -231,7 +219,7 @@ class Filtered:
                     log(f"closed a job's connection: {reason}")
                     self.end()
                     break
-                data = self.client.recv(BUFFER_SIZE)
+                data = view[: self.client.recv_into(buffer)]  # sent before the next read
         except OSError:
             pass
         finally:
@@ -240,9 +228,11 @@ class Filtered:
             done.release()
 
     def from_server(self, done: threading.Semaphore) -> None:
+        buffer = bytearray(BUFFER_SIZE)
+        view = memoryview(buffer)
         try:
             while True:
-                data = self.server.recv(BUFFER_SIZE)
+                data = view[: self.server.recv_into(buffer)]
                 if not data:
                     break
                 with self.lock:

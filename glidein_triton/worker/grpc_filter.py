@@ -30,6 +30,7 @@ from __future__ import annotations
 import struct
 
 from glidein_triton.worker import hpack
+from glidein_triton.worker.door_filter import Chunk
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER_SIZE = 9
@@ -155,7 +156,7 @@ class GrpcFilter:
 
     # client -> server
 
-    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]:  # noqa: PLR0912 (one loop over frames, no call per DATA frame)
+    def client_bytes(self, data: Chunk) -> tuple[Chunk, bytes]:  # noqa: PLR0912 (one loop over frames, no call per DATA frame)
         if self._ended:
             return b"", b""
         position, size = 0, len(data)
@@ -182,7 +183,8 @@ class GrpcFilter:
                     position += min(need, size - position)
                     if len(self.client_head) < FRAME_HEADER_SIZE:
                         break
-                    header, self.client_head = self.client_head, b""
+                    header: Chunk = self.client_head
+                    self.client_head = b""
                 else:
                     header = data[position : position + FRAME_HEADER_SIZE]
                     position += FRAME_HEADER_SIZE
@@ -211,7 +213,7 @@ class GrpcFilter:
         pieces.append(view[start:])
         return b"".join(pieces), answer
 
-    def client_frame(self, header: bytes) -> None:
+    def client_frame(self, header: Chunk) -> None:
         """Check one client frame header; set up collecting its payload if it carries a header block."""
         high, low, kind, flags, stream = FRAME.unpack(header)
         length = (high << 8) | low
@@ -292,7 +294,7 @@ class GrpcFilter:
             self.server_started and not self.server_in_block and not self.server_left and not self.server_head
         )
 
-    def server_bytes(self, data: bytes) -> bytes:  # noqa: PLR0912 (one loop over frames, no call per DATA frame)
+    def server_bytes(self, data: Chunk) -> Chunk:  # noqa: PLR0912 (one loop over frames, no call per DATA frame)
         if self._ended:
             return b""
         if self.server_head:
@@ -313,7 +315,7 @@ class GrpcFilter:
                     break
             else:
                 if size - position < FRAME_HEADER_SIZE:
-                    self.server_head = data[position:]
+                    self.server_head = bytes(data[position:])  # the door reads into data again
                     size = position  # held back until the rest of the header comes
                     break
                 high, low, kind, flags, stream = FRAME.unpack_from(data, position)

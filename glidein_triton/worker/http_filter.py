@@ -29,6 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Union
 
+from glidein_triton.worker.door_filter import Chunk
+
 #: The most bytes a request's (or a response's) request line and header section may take.
 MAX_HEAD = 64 * 1024
 #: The most requests a client may have waiting for their answers (forwarded or refused) at once.
@@ -145,7 +147,7 @@ class Body:
     def done(self) -> bool:
         return self.state == self.DONE
 
-    def consume(self, data: bytes, start: int) -> int:
+    def consume(self, data: Chunk, start: int) -> int:
         """Take the body's bytes of ``data`` from ``start`` on; the index after the last one taken."""
         position, end = start, len(data)
         while position < end and self.state != self.DONE:
@@ -161,24 +163,25 @@ class Body:
                 position = self.crlf(data, position)
         return position
 
-    def chunk_line(self, data: bytes, position: int) -> int:
-        newline = data.find(b"\n", position, position + MAX_CHUNK_DIGITS + 2 - len(self.line))
+    def chunk_line(self, data: Chunk, position: int) -> int:
+        window = bytes(data[position : position + MAX_CHUNK_DIGITS + 2 - len(self.line)])
+        newline = window.find(b"\n")
         if newline < 0:
-            self.line += data[position : position + MAX_CHUNK_DIGITS + 2]
+            self.line += window
             if len(self.line) > MAX_CHUNK_DIGITS + 1:
                 raise Violation("a chunk size line that is not 1 to 15 hex digits and CRLF")
             return len(data)
-        line, self.line = self.line + data[position : newline + 1], b""
+        line, self.line = self.line + window[: newline + 1], b""
         size = CHUNK_LINE.fullmatch(line)
         if not size:
             raise Violation(f"a chunk size line that is not hex digits and CRLF: {line[:40]!r}")
         self.remaining = int(size.group(1), 16)
         self.state = self.CHUNK_DATA if self.remaining else self.TRAILER
-        return newline + 1
+        return position + newline + 1
 
-    def crlf(self, data: bytes, position: int) -> int:
+    def crlf(self, data: Chunk, position: int) -> int:
         """The CRLF after a chunk's data, or the empty trailer section after the last chunk."""
-        taken = data[position : position + 2 - len(self.line)]
+        taken = bytes(data[position : position + 2 - len(self.line)])
         self.line += taken
         if not b"\r\n".startswith(self.line):
             what = "trailer fields (Triton's parser ends the request at the first one)"
@@ -189,13 +192,14 @@ class Body:
         return position + len(taken)
 
 
-def read_head(held: bytearray, data: bytes, position: int, what: str) -> tuple[bytes, int]:
+def read_head(held: bytearray, data: Chunk, position: int, what: str) -> tuple[bytes, int]:
     """(the head that ends in ``data`` (empty while incomplete, the start kept in ``held``), the position
     after it)."""
     if not held:
-        end = data.find(b"\r\n\r\n", position, position + MAX_HEAD)
+        window = bytes(data[position : position + MAX_HEAD])
+        end = window.find(b"\r\n\r\n")
         if end >= 0:
-            return data[position : end + 4], end + 4
+            return window[: end + 4], position + end + 4
     before = len(held)
     held += data[position : position + MAX_HEAD - before]
     end = held.find(b"\r\n\r\n", max(0, before - 3))
@@ -290,7 +294,7 @@ Waiting = Union[Refusal, Forwarded]
 class Spans:
     """The parts of one buffer to pass on, as few slices as possible (the whole buffer: no copy)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: Chunk) -> None:
         self.data = data
         self.pieces: list[bytes | tuple[int, int]] = []
 
@@ -305,7 +309,7 @@ class Spans:
         elif end > start:
             self.pieces.append((start, end))
 
-    def joined(self) -> bytes:
+    def joined(self) -> Chunk:
         if len(self.pieces) == 1 and self.pieces[0] == (0, len(self.data)):
             return self.data
         return b"".join(self.data[p[0] : p[1]] if isinstance(p, tuple) else p for p in self.pieces)
@@ -338,7 +342,7 @@ class HttpFilter:
         the last call returned)."""
         return self.reason
 
-    def client_bytes(self, data: bytes) -> tuple[bytes, bytes]:
+    def client_bytes(self, data: Chunk) -> tuple[Chunk, bytes]:
         """What the client sent -> (bytes for the server now, bytes for the client now)."""
         forward = Spans(data)
         answer: list[bytes] = []
@@ -406,12 +410,12 @@ class HttpFilter:
         if waiting.closes:
             self.reason = f"the client asked to close after a refused request ({self.last_refusal})"
 
-    def server_bytes(self, data: bytes) -> bytes:
+    def server_bytes(self, data: Chunk) -> Chunk:
         """What the server sent -> bytes for the client (queued refusals put in after the responses
         they wait for)."""
         if self.until_close or self.reason:
             return data
-        pieces: list[bytes] = []
+        pieces: list[Chunk] = []
         position = done = 0
         try:
             while position < len(data) and not self.until_close:
@@ -444,7 +448,7 @@ class HttpFilter:
             self.send_refusal(waiting, due)
         return due
 
-    def read_response_head(self, data: bytes, position: int) -> int:
+    def read_response_head(self, data: Chunk, position: int) -> int:
         head, position = read_head(self.response_head, data, position, "response")
         if head:
             self.begin_response(head)
