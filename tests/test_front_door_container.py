@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,10 +110,10 @@ def test_the_relay_forwards_its_socket_and_never_takes_over_a_live_one(
     backend.close()
 
 
-def container_door(tmp_path: Path, relay_seconds: float) -> subprocess.Popen[str]:
-    """The container runtime's door with a relay that says ready and lives ``relay_seconds``, and a
-    sleeper for server."""
-    relay = f"print('ready', flush=True); import time; time.sleep({relay_seconds})"
+def container_door(tmp_path: Path, relay_seconds: float, ready_after: float = 0.0) -> subprocess.Popen[str]:
+    """The container runtime's door with a relay that says ready (after ``ready_after`` s) and lives
+    ``relay_seconds``, and a sleeper for server."""
+    relay = f"import time; time.sleep({ready_after}); print('ready', flush=True); time.sleep({relay_seconds})"
     argv = door.command(door.CONTAINER_MODE, "--directory", str(tmp_path))
     argv += ["--route", f"http@127.0.0.1:{free_port()}=unix:{runtime.HTTP_SOCKET}"]
     argv += ["--relay-command", json.dumps([sys.executable, "-c", relay]), "--", "sleep", "600"]
@@ -131,6 +132,20 @@ def test_the_door_stops_the_server_when_its_relay_ends_and_both_when_it_is_stopp
     stopped.terminate()
     stopped.communicate(timeout=30)
     assert [pid for pid in started if processes.is_running(pid)] == []
+
+
+@pytest.mark.parametrize("after", [0.0, 0.1, 0.3, 0.6])
+def test_a_door_stopped_while_it_starts_leaves_no_child(tmp_path: Path, after: float) -> None:
+    """SIGTERM at any moment of the start (before, while and after the relay and the server start)."""
+    starting = container_door(tmp_path, 600, ready_after=0.4)
+    seen: set[int] = set()
+    deadline = time.monotonic() + after
+    while time.monotonic() < deadline:
+        seen.update(children(starting.pid))
+        time.sleep(0.005)
+    starting.terminate()
+    starting.communicate(timeout=30)  # a child left alive would hold the door's stderr open
+    assert [pid for pid in seen if processes.is_running(pid)] == []
 
 
 def children(pid: int) -> list[int]:

@@ -724,10 +724,11 @@ def end(process: subprocess.Popen[bytes], grace: float) -> None:
         process.wait()
 
 
-def container_main(argv: Sequence[str]) -> int:
-    """On the host: ``--container --directory DIR --route HOST:PORT=unix:NAME ... --relay-command JSON --
-    SERVER...``: the listeners bound, the relay started (and ready), then the server; the door serves
-    until the server ends (the relay is stopped then, and the server if the relay ends first)."""
+def container_setup(
+    argv: Sequence[str],
+) -> tuple[argparse.Namespace, list[str], list[tuple[socket.socket, Route]]]:
+    """The container door's arguments, its relay's command line and its bound listeners (in the door
+    directory, the working directory from now on); ValueError or OSError when they cannot be had."""
     parser = argparse.ArgumentParser(prog=f"{PROGRAM} {CONTAINER_MODE}")
     parser.add_argument("--directory", required=True, help="the door directory: Unix targets are in it")
     parser.add_argument("--route", action="append", default=[], help="KIND@HOST:PORT=unix:NAME")
@@ -737,50 +738,68 @@ def container_main(argv: Sequence[str]) -> int:
     parser.add_argument("--first-bytes-timeout", type=float, default=DEFAULT_FIRST_BYTES_TIMEOUT)
     parser.add_argument("server", nargs="+", help="the server's command line (an exec into the instance)")
     arguments = parser.parse_args(argv)
+    relay_command = json.loads(arguments.relay_command)
+    if not (isinstance(relay_command, list) and all(isinstance(w, str) for w in relay_command)):
+        raise ValueError(f"--relay-command {arguments.relay_command!r} is not a JSON list of strings")
+    os.chdir(arguments.directory)  # Unix targets by name: a long glidein path stays within 107 bytes
+    routes = [(listen_at(address), route) for _, address, route in map(parse_route, arguments.route)]
+    for _, route in routes:
+        if route.target.startswith(UNIX_PREFIX):
+            remove_stale_socket(route.target[len(UNIX_PREFIX) :])
+    return arguments, relay_command, routes
+
+
+def container_main(argv: Sequence[str]) -> int:
+    """On the host: ``--container --directory DIR --route HOST:PORT=unix:NAME ... --relay-command JSON --
+    SERVER...``: the listeners bound, the relay started (and ready), then the server; the door serves
+    until the server ends (the relay is stopped then, and the server if the relay ends first)."""
     try:
-        relay_command = json.loads(arguments.relay_command)
-        if not (isinstance(relay_command, list) and all(isinstance(w, str) for w in relay_command)):
-            raise ValueError(f"--relay-command {arguments.relay_command!r} is not a JSON list of strings")
-        os.chdir(arguments.directory)  # Unix targets by name: a long glidein path stays within 107 bytes
-        routes = [(listen_at(address), route) for _, address, route in map(parse_route, arguments.route)]
-        for _, route in routes:
-            if route.target.startswith(UNIX_PREFIX):
-                remove_stale_socket(route.target[len(UNIX_PREFIX) :])
+        arguments, relay_command, routes = container_setup(argv)
     except (ValueError, OSError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
         return 2
     raise_descriptor_limit()
+    stopped_by: list[int] = []  # the signal that stops the door, once one came
+    started: list[subprocess.Popen[bytes]] = []
+
+    def relay_signal(number: int, _: object) -> None:
+        stopped_by.append(number)
+        for process in started:
+            with contextlib.suppress(OSError):
+                process.send_signal(number)
+
+    # Before anything starts: a signal that came earlier would end the door and leave its children.
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, relay_signal)
     relay = start_relay(relay_command, arguments.relay_timeout)
     if relay is None:
         return NO_RELAY_EXIT
+    started.append(relay)
+    if stopped_by:  # while the relay started
+        end(relay, RELAY_STOP_GRACE)
+        return exit_as(-stopped_by[0])
     try:
         server = subprocess.Popen(arguments.server, stdin=subprocess.DEVNULL)
     except OSError as error:
         end(relay, RELAY_STOP_GRACE)
         print(f"{PROGRAM}: cannot run {arguments.server[0]}: {error}", file=sys.stderr, flush=True)
         return 2
-    stopping = threading.Event()
-
-    def relay_signal(number: int, _: object) -> None:
-        stopping.set()
-        for process in (server, relay):
-            with contextlib.suppress(OSError):
-                process.send_signal(number)
+    started.append(server)
+    if stopped_by:  # while the server started
+        server.send_signal(stopped_by[0])
 
     def watch_relay() -> None:
         relay.wait()
-        if not stopping.is_set():
+        if not stopped_by:
             print(f"{PROGRAM}: the relay ended (exit code {relay.returncode})", file=sys.stderr, flush=True)
             with contextlib.suppress(OSError):
                 server.terminate()
 
-    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(number, relay_signal)
     door = Door(routes, os.getuid(), arguments.max_connections, arguments.first_bytes_timeout)
     threading.Thread(target=door.serve_forever, daemon=True).start()
     threading.Thread(target=watch_relay, daemon=True).start()
     code = server.wait()
-    stopping.set()
+    stopped_by.append(0)  # the relay's end is ours from now on
     end(relay, RELAY_STOP_GRACE)
     return exit_as(code)
 
