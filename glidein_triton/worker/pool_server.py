@@ -189,6 +189,7 @@ def queue_time_ms(work_dir: Path, queue_ns: int, count: int) -> float:
     if queue_ns < last_ns or count < last_count:  # a new server life
         last_ns, last_count = 0, 0
     try:
+        files.private_directory(path.parent)  # none yet with the operator's TLS files
         files.write_atomically(path, json.dumps({"queue_ns": queue_ns, "count": count}).encode())
     except OSError as error:
         LOG.warning("cannot keep the queue totals in %s: %s", path, error)
