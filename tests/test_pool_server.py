@@ -18,6 +18,7 @@ from glidein_triton.worker import glidein_paths, pool_files, pool_server, runtim
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.ports import Ports
 from glidein_triton.worker.settings import Settings
+from glidein_triton.worker.triton_api import Server, TritonAPIError
 
 from .support import assert_nothing_left, recorded_state
 from .test_pool_files import openssl, request
@@ -116,8 +117,9 @@ def new_key(directory: Path, name: str) -> Path:
     return key
 
 
-def refused(url: str, ca: Path, key: Path | None = None, certificate: Path | None = None) -> str:
-    """The error of a readiness call with this client certificate (none: none presented)."""
+def refused(url: str, ca: Path, key: Path | None = None, certificate: Path | None = None) -> None:
+    """A readiness call with this client certificate (none: none presented) fails at the TLS handshake
+    (gRPC reports the closed socket as UNAVAILABLE, before any request reaches Triton)."""
     client = grpcclient.InferenceServerClient(
         url,
         ssl=True,
@@ -126,11 +128,10 @@ def refused(url: str, ca: Path, key: Path | None = None, certificate: Path | Non
         certificate_chain=str(certificate) if certificate else None,
     )
     try:
-        with pytest.raises(InferenceServerException) as raised:
+        with pytest.raises(InferenceServerException, match="failed to connect to all addresses"):
             client.is_server_ready(client_timeout=10)
     finally:
         client.close()
-    return str(raised.value)
 
 
 @pytest.mark.server
@@ -181,14 +182,23 @@ def test_a_pool_server_glidein(tmp_path: Path) -> None:
     )
     assert client.is_server_ready()
     assert client.infer("simple", simple_inputs()).as_numpy("OUTPUT0") is not None
-    # Model control is off, whatever the caller sends.
+    # Remote clients may not load or unload; model control is off even on the plugin's own route.
     for forbidden in (lambda: client.load_model("simple"), lambda: client.unload_model("simple")):
-        with pytest.raises(InferenceServerException):
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
             forbidden()
-    assert client.is_model_ready("simple")
     client.close()
+    assert "--model-control-mode=none" in state.argv
+    assert [word for word in state.argv if word.startswith("--grpc-max-connection-age")] == [
+        "--grpc-max-connection-age=600000",
+        "--grpc-max-connection-age-grace=30000",
+    ]
+    own_route = Server(state.http_port, unix_socket=state.plugin_socket)
+    for action in (lambda: own_route.load("simple", 10), lambda: own_route.unload("simple", 10)):
+        with pytest.raises(TritonAPIError, match="not allowed"):
+            action()
+    assert own_route.is_model_ready("simple")
     # Refused: no certificate, one of another CA, an expired one, a serverAuth-only one.
-    assert refused(url, ca)
+    refused(url, ca)
     other = tmp_path / "other"
     pool_files.make_ca(other, time.time() + 3600)
     other_key = new_key(tmp_path, "other")
