@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import stat
 import subprocess
@@ -94,12 +95,15 @@ def test_a_csr_whose_signature_fails_is_refused(ca: Path, tmp_path: Path) -> Non
     pool_files.make_key(key)
     csr = bytearray(openssl("req", "-new", "-key", str(key), "-subj", "/CN=x", "-outform", "DER"))
     csr[-3] ^= 0xFF  # inside the signature
-    forged = b"-----BEGIN CERTIFICATE REQUEST-----\n" + __import__("base64").encodebytes(bytes(csr))
+    forged = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(csr))
     forged += b"-----END CERTIFICATE REQUEST-----\n"
     with pytest.raises(PoolFilesError, match="signature does not verify"):
         pool_files.sign_client_csr(forged, 1, ca)
     with pytest.raises(PoolFilesError):
         pool_files.sign_client_csr(b"not a request", 1, ca)
+    genuine = request(key)  # ECDSA signatures vary in length: one request
+    with pytest.raises(PoolFilesError, match="of 8193 bytes"):
+        pool_files.sign_client_csr(genuine + b" " * (8193 - len(genuine)), 1, ca)
 
 
 def test_the_server_certificate_names_its_address(ca: Path) -> None:

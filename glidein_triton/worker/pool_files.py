@@ -38,6 +38,8 @@ MAX_CA_DAYS = 7
 #: How far back a certificate's validity starts, for clocks of other nodes a little behind ours.
 CLOCK_SKEW = 300
 OPENSSL_TIMEOUT = 30
+#: The largest certificate request signed (the enrolment's limit: a P-256 CSR is under 1 KiB).
+MAX_CSR = 8192
 FINGERPRINT_PREFIX = "sha256:"
 PEM_CERTIFICATE = "CERTIFICATE"
 CLIENT_AUTH = "clientAuth"
@@ -273,6 +275,8 @@ def sign_client_csr(csr_pem: bytes, hours: float, directory: Path) -> bytes:
     """A client certificate (EKU clientAuth) for the key of ``csr_pem``, for ``hours`` at most, signed by
     the pool CA of ``directory``; the CSR's subject is ignored (the certificate names the key's
     fingerprint)."""
+    if len(csr_pem) > MAX_CSR:
+        raise PoolFilesError(f"a certificate request of {len(csr_pem)} bytes (at most {MAX_CSR})")
     fingerprint = csr_fingerprint(csr_pem)
     subject = "/CN=glidein-triton pool client " + fingerprint[len(FINGERPRINT_PREFIX) :][:32]
     return sign(directory, csr_pem, hours, CLIENT_AUTH, subject)
