@@ -143,7 +143,6 @@ def test_a_pool_server_glidein(tmp_path: Path) -> None:
             "GLIDEIN_TRITON_POOL": "server",
             "GLIDEIN_TRITON_POOL_NAME": "cms-gpu",
             "GLIDEIN_TRITON_ADDRESS": ADDRESS,
-            "GLIDEIN_TRITON_MODELS": "*",
             "GLIDEIN_Site": "T2_Test",
             "GLIDEIN_ToDie": str(todie),
         },
@@ -151,8 +150,11 @@ def test_a_pool_server_glidein(tmp_path: Path) -> None:
     glidein = prepared.glidein
     result = glidein.run_startup(prepared.environment)
     assert result.returncode == 0, result.stderr
+    assert "GLIDEIN_TRITON_MODELS=simple is not a choice" in result.stderr  # the demo names its one model
+    assert "models without max_queue_size in their config.pbtxt" in result.stderr
     state = recorded_state(glidein)
     assert state is not None
+    assert "--exit-on-error=false" in state.argv  # every model loads, as for *
     pool = pool_files.pool_dir(glidein.root)
     ca = pool / pool_files.CA_CERT
     assert abs(pool_files.not_after(ca) - todie) <= 1  # the CA ends with the glidein
@@ -246,3 +248,11 @@ def test_a_pool_server_glidein(tmp_path: Path) -> None:
             assert all(half not in text for text in written)
     glidein.run_cleanup(prepared.environment)
     assert_nothing_left(glidein, state)
+
+
+def test_a_pool_server_serves_every_model_of_its_repository(caplog: pytest.LogCaptureFixture) -> None:
+    named = Settings.from_config({"GLIDEIN_TRITON_POOL": "server", "GLIDEIN_TRITON_MODELS": "a,b"})
+    assert pool_server.serving_every_model(named).models == ("*",)
+    assert "GLIDEIN_TRITON_MODELS=a,b is not a choice" in caplog.text
+    plain = Settings.from_config({"GLIDEIN_TRITON_MODELS": "a,b"})
+    assert pool_server.serving_every_model(plain) is plain

@@ -79,6 +79,20 @@ def with_own_tls(settings: Settings, work_dir: Path, config: Mapping[str, str]) 
     )
 
 
+def serving_every_model(settings: Settings) -> Settings:
+    """A pool server's settings with ``GLIDEIN_TRITON_MODELS=*``: with model control off Triton loads every
+    model of its repository (and refuses ``--load-model``), so the plugin treats them as it treats ``*``
+    (``--exit-on-error=false``: a model that fails is reported, not fatal)."""
+    if not is_pool_server(settings) or list(settings.models) == ["*"]:
+        return settings
+    LOG.warning(
+        "GLIDEIN_TRITON_POOL=server loads every model of its repository (model control is off): "
+        "GLIDEIN_TRITON_MODELS=%s is not a choice among them",
+        ",".join(settings.models),
+    )
+    return dataclasses.replace(settings, models=("*",))
+
+
 def triton_options(settings: Settings) -> list[str]:
     """Connection ageing (so that each client's certificate is checked again when it reconnects)."""
     return [

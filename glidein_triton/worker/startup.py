@@ -257,7 +257,7 @@ def start_server(
             files.private_directory(directory)
             repository = model_repository(settings, directory)
             if pool_server.is_pool_server(settings):
-                warn_pool_models(settings, repository)
+                warn_unbounded_queues(repository)
             server_access = access.prepare(settings)
             job_repository = directory / JOB_REPOSITORY
             files.private_directory(job_repository)
@@ -283,16 +283,9 @@ def start_server(
         raise
 
 
-def warn_pool_models(settings: Settings, repository: str) -> None:
-    """A pool server serves every model of its repository, and a model without ``max_queue_size`` makes
-    clients wait on a full queue rather than go elsewhere: say so."""
-    if list(settings.models) != ["*"]:
-        LOG.warning(
-            "GLIDEIN_TRITON_POOL=server loads every model of %s (model control is off): "
-            "GLIDEIN_TRITON_MODELS=%s is not a choice among them",
-            repository,
-            ",".join(settings.models),
-        )
+def warn_unbounded_queues(repository: str) -> None:
+    """A model without ``max_queue_size`` makes a pool server's clients wait on a full queue rather than go
+    elsewhere: say so."""
     unlimited = pool_server.models_without_queue_limit(repository)
     if unlimited:
         LOG.warning(
@@ -550,6 +543,7 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         install_cleanup_script(config.work_dir)
         with writing_in(glidein_paths.plugin_dir(config.work_dir)):
             settings = pool_server.with_own_tls(settings, config.work_dir, config)
+        settings = pool_server.serving_every_model(settings)
         # Until the agent follows the glidein:
         with writing_in(glidein_paths.plugin_dir(config.work_dir)):  # its log is in the plugin's directory
             guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
