@@ -256,3 +256,17 @@ def test_a_pool_server_serves_every_model_of_its_repository(caplog: pytest.LogCa
     assert "GLIDEIN_TRITON_MODELS=a,b is not a choice" in caplog.text
     plain = Settings.from_config({"GLIDEIN_TRITON_MODELS": "a,b"})
     assert pool_server.serving_every_model(plain) is plain
+
+
+def test_the_periodic_lines_of_a_pool_server(tmp_path: Path) -> None:
+    config = {"GLIDEIN_ToDie": "2000"}
+    assert pool_server.periodic_lines(tmp_path, config, True, ["b", "a"], 3_000_000, 2, 1000.0) == [
+        'TritonPoolModels = "a,b"',
+        "TritonPoolQueueTimeMs = 1.5",
+        "TritonPoolAccepting = True",
+        "TritonPoolDrainTime = 2000",
+    ]
+    down = pool_server.periodic_lines(tmp_path, config, False, [], 0, 0, 1000.0)
+    assert down[2] == "TritonPoolAccepting = False"
+    draining = pool_server.periodic_lines(tmp_path, config, True, ["a"], 0, 0, 1800.0)
+    assert draining[2] == "TritonPoolAccepting = False"  # within DRAIN_MARGIN of its end
