@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from glidein_triton.worker import cuda_support, door
 from glidein_triton.worker.check import findings as check_report
-from glidein_triton.worker.check import node_checks, nvidia_libraries
+from glidein_triton.worker.check import node_checks, nvidia_libraries, pool_checks
+from glidein_triton.worker.check.container_checks import ServerRuntime
 from glidein_triton.worker.check.findings import FAIL, OK, Finding
+from glidein_triton.worker.check.node_checks import NodeContext
+from glidein_triton.worker.settings import Settings
 
 
 def test_every_release_has_a_cuda_version_with_a_driver_row() -> None:
@@ -175,3 +179,41 @@ def test_the_front_door_check_fails_without_user_namespaces(monkeypatch: pytest.
     assert "user.max_user_namespaces" in finding.notes[0]
     monkeypatch.undo()
     assert node_checks.check_front_door("process").status == OK
+
+
+def pool_context(tmp_path: Path, settings: dict[str, str], path: str) -> NodeContext:
+    return NodeContext(
+        Settings.from_config({"GLIDEIN_TRITON_POOL": "server", **settings}),
+        {},
+        {"PATH": path},
+        tmp_path,
+        "",
+        0,
+    )
+
+
+def test_a_pool_servers_rows(tmp_path: Path) -> None:
+    here = os.environ["PATH"]
+    public = pool_context(tmp_path, {"GLIDEIN_TRITON_ADDRESS": "131.225.1.2"}, here)
+    old = pool_context(tmp_path, {"GLIDEIN_TRITON_IMAGE": "/images/tritonserver:24.09-py3.sif"}, here)
+    rows = pool_checks.check_pool(public, ServerRuntime("apptainer", "/bin/true"))
+    assert [(row.check, row.status) for row in rows] == [
+        ("pool openssl", "ok"),
+        ("pool triton", "warn"),  # no image: nothing to read the release from
+        ("pool address", "ok"),
+    ]
+    assert pool_checks.check_pool_release(old, ServerRuntime("apptainer", "/bin/true")).status == "fail"
+    new = pool_context(tmp_path, {"GLIDEIN_TRITON_IMAGE": "/images/tritonserver:24.10-py3.sif"}, here)
+    assert pool_checks.check_pool_release(new, ServerRuntime("apptainer", "/bin/true")).status == "ok"
+    private = pool_context(tmp_path, {"GLIDEIN_TRITON_ADDRESS": "10.1.2.3"}, here)
+    assert pool_checks.check_address(private).status == "warn"
+    loopback = pool_context(tmp_path, {"GLIDEIN_TRITON_ADDRESS": "127.0.0.2"}, here)
+    assert pool_checks.check_address(loopback).status == "fail"
+    no_openssl = pool_context(tmp_path, {}, str(tmp_path))
+    assert pool_checks.check_openssl(no_openssl).status == "fail"
+    assert (
+        pool_checks.check_pool(
+            pool_context(tmp_path, {"GLIDEIN_TRITON_POOL": "off"}, here), ServerRuntime("process")
+        )
+        == []
+    )

@@ -98,6 +98,10 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_TLS_CERT",
         "GLIDEIN_TRITON_TLS_KEY",
         "GLIDEIN_TRITON_TLS_ROOT_CERT",
+        "GLIDEIN_TRITON_POOL",
+        "GLIDEIN_TRITON_POOL_NAME",
+        "GLIDEIN_TRITON_POOL_CONNECTION_AGE",
+        "GLIDEIN_TRITON_POOL_CONNECTION_GRACE",
         "GLIDEIN_TRITON_LOAD_TIMEOUT",
         "GLIDEIN_TRITON_RESTART_LIMIT",
         "GLIDEIN_TRITON_RESTART_BACKOFF",
@@ -348,3 +352,26 @@ def test_the_plugins_own_keys_are_the_ones_it_writes() -> None:
     assert {payload.CODE_DIR_ATTRIBUTE, startup.ACCOUNTING_KEY} <= set(OWN_KEYS)
     script = (payload.SCRIPTS_DIR / payload.SETUP_SCRIPT).read_text()
     assert "gconfig_add GLIDEIN_TRITON_CODE_DIR " in script
+
+
+def test_a_pool_server_is_in_remote_mode_with_its_own_tls_unless_the_operator_gives_it() -> None:
+    pool = Settings.from_config({"GLIDEIN_TRITON_POOL": "Server"})
+    assert (pool.pool, pool.pool_name, pool.remote, pool.tls_cert) == ("server", "default", True, "")
+    assert (pool.pool_connection_age, pool.pool_connection_grace) == (600.0, 30.0)
+    assert Settings.from_config({}).pool == "off"
+    with pytest.raises(ConfigError, match=r"requires mutual TLS: set GLIDEIN_TRITON_TLS_ROOT_CERT$"):
+        Settings.from_config(
+            {"GLIDEIN_TRITON_POOL": "server", "GLIDEIN_TRITON_TLS_CERT": "/c", "GLIDEIN_TRITON_TLS_KEY": "/k"}
+        )
+    client = Settings.from_config({"GLIDEIN_TRITON_POOL": "client", "GLIDEIN_TRITON_POOL_NAME": "cms-gpu.1"})
+    assert (client.pool, client.pool_name, client.remote) == ("client", "cms-gpu.1", False)
+
+
+@pytest.mark.parametrize("name", ["", "a b", 'x"y', "a" * 65, "é"])
+def test_a_pool_name_is_a_plain_word(name: str) -> None:
+    config = {"GLIDEIN_TRITON_POOL_NAME": name} if name else {"GLIDEIN_TRITON_POOL_NAME": "\t"}
+    if not name:
+        assert Settings.from_config(config).pool_name == "default"  # blank: the default
+        return
+    with pytest.raises(ConfigError, match=r"GLIDEIN_TRITON_POOL_NAME=.* is not a pool name"):
+        Settings.from_config(config)

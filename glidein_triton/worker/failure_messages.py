@@ -79,6 +79,13 @@ NOT_A_CHOICE = FailureMessage(
     "use a listed value",
     _KEY,
 )
+NOT_A_POOL_NAME = FailureMessage(
+    "Config",
+    "{key}={value!r} is not a pool name: use 1-64 letters, digits, '.', '_' or '-'",
+    "`GLIDEIN_TRITON_POOL_NAME` with blanks, quotes or other signs",
+    "use a plain word, the same on the pool's servers and clients",
+    _KEY,
+)
 NOT_A_PORT = FailureMessage(
     "Config",
     "{key}={value!r} is not a port: use 0 (choose a free port) or 1024-65535",

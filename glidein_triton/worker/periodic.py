@@ -11,7 +11,8 @@ glidein fails otherwise, and the script is scheduled only then). Then HTCondor's
 * restarts an idle server whose resident memory stays high (:meth:`Check.watch_memory`);
 * prints ``HasTriton``, ``TritonReady``, ``TritonLoadedModels``, ``TritonInferenceCount``,
   ``TritonAverageQueueMicroseconds``, ``TritonResidentMemoryMB``, ``TritonGPUUtilization`` (with GPUs only)
-  and ``TritonRestarts``.
+  and ``TritonRestarts``; a pool server (:mod:`pool_server`) also ``TritonPoolModels``,
+  ``TritonPoolQueueTimeMs`` (since the last run), ``TritonPoolAccepting`` and ``TritonPoolDrainTime``.
 
 Health and statistics calls have a timeout of a few seconds, each lock wait LOCK_WAIT (a process that holds
 a lock for longer costs this run its reaping and its counters, never its ``TritonReady``); a restart waits at
@@ -29,7 +30,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from glidein_triton.worker import (
@@ -73,8 +74,17 @@ def note_exit_message(work_dir: Path, message: str) -> None:
 class Check:
     """One periodic run for the glidein whose work directory is ``work_dir``."""
 
-    def __init__(self, work_dir: Path, state: ServerState, started: float | None = None) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        state: ServerState,
+        started: float | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
         self.work_dir = work_dir
+        self.config = config or {}
+        #: a pool server (the startup published TRITON_POOL_ROLE=server): its TritonPool* lines too
+        self.pool = self.config.get("TRITON_POOL_ROLE", "") == "server"
         begun = time.monotonic() if started is None else started
         self.deadline = begun + state.periodic_period * PERIOD_SHARE
         self.directory = glidein_paths.plugin_dir(work_dir)
@@ -224,6 +234,7 @@ class Check:
                 attribute_line("HasTriton", not failure),
                 attribute_line("TritonReady", False),
                 attribute_line("TritonLoadedModels", ""),
+                *self.pool_lines(False, [], {}),
                 *tail,
             ]
         opened = processes.private_shared_memory()
@@ -271,7 +282,24 @@ class Check:
                 lines.append(
                     attribute_line("TritonGPUUtilization", round(sum(utilization) / len(utilization), 3))
                 )
-        return [*lines, *tail]
+        return [*lines, *self.pool_lines(ready, sorted(current), accounting.everything(current)), *tail]
+
+    def pool_lines(self, ready: bool, models: Sequence[str], served: Mapping[str, int]) -> list[str]:
+        """A pool server's TritonPool* refresh (none for other servers); ``served``: this server life's
+        totals (the queue time is the mean since the last run)."""
+        if not self.pool:
+            return []
+        from glidein_triton.worker import pool_server  # noqa: PLC0415 (pool servers only)
+
+        return pool_server.periodic_lines(
+            self.work_dir,
+            self.config,
+            ready,
+            models,
+            int(served.get("queue_ns", 0)),
+            int(served.get("success_count", 0)),
+            time.time(),
+        )
 
 
 def run(config_path: str, started: float | None = None) -> list[str]:
@@ -280,7 +308,13 @@ def run(config_path: str, started: float | None = None) -> list[str]:
     state = ServerState.load(glidein_paths.state_file(work_dir))
     if state is None:
         return [attribute_line("TritonReady", False)]
-    return Check(work_dir, state, started).lines()
+    try:
+        text = Path(config_path).read_bytes().decode("utf-8", errors="surrogateescape")
+        config = parse_glidein_config(text)
+    except OSError as error:
+        LOG.warning("cannot read %s: %s", config_path, error)
+        config = {}
+    return Check(work_dir, state, started, config).lines()
 
 
 def report_first_run(config_path: str, lines: Sequence[str]) -> None:

@@ -36,6 +36,18 @@ ATTRIBUTES = (
     CondorVar("TRITON_RESERVED_MEMORY", "I", "TritonReservedMemory"),
     CondorVar("TRITON_CONDOR_RESERVED_MEMORY", "I", "RESERVED_MEMORY", publish="N"),
     CondorVar("TRITON_CONDOR_STARTD_CPUS", "I", "STARTD.GLIDEIN_CPUS", publish="N"),
+    # pool: server (pool_server.py; the periodic script refreshes the last four)
+    CondorVar("TRITON_POOL_ROLE", "S", "TritonPoolRole"),
+    CondorVar("TRITON_POOL_NAME", "S", "TritonPoolName"),
+    CondorVar("TRITON_POOL_URL", "S", "TritonPoolURL"),
+    CondorVar("TRITON_POOL_ENROL_URL", "S", "TritonPoolEnrolURL"),
+    CondorVar("TRITON_POOL_SITE", "S", "TritonPoolSite"),
+    CondorVar("TRITON_POOL_CA", "S", "TritonPoolCA"),
+    CondorVar("TRITON_POOL_CA_FINGERPRINT", "S", "TritonPoolCAFingerprint"),
+    CondorVar("TRITON_POOL_MODELS", "S", "TritonPoolModels"),
+    CondorVar("TRITON_POOL_QUEUE_TIME_MS", "C", "TritonPoolQueueTimeMs"),
+    CondorVar("TRITON_POOL_ACCEPTING", "C", "TritonPoolAccepting"),
+    CondorVar("TRITON_POOL_DRAIN_TIME", "I", "TritonPoolDrainTime"),
 )
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 

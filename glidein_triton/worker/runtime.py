@@ -73,13 +73,15 @@ def server_options(
     extra: Sequence[str],
     grpc_address: str = LOOPBACK,
     more_repositories: Sequence[str] = (),
+    control_mode: str = "explicit",
 ) -> list[str]:
-    """tritonserver's options: explicit model control; HTTP and metrics on loopback, gRPC on ``grpc_address``
-    (loopback too unless in remote mode)."""
+    """tritonserver's options: explicit model control (``models`` loaded at start) unless ``control_mode``
+    is ``none`` (a pool server: every model of the repositories loaded, no load or unload later); HTTP and
+    metrics on loopback, gRPC on ``grpc_address`` (loopback too unless in remote mode)."""
     options = [
         f"--model-repository={model_repository}",
         *(f"--model-repository={repository}" for repository in more_repositories),
-        "--model-control-mode=explicit",
+        f"--model-control-mode={control_mode}",
         f"--http-address={LOOPBACK}",
         f"--http-port={ports.http}",
         f"--grpc-address={grpc_address}",
@@ -87,7 +89,8 @@ def server_options(
         f"--metrics-address={LOOPBACK}",
         f"--metrics-port={ports.metrics}",
     ]
-    options += [f"--load-model={model}" for model in models]
+    if control_mode == "explicit":  # Triton refuses --load-model in any other mode
+        options += [f"--load-model={model}" for model in models]
     return options + list(extra)
 
 
@@ -119,6 +122,7 @@ def process_plan(
     operator_options: Sequence[str] = (),
     cuda_visible_devices: str = "",
     memory_limit: int = 0,
+    control_mode: str = "explicit",
 ) -> LaunchPlan:
     """Run ``binary`` (a path, or a name found on PATH) directly, with the options ``release`` accepts and
     its data limited to ``memory_limit`` MiB (0: no limit)."""
@@ -126,7 +130,7 @@ def process_plan(
     check_python_backend_path(model_repository, models)
     options = fit_options(
         release or TritonRelease(),
-        server_options(model_repository, ports, models, extra, grpc_address, more_repositories),
+        server_options(model_repository, ports, models, extra, grpc_address, more_repositories, control_mode),
         operator_options,
     )
     return LaunchPlan(
@@ -221,6 +225,7 @@ def container_plan(
     door_dir: str,
     memory_limit: int = 0,
     cvmfs_mount: str = "",
+    control_mode: str = "explicit",
 ) -> LaunchPlan:
     """Start an Apptainer/Singularity instance of ``image`` and run the server inside it.
 
@@ -262,7 +267,9 @@ def container_plan(
         run += ["--env", f"{name}={value}"]
     options = fit_options(
         release or TritonRelease(),
-        server_options(CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address, more_repositories),
+        server_options(
+            CONTAINER_MODEL_REPOSITORY, ports, models, extra, grpc_address, more_repositories, control_mode
+        ),
         operator_options,
     )
     run += [f"instance://{instance}", CONTAINER_SERVER, *options]

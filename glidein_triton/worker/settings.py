@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # typing costs 3 ms of every start
     from typing import Any
 
 RUNTIMES = ("auto", "apptainer", "singularity", "process")
+POOL_ROLES = ("off", "server", "client")
 GPU_MODES = ("auto", "gpu", "cpu")
 
 #: tritonserver options an operator may add with GLIDEIN_TRITON_SERVER_ARGS. Ports, addresses, the model
@@ -124,6 +125,14 @@ def parse_address(key: str, value: str) -> str:
         ipaddress.IPv4Address(word)
     except ValueError as error:
         raise ConfigError(failure_messages.NOT_AN_ADDRESS.format(key=key, value=value)) from error
+    return word
+
+
+def parse_pool_name(key: str, value: str) -> str:
+    """A pool name: letters, digits, ``.``, ``_`` and ``-`` (it is compared in ClassAd constraints)."""
+    word = _trimmed(value)
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", word):
+        raise ConfigError(failure_messages.NOT_A_POOL_NAME.format(key=key, value=value))
     return word
 
 
@@ -430,6 +439,44 @@ SETTINGS = (
         "file",
         "CA certificate (PEM): when set, gRPC clients must present a certificate it signed (mutual TLS).",
     ),
+    # pool: server (the pool mode's settings of a server glidein)
+    SettingSpec(
+        "GLIDEIN_TRITON_POOL",
+        "pool",
+        choice(POOL_ROLES),
+        "off",
+        ", ".join(POOL_ROLES),
+        "Pool mode (docs/security.md): `server` serves jobs of other glideins of the pool over gRPC with "
+        "mutual TLS on the node's address (remote mode, with a CA and server certificate this glidein makes "
+        "itself unless GLIDEIN_TRITON_TLS_* are set), model control off (the operator's models preloaded), "
+        "and publishes TritonPool* attributes for clients to find it; `client` uses the pool's servers.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_POOL_NAME",
+        "pool_name",
+        parse_pool_name,
+        "default",
+        "letters, digits, . _ -",
+        "Servers and clients of one pool name find each other only (TritonPoolName).",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_POOL_CONNECTION_AGE",
+        "pool_connection_age",
+        seconds(10, 86400),
+        "600",
+        "10-86400 seconds",
+        "A pool server closes each gRPC connection after this long (--grpc-max-connection-age), so a "
+        "client's certificate is checked again when it reconnects: no connection outlives it by much more.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_POOL_CONNECTION_GRACE",
+        "pool_connection_grace",
+        seconds(1, 3600),
+        "30",
+        "1-3600 seconds",
+        "How long a pool server lets the requests of an aged connection finish "
+        "(--grpc-max-connection-age-grace).",
+    ),
     SettingSpec(
         "GLIDEIN_TRITON_LOAD_TIMEOUT",
         "load_timeout",
@@ -687,6 +734,10 @@ class Settings:
     tls_cert: str
     tls_key: str
     tls_root_cert: str
+    pool: str
+    pool_name: str
+    pool_connection_age: float
+    pool_connection_grace: float
     load_timeout: float
     restart_limit: int
     restart_backoff: float
@@ -720,11 +771,14 @@ class Settings:
             values[field] = cvmfs.resolve(values[field], mount)
         for field in ("job_repositories", "code_repositories"):  # the policy's trusted prefixes
             values[field] = cvmfs.resolve_all(values[field], mount)
+        if values["pool"] == "server":
+            values["remote"] = True  # a pool server serves other nodes: remote mode, with its own TLS
         return cls(**values).checked()
 
     def checked(self) -> Settings:
-        """Checks across keys: remote mode needs mutual TLS, TLS needs both certificate and key."""
-        if self.remote:
+        """Checks across keys: remote mode needs mutual TLS (a pool server makes its own unless the operator
+        gives it), TLS needs both certificate and key."""
+        if self.remote and not (self.pool == "server" and not self.tls_cert):
             # Remote jobs come from other nodes: no front door checks their uid, the client certificate is
             # the only thing that keeps out everyone else who can reach the node's address.
             missing = [

@@ -32,6 +32,7 @@ from glidein_triton.worker import (
     gpu_selection,
     images,
     logs,
+    pool_server,
     processes,
     publish,
     reservation,
@@ -46,6 +47,7 @@ from glidein_triton.worker import install as hooks
 from glidein_triton.worker.accounting import accounting_path
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.errors import (
+    ConfigError,
     CorruptionError,
     OptionRefusedError,
     PortInUseError,
@@ -176,6 +178,10 @@ def plan_for(
         *settings.server_args,
         *server_access.options,
     ]
+    pool = pool_server.is_pool_server(settings)
+    control_mode = pool_server.CONTROL_MODE if pool else "explicit"
+    if pool:
+        options += pool_server.triton_options(settings)
     if chosen == "process":
         if probed is not None:
             LOG.info("%s", probed.describe())
@@ -193,6 +199,7 @@ def plan_for(
             operator_options=settings.server_args,
             cuda_visible_devices=cuda_visible_devices,
             memory_limit=data_limit,
+            control_mode=control_mode,
         )
     runtime.check_image(settings.image)
     if images.is_remote(settings.image):
@@ -225,6 +232,7 @@ def plan_for(
         door_dir=str(door_dir),
         memory_limit=data_limit,
         cvmfs_mount=cvmfs.mount_dir(config),
+        control_mode=control_mode,
     )
 
 
@@ -248,6 +256,8 @@ def start_server(
         with writing_in(directory):
             files.private_directory(directory)
             repository = model_repository(settings, directory)
+            if pool_server.is_pool_server(settings):
+                warn_unbounded_queues(repository)
             server_access = access.prepare(settings)
             job_repository = directory / JOB_REPOSITORY
             files.private_directory(job_repository)
@@ -271,6 +281,18 @@ def start_server(
         with contextlib.suppress(OSError):  # a read-only directory cannot have it either
             glidein_paths.state_file(config.work_dir).unlink(missing_ok=True)
         raise
+
+
+def warn_unbounded_queues(repository: str) -> None:
+    """A model without ``max_queue_size`` makes a pool server's clients wait on a full queue rather than go
+    elsewhere: say so."""
+    unlimited = pool_server.models_without_queue_limit(repository)
+    if unlimited:
+        LOG.warning(
+            "pool server: models without max_queue_size in their config.pbtxt (a full queue makes clients "
+            "wait instead of answering UNAVAILABLE, so they cannot go elsewhere): %s",
+            ", ".join(unlimited),
+        )
 
 
 def cpu_settings(settings: Settings) -> Settings:
@@ -495,6 +517,10 @@ def announce(config: GlideinConfig, launched: RunningServer, settings: Settings)
         LOG.warning("%s", note)
     LOG.info("reserved from the startd for the server: %d CPUs, %d MiB", share.cpus, share.memory)
     values = [*announced_values(config, launched), *share.values()]
+    if pool_server.is_pool_server(settings):
+        endpoint = launched.endpoint()
+        url = f"{endpoint.grpc_host}:{endpoint.grpc_port}"
+        values += pool_server.startup_values(settings, config, url)
     attributes = [(key, value) for key, value in values if key in publish.ATTRIBUTE_BY_KEY]
     every_key = [*attributes, *publish.ready_values("")]
     publish_config(config, values, publish.condor_vars(every_key))
@@ -515,6 +541,9 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             reporter.ok([("HasTriton", "False"), *ignored])
             return 0
         install_cleanup_script(config.work_dir)
+        with writing_in(glidein_paths.plugin_dir(config.work_dir)):
+            settings = pool_server.with_own_tls(settings, config.work_dir, config)
+        settings = pool_server.serving_every_model(settings)
         # Until the agent follows the glidein:
         with writing_in(glidein_paths.plugin_dir(config.work_dir)):  # its log is in the plugin's directory
             guard = startup_guard.spawn(config.work_dir, environment, config.get("GLIDEIN_STARTUP_PID", ""))
@@ -532,6 +561,8 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
             *publish.ready_values(running.version, config.get("SLOTS_LAYOUT", "")),
             *report.values(running, config),
         ]
+        if pool_server.is_pool_server(settings):
+            ready += pool_ready_values(running, config, environment)
         publish_config(config, publish.changed(ready, announced_values(config, running)), [])
         start_agent(config, settings.watchdog_period, state, environment)
     except TritonSetupError as error:
@@ -564,6 +595,26 @@ def run(config: GlideinConfig, reporter: Reporter, environment: Mapping[str, str
         ]
     )
     return 0
+
+
+def pool_ready_values(
+    running: RunningServer, config: GlideinConfig, environment: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """A ready pool server's models and ``TritonPoolAccepting``, once its release is known to be new
+    enough (else it is stopped: ConfigError)."""
+    try:
+        pool_server.check_version(running.version)
+    except ConfigError:
+        for problem in server.stop(running.state, environment):
+            LOG.warning("while stopping the server: %s", problem)
+        raise
+    server_api = Server(running.state.http_port, unix_socket=running.state.plugin_socket)
+    try:
+        models = [str(entry.get("name", "")) for entry in server_api.index(ready_only=True)]
+    except TritonAPIError as error:
+        LOG.warning("cannot read the ready models: %s", error)
+        models = []
+    return pool_server.ready_values(models, config, time.time())
 
 
 def ignored_settings(config: GlideinConfig) -> list[tuple[str, str]]:

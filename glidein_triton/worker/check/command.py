@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from glidein_triton import __version__
 from glidein_triton.worker import cuda_support, cvmfs
-from glidein_triton.worker.check import container_checks, node_checks
+from glidein_triton.worker.check import container_checks, node_checks, pool_checks
 from glidein_triton.worker.check import findings as check_report
 from glidein_triton.worker.check.findings import FAIL, INFO, WARN, Finding
 from glidein_triton.worker.errors import ConfigError, CorruptionError
@@ -139,6 +139,7 @@ def run_checks(context: node_checks.NodeContext, settings_finding: Finding) -> l
         node_checks.check_front_door(server.kind),
         node_checks.check_disk(context.work_dir, context.min_free_bytes),
         node_checks.check_models(context.settings),
+        *pool_checks.check_pool(context, server),
     ]
 
 
