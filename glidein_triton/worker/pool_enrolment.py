@@ -1,0 +1,429 @@
+"""Pool mode's enrolment (GlideinWMS 3.10: no secret from the frontend): a client glidein's key gets a
+short-lived client certificate from a pool server's CA when the pool's collector holds an authenticated
+client ad naming that key.
+
+Server side (a pool server glidein's agent): :class:`EnrolmentService`, an HTTPS service (TLS server-auth
+with the server certificate) answering ``POST /enrol`` with a CSR (PEM, at most :data:`MAX_CSR` bytes; 413
+over it). The CSR's public key fingerprint must be the ``TritonPoolClientKey`` of a client ad of the pool
+that the glidein's own ``condor_status`` finds, with an ``AuthenticatedIdentity`` (the collector sets it
+from the advertiser's token) matching GLIDEIN_TRITON_POOL_IDENTITIES: then 200 with the certificate the
+signer makes (lifetime GLIDEIN_TRITON_POOL_CERT_HOURS), else 403 with a one-line reason. At most
+:data:`CONCURRENCY` connections at once (more are closed unanswered), each cut after :data:`REQUEST_LIMIT`
+seconds, TLS handshake included; one log line per decision, naming the key's fingerprint, never key bytes.
+
+Client side: :func:`enrol` checks the CA of the server's ad against the ad's fingerprint, then POSTs a CSR
+made from its key over TLS verified against that CA only: to a server that cannot prove it holds that CA's
+certificate it sends nothing. The key never leaves its node: only the CSR (its public half) does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import http.client
+import http.server
+import logging
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from glidein_triton.worker import files
+from glidein_triton.worker.classad import quoted
+from glidein_triton.worker.commands import run_quietly
+
+LOG = logging.getLogger(__name__)
+
+PATH = "/enrol"
+#: The largest CSR body read (an EC P-256 CSR is ~500 bytes in PEM).
+MAX_CSR = 8192
+#: Connections served at once; further ones are closed at once.
+CONCURRENCY = 4
+#: Seconds one connection may take, TLS handshake included (a slow client cannot hold a slot longer).
+REQUEST_LIMIT = 10.0
+#: Seconds a condor_status lookup may take.
+LOOKUP_TIMEOUT = 30.0
+#: Seconds a lookup's answer is reused for the same key (a client retrying costs one query).
+CACHE_SECONDS = 5.0
+#: The largest answer (certificate) a client reads.
+MAX_ANSWER = 65536
+FINGERPRINT_PREFIX = "sha256:"
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+OPENSSL_TIMEOUT = 30.0
+
+#: ``sign(csr_pem, hours)``: the client certificate (PEM) for the CSR's key (pool_files.sign_client_csr).
+Signer = Callable[[bytes, float], bytes]
+#: ``fingerprint(csr_pem)``: ``sha256:<hex>`` of the CSR's public key, its signature verified.
+CsrFingerprint = Callable[[bytes], str]
+#: ``lookup(fingerprint)``: the (AuthenticatedIdentity or "", Name) of each client ad naming the key.
+Lookup = Callable[[str], list[tuple[str, str]]]
+
+
+class EnrolmentError(Exception):
+    """A client's enrolment failed: the message names the server and the cause, never key bytes."""
+
+
+class CollectorError(Exception):
+    """condor_status could not answer."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An answer to one request: the HTTP status, the body, and the log line's reason."""
+
+    status: int
+    body: bytes
+    reason: str
+
+
+# ---------------------------------------------------------------------------------------------- server side
+
+
+def constraint(pool_name: str, fingerprint: str) -> str:
+    """The client ads of ``pool_name`` that name the key ``fingerprint`` (``=?=``: exact, case-sensitive)."""
+    return (
+        f'TritonPoolRole =?= "client" && TritonPoolName =?= {quoted(pool_name)}'
+        f" && TritonPoolClientKey =?= {quoted(fingerprint)}"
+    )
+
+
+def main_collector(collectors: str) -> str:
+    """The first collector of glidein_config's ``GLIDEIN_Collector`` (groups by ``;``, lists by ``,``; a
+    port range's first port), the pool's main one; "" when there is none."""
+    for item in collectors.replace(";", ",").split(","):
+        host = item.strip()
+        if host:
+            return host.split("-", 1)[0] if ":" in host else host
+    return ""
+
+
+def condor_lookup(
+    condor_dir: Path, condor_config: Path, collector: str, pool_name: str, environment: Mapping[str, str]
+) -> Lookup:
+    """A lookup through the glidein's own ``condor_status`` (its configuration and so its token; only the
+    main collector when named: a site collector's ads are not the pool's)."""
+    command_environment = {key: value for key, value in environment.items() if not key.startswith("_CONDOR_")}
+    command_environment["CONDOR_CONFIG"] = str(condor_config)
+
+    def lookup(fingerprint: str) -> list[tuple[str, str]]:
+        argv = [str(condor_dir / "bin" / "condor_status"), *(["-pool", collector] if collector else [])]
+        argv += ["-constraint", constraint(pool_name, fingerprint), "-af", "AuthenticatedIdentity", "Name"]
+        try:
+            done = run_quietly(argv, LOOKUP_TIMEOUT, command_environment)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise CollectorError(f"condor_status failed: {error}") from error
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise CollectorError(f"condor_status failed (exit {done.returncode}): {last}")
+        found = []
+        for line in done.stdout.splitlines():
+            identity, _, name = line.partition(" ")
+            if identity:  # -af prints an undefined identity as "undefined": an unauthenticated update
+                found.append(("" if identity == "undefined" else identity, name))
+        return found
+
+    return lookup
+
+
+class Gatekeeper:
+    """Who may enrol: a key named by an authenticated client ad of the pool, of an allowed identity."""
+
+    def __init__(self, lookup: Lookup, patterns: Sequence[str], clock: Callable[[], float] = time.monotonic):
+        self.lookup = lookup
+        self.patterns = tuple(patterns)
+        self.clock = clock
+        self.cache: dict[str, tuple[float, list[tuple[str, str]]]] = {}
+        self.lock = threading.Lock()
+
+    def ads(self, fingerprint: str) -> list[tuple[str, str]]:
+        """The ads naming ``fingerprint``, from the cache when looked up less than CACHE_SECONDS ago."""
+        now = self.clock()
+        with self.lock:
+            cached = self.cache.get(fingerprint)
+            if cached and now - cached[0] < CACHE_SECONDS:
+                return cached[1]
+            self.cache = {key: value for key, value in self.cache.items() if now - value[0] < CACHE_SECONDS}
+        found = self.lookup(fingerprint)
+        with self.lock:
+            self.cache[fingerprint] = (now, found)
+        return found
+
+    def refusal(self, fingerprint: str) -> str:
+        """Why ``fingerprint`` may not enrol ("" when it may)."""
+        ads = self.ads(fingerprint)
+        if not ads:
+            return "no client ad of this pool names this key"
+        identities = [identity for identity, _name in ads if identity]
+        if not identities:
+            return "the client ads naming this key have no AuthenticatedIdentity (unauthenticated updates)"
+        if not any(fnmatch.fnmatchcase(i, p) for i in identities for p in self.patterns):
+            return f"identity {identities[0]} matches no GLIDEIN_TRITON_POOL_IDENTITIES pattern"
+        return ""
+
+
+def decide(
+    body: bytes, gatekeeper: Gatekeeper, fingerprint_of: CsrFingerprint, sign: Signer, hours: float
+) -> Decision:
+    """The answer to one CSR (the size is checked before the body is read: :class:`Handler`)."""
+    try:
+        fingerprint = fingerprint_of(body)
+    except Exception as error:
+        return Decision(400, b"not a CSR with a valid signature\n", f"not a CSR ({type(error).__name__})")
+    try:
+        refusal = gatekeeper.refusal(fingerprint)
+    except CollectorError as error:
+        return Decision(503, b"cannot query the collector now\n", f"key {fingerprint}: {error}")
+    if refusal:
+        return Decision(403, f"{refusal}\n".encode(), f"key {fingerprint} refused: {refusal}")
+    try:
+        certificate = sign(body, hours)
+    except Exception as error:
+        return Decision(500, b"cannot sign now\n", f"key {fingerprint}: signing failed: {error}")
+    return Decision(200, certificate, f"key {fingerprint} signed for {hours:g} h")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """``POST /enrol``; everything else 404/405. Logs one line per decision (the server's ``decide``)."""
+
+    server: EnrolmentService
+    protocol_version = "HTTP/1.0"
+
+    def do_POST(self) -> None:
+        if self.path != PATH:
+            self.answer(Decision(404, b"not found\n", f"POST {self.path[:100]!r}: not found"))
+            return
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self.answer(Decision(411, b"a Content-Length is required\n", "no Content-Length"))
+            return
+        if int(length) > MAX_CSR:
+            self.answer(Decision(413, f"a CSR is at most {MAX_CSR} bytes\n".encode(), f"{length} bytes"))
+            return
+        body = self.rfile.read(int(length))
+        service = self.server
+        self.answer(decide(body, service.gatekeeper, service.fingerprint_of, service.sign, service.hours))
+
+    def do_GET(self) -> None:
+        self.answer(Decision(405, b"POST a CSR to /enrol\n", f"GET {self.path[:100]!r}"))
+
+    def answer(self, decision: Decision) -> None:
+        LOG.info("enrolment from %s: %d: %s", self.client_address[0], decision.status, decision.reason)
+        self.send_response(decision.status)
+        kind = "application/x-pem-file" if decision.status == 200 else "text/plain"
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(decision.body)))
+        self.end_headers()
+        self.wfile.write(decision.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """http.server's own access lines are not logged: :meth:`answer` logs each decision."""
+
+
+class EnrolmentService(http.server.ThreadingHTTPServer):
+    """The HTTPS enrolment service, TLS done in each connection's thread under a time limit."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        certificate: Path,
+        key: Path,
+        gatekeeper: Gatekeeper,
+        fingerprint_of: CsrFingerprint,
+        sign: Signer,
+        hours: float,
+    ) -> None:
+        super().__init__(address, Handler)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.load_cert_chain(certificate, key)
+        self.gatekeeper = gatekeeper
+        self.fingerprint_of = fingerprint_of
+        self.sign = sign
+        self.hours = hours
+        self.slots = threading.BoundedSemaphore(CONCURRENCY)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if not self.slots.acquire(blocking=False):
+            LOG.warning("enrolment from %s: %d connections already: closed", client_address, CONCURRENCY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        limit = TimeLimit(request.fileno())
+        try:
+            request.settimeout(REQUEST_LIMIT)
+            with self.context.wrap_socket(request, server_side=True) as secured:
+                self.finish_request(secured, client_address)
+        except OSError as error:  # ssl.SSLError too: a handshake that fails, or a cut connection
+            LOG.info("enrolment from %s: connection ended: %s", client_address, error)
+        finally:
+            limit.end()
+            self.shutdown_request(request)
+            self.slots.release()
+
+
+class TimeLimit:
+    """Shuts a connection down (its socket, by descriptor: TLS takes the socket object over) after
+    REQUEST_LIMIT seconds, so that its thread's read or write fails; never once it has ended."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.lock = threading.Lock()
+        self.ended = False
+        self.timer = threading.Timer(REQUEST_LIMIT, self.cut)
+        self.timer.start()
+
+    def cut(self) -> None:
+        with self.lock:
+            if self.ended:
+                return
+            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self.descriptor)) as duplicate:
+                duplicate.shutdown(socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        """Before the descriptor is closed (and could be another connection's)."""
+        with self.lock:
+            self.ended = True
+        self.timer.cancel()
+
+
+def start(service: EnrolmentService) -> threading.Thread:
+    """Serve in a daemon thread of the agent."""
+    thread = threading.Thread(target=service.serve_forever, name="pool-enrolment", daemon=True)
+    thread.start()
+    return thread
+
+
+# ---------------------------------------------------------------------------------------------- client side
+
+
+def certificate_fingerprint(der: bytes) -> str:
+    """``sha256:<hex>`` of a certificate's DER (as ``TritonPoolCAFingerprint``)."""
+    return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
+
+
+def certificate_path(pool_dir: Path, ca_fingerprint: str) -> Path:
+    """Where a client keeps the certificate a server's CA signed: ``clients/<CA fingerprint hex>.pem``."""
+    return pool_dir / "clients" / f"{ca_fingerprint[len(FINGERPRINT_PREFIX) :]}.pem"
+
+
+def enrol(
+    url: str, ca_der: bytes, ca_fingerprint: str, key_path: Path, csr_subject: str, timeout: float = 30.0
+) -> bytes:
+    """The client certificate (PEM) the server at ``url`` (``TritonPoolEnrolURL``) signs for the key in
+    ``key_path``; EnrolmentError when the ad's CA does not match its fingerprint, the server's TLS does not
+    verify against that CA (nothing is sent then), or the server refuses."""
+    if not ca_fingerprint.startswith(FINGERPRINT_PREFIX) or certificate_fingerprint(ca_der) != ca_fingerprint:
+        raise EnrolmentError(
+            f"the CA in the ad of {url} does not match its fingerprint {ca_fingerprint[:80]}"
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.port is None:
+        raise EnrolmentError(f"not an https://host:port/ URL: {url[:200]}")
+    try:
+        context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(ca_der))
+    except (ssl.SSLError, ValueError) as error:
+        raise EnrolmentError(f"the CA in the ad of {url} is not a certificate: {error}") from error
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    csr = make_csr(key_path, csr_subject)
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
+    try:
+        connection.connect()  # the handshake, verified, before a byte of the request
+        connection.request(
+            "POST", parts.path or PATH, body=csr, headers={"Content-Type": "application/pkcs10"}
+        )
+        response = connection.getresponse()
+        answer = response.read(MAX_ANSWER)
+    except (OSError, http.client.HTTPException) as error:
+        raise EnrolmentError(f"enrolment at {url} failed: {error}") from error
+    finally:
+        connection.close()
+    if response.status != 200:
+        reason = answer.decode("utf-8", errors="replace").strip().splitlines()[:1] or [response.reason]
+        raise EnrolmentError(f"{url} refused the enrolment ({response.status}): {reason[0][:300]}")
+    if not answer.lstrip().startswith(PEM_CERTIFICATE.encode()):
+        raise EnrolmentError(f"{url} answered something other than a PEM certificate")
+    return answer
+
+
+def store(pool_dir: Path, ca_fingerprint: str, certificate_pem: bytes) -> Path:
+    """Keep the certificate a server's CA signed (0600, in 0700 directories)."""
+    path = certificate_path(pool_dir, ca_fingerprint)
+    files.private_directory(path.parent)
+    files.write_atomically(path, certificate_pem)
+    return path
+
+
+def client_key(pool_dir: Path) -> str:
+    """The client glidein's key (``client.key``, made once, 0600) and its fingerprint for its ad
+    (``TritonPoolClientKey``)."""
+    files.private_directory(pool_dir)
+    key = pool_dir / CLIENT_KEY
+    if not key.exists():
+        _make_key(key)
+    return _key_fingerprint(key)
+
+
+def make_csr(key_path: Path, subject: str) -> bytes:
+    """A CSR (PEM) for the key in ``key_path`` (a path only goes into openssl's argv); the subject is any
+    text, which the server replaces."""
+    name = "".join(c for c in subject if c.isalnum() or c in "@._-:")[:64] or "glidein"
+    return _openssl(["req", "-new", "-key", str(key_path), "-subj", f"/CN={name}"])
+
+
+# --------------------------------------------- to be replaced by pool_files (h25server's module) at merge
+# pool_files owns the key files and the openssl calls; these stand in for pool_files.CLIENT_KEY,
+# pool_files.openssl, pool_files.make_key, pool_files.key_fingerprint and pool_files.csr_fingerprint.
+
+CLIENT_KEY = "client.key"  # to be replaced by pool_files.CLIENT_KEY at merge
+
+
+def _openssl(arguments: Sequence[str], stdin: bytes = b"") -> bytes:  # to be replaced by pool_files.openssl
+    """``openssl`` with paths and options only (never a key), under umask 077; its stdout."""
+    old_mask = os.umask(0o077)
+    try:
+        done = subprocess.run(
+            ["openssl", *arguments], input=stdin, capture_output=True, timeout=OPENSSL_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise EnrolmentError(f"openssl {arguments[0]} failed: {error}") from error
+    finally:
+        os.umask(old_mask)
+    if done.returncode != 0:
+        raise EnrolmentError(f"openssl {arguments[0]} failed (exit {done.returncode})")
+    return done.stdout
+
+
+def _make_key(path: Path) -> None:  # to be replaced by pool_files.make_key at merge
+    _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)])
+    path.chmod(0o600)
+
+
+def _key_fingerprint(path: Path) -> str:  # to be replaced by pool_files.key_fingerprint at merge
+    der = _openssl(["pkey", "-in", str(path), "-pubout", "-outform", "DER"])
+    return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
+
+
+def csr_fingerprint(csr_pem: bytes) -> str:  # to be replaced by pool_files.csr_fingerprint at merge
+    """The fingerprint of a CSR's public key; its signature must verify (EnrolmentError otherwise)."""
+    public_pem = _openssl(["req", "-noout", "-verify", "-pubkey"], stdin=csr_pem)
+    der = _openssl(["pkey", "-pubin", "-pubout", "-outform", "DER"], stdin=public_pem)
+    return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
