@@ -48,6 +48,9 @@ MAX_CSR = 8192
 CONCURRENCY = 4
 #: Seconds one connection may take, TLS handshake included (a slow client cannot hold a slot longer).
 REQUEST_LIMIT = 10.0
+#: After an answer, how long and how much of the rest of a request is read before the connection closes.
+LINGER = 1.0
+MAX_LINGER = 1 << 20
 #: Seconds a condor_status lookup may take.
 LOOKUP_TIMEOUT = 30.0
 #: Seconds a lookup's answer is reused for the same key (a client retrying costs one query).
@@ -272,12 +275,27 @@ class EnrolmentService(http.server.ThreadingHTTPServer):
             request.settimeout(REQUEST_LIMIT)
             with self.context.wrap_socket(request, server_side=True) as secured:
                 self.finish_request(secured, client_address)
+                linger(secured)
         except OSError as error:  # ssl.SSLError too: a handshake that fails, or a cut connection
             LOG.info("enrolment from %s: connection ended: %s", client_address, error)
         finally:
             limit.end()
             self.shutdown_request(request)
             self.slots.release()
+
+
+def linger(secured: ssl.SSLSocket) -> None:
+    """End the answer, then read (and drop) what the client still sends, up to MAX_LINGER bytes for at most
+    LINGER seconds: closing with a body unread (a 413) resets the connection, which can lose the answer."""
+    secured.shutdown(socket.SHUT_WR)  # TLS ends here: what follows is read from the plain socket
+    secured.settimeout(LINGER)
+    dropped = 0
+    with contextlib.suppress(OSError):
+        while dropped < MAX_LINGER:
+            data = secured.recv(65536)
+            if not data:
+                break
+            dropped += len(data)
 
 
 class TimeLimit:

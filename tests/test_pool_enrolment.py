@@ -1,0 +1,343 @@
+"""Pool mode's enrolment (GlideinWMS 3.10 trust): real openssl, real TLS on 127.0.0.1 and a rogue on
+127.0.0.4, the stand-in condor_status over an ads file (which sets AuthenticatedIdentity as a collector)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.local.standin_collector import ADS_VARIABLE, COLLECTOR_VARIABLE, install_condor_dir
+from glidein_triton.worker import pool_enrolment
+from glidein_triton.worker.pool_enrolment import (
+    EnrolmentError,
+    EnrolmentService,
+    Gatekeeper,
+    certificate_fingerprint,
+    client_key,
+    condor_lookup,
+    enrol,
+)
+from tests import pool_pki
+
+POOL = "cms-gpu"
+COLLECTOR = "collector.example.org:9618"
+IDENTITY = "T2_US_Example@frontend.example.org"
+
+
+@dataclass
+class Pool:
+    """A pool server's enrolment service on 127.0.0.1, its collector's ads file, and a client's key."""
+
+    ca: pool_pki.TestCA
+    url: str
+    ads: Path
+    client_dir: Path
+    fingerprint: str
+    service: EnrolmentService
+
+    def advertise(self, ad: str, identity: str | None = IDENTITY) -> None:
+        """Add an ad to the collector, as advertised by ``identity`` (None: unauthenticated)."""
+        header = f"# advertised by: {identity}\n" if identity else ""
+        with self.ads.open("a") as ads:
+            ads.write(f"\n{header}{ad.strip()}\n")
+
+    def client_ad(self, key: str = "", name: str = POOL, role: str = "client") -> str:
+        return (
+            f'MyType = "Machine"\nName = "slot1@glidein_42@wn1.example.org"\n'
+            f'TritonPoolRole = "{role}"\nTritonPoolName = "{name}"\n'
+            f'TritonPoolClientKey = "{key or self.fingerprint}"\n'
+        )
+
+    def enrol(self, **changes: object) -> bytes:
+        arguments: dict[str, object] = {
+            "url": self.url,
+            "ca_der": self.ca.der(),
+            "ca_fingerprint": certificate_fingerprint(self.ca.der()),
+            "key_path": self.client_dir / pool_enrolment.CLIENT_KEY,
+            "csr_subject": "slot1@glidein_42@wn1.example.org",
+            "timeout": 10.0,
+        }
+        arguments.update(changes)
+        return enrol(**arguments)  # type: ignore[arg-type]
+
+
+def serve(ca: pool_pki.TestCA, gatekeeper: Gatekeeper, hours: float = 2) -> EnrolmentService:
+    cert, key = pool_pki.server_certificate(ca, "127.0.0.1")
+    service = EnrolmentService(
+        ("127.0.0.1", 0), cert, key, gatekeeper, pool_enrolment.csr_fingerprint, ca.sign_client_csr, hours
+    )
+    pool_enrolment.start(service)
+    return service
+
+
+@pytest.fixture
+def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
+    condor_dir = install_condor_dir(tmp_path / "condor")
+    condor_config = tmp_path / "condor_config"
+    condor_config.write_text("COLLECTOR_HOST = collector.example.org\n")
+    ads = tmp_path / "ads"
+    ads.write_text("")
+    environment = {**os.environ, ADS_VARIABLE: str(ads), COLLECTOR_VARIABLE: COLLECTOR}
+    lookup = condor_lookup(condor_dir, condor_config, COLLECTOR, POOL, environment)
+    ca = pool_pki.make_ca(tmp_path / "server")
+    service = serve(ca, Gatekeeper(lookup, ["*@frontend.example.org"]))
+    client_dir = tmp_path / "client" / "pool"
+    fingerprint = client_key(client_dir)
+    try:
+        yield Pool(ca, f"https://127.0.0.1:{service.port}/enrol", ads, client_dir, fingerprint, service)
+    finally:
+        service.shutdown()
+        service.server_close()
+
+
+def openssl_text(certificate: bytes) -> str:
+    return pool_pki.openssl(["x509", "-noout", "-text"], certificate).decode()
+
+
+def key_body(path: Path) -> str:
+    """The base64 of a PEM key, the bytes that must appear nowhere else."""
+    lines = path.read_text().splitlines()
+    return "".join(line for line in lines if not line.startswith("-----"))
+
+
+def test_a_key_in_an_authenticated_client_ad_gets_a_client_certificate(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    pool.advertise(pool.client_ad())
+    before = time.time()
+    certificate = pool.enrol()
+    chain = pool.ca.directory / "client.pem"
+    chain.write_bytes(certificate)
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(pool.ca.cert), "-purpose", "sslclient", str(chain)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert "TLS Web Client Authentication" in openssl_text(certificate)
+    _start, end = pool_pki.dates(certificate)
+    assert abs(end - (before + 2 * 3600)) < 60  # the lifetime the service asked for
+    # the certificate is for the client's own key
+    public = pool_pki.openssl(["x509", "-noout", "-pubkey"], certificate)
+    der = pool_pki.openssl(["pkey", "-pubin", "-outform", "DER"], public)
+    assert certificate_fingerprint(der) == pool.fingerprint
+    stored = pool_enrolment.store(pool.client_dir, certificate_fingerprint(pool.ca.der()), certificate)
+    assert stored == pool.client_dir / "clients" / f"{certificate_fingerprint(pool.ca.der())[7:]}.pem"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat.S_IMODE((pool.client_dir / "client.key").stat().st_mode) == 0o600
+    decisions = [r.getMessage() for r in caplog.records if "enrolment from" in r.getMessage()]
+    assert decisions == [f"enrolment from 127.0.0.1: 200: key {pool.fingerprint} signed for 2 h"]
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no ad", "no client ad of this pool names this key"),
+        ("another key's ad", "no client ad of this pool names this key"),
+        ("unauthenticated ad", "have no AuthenticatedIdentity"),
+        ("another pool's ad", "no client ad of this pool names this key"),
+        ("a server ad", "no client ad of this pool names this key"),
+        ("identity of another frontend", "identity T2_X@rogue.example.org matches no"),
+    ],
+)
+def test_a_key_without_an_authenticated_client_ad_of_the_pool_is_refused(
+    pool: Pool, caplog: pytest.LogCaptureFixture, case: str, reason: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    if case == "another key's ad":
+        pool.advertise(pool.client_ad(key="sha256:" + "0" * 64))
+    elif case == "unauthenticated ad":
+        pool.advertise(pool.client_ad(), identity=None)
+    elif case == "another pool's ad":
+        pool.advertise(pool.client_ad(name="atlas-gpu"))
+    elif case == "a server ad":
+        pool.advertise(pool.client_ad(role="server"))
+    elif case == "identity of another frontend":
+        pool.advertise(pool.client_ad(), identity="T2_X@rogue.example.org")
+    with pytest.raises(EnrolmentError, match=r"refused the enrolment \(403\)") as refused:
+        pool.enrol()
+    assert reason in str(refused.value)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert f"403: key {pool.fingerprint} refused: " in logged
+    assert reason in logged
+    body = key_body(pool.client_dir / "client.key")
+    assert body not in logged
+    assert body not in str(refused.value)
+
+
+def test_a_pool_name_with_quotes_cannot_widen_the_lookup(tmp_path: Path) -> None:
+    """The constraint's strings are ClassAd literals: a name that tries to close one matches no ad."""
+    condor_dir = install_condor_dir(tmp_path / "condor")
+    config = tmp_path / "condor_config"
+    config.write_text("")
+    ads = tmp_path / "ads"
+    ads.write_text(
+        '# advertised by: a@b\nMyType = "Machine"\nName = "x"\nTritonPoolRole = "client"\n'
+        'TritonPoolName = "other"\nTritonPoolClientKey = "sha256:ab"\n'
+    )
+    environment = {**os.environ, ADS_VARIABLE: str(ads)}
+    assert condor_lookup(condor_dir, config, "", "other", environment)("sha256:ab") == [("a@b", "x")]
+    widened = condor_lookup(condor_dir, config, "", '" || true || "', environment)
+    assert widened("sha256:ab") == []
+
+
+def test_only_the_main_collector_is_asked(pool: Pool, tmp_path: Path) -> None:
+    """A collector the glidein cannot reach (here: another than the stand-in's) answers 503, not 403."""
+    pool.advertise(pool.client_ad())
+    lookup = condor_lookup(
+        tmp_path / "condor", tmp_path / "condor_config", "site-ce.example.org:9619", POOL, dict(os.environ)
+    )
+    pool.service.gatekeeper = Gatekeeper(lookup, ["*"])
+    with pytest.raises(EnrolmentError, match=r"\(503\): cannot query the collector now"):
+        pool.enrol()
+    assert pool_enrolment.main_collector("c1.example.org:9618,c2:9618;c3") == "c1.example.org:9618"
+    assert pool_enrolment.main_collector(" ; c1.example.org:9620-9660") == "c1.example.org:9620"
+    assert pool_enrolment.main_collector("") == ""
+
+
+def post(pool: Pool, body: bytes, path: str = "/enrol") -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(pool.ca.cert))
+    connection = http.client.HTTPSConnection("127.0.0.1", pool.service.port, context=context, timeout=10)
+    try:
+        connection.request("POST", path, body=body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_an_oversized_body_gets_413_and_garbage_400(pool: Pool) -> None:
+    status, body = post(pool, b"A" * (pool_enrolment.MAX_CSR + 1))
+    assert (status, body) == (413, b"a CSR is at most 8192 bytes\n")
+    assert post(pool, b"-----BEGIN CERTIFICATE REQUEST-----\nnot one\n")[0] == 400
+    assert post(pool, b"x", path="/other")[0] == 404
+
+
+@pytest.fixture
+def rogue(tmp_path: Path) -> Iterator[tuple[int, list[bytes]]]:
+    """A TLS server on 127.0.0.4 with a certificate of another CA, recording what it decrypts."""
+    ca = pool_pki.make_ca(tmp_path / "rogue", "rogue CA")
+    cert, key = pool_pki.server_certificate(ca, "127.0.0.4")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.4", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(connection, server_side=True) as secured:
+                    secured.settimeout(5)
+                    received.append(secured.recv(65536))
+            except OSError:
+                received.append(b"")  # the handshake failed: nothing decrypted
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], received
+    finally:
+        listener.close()
+
+
+def test_a_rogue_server_with_another_ca_receives_no_csr(pool: Pool, rogue: tuple[int, list[bytes]]) -> None:
+    port, received = rogue
+    pool.advertise(pool.client_ad())
+    with pytest.raises(EnrolmentError, match="CERTIFICATE_VERIFY_FAILED"):
+        pool.enrol(url=f"https://127.0.0.4:{port}/enrol")
+    assert wait_for(lambda: received)
+    assert received == [b""]  # it got a handshake, no CSR byte
+
+
+def test_a_ca_that_does_not_match_the_ad_fingerprint_is_refused_before_connecting(pool: Pool) -> None:
+    other = pool_pki.make_ca(pool.ca.directory.parent / "other", "other CA")
+    with pytest.raises(EnrolmentError, match="does not match its fingerprint"):
+        pool.enrol(ca_der=other.der())
+    with pytest.raises(EnrolmentError, match="does not match its fingerprint"):
+        pool.enrol(ca_fingerprint="md5:" + certificate_fingerprint(pool.ca.der())[7:])
+    with pytest.raises(EnrolmentError, match="not an https://host:port/ URL"):
+        pool.enrol(url=f"http://127.0.0.1:{pool.service.port}/enrol")
+
+
+def test_connections_are_bounded_and_cut_after_the_time_limit(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_enrolment, "REQUEST_LIMIT", 1.0)
+    pool.advertise(pool.client_ad())
+    idle = [
+        socket.create_connection(("127.0.0.1", pool.service.port)) for _ in range(pool_enrolment.CONCURRENCY)
+    ]
+    try:
+        time.sleep(0.2)
+        with pytest.raises(EnrolmentError, match=r"enrolment at .* failed"):
+            pool.enrol()  # every slot is held by a connection that never sends its handshake
+        started = time.monotonic()
+        for connection in idle:
+            connection.settimeout(5)
+            assert connection.recv(1) == b""  # cut by the server
+        assert time.monotonic() - started < 3
+    finally:
+        for connection in idle:
+            connection.close()
+    assert wait_for(pool.enrol)
+
+
+def test_lookups_are_cached_for_a_few_seconds() -> None:
+    calls: list[str] = []
+    now = [100.0]
+
+    def lookup(fingerprint: str) -> list[tuple[str, str]]:
+        calls.append(fingerprint)
+        return [("a@fe.example.org", "glidein")]
+
+    gate = Gatekeeper(lookup, ["*@fe.example.org"], clock=lambda: now[0])
+    assert gate.refusal("sha256:1") == gate.refusal("sha256:1") == ""
+    assert calls == ["sha256:1"]
+    now[0] += pool_enrolment.CACHE_SECONDS
+    assert gate.refusal("sha256:1") == ""
+    assert calls == ["sha256:1", "sha256:1"]
+    assert Gatekeeper(lookup, ["a@*.org", "x"]).refusal("k") == ""
+    assert "matches no" in Gatekeeper(lookup, ["A@FE.EXAMPLE.ORG"]).refusal("k")  # case counts
+
+
+def test_the_client_key_is_made_once_and_its_fingerprint_is_its_public_key(tmp_path: Path) -> None:
+    directory = tmp_path / "pool"
+    fingerprint = client_key(directory)
+    assert fingerprint == client_key(directory)
+    der = pool_pki.openssl(["pkey", "-in", str(directory / "client.key"), "-pubout", "-outform", "DER"])
+    assert fingerprint == "sha256:" + __import__("hashlib").sha256(der).hexdigest()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    csr = pool_enrolment.make_csr(directory / "client.key", 'slot1@x "; rm -rf /')
+    assert pool_enrolment.csr_fingerprint(csr) == fingerprint
+    assert base64.b64decode(key_body(directory / "client.key")) not in csr
+
+
+def wait_for(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():  # type: ignore[operator]
+                return True
+        except EnrolmentError:
+            pass
+        time.sleep(0.1)
+    return False
