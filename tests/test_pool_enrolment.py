@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.local.standin_collector import ADS_VARIABLE, COLLECTOR_VARIABLE, install_condor_dir
-from glidein_triton.worker import pool_enrolment
+from glidein_triton.worker import pool_enrolment, publish, startup
+from glidein_triton.worker.glidein_config import GlideinConfig
+from glidein_triton.worker.glidein_config import publish as publish_config
 from glidein_triton.worker.pool_enrolment import (
     EnrolmentError,
     EnrolmentService,
@@ -341,3 +344,78 @@ def wait_for(condition: object, timeout: float = 10.0) -> bool:
             pass
         time.sleep(0.1)
     return False
+
+
+def test_a_pool_server_glidein_serves_enrolment_on_its_published_url(tmp_path: Path) -> None:
+    """service_for: the address and port of TRITON_POOL_ENROL_URL, the pool's server certificate, the
+    glidein's own condor_status (CONDOR_DIR, its condor_config, -pool its main collector), the settings."""
+    work_dir = tmp_path / "glidein"
+    pool_dir = work_dir / "triton" / "pool"
+    ca = pool_pki.make_ca(pool_dir)
+    pool_pki.server_certificate(ca, "127.0.0.1")
+    (work_dir / "condor_config").write_text("")
+    ads = tmp_path / "ads"
+    url = pool_enrolment.enrol_url("127.0.0.1")
+    config = {
+        "GLIDEIN_TRITON_POOL": "server",
+        "GLIDEIN_TRITON_POOL_NAME": POOL,
+        "GLIDEIN_TRITON_POOL_IDENTITIES": "*@frontend.example.org",
+        "GLIDEIN_TRITON_POOL_CERT_HOURS": "3",
+        "TRITON_POOL_ENROL_URL": url,
+        "CONDOR_DIR": str(install_condor_dir(tmp_path / "condor")),
+        "GLIDEIN_Collector": f"{COLLECTOR},backup.example.org:9618",
+    }
+    environment = {**os.environ, ADS_VARIABLE: str(ads), COLLECTOR_VARIABLE: COLLECTOR}
+    assert (
+        pool_enrolment.service_for(
+            work_dir, {**config, "GLIDEIN_TRITON_POOL": "client"}, environment, ca.sign_client_csr
+        )
+        is None
+    )
+    service = pool_enrolment.service_for(work_dir, config, environment, ca.sign_client_csr)
+    assert service is not None
+    pool_enrolment.start(service)
+    try:
+        client_dir = tmp_path / "client"
+        values = pool_enrolment.client_values(client_dir, {"GLIDEIN_TRITON_POOL": "client"})
+        assert values == [("TRITON_POOL_CLIENT_KEY", client_key(client_dir / "triton" / "pool"))]
+        assert pool_enrolment.client_values(client_dir, {}) == []
+        ad = f'MyType = "Machine"\nName = "c"\nTritonPoolRole = "client"\nTritonPoolName = "{POOL}"\n'
+        ads.write_text(f'# advertised by: {IDENTITY}\n{ad}TritonPoolClientKey = "{values[0][1]}"\n')
+        certificate = enrol(
+            url,
+            ca.der(),
+            certificate_fingerprint(ca.der()),
+            client_dir / "triton" / "pool" / "client.key",
+            "c",
+        )
+        _start, end = pool_pki.dates(certificate)
+        assert abs(end - (time.time() + 3 * 3600)) < 60
+    finally:
+        service.shutdown()
+        service.server_close()
+    with pytest.raises(ValueError, match="TRITON_POOL_ENROL_URL"):
+        pool_enrolment.service_for(
+            work_dir, {**config, "TRITON_POOL_ENROL_URL": ""}, environment, ca.sign_client_csr
+        )
+
+
+def test_a_pool_client_glidein_publishes_its_key_fingerprint_and_no_key_bytes(tmp_path: Path) -> None:
+    """startup.pool_client_values as announce publishes it: glidein_config and condor_vars.lst through the
+    glidein's own add_config_line.source; the key 0600 in triton/pool, its bytes nowhere else."""
+    glidein = SimulatedGlidein(tmp_path / "glidein").layout()
+    assert startup.pool_client_values(GlideinConfig.read(glidein.config_path)) == []
+    glidein.set("GLIDEIN_TRITON_POOL", "client")
+    config = GlideinConfig.read(glidein.config_path)
+    values = startup.pool_client_values(config)
+    publish_config(config, values, publish.condor_vars(values))
+    key = glidein.config_path.parent / "triton" / "pool" / "client.key"
+    fingerprint = client_key(key.parent)
+    assert values == [("TRITON_POOL_CLIENT_KEY", fingerprint)]
+    assert glidein.config()["TRITON_POOL_CLIENT_KEY"] == fingerprint
+    assert ["TRITON_POOL_CLIENT_KEY", "S", "-", "TritonPoolClientKey", "N", "Y", "-"] in glidein.condor_vars()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    body = key_body(key)
+    for path in glidein.config_path.parent.rglob("*"):
+        if path.is_file() and path != key:
+            assert body not in path.read_text(errors="replace"), path

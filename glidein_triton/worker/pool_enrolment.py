@@ -38,6 +38,7 @@ from pathlib import Path
 from glidein_triton.worker import files
 from glidein_triton.worker.classad import quoted
 from glidein_triton.worker.commands import run_quietly
+from glidein_triton.worker.ports import free_port
 
 LOG = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ CACHE_SECONDS = 5.0
 #: The largest answer (certificate) a client reads.
 MAX_ANSWER = 65536
 FINGERPRINT_PREFIX = "sha256:"
+#: The glidein_config key of the enrolment URL that the pool server publishes (TritonPoolEnrolURL).
+ENROL_URL_KEY = "TRITON_POOL_ENROL_URL"
+#: The glidein_config key of a pool client's key fingerprint (TritonPoolClientKey, publish.ATTRIBUTES).
+CLIENT_KEY_KEY = "TRITON_POOL_CLIENT_KEY"
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 OPENSSL_TIMEOUT = 30.0
 
@@ -330,6 +335,52 @@ def start(service: EnrolmentService) -> threading.Thread:
     return thread
 
 
+def pool_setting(config: Mapping[str, str], key: str, default: str) -> str:
+    """GLIDEIN_TRITON_POOL / _POOL_NAME as glidein_config has them (the pool server part owns their rows
+    in the settings table)."""
+    return config.get(key, "").strip() or default
+
+
+def enrol_url(address: str) -> str:
+    """A ``TritonPoolEnrolURL`` for a pool server's startup to publish: a port free now on ``address``
+    (the agent binds it later: :func:`service_for`)."""
+    return f"https://{address}:{free_port(address)}{PATH}"
+
+
+def service_for(
+    work_dir: Path, config: Mapping[str, str], environment: Mapping[str, str], sign: Signer
+) -> EnrolmentService | None:
+    """The enrolment service of a pool server glidein (None for any other glidein), on the address and port
+    of its published ``TritonPoolEnrolURL``, with the pool's server certificate, the glidein's own
+    condor_status and the settings GLIDEIN_TRITON_POOL_IDENTITIES and _CERT_HOURS. Raises OSError or
+    ValueError when it cannot be set up (the agent logs it and runs on without enrolment)."""
+    if pool_setting(config, "GLIDEIN_TRITON_POOL", "off").lower() != "server":
+        return None
+    from glidein_triton.worker.settings import Settings  # noqa: PLC0415 (only a pool server needs it)
+
+    settings = Settings.from_config(config)
+    url = urllib.parse.urlsplit(config.get(ENROL_URL_KEY, ""))
+    if url.scheme != "https" or not url.hostname or url.port is None:
+        raise ValueError(f"no https://address:port/enrol in glidein_config's {ENROL_URL_KEY}")
+    pool_dir = work_dir / "triton" / POOL_DIR_NAME
+    lookup = condor_lookup(
+        Path(config.get("CONDOR_DIR", "")),
+        work_dir / "condor_config",
+        main_collector(config.get("GLIDEIN_Collector", "")),
+        pool_setting(config, "GLIDEIN_TRITON_POOL_NAME", "default"),
+        environment,
+    )
+    return EnrolmentService(
+        (url.hostname, url.port),
+        pool_dir / SERVER_CERT,
+        pool_dir / SERVER_KEY,
+        Gatekeeper(lookup, settings.pool_identities),
+        csr_fingerprint,
+        sign,
+        settings.pool_cert_hours,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- client side
 
 
@@ -400,6 +451,20 @@ def client_key(pool_dir: Path) -> str:
     return _key_fingerprint(key)
 
 
+def client_values(work_dir: Path, config: Mapping[str, str]) -> list[tuple[str, str]]:
+    """What a pool client glidein publishes at startup: its key's fingerprint (``TritonPoolClientKey``),
+    the key made if needed; nothing for other glideins, or when openssl fails (logged: the glidein then
+    cannot enrol, its own server still serves its jobs)."""
+    if pool_setting(config, "GLIDEIN_TRITON_POOL", "off").lower() != "client":
+        return []
+    try:
+        fingerprint = client_key(work_dir / "triton" / POOL_DIR_NAME)
+    except (OSError, EnrolmentError) as error:
+        LOG.warning("pool client: cannot make its key, so it cannot enrol: %s", error)
+        return []
+    return [(CLIENT_KEY_KEY, fingerprint)]
+
+
 def make_csr(key_path: Path, subject: str) -> bytes:
     """A CSR (PEM) for the key in ``key_path`` (a path only goes into openssl's argv); the subject is any
     text, which the server replaces."""
@@ -412,6 +477,9 @@ def make_csr(key_path: Path, subject: str) -> bytes:
 # pool_files.openssl, pool_files.make_key, pool_files.key_fingerprint and pool_files.csr_fingerprint.
 
 CLIENT_KEY = "client.key"  # to be replaced by pool_files.CLIENT_KEY at merge
+POOL_DIR_NAME = "pool"  # to be replaced by pool_files.pool_dir at merge
+SERVER_CERT = "server.pem"  # to be replaced by pool_files.SERVER_CERT at merge
+SERVER_KEY = "server.key"  # to be replaced by pool_files.SERVER_KEY at merge
 
 
 def _openssl(arguments: Sequence[str], stdin: bytes = b"") -> bytes:  # to be replaced by pool_files.openssl

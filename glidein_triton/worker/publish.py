@@ -36,6 +36,8 @@ ATTRIBUTES = (
     CondorVar("TRITON_RESERVED_MEMORY", "I", "TritonReservedMemory"),
     CondorVar("TRITON_CONDOR_RESERVED_MEMORY", "I", "RESERVED_MEMORY", publish="N"),
     CondorVar("TRITON_CONDOR_STARTD_CPUS", "I", "STARTD.GLIDEIN_CPUS", publish="N"),
+    # pool: enrolment. A pool client's key fingerprint, which pool servers sign certificates for.
+    CondorVar("TRITON_POOL_CLIENT_KEY", "S", "TritonPoolClientKey"),
 )
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 
