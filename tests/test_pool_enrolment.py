@@ -21,7 +21,7 @@ import pytest
 
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.local.standin_collector import ADS_VARIABLE, COLLECTOR_VARIABLE, install_condor_dir
-from glidein_triton.worker import pool_enrolment, publish, startup
+from glidein_triton.worker import agent, pool_enrolment, publish, startup
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.glidein_config import publish as publish_config
 from glidein_triton.worker.pool_enrolment import (
@@ -347,8 +347,9 @@ def wait_for(condition: object, timeout: float = 10.0) -> bool:
 
 
 def test_a_pool_server_glidein_serves_enrolment_on_its_published_url(tmp_path: Path) -> None:
-    """service_for: the address and port of TRITON_POOL_ENROL_URL, the pool's server certificate, the
-    glidein's own condor_status (CONDOR_DIR, its condor_config, -pool its main collector), the settings."""
+    """The agent's enrolment (agent.start_enrolment, service_for): the address and port of
+    TRITON_POOL_ENROL_URL, the pool's server certificate and CA, the glidein's own condor_status (CONDOR_DIR,
+    its condor_config, -pool its main collector), the settings; a client's key in an ad gets its certificate."""
     work_dir = tmp_path / "glidein"
     pool_dir = work_dir / "triton" / "pool"
     ca = pool_pki.make_ca(pool_dir)
@@ -366,15 +367,10 @@ def test_a_pool_server_glidein_serves_enrolment_on_its_published_url(tmp_path: P
         "GLIDEIN_Collector": f"{COLLECTOR},backup.example.org:9618",
     }
     environment = {**os.environ, ADS_VARIABLE: str(ads), COLLECTOR_VARIABLE: COLLECTOR}
-    assert (
-        pool_enrolment.service_for(
-            work_dir, {**config, "GLIDEIN_TRITON_POOL": "client"}, environment, ca.sign_client_csr
-        )
-        is None
-    )
-    service = pool_enrolment.service_for(work_dir, config, environment, ca.sign_client_csr)
+    glidein_config = work_dir / "glidein_config"
+    glidein_config.write_text("".join(f"{key} {value}\n" for key, value in config.items()))
+    service = agent.start_enrolment(work_dir, environment)
     assert service is not None
-    pool_enrolment.start(service)
     try:
         client_dir = tmp_path / "client"
         values = pool_enrolment.client_values(client_dir, {"GLIDEIN_TRITON_POOL": "client"})
@@ -382,22 +378,30 @@ def test_a_pool_server_glidein_serves_enrolment_on_its_published_url(tmp_path: P
         assert pool_enrolment.client_values(client_dir, {}) == []
         ad = f'MyType = "Machine"\nName = "c"\nTritonPoolRole = "client"\nTritonPoolName = "{POOL}"\n'
         ads.write_text(f'# advertised by: {IDENTITY}\n{ad}TritonPoolClientKey = "{values[0][1]}"\n')
-        certificate = enrol(
-            url,
-            ca.der(),
-            certificate_fingerprint(ca.der()),
-            client_dir / "triton" / "pool" / "client.key",
-            "c",
-        )
+        key = client_dir / "triton" / "pool" / "client.key"
+        certificate = enrol(url, ca.der(), certificate_fingerprint(ca.der()), key, "c")
         _start, end = pool_pki.dates(certificate)
         assert abs(end - (time.time() + 3 * 3600)) < 60
+        assert "TLS Web Client Authentication" in openssl_text(certificate)
+        assert "TLS Web Server Authentication" not in openssl_text(certificate)
     finally:
         service.shutdown()
         service.server_close()
+    glidein_config.write_text("GLIDEIN_TRITON_POOL client\n")
+    assert agent.start_enrolment(work_dir, environment) is None
     with pytest.raises(ValueError, match="TRITON_POOL_ENROL_URL"):
         pool_enrolment.service_for(
             work_dir, {**config, "TRITON_POOL_ENROL_URL": ""}, environment, ca.sign_client_csr
         )
+
+
+def test_a_client_certificate_never_outlives_the_ca(tmp_path: Path) -> None:
+    ca = pool_pki.make_ca(tmp_path / "ca")  # a CA of one day
+    client_key(tmp_path / "client")
+    csr = pool_enrolment.make_csr(tmp_path / "client" / "client.key", "c")
+    _start, ca_end = pool_pki.dates(ca.cert.read_bytes())
+    _start, end = pool_pki.dates(pool_enrolment.sign_client_csr(csr, 48, ca.directory))
+    assert end == ca_end
 
 
 def test_a_pool_client_glidein_publishes_its_key_fingerprint_and_no_key_bytes(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ certificate it sends nothing. The key never leaves its node: only the CSR (its p
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import fnmatch
 import hashlib
@@ -28,6 +29,7 @@ import os
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -474,12 +476,16 @@ def make_csr(key_path: Path, subject: str) -> bytes:
 
 # --------------------------------------------- to be replaced by pool_files (h25server's module) at merge
 # pool_files owns the key files and the openssl calls; these stand in for pool_files.CLIENT_KEY,
-# pool_files.openssl, pool_files.make_key, pool_files.key_fingerprint and pool_files.csr_fingerprint.
+# pool_files.openssl, make_key, key_fingerprint, csr_fingerprint and sign_client_csr.
 
 CLIENT_KEY = "client.key"  # to be replaced by pool_files.CLIENT_KEY at merge
 POOL_DIR_NAME = "pool"  # to be replaced by pool_files.pool_dir at merge
 SERVER_CERT = "server.pem"  # to be replaced by pool_files.SERVER_CERT at merge
 SERVER_KEY = "server.key"  # to be replaced by pool_files.SERVER_KEY at merge
+CA_CERT = "ca.pem"  # to be replaced by pool_files.CA_CERT at merge
+CA_KEY = "ca.key"  # to be replaced by pool_files.CA_KEY at merge
+#: How far back a certificate's validity starts, for clocks of other nodes a little behind.
+CLOCK_SKEW = 300
 
 
 def _openssl(arguments: Sequence[str], stdin: bytes = b"") -> bytes:  # to be replaced by pool_files.openssl
@@ -513,3 +519,41 @@ def csr_fingerprint(csr_pem: bytes) -> str:  # to be replaced by pool_files.csr_
     public_pem = _openssl(["req", "-noout", "-verify", "-pubkey"], stdin=csr_pem)
     der = _openssl(["pkey", "-pubin", "-pubout", "-outform", "DER"], stdin=public_pem)
     return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
+
+
+def sign_client_csr(csr_pem: bytes, hours: float, directory: Path) -> bytes:
+    """A client certificate (EKU clientAuth only, subject its own) for the key of ``csr_pem``, signed by the
+    CA in ``directory`` for ``hours``, never past the CA's end. To be replaced by pool_files.sign_client_csr
+    at merge (same signature)."""
+    ca_cert = directory / CA_CERT
+    end_text = _openssl(["x509", "-noout", "-enddate", "-in", str(ca_cert)]).decode().strip().split("=", 1)[1]
+    ca_end = calendar.timegm(time.strptime(" ".join(end_text.split()), "%b %d %H:%M:%S %Y %Z"))
+    now = time.time()
+    end = min(now + hours * 3600, ca_end)
+    if end <= now:
+        raise EnrolmentError(f"the pool CA {ca_cert} has expired")
+    with tempfile.TemporaryDirectory(prefix="glidein-triton-enrol-") as name:
+        work = Path(name)
+        (work / "index.txt").write_bytes(b"")
+        (work / "ca.cnf").write_text(
+            f"[ca]\ndefault_ca = pool\n[pool]\nserial = {work}/serial\ndatabase = {work}/index.txt\n"
+            f"new_certs_dir = {work}\ndefault_md = sha256\npolicy = any\nunique_subject = no\n"
+            "copy_extensions = none\n[any]\ncommonName = supplied\n[extensions]\n"
+            "basicConstraints = critical,CA:false\nkeyUsage = critical,digitalSignature\n"
+            "extendedKeyUsage = clientAuth\n"
+        )
+        (work / "request.pem").write_bytes(csr_pem)
+        _openssl(
+            [
+                "ca", "-batch", "-notext", "-rand_serial", "-config", str(work / "ca.cnf"),
+                "-extensions", "extensions", "-cert", str(ca_cert), "-keyfile", str(directory / CA_KEY),
+                "-subj", "/CN=glidein-triton pool client", "-startdate", _stamp(now - CLOCK_SKEW),
+                "-enddate", _stamp(end), "-in", str(work / "request.pem"), "-out", str(work / "out.pem"),
+            ]
+        )  # fmt: skip
+        return (work / "out.pem").read_bytes()
+
+
+def _stamp(moment: float) -> str:
+    """GeneralizedTime (UTC) as ``openssl ca -startdate/-enddate`` take it (lifetimes to the second)."""
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(moment))
