@@ -423,3 +423,28 @@ def test_a_pool_client_glidein_publishes_its_key_fingerprint_and_no_key_bytes(tm
     for path in glidein.config_path.parent.rglob("*"):
         if path.is_file() and path != key:
             assert body not in path.read_text(errors="replace"), path
+
+
+def test_a_kept_certificate_is_reused_until_it_is_near_its_end(pool: Pool) -> None:
+    pool.advertise(pool.client_ad())
+    ca_base64 = base64.b64encode(pool.ca.der()).decode()
+    ca_fingerprint = certificate_fingerprint(pool.ca.der())
+    first = pool_enrolment.certificate_for(pool.client_dir, pool.url, ca_base64, ca_fingerprint, "c")
+    assert first == pool.client_dir / "clients" / f"{ca_fingerprint[7:]}.pem"
+    kept = first.read_bytes()
+    assert pool_enrolment.certificate_for(pool.client_dir, pool.url, ca_base64, ca_fingerprint, "c") == first
+    assert first.read_bytes() == kept  # reused: 2 h left is more than the margin
+    renewed = pool_enrolment.certificate_for(
+        pool.client_dir, pool.url, ca_base64, ca_fingerprint, "c", 3 * 3600
+    )
+    assert renewed.read_bytes() != kept
+    with pytest.raises(EnrolmentError, match="not base64"):
+        pool_enrolment.certificate_for(pool.client_dir, pool.url, "!!", "sha256:" + "0" * 64, "c")
+    for forged in (
+        "sha256:../../../etc/passwd",
+        "sha256:" + "0" * 63,
+        "sha256:" + "A" * 64,
+        "md5:" + "0" * 64,
+    ):
+        with pytest.raises(EnrolmentError, match="not a sha256: fingerprint"):
+            pool_enrolment.certificate_for(pool.client_dir, pool.url, ca_base64, forged, "c")

@@ -18,6 +18,7 @@ certificate it sends nothing. The key never leaves its node: only the CSR (its p
 
 from __future__ import annotations
 
+import base64
 import calendar
 import contextlib
 import fnmatch
@@ -58,9 +59,12 @@ MAX_LINGER = 1 << 20
 LOOKUP_TIMEOUT = 30.0
 #: Seconds a lookup's answer is reused for the same key (a client retrying costs one query).
 CACHE_SECONDS = 5.0
+#: A client enrols again when its certificate has less than this left (seconds).
+RENEW_MARGIN = 1800.0
 #: The largest answer (certificate) a client reads.
 MAX_ANSWER = 65536
 FINGERPRINT_PREFIX = "sha256:"
+HEX = "0123456789abcdef"
 #: The glidein_config key of the enrolment URL that the pool server publishes (TritonPoolEnrolURL).
 ENROL_URL_KEY = "TRITON_POOL_ENROL_URL"
 #: The glidein_config key of a pool client's key fingerprint (TritonPoolClientKey, publish.ATTRIBUTES).
@@ -392,8 +396,12 @@ def certificate_fingerprint(der: bytes) -> str:
 
 
 def certificate_path(pool_dir: Path, ca_fingerprint: str) -> Path:
-    """Where a client keeps the certificate a server's CA signed: ``clients/<CA fingerprint hex>.pem``."""
-    return pool_dir / "clients" / f"{ca_fingerprint[len(FINGERPRINT_PREFIX) :]}.pem"
+    """Where a client keeps the certificate a server's CA signed: ``clients/<CA fingerprint hex>.pem``;
+    EnrolmentError for anything but ``sha256:`` and 64 lowercase hex digits (an ad's text makes no path)."""
+    digest = ca_fingerprint[len(FINGERPRINT_PREFIX) :]
+    if not ca_fingerprint.startswith(FINGERPRINT_PREFIX) or len(digest) != 64 or digest.strip(HEX):
+        raise EnrolmentError(f"not a sha256: fingerprint: {ca_fingerprint[:80]!r}")
+    return pool_dir / "clients" / f"{digest}.pem"
 
 
 def enrol(
@@ -451,6 +459,38 @@ def client_key(pool_dir: Path) -> str:
     if not key.exists():
         _make_key(key)
     return _key_fingerprint(key)
+
+
+def certificate_for(
+    pool_dir: Path,
+    url: str,
+    ca_base64: str,
+    ca_fingerprint: str,
+    csr_subject: str,
+    margin: float = RENEW_MARGIN,
+) -> Path:
+    """The path of a client certificate from the server of an ad (its ``TritonPoolEnrolURL``,
+    ``TritonPoolCA``, ``TritonPoolCAFingerprint``): the one kept for that CA while it has more than
+    ``margin`` seconds left, else a new one enrolled for and kept; EnrolmentError when none can be had."""
+    path = certificate_path(pool_dir, ca_fingerprint)
+    if path.is_file() and _valid_for(path, margin):
+        return path
+    try:
+        ca_der = base64.b64decode(ca_base64, validate=True)
+    except ValueError as error:
+        raise EnrolmentError(f"the CA in the ad of {url} is not base64") from error
+    return store(
+        pool_dir, ca_fingerprint, enrol(url, ca_der, ca_fingerprint, pool_dir / CLIENT_KEY, csr_subject)
+    )
+
+
+def _valid_for(certificate: Path, seconds: float) -> bool:
+    """Whether the certificate is still valid ``seconds`` from now (``openssl x509 -checkend``)."""
+    try:
+        _openssl(["x509", "-noout", "-checkend", str(int(seconds)), "-in", str(certificate)])
+    except EnrolmentError:
+        return False
+    return True
 
 
 def client_values(work_dir: Path, config: Mapping[str, str]) -> list[tuple[str, str]]:
