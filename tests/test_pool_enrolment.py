@@ -389,6 +389,8 @@ def test_a_pool_server_glidein_serves_enrolment_on_its_published_url(tmp_path: P
         service.server_close()
     glidein_config.write_text("GLIDEIN_TRITON_POOL client\n")
     assert agent.start_enrolment(work_dir, environment) is None
+    with pytest.raises(ValueError, match="no CONDOR_DIR"):
+        pool_enrolment.service_for(work_dir, {**config, "CONDOR_DIR": ""}, environment, ca.sign_client_csr)
     with pytest.raises(ValueError, match="TRITON_POOL_ENROL_URL"):
         pool_enrolment.service_for(
             work_dir, {**config, "TRITON_POOL_ENROL_URL": ""}, environment, ca.sign_client_csr

@@ -368,9 +368,11 @@ def service_for(
     url = urllib.parse.urlsplit(config.get(ENROL_URL_KEY, ""))
     if url.scheme != "https" or not url.hostname or url.port is None:
         raise ValueError(f"no https://address:port/enrol in glidein_config's {ENROL_URL_KEY}")
+    if not config.get("CONDOR_DIR", "").startswith("/"):
+        raise ValueError("no CONDOR_DIR (the glidein's HTCondor, with bin/condor_status) in glidein_config")
     pool_dir = work_dir / "triton" / POOL_DIR_NAME
     lookup = condor_lookup(
-        Path(config.get("CONDOR_DIR", "")),
+        Path(config["CONDOR_DIR"]),
         work_dir / "condor_config",
         main_collector(config.get("GLIDEIN_Collector", "")),
         pool_setting(config, "GLIDEIN_TRITON_POOL_NAME", "default"),
