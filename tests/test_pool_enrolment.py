@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.local.standin_collector import ADS_VARIABLE, COLLECTOR_VARIABLE, install_condor_dir
 from glidein_triton.worker import agent, pool_enrolment, publish, startup
@@ -450,3 +451,20 @@ def test_a_kept_certificate_is_reused_until_it_is_near_its_end(pool: Pool) -> No
     ):
         with pytest.raises(EnrolmentError, match="not a sha256: fingerprint"):
             pool_enrolment.certificate_for(pool.client_dir, pool.url, ca_base64, forged, "c")
+
+
+@pytest.mark.server
+def test_a_pool_client_glidein_startup_publishes_its_key_in_the_ad(served_glidein: demo.DemoGlidein) -> None:
+    """The whole startup on the real server: TritonPoolClientKey in the startd ad (condor_startup.sh's
+    view), the key's bytes in no file the glidein writes outside triton/pool/client.key."""
+    glidein, environment = served_glidein.glidein, served_glidein.environment
+    glidein.set("GLIDEIN_TRITON_POOL", "client")
+    result = glidein.run_startup(environment)
+    assert result.returncode == 0, result.stderr
+    key = glidein.config_path.parent / "triton" / "pool" / "client.key"
+    attributes, _job_environment = glidein.published()
+    assert attributes["TritonPoolClientKey"] == f'"{client_key(key.parent)}"'
+    body = key_body(key)
+    for path in glidein.root.rglob("*"):
+        if path.is_file() and path != key and path.stat().st_size < 1 << 24:
+            assert body not in path.read_bytes().decode(errors="replace"), path
