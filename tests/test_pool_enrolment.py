@@ -7,10 +7,12 @@ import base64
 import http.client
 import logging
 import os
+import shutil
 import socket
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from glidein_triton.worker.pool_enrolment import (
     enrol,
 )
 from tests import pool_pki
+from tests.support import AS_ROOT, OTHER_UID, PILOT_UID, run_as, user_directory
 
 POOL = "cms-gpu"
 COLLECTOR = "collector.example.org:9618"
@@ -468,3 +471,33 @@ def test_a_pool_client_glidein_startup_publishes_its_key_in_the_ad(served_glidei
     for path in glidein.root.rglob("*"):
         if path.is_file() and path != key and path.stat().st_size < 1 << 24:
             assert body not in path.read_bytes().decode(errors="replace"), path
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="switching users needs root")
+def test_the_client_key_made_as_the_pilot_is_closed_to_another_local_user() -> None:
+    """As deployed: the pool account makes its key under a umask of 0 (the glidein's may be anything);
+    another local user can read neither the key nor the kept certificates' directory."""
+    home = user_directory(PILOT_UID, 0o755)
+    try:
+        made = run_as(
+            PILOT_UID,
+            [sys.executable, "-c", CLIENT_KEY_AS_PILOT, str(home / "triton" / "pool")],
+            cwd=home,
+            umask=0,
+        )
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.startswith("sha256:")
+        key = home / "triton" / "pool" / "client.key"
+        assert key.stat().st_uid == PILOT_UID
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        other = run_as(OTHER_UID, [sys.executable, "-c", f"open({str(key)!r}).read()"], cwd="/")
+        assert other.returncode != 0
+        assert "Permission denied" in other.stderr
+    finally:
+        shutil.rmtree(home)
+
+
+CLIENT_KEY_AS_PILOT = (
+    "import sys; from pathlib import Path; from glidein_triton.worker import pool_enrolment; "
+    "print(pool_enrolment.client_key(Path(sys.argv[1])))"
+)
