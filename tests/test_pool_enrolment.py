@@ -490,6 +490,7 @@ def test_the_client_key_made_as_the_pilot_is_closed_to_another_local_user() -> N
         key = home / "triton" / "pool" / "client.key"
         assert key.stat().st_uid == PILOT_UID
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
         other = run_as(OTHER_UID, [sys.executable, "-c", f"open({str(key)!r}).read()"], cwd="/")
         assert other.returncode != 0
         assert "Permission denied" in other.stderr
