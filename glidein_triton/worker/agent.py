@@ -222,8 +222,8 @@ def start_enrolment(work_dir: Path, environment: Mapping[str, str]) -> Enrolment
     and the clients that hold a certificate)."""
     try:
         config = GlideinConfig.read(work_dir / "glidein_config")
-    except CorruptionError as error:
-        LOG.error("no glidein_config, so no pool enrolment: %s", error)
+    except CorruptionError as error:  # no pool mode can be read: none is served
+        LOG.debug("no pool enrolment: %s", error)
         return None
     if config.get("GLIDEIN_TRITON_POOL", "").strip().lower() != "server":
         return None
