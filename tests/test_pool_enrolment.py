@@ -215,6 +215,10 @@ def test_only_the_main_collector_is_asked(pool: Pool, tmp_path: Path) -> None:
     assert pool_enrolment.main_collector("c1.example.org:9618,c2:9618;c3") == "c1.example.org:9618"
     assert pool_enrolment.main_collector(" ; c1.example.org:9620-9660") == "c1.example.org:9620"
     assert pool_enrolment.main_collector("") == ""
+    assert pool_enrolment.main_collector("cms-gwms.example-lab.org") == "cms-gwms.example-lab.org"
+    assert (
+        pool_enrolment.main_collector("cms-gwms.example-lab.org:9620-9660") == "cms-gwms.example-lab.org:9620"
+    )
 
 
 def post(pool: Pool, body: bytes, path: str = "/enrol") -> tuple[int, bytes]:

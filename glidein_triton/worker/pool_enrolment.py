@@ -112,9 +112,11 @@ def main_collector(collectors: str) -> str:
     """The first collector of glidein_config's ``GLIDEIN_Collector`` (groups by ``;``, lists by ``,``; a
     port range's first port), the pool's main one; "" when there is none."""
     for item in collectors.replace(";", ",").split(","):
-        host = item.strip()
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = port, ""
         if host:
-            return host.split("-", 1)[0] if ":" in host else host
+            return f"{host}:{port.split('-', 1)[0]}" if colon else host
     return ""
 
 
