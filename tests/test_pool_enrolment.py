@@ -237,6 +237,15 @@ def test_an_oversized_body_gets_413_and_garbage_400(pool: Pool) -> None:
     assert (status, body) == (413, b"a CSR is at most 8192 bytes\n")
     assert post(pool, b"-----BEGIN CERTIFICATE REQUEST-----\nnot one\n")[0] == 400
     assert post(pool, b"x", path="/other")[0] == 404
+    context = ssl.create_default_context(cafile=str(pool.ca.cert))
+    connection = http.client.HTTPSConnection("127.0.0.1", pool.service.port, context=context, timeout=10)
+    try:
+        connection.putrequest("POST", "/enrol")
+        connection.putheader("Content-Length", "\u00b2")
+        connection.endheaders()
+        assert connection.getresponse().status == 411
+    finally:
+        connection.close()
 
 
 @pytest.fixture

@@ -216,7 +216,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(Decision(404, b"not found\n", f"POST {self.path[:100]!r}: not found"))
             return
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):  # int() refuses "²", which isdigit takes
             self.answer(Decision(411, b"a Content-Length is required\n", "no Content-Length"))
             return
         if int(length) > MAX_CSR:
