@@ -37,3 +37,16 @@ def test_attribute_lines_of_the_startd_cron() -> None:
     assert attribute_line("TritonGPUUtilization", 0.25) == "TritonGPUUtilization = 0.25"
     assert attribute_line("TritonFailure", 'say "no"\\\nnow') == 'TritonFailure = "say no now"'
     assert cron_lines('A = 1\nB = "x = y"\nnoise\n') == {"A": "1", "B": '"x = y"'}
+
+
+def test_quoted_text_stays_one_string_literal_in_an_expression() -> None:
+    import classad2  # noqa: PLC0415 (the venv's, as the stand-in collector uses it)
+
+    ad = classad2.ClassAd()
+    ad["Owner"] = "victim"
+    for text in ('a"b', 'x\\" || true || "', "back\\slash\\", "line\nbreak\x01\x7f", "é", ""):
+        literal = classad.quoted(text)
+        assert classad2.ExprTree(literal).eval() == text
+        # an injection attempt does not make a constraint true
+        assert classad2.ExprTree(f"Owner == {literal}").eval(ad) is False
+    assert classad.quoted('" || true || "') == '"\\" || true || \\""'

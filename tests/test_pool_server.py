@@ -4,6 +4,7 @@ control off, and the TritonPool* attributes it publishes at startup and in each 
 from __future__ import annotations
 
 import base64
+import re
 import time
 from pathlib import Path
 
@@ -162,6 +163,8 @@ def test_a_pool_server_glidein(tmp_path: Path) -> None:
     url = f"{ADDRESS}:{state.grpc_port}"
     attributes, _ = glidein.published()
     pool_attributes = {name: value for name, value in attributes.items() if name.startswith("TritonPool")}
+    enrol = pool_attributes.pop("TritonPoolEnrolURL")  # the agent's enrolment service, on a free port
+    assert re.fullmatch(rf'"https://{re.escape(ADDRESS)}:[0-9]+/enrol"', enrol)
     assert pool_attributes == {
         "TritonPoolRole": '"server"',
         "TritonPoolName": '"cms-gpu"',

@@ -67,6 +67,23 @@ def test_job_repository_prefixes() -> None:
             Settings.from_config({"GLIDEIN_TRITON_JOB_REPOSITORIES": bad})
 
 
+def test_pool_enrolment_settings() -> None:
+    assert Settings.from_config({}).pool_identities == ("*",)
+    assert Settings.from_config({}).pool_cert_hours == 2
+    settings = Settings.from_config(
+        {
+            "GLIDEIN_TRITON_POOL_IDENTITIES": " *@fe.example.org, site@x ",
+            "GLIDEIN_TRITON_POOL_CERT_HOURS": "6",
+        }
+    )
+    assert settings.pool_identities == ("*@fe.example.org", "site@x")
+    assert settings.pool_cert_hours == 6
+    with pytest.raises(ConfigError, match=r"GLIDEIN_TRITON_POOL_IDENTITIES=' , ' names no pattern"):
+        Settings.from_config({"GLIDEIN_TRITON_POOL_IDENTITIES": " , "})
+    with pytest.raises(ConfigError, match=r"GLIDEIN_TRITON_POOL_CERT_HOURS='25' is not a whole number"):
+        Settings.from_config({"GLIDEIN_TRITON_POOL_CERT_HOURS": "25"})
+
+
 def test_switch_off_by_default() -> None:
     assert not Settings.from_config({}).enabled
 
@@ -114,6 +131,8 @@ def test_every_setting_is_documented() -> None:
         "GLIDEIN_TRITON_PERIODIC_PERIOD",
         "GLIDEIN_TRITON_RESERVED_CPUS",
         "GLIDEIN_TRITON_RESERVED_MEMORY",
+        "GLIDEIN_TRITON_POOL_IDENTITIES",
+        "GLIDEIN_TRITON_POOL_CERT_HOURS",
     }
 
 

@@ -40,11 +40,17 @@ from pathlib import Path
 
 from glidein_triton.worker import cleanup, files, glidein_paths, log_files, logs, processes, sandboxes, server
 from glidein_triton.worker.commands import run_quietly
+from glidein_triton.worker.errors import CorruptionError, TritonSetupError
+from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.job_loader import JobLoader
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
 from glidein_triton.worker.state import ServerState
 from glidein_triton.worker.triton_api import Server
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from glidein_triton.worker.pool_enrolment import EnrolmentService
 
 LOG = logging.getLogger(__name__)
 
@@ -210,6 +216,34 @@ def ad_complete(path: Path) -> bool:
         return False
 
 
+def start_enrolment(work_dir: Path, environment: Mapping[str, str]) -> EnrolmentService | None:
+    """A pool server glidein's enrolment service (:mod:`pool_enrolment`), serving in a thread of the agent;
+    None for any other glidein, or when it cannot be set up (logged: the server still serves its own jobs
+    and the clients that hold a certificate)."""
+    try:
+        config = GlideinConfig.read(work_dir / "glidein_config")
+    except CorruptionError as error:  # no pool mode can be read: none is served
+        LOG.debug("no pool enrolment: %s", error)
+        return None
+    if config.get("GLIDEIN_TRITON_POOL", "").strip().lower() != "server":
+        return None
+    from functools import partial  # noqa: PLC0415 (pool servers only, as ssl and http.server)
+
+    from glidein_triton.worker import pool_enrolment, pool_files  # noqa: PLC0415
+
+    directory = pool_files.pool_dir(work_dir)
+    try:
+        sign = partial(pool_files.sign_client_csr, directory=directory)
+        service = pool_enrolment.service_for(work_dir, config, environment, sign)
+    except (OSError, ValueError, TritonSetupError) as error:  # ssl.SSLError is an OSError
+        LOG.error("pool server: no enrolment service: %s", error)
+        return None
+    if service is not None:
+        pool_enrolment.start(service)
+        LOG.info("pool enrolment served on %s:%d", *service.server_address[:2])
+    return service
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     work_dir, pid, ticks, period = list(sys.argv[1:] if argv is None else argv)
     files.private_umask()  # the plugin's files 0600/0700 whatever umask the glidein has
@@ -219,5 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if state is None:
         LOG.error("no server state in %s: nothing to serve", glidein_paths.plugin_dir(Path(work_dir)))
         return 1
+    start_enrolment(Path(work_dir), os.environ)
     Agent(Path(work_dir), state).run(int(pid), int(ticks), float(period), os.environ)
     return 0

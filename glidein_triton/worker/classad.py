@@ -34,6 +34,21 @@ def string_literal(expression: str) -> str | None:
     return "".join(characters)
 
 
+def quoted(text: str) -> str:
+    """``text`` as a ClassAd string literal for an expression (a ``-constraint``): backslash and double
+    quote escaped with a backslash, other control characters as octal escapes, so that no value can end
+    the literal and add to the expression."""
+    characters = []
+    for character in text:
+        if character in '"\\':
+            characters.append("\\" + character)
+        elif ord(character) < 0x20 or ord(character) == 0x7F:
+            characters.append(f"\\{ord(character):03o}")
+        else:
+            characters.append(character)
+    return '"' + "".join(characters) + '"'
+
+
 def literal_values(text: str, names: tuple[str, ...]) -> dict[str, str]:
     """The values of ``names`` in the ad ``text``: string literals unquoted, other expressions as written.
 

@@ -136,6 +136,13 @@ NOT_ARGUMENTS = FailureMessage(
     "quote as a shell would (the value is split, never run by a shell)",
     _KEY,
 )
+NOT_PATTERNS = FailureMessage(
+    "Config",
+    "{key}={value!r} names no pattern",
+    "`GLIDEIN_TRITON_POOL_IDENTITIES` is set to commas and blanks only",
+    "glob patterns of the identities allowed to enrol, e.g. `*@frontend.example.org`, or `*`",
+    _KEY,
+)
 NOT_A_PATH_PREFIX = FailureMessage(
     "Config",
     "{key}={value!r}: {prefix!r} is not an absolute path prefix other than /",

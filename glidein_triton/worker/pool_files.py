@@ -92,13 +92,14 @@ def make_key(path: Path) -> None:
     path.chmod(0o600)
 
 
-def _digest(der: bytes) -> str:
+def der_fingerprint(der: bytes) -> str:
+    """``sha256:<hex>`` over DER bytes (a certificate's, a public key's)."""
     return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
 
 
 def key_fingerprint(private_key: Path) -> str:
     """``sha256:<hex>`` over the DER SubjectPublicKeyInfo of the key in ``private_key``."""
-    return _digest(openssl(["pkey", "-in", str(private_key), "-pubout", "-outform", "DER"]))
+    return der_fingerprint(openssl(["pkey", "-in", str(private_key), "-pubout", "-outform", "DER"]))
 
 
 def csr_fingerprint(csr_pem: bytes) -> str:
@@ -107,7 +108,7 @@ def csr_fingerprint(csr_pem: bytes) -> str:
     if b"verify OK" not in checked.stderr:  # OpenSSL 3.0 exits 0 after "...verify failure"
         raise PoolFilesError("the certificate request's signature does not verify")
     public_pem = checked.stdout
-    return _digest(openssl(["pkey", "-pubin", "-pubout", "-outform", "DER"], stdin=public_pem))
+    return der_fingerprint(openssl(["pkey", "-pubin", "-pubout", "-outform", "DER"], stdin=public_pem))
 
 
 def certificate_der(certificate_pem: bytes) -> bytes:
@@ -122,7 +123,7 @@ def certificate_der(certificate_pem: bytes) -> bytes:
 
 def certificate_fingerprint(certificate_pem: bytes) -> str:
     """``sha256:<hex>`` over the certificate's DER."""
-    return _digest(certificate_der(certificate_pem))
+    return der_fingerprint(certificate_der(certificate_pem))
 
 
 def certificate_base64(certificate_pem: bytes) -> str:

@@ -48,6 +48,8 @@ ATTRIBUTES = (
     CondorVar("TRITON_POOL_QUEUE_TIME_MS", "C", "TritonPoolQueueTimeMs"),
     CondorVar("TRITON_POOL_ACCEPTING", "C", "TritonPoolAccepting"),
     CondorVar("TRITON_POOL_DRAIN_TIME", "I", "TritonPoolDrainTime"),
+    # pool: enrolment. A pool client's key fingerprint, which pool servers sign certificates for.
+    CondorVar("TRITON_POOL_CLIENT_KEY", "S", "TritonPoolClientKey"),
 )
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 

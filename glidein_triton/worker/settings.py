@@ -228,6 +228,14 @@ def parse_models(key: str, value: str) -> tuple[str, ...]:
     return names
 
 
+def parse_patterns(key: str, value: str) -> tuple[str, ...]:
+    """Glob patterns (fnmatch) separated by commas; at least one."""
+    patterns = tuple(word.strip() for word in value.split(",") if word.strip())
+    if not patterns:
+        raise ConfigError(failure_messages.NOT_PATTERNS.format(key=key, value=value))
+    return patterns
+
+
 def parse_prefixes(key: str, value: str) -> tuple[str, ...]:
     """Absolute path prefixes separated by commas or blanks; ``/`` alone would allow everything."""
     prefixes = tuple(value.replace(",", " ").split())
@@ -622,6 +630,27 @@ SETTINGS = (
         f"{reservation.GPU_SERVER_MEMORY} MiB with GPUs (not measured here: CUDA contexts, pinned "
         "buffers). 0: none.",
     ),
+    # pool: enrolment (the settings of the enrolment service)
+    SettingSpec(
+        "GLIDEIN_TRITON_POOL_IDENTITIES",
+        "pool_identities",
+        parse_patterns,
+        "*",
+        "glob patterns, comma separated",
+        "A pool server's enrolment signs a client's key only when the client ad that names it was "
+        "advertised with an AuthenticatedIdentity matching one of these (e.g. *@frontend.example.org: the "
+        "glideins of one frontend, any site). The collector sets that identity; it names a frontend group "
+        "and site, not one glidein.",
+    ),
+    SettingSpec(
+        "GLIDEIN_TRITON_POOL_CERT_HOURS",
+        "pool_cert_hours",
+        count(1, 24),
+        "2",
+        "1-24 hours",
+        "Lifetime of the client certificates a pool server's enrolment signs (never past its CA's own end); "
+        "a client glidein enrols again before its certificate expires.",
+    ),
     SettingSpec(
         "GLIDEIN_TRITON_SERVER_ARGS",
         "server_args",
@@ -749,6 +778,8 @@ class Settings:
     job_repositories: tuple[str, ...]
     code_repositories: tuple[str, ...]
     job_model_size_limit: int
+    pool_identities: tuple[str, ...]
+    pool_cert_hours: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> Settings:

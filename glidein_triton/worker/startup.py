@@ -502,6 +502,15 @@ def announced_values(config: GlideinConfig, launched: RunningServer) -> list[tup
     return [*values, (ACCOUNTING_KEY, str(accounting_path(config.work_dir)))]
 
 
+def pool_client_values(config: GlideinConfig) -> list[tuple[str, str]]:
+    """A pool client glidein's key fingerprint (TritonPoolClientKey); nothing for other glideins."""
+    if config.get("GLIDEIN_TRITON_POOL", "").strip().lower() != "client":
+        return []
+    from glidein_triton.worker import pool_enrolment  # noqa: PLC0415 (ssl and http.server: pool clients only)
+
+    return pool_enrolment.client_values(config.work_dir, config)
+
+
 def announce(config: GlideinConfig, launched: RunningServer, settings: Settings) -> None:
     """While the server loads: install the pre-job hook, and publish its announced values, the server's
     share of the slot (reserved from the startd) and every condor_vars line."""
@@ -516,11 +525,14 @@ def announce(config: GlideinConfig, launched: RunningServer, settings: Settings)
     for note in share.notes:
         LOG.warning("%s", note)
     LOG.info("reserved from the startd for the server: %d CPUs, %d MiB", share.cpus, share.memory)
-    values = [*announced_values(config, launched), *share.values()]
+    values = [*announced_values(config, launched), *share.values(), *pool_client_values(config)]
     if pool_server.is_pool_server(settings):
+        from glidein_triton.worker import pool_enrolment  # noqa: PLC0415 (ssl and http.server: pool only)
+
         endpoint = launched.endpoint()
         url = f"{endpoint.grpc_host}:{endpoint.grpc_port}"
-        values += pool_server.startup_values(settings, config, url)
+        enrol = pool_enrolment.enrol_url(endpoint.grpc_host)  # the agent serves it
+        values += pool_server.startup_values(settings, config, url, enrol)
     attributes = [(key, value) for key, value in values if key in publish.ATTRIBUTE_BY_KEY]
     every_key = [*attributes, *publish.ready_values("")]
     publish_config(config, values, publish.condor_vars(every_key))
