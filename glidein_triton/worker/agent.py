@@ -38,8 +38,20 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, files, glidein_paths, log_files, logs, processes, sandboxes, server
+from glidein_triton.worker import (
+    cleanup,
+    files,
+    glidein_paths,
+    log_files,
+    logs,
+    pool_discovery,
+    processes,
+    sandboxes,
+    server,
+)
 from glidein_triton.worker.commands import run_quietly
+from glidein_triton.worker.errors import CorruptionError
+from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.job_loader import JobLoader
 from glidein_triton.worker.job_policy import Policy
 from glidein_triton.worker.sandbox_protocol import JOB_AD_FILE
@@ -78,6 +90,7 @@ class Agent:
             cvmfs_mount=state.cvmfs_mount_dir,
         )
         self.seen: set[str] = set()
+        self.pool = client_pool(work_dir, state, os.environ)
         #: The container instance's own process (pid, start ticks), for the server it was looked up for.
         self.instance = (0, 0)
         self.instance_of = (0, 0)
@@ -95,6 +108,8 @@ class Agent:
 
     def serve(self, sandbox: str) -> None:
         try:
+            if self.pool is not None:  # before the answer: the job starts once the pre-job has it
+                self.pool.write_for(sandbox)
             self.loader.serve(sandbox)
         except (
             OSError
@@ -144,6 +159,8 @@ class Agent:
         next_watch = time.monotonic() + watch_period
         next_log_check = time.monotonic()
         while True:
+            if self.pool is not None:
+                self.pool.start_refresh(time.monotonic())
             for sandbox in self.new_sandboxes():
                 threading.Thread(target=self.serve, args=(sandbox,), daemon=True).start()
             if time.monotonic() >= next_log_check:
@@ -163,6 +180,21 @@ class Agent:
                     self.stop(environment)
                     return True
             time.sleep(POLL)
+
+
+def client_pool(
+    work_dir: Path, state: ServerState, environment: Mapping[str, str]
+) -> pool_discovery.ClientPool | None:
+    """The pool the glidein is a client of (``GLIDEIN_TRITON_POOL = client`` in its glidein_config), else
+    None; the glidein's own server is the jobs' local fall-back."""
+    try:
+        config = GlideinConfig.read(work_dir / "glidein_config")
+    except CorruptionError:
+        return None
+    if pool_discovery.pool_role(config) != pool_discovery.CLIENT_ROLE:
+        return None
+    local = f"127.0.0.1:{state.grpc_port}" if state.grpc_port else ""
+    return pool_discovery.ClientPool(work_dir, config, environment, local)
 
 
 def instance_process(state: ServerState, environment: Mapping[str, str]) -> tuple[int, int]:
