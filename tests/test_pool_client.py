@@ -1,0 +1,200 @@
+"""The job's side of pool mode (glidein_triton/job/pool.py, connect(pool=True)) without servers: pool.json,
+the filters, the power of two choices with an injected random source and clock, failover and fall-backs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glidein_triton.job import client as job_client
+from glidein_triton.job import pool
+from glidein_triton.worker import sandbox_protocol
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Status(Exception):
+    """What tritonclient raises: an InferenceServerException with status()."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def status(self) -> str:
+        return self.code
+
+
+UNAVAILABLE = "StatusCode.UNAVAILABLE"
+
+
+class Fake:
+    """A server's client: answers its name, or raises what the test set."""
+
+    def __init__(self, url: str, log: list[str], failing: dict[str, Exception]) -> None:
+        self.url, self.log, self.failing = url, log, failing
+        self.closed = False
+
+    def infer(self, model: str = "") -> str:
+        self.log.append(self.url)
+        if self.url in self.failing:
+            raise self.failing[self.url]
+        return self.url
+
+    is_server_ready = infer
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def servers(*specs: tuple[str, float]) -> list[pool.PoolServer]:
+    return [
+        pool.PoolServer(url=url, name=url, ca_pem="CA", models=("m",), queue_time_ms=q) for url, q in specs
+    ]
+
+
+def make_pool(
+    found: list[pool.PoolServer], local: str = "", seed: int = 1
+) -> tuple[pool.PoolClient, list[str], dict[str, Exception], Clock]:
+    log: list[str] = []
+    failing: dict[str, Exception] = {}
+    clock = Clock()
+    chooser = pool.Chooser(found, rng=random.Random(seed), clock=clock, wall_clock=clock)  # noqa: S311
+    client = pool.PoolClient(
+        found,
+        local,
+        b"key",
+        chooser=chooser,
+        make_client=lambda s, _k: Fake(s.url, log, failing),
+        clock=clock,
+    )
+    return client, log, failing, clock
+
+
+def test_the_lower_published_queue_time_wins_the_two_choices() -> None:
+    client, log, _failing, _clock = make_pool(servers(("a:1", 500.0), ("b:1", 1.0)))
+    for _ in range(20):
+        client.infer("m")
+    assert log == ["b:1"] * 20
+
+
+def test_measured_latency_counts_with_the_published_queue_time() -> None:
+    a, b = servers(("a:1", 0.0), ("b:1", 0.0))
+    a.measured(50.0)
+    b.measured(5.0)
+    chooser = pool.Chooser([a, b], rng=random.Random(3))  # noqa: S311
+    assert {chooser.pick().url for _ in range(10)} == {"b:1"}  # type: ignore[union-attr]
+    b.measured(500.0)  # b got slow: its mean moves towards it
+    assert b.latency_ms == pytest.approx(0.3 * 500 + 0.7 * 5)
+    assert {chooser.pick().url for _ in range(10)} == {"a:1"}  # type: ignore[union-attr]
+
+
+def test_two_choices_spread_work_over_equal_servers() -> None:
+    client, log, _failing, _clock = make_pool(servers(("a:1", 1.0), ("b:1", 1.0), ("c:1", 1.0)), seed=5)
+    for _ in range(60):
+        client.infer("m")
+    assert {url: log.count(url) for url in set(log)}.keys() == {"a:1", "b:1", "c:1"}
+
+
+def test_a_failed_server_is_blocked_for_a_while_then_used_again() -> None:
+    client, log, failing, clock = make_pool(servers(("a:1", 1.0), ("b:1", 2.0)))
+    failing["a:1"] = Status(UNAVAILABLE, "failed to connect to all addresses")
+    assert client.infer("m") == "b:1"
+    assert log == ["a:1", "b:1"]
+    del failing["a:1"]
+    clock.now += pool.BLOCK_SECONDS - 1
+    assert client.infer("m") == "b:1"  # still blocked
+    clock.now += 2
+    assert client.infer("m") == "a:1"
+
+
+def test_queue_full_and_deadline_fail_over_but_a_restricted_call_does_not() -> None:
+    client, _log, failing, _clock = make_pool(servers(("a:1", 1.0), ("b:1", 2.0)))
+    failing["a:1"] = Status(UNAVAILABLE, "Exceeds maximum queue size")
+    assert client.infer("m") == "b:1"
+    failing["b:1"] = Status(UNAVAILABLE, "This protocol is restricted, expecting header 'x'")
+    with pytest.raises(Status, match="restricted"):
+        client.infer("m")
+    failing["b:1"] = Status("StatusCode.INVALID_ARGUMENT", "bad input")
+    with pytest.raises(Status, match="bad input"):
+        client.infer("m")
+    client2, _log, failing2, _clock = make_pool(servers(("a:1", 1.0), ("b:1", 2.0)))
+    failing2["a:1"] = Status("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded")
+    assert client2.infer("m") == "b:1"
+
+
+def test_without_pool_servers_the_glidein_s_own_then_the_job_s_cpu() -> None:
+    client, log, failing, _clock = make_pool(servers(("a:1", 1.0)), local="127.0.0.1:9")
+    failing["a:1"] = Status(UNAVAILABLE, "connection refused")
+    assert client.infer("m") == "127.0.0.1:9"
+    failing["127.0.0.1:9"] = Status(UNAVAILABLE, "Socket closed")
+    client.chooser.servers[0].blocked_until = 0
+    with pytest.raises(pool.PoolUnavailableError, match="run on the job's CPU") as raised:
+        client.infer("m")
+    assert isinstance(raised.value, job_client.NoServerError)
+    assert "a:1 (a:1): connection refused" in str(raised.value)
+    assert log == ["a:1", "127.0.0.1:9", "a:1", "127.0.0.1:9"]
+
+
+def test_draining_servers_and_other_sites_wait_for_the_same_site_ones() -> None:
+    clock = Clock(10_000.0)
+    near, far, draining = servers(("near:1", 100.0), ("far:1", 0.0), ("drain:1", 0.0))
+    near.same_site = draining.same_site = True
+    draining.drain_time = int(clock.now + pool.DRAIN_MARGIN - 1)
+    chooser = pool.Chooser([near, far, draining], rng=random.Random(0), clock=clock, wall_clock=clock)  # noqa: S311
+    assert [chooser.pick() for _ in range(5)] == [near] * 5
+    near.blocked_until = clock.now + 1
+    assert chooser.pick() is far  # no same-site server left
+    draining.drain_time = int(clock.now + pool.DRAIN_MARGIN + 5)
+    assert chooser.pick() is draining
+
+
+def test_servers_are_kept_by_model_and_accepting() -> None:
+    found = [
+        pool.PoolServer(url="a:1", models=("m", "n")),
+        pool.PoolServer(url="b:1", models=("m",)),
+        pool.PoolServer(url="c:1", models=("m", "n"), accepting=False),
+    ]
+    assert [s.url for s in pool.serving(found, ["m", "n"])] == ["a:1"]
+    assert [s.url for s in pool.serving(found, [])] == ["a:1", "b:1"]
+
+
+def write_pool_file(scratch: Path, document: dict[str, Any]) -> None:
+    directory = scratch / sandbox_protocol.JOB_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / sandbox_protocol.POOL_FILE).write_text(json.dumps(document))
+
+
+def test_connect_pool_reads_pool_json_and_falls_back_when_nothing_answers(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"KEY")
+    entry = {"url": "a:1", "name": "A", "ca_pem": "CA", "client_cert_pem": "C", "models": ["m"]}
+    write_pool_file(
+        tmp_path, {"version": 1, "pool": "p", "local": "", "client_key": str(key), "servers": [entry]}
+    )
+    environment = {"_CONDOR_SCRATCH_DIR": str(tmp_path)}
+    made: list[tuple[str, bytes]] = []
+
+    def make(server: pool.PoolServer, secret: bytes) -> Fake:
+        made.append((server.url, secret))
+        return Fake(server.url, [], {})
+
+    connected = job_client.connect(pool=True, models=["m"], environment=environment, make_client=make)
+    assert isinstance(connected, pool.PoolClient)
+    assert made == [("a:1", b"KEY")]
+    assert connected.current is not None
+    assert connected.current.name == "A"
+    # no server serves model x, the glidein has none of its own: the fallback runs
+    used = job_client.connect(pool=True, models=["x"], environment=environment, fallback=str)
+    assert "run on the job's CPU" in used
+    with pytest.raises(pool.PoolError, match="is this a job of a pool client glidein"):
+        job_client.connect(pool=True, environment={"_CONDOR_SCRATCH_DIR": str(tmp_path / "none")})
