@@ -89,6 +89,9 @@ def test_discovery_finds_the_servers_of_its_pool_same_site_first(
                 server_ad("near", b, TritonPoolURL='"127.0.0.3:8001"', TritonPoolSite='"Near"'),
                 server_ad("other pool", a, TritonPoolName='"atlas"', TritonPoolURL='"127.0.0.5:1"'),
                 server_ad("closed", a, TritonPoolAccepting="false", TritonPoolURL='"127.0.0.6:1"'),
+                server_ad("forged", a, TritonPoolURL='"127.0.0.7:1"').replace(
+                    "# advertised by: Far@frontend\n", ""
+                ),
             ]
         )
     )
@@ -126,6 +129,7 @@ def test_malformed_ads_are_dropped(
         "TritonPoolQueueTimeMs": 2,
         "TritonPoolAccepting": True,
         "TritonPoolDrainTime": 0,
+        "AuthenticatedIdentity": "Far@frontend",
     }
     bad = [
         {**good, "Name": "url", "TritonPoolURL": "https://127.0.0.2:8001/x"},
@@ -135,11 +139,24 @@ def test_malformed_ads_are_dropped(
         {**good, "Name": "mismatch", "TritonPoolCAFingerprint": b.fingerprint},
         {**good, "Name": "model", "TritonPoolModels": "a,../b"},
         {**good, "Name": "queue", "TritonPoolQueueTimeMs": "fast"},
+        {key: value for key, value in good.items() if key != "AuthenticatedIdentity"} | {"Name": "anonymous"},
     ]
     found = discovery.candidates([*bad, good, {**good, "Name": "same url"}], "Near")
     assert [server.name for server in found] == ["good"]
     for ad in bad:
         assert f"pool server ad '{ad['Name']}' dropped" in caplog.text
+    assert (
+        discovery.candidates([good], "", discovery.identities({"GLIDEIN_TRITON_POOL_IDENTITIES": "x@*, y"}))
+        == []
+    )
+    assert (
+        len(
+            discovery.candidates(
+                [good], "", discovery.identities({"GLIDEIN_TRITON_POOL_IDENTITIES": "x,Far@*"})
+            )
+        )
+        == 1
+    )
 
 
 def test_the_query_interval_is_jittered_within_bounds() -> None:
@@ -223,6 +240,7 @@ def test_certificates_that_are_expiring_server_only_or_from_another_ca_are_not_g
             "TritonPoolURL": "h:1",
             "TritonPoolCA": a.base64,
             "TritonPoolCAFingerprint": a.fingerprint,
+            "AuthenticatedIdentity": "i",
         }
     )
     assert discovery.usable_entries(work, [server], "") == []  # none held

@@ -6,7 +6,8 @@ seconds (jittered), runs the glidein's own ``$CONDOR_DIR/bin/condor_status`` wit
 ``GLIDEIN_Collector``), asking only for the server ads of its pool's name that accept work, projected on the
 attributes below. The output is bounded (:data:`MAX_OUTPUT`, :data:`QUERY_TIMEOUT`); empty stdout is no
 ads. An ad with a bad URL, a CA that is not base64 DER, or a CA whose fingerprint is not the one it
-publishes is dropped. Same-site servers come first.
+publishes, or one that no authenticated identity advertised (``AuthenticatedIdentity``, set by the collector;
+matching ``GLIDEIN_TRITON_POOL_IDENTITIES``, default ``*``) is dropped. Same-site servers come first.
 
 For each job it writes into ``<sandbox>/.glidein_triton/`` (0600, atomically) ``pool_client.key`` (a copy
 of the glidein's client key) and ``pool.json``::
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
@@ -49,6 +51,8 @@ LOG = logging.getLogger(__name__)
 
 POOL_SETTING = "GLIDEIN_TRITON_POOL"
 POOL_NAME_SETTING = "GLIDEIN_TRITON_POOL_NAME"
+#: The identities (glob patterns, comma separated) whose ads are taken, as the enrolment reads it.
+IDENTITIES_SETTING = "GLIDEIN_TRITON_POOL_IDENTITIES"
 DEFAULT_POOL_NAME = "default"
 CLIENT_ROLE = "client"
 #: The attributes of a server ad that discovery asks for (the collector's projection).
@@ -62,6 +66,7 @@ ATTRIBUTES = (
     "TritonPoolQueueTimeMs",
     "TritonPoolAccepting",
     "TritonPoolDrainTime",
+    "AuthenticatedIdentity",
 )
 #: The longest a query may take, and the most it may print (a pool of thousands of servers prints less).
 QUERY_TIMEOUT = 30.0
@@ -213,8 +218,21 @@ def _text(ad: Mapping[str, object], attribute: str) -> str:
     return value
 
 
-def candidate(ad: Mapping[str, object]) -> Candidate:
-    """The server an ad describes; ValueError naming what is wrong with it."""
+def identities(config: Mapping[str, str]) -> tuple[str, ...]:
+    """``GLIDEIN_TRITON_POOL_IDENTITIES`` of glidein_config (``*`` when unset)."""
+    patterns = tuple(word.strip() for word in config.get(IDENTITIES_SETTING, "").split(",") if word.strip())
+    return patterns or ("*",)
+
+
+def candidate(ad: Mapping[str, object], patterns: Sequence[str] = ("*",)) -> Candidate:
+    """The server an ad describes; ValueError naming what is wrong with it. The ad must have been
+    advertised by an authenticated identity (the collector sets AuthenticatedIdentity) that one of
+    ``patterns`` matches."""
+    identity = ad.get("AuthenticatedIdentity")
+    if not isinstance(identity, str) or not identity:
+        raise ValueError("no AuthenticatedIdentity: not advertised by an authenticated member of the pool")
+    if not any(fnmatch.fnmatchcase(identity, pattern) for pattern in patterns):
+        raise ValueError(f"advertised by {identity}, not one of {IDENTITIES_SETTING} ({','.join(patterns)})")
     url = _text(ad, "TritonPoolURL").strip()
     if not HOST_PORT.match(url) or not 0 < int(url.rpartition(":")[2]) < 65536:
         raise ValueError(f"TritonPoolURL {url!r} is not host:port")
@@ -253,13 +271,15 @@ def candidate(ad: Mapping[str, object]) -> Candidate:
     )
 
 
-def candidates(ads: Sequence[Mapping[str, object]], site: str) -> list[Candidate]:
+def candidates(
+    ads: Sequence[Mapping[str, object]], site: str, patterns: Sequence[str] = ("*",)
+) -> list[Candidate]:
     """The well-formed ads' servers, one per URL, those of ``site`` first (else in the collector's order);
     each dropped ad is logged with why."""
     found: list[Candidate] = []
     for ad in ads:
         try:
-            server = candidate(ad)
+            server = candidate(ad, patterns)
         except ValueError as error:
             LOG.warning("pool server ad %r dropped: %s", ad.get("Name", "?"), error)
             continue
@@ -297,7 +317,7 @@ def discover(
         raise DiscoveryError(f"no {work_dir / 'condor_config'} yet (condor_startup.sh writes it)")
     argv = status_argv(condor_dir, pool_name(config), main_collector(config.get("GLIDEIN_Collector", "")))
     ads = parse_ads(runner(argv, query_environment(work_dir, environment)))
-    return candidates(ads, config.get("GLIDEIN_Site", "").strip())
+    return candidates(ads, config.get("GLIDEIN_Site", "").strip(), identities(config))
 
 
 def certificate_usable(cert: Path, ca_der: bytes, now: float) -> bool:
