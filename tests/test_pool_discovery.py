@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import standin_collector as collector
+from glidein_triton.worker import glidein_paths, pool_files, sandbox_protocol
 from glidein_triton.worker import pool_discovery as discovery
-from glidein_triton.worker import pool_files, sandbox_protocol
+from glidein_triton.worker.agent import Agent
+from glidein_triton.worker.state import ServerState
 from tests.pool_pki import Authority, make_authority, make_key
 
 
@@ -259,3 +261,35 @@ def test_only_a_client_glidein_has_a_pool() -> None:
     assert discovery.pool_role({}) == "off"
     assert discovery.pool_role({"GLIDEIN_TRITON_POOL": " Client "}) == discovery.CLIENT_ROLE
     assert discovery.pool_name({}) == "default"
+
+
+@pytest.mark.parametrize("role", ["client", "server", ""])
+def test_the_agent_of_a_client_glidein_writes_pool_json_before_the_answer_and_only_then(
+    tmp_path: Path, role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    glidein_paths.plugin_dir(work).mkdir(parents=True)
+    (work / "glidein_config").write_text(f"GLIDEIN_TRITON_POOL {role}\nGLIDEIN_TRITON_POOL_NAME cms\n")
+    sandbox = glidein_paths.execute_dir(work) / "dir_1"
+    sandbox.mkdir(parents=True)
+    (sandbox / sandbox_protocol.JOB_AD_FILE).write_text('GlobalJobId = "j#1"\n')
+    agent = Agent(work, ServerState(runtime="process", grpc_port=9001, http_port=1))
+    order: list[str] = []
+    real_write = discovery.JobDirectory.write
+    monkeypatch.setattr(
+        discovery.JobDirectory,
+        "write",
+        lambda self, name, text: (order.append(name), real_write(self, name, text))[1],
+    )
+    agent.serve(str(sandbox))
+    job_dir = sandbox / sandbox_protocol.JOB_DIR
+    assert (job_dir / sandbox_protocol.ANSWER_FILE).is_file()
+    if role != "client":
+        assert agent.pool is None
+        assert not (job_dir / sandbox_protocol.POOL_FILE).exists()
+        return
+    document = json.loads((job_dir / sandbox_protocol.POOL_FILE).read_text())
+    assert document["local"] == "127.0.0.1:9001"
+    assert document["pool"] == "cms"
+    assert document["servers"] == []  # not enrolled anywhere yet
+    assert order.index(sandbox_protocol.POOL_FILE) < order.index(sandbox_protocol.ANSWER_FILE)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glidein_triton.job.client import NoServerError
+from glidein_triton.job import client as job_client
 from glidein_triton.worker import sandbox_protocol
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ RESTRICTED = "This protocol is restricted"
 LOCAL_NAME = "the glidein's own server"
 
 
-class PoolError(NoServerError):
+class PoolError(job_client.NoServerError):
     """pool.json is missing or cannot be read."""
 
 
@@ -180,7 +180,7 @@ def fails_over(error: BaseException) -> bool:
     return code in FAILOVER_STATUSES and RESTRICTED not in str(error)
 
 
-class PoolUnavailableError(NoServerError):
+class PoolUnavailableError(job_client.NoServerError):
     """No pool server and not the glidein's own server could serve the call: the job must use its CPU."""
 
 
