@@ -16,7 +16,9 @@ from glidein_triton.worker import glidein_paths, pool_files, sandbox_protocol
 from glidein_triton.worker import pool_discovery as discovery
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.state import ServerState
-from tests.pool_pki import Authority, make_authority, make_key
+
+from .pool_pki import Authority, make_authority, make_key
+from .support import wait_until as support_wait
 
 
 def server_ad(name: str, authority: Authority, **overrides: str) -> str:
@@ -293,3 +295,30 @@ def test_the_agent_of_a_client_glidein_writes_pool_json_before_the_answer_and_on
     assert document["pool"] == "cms"
     assert document["servers"] == []  # not enrolled anywhere yet
     assert order.index(sandbox_protocol.POOL_FILE) < order.index(sandbox_protocol.ANSWER_FILE)
+
+
+def test_the_agent_queries_once_condor_config_is_there_then_at_jittered_intervals(
+    glidein: tuple[Path, dict[str, str], Path],
+) -> None:
+    work, config, ads = glidein
+    ads.write_text("")
+    queries: list[float] = []
+
+    def runner(argv: object, environment: object) -> str:
+        queries.append(1)
+        return ""
+
+    (work / "condor_config").unlink()
+    pool = discovery.ClientPool(work, config, os.environ, "", runner=runner)
+    pool.start_refresh(100.0)
+    assert pool.next_query == 100.0 + discovery.CONFIG_WAIT
+    assert not pool.refreshing.is_set()
+    (work / "condor_config").write_text("")
+    pool.start_refresh(101.0)  # before the next look
+    assert not pool.refreshing.is_set()
+    pool.start_refresh(102.5)
+    assert support_wait(lambda: queries and not pool.refreshing.is_set())
+    low = 102.5 + discovery.PERIOD * (1 - discovery.JITTER)
+    assert low <= pool.next_query <= 102.5 + discovery.PERIOD * (1 + discovery.JITTER)
+    pool.start_refresh(low - 1)
+    assert len(queries) == 1

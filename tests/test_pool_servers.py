@@ -28,8 +28,8 @@ from glidein_triton.local import pytriton
 from glidein_triton.local import standin_collector as collector
 from glidein_triton.worker import pool_discovery, pool_files, sandbox_protocol
 from glidein_triton.worker.ports import free_port
-from tests.pool_pki import Authority, make_authority, make_key
 
+from .pool_pki import Authority, make_authority, make_key
 from .support import add_model, wait_until
 
 pytestmark = pytest.mark.server

@@ -75,6 +75,8 @@ MAX_OUTPUT = 8 << 20
 #: glideins of a pool, started together, do not query the collector together.
 PERIOD = 60.0
 JITTER = 0.25
+#: How often the agent looks for the glidein's condor_config until condor_startup.sh has written it.
+CONFIG_WAIT = 2.0
 #: A client certificate that expires within this many seconds is not given to jobs.
 CERT_MARGIN = 60
 OPENSSL_TIMEOUT = 10.0
@@ -461,6 +463,9 @@ class ClientPool:
     def start_refresh(self, now: float) -> None:
         """A refresh in a thread when one is due (:func:`next_delay`) and none runs."""
         if now < self.next_query or self.refreshing.is_set():
+            return
+        if not (self.work_dir / "condor_config").is_file():
+            self.next_query = now + CONFIG_WAIT  # HTCondor is not configured yet: no query can work
             return
         self.next_query = now + next_delay()
         self.refreshing.set()
