@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tritonclient.grpc as grpcclient
 
 from glidein_triton.job import client as job_client
 from glidein_triton.job import pool
@@ -198,3 +199,13 @@ def test_connect_pool_reads_pool_json_and_falls_back_when_nothing_answers(tmp_pa
     assert "run on the job's CPU" in used
     with pytest.raises(pool.PoolError, match="is this a job of a pool client glidein"):
         job_client.connect(pool=True, environment={"_CONDOR_SCRATCH_DIR": str(tmp_path / "none")})
+
+
+def test_given_channel_arguments_keep_tritonclient_s_message_size_limits() -> None:
+    limit = grpcclient.MAX_GRPC_MESSAGE_SIZE
+    assert pool.with_message_sizes(None) is None
+    assert pool.with_message_sizes([("grpc.max_send_message_length", 10), ("grpc.lb_policy_name", "x")]) == [
+        ("grpc.max_send_message_length", 10),
+        ("grpc.lb_policy_name", "x"),
+        ("grpc.max_receive_message_length", limit),
+    ]

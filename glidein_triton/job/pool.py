@@ -194,13 +194,15 @@ class PoolClient:
         local: str,
         client_key: bytes,
         chooser: Chooser | None = None,
-        make_client: Callable[[PoolServer, bytes], Any] | None = None,
+        make_client: Callable[..., Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        **client_options: Any,
     ) -> None:
         self.chooser = chooser or Chooser(servers, clock=clock)
         self.local = PoolServer(url=local, name=LOCAL_NAME) if local else None
         self.client_key = client_key
         self.make_client = make_client or tls_client
+        self.client_options = client_options
         self.clock = clock
         self.clients: dict[str, Any] = {}
         #: The server of the last call that succeeded.
@@ -208,7 +210,7 @@ class PoolClient:
 
     def client_for(self, server: PoolServer) -> Any:
         if server.url not in self.clients:
-            self.clients[server.url] = self.make_client(server, self.client_key)
+            self.clients[server.url] = self.make_client(server, self.client_key, **self.client_options)
         return self.clients[server.url]
 
     def call(self, method: str, *arguments: Any, **options: Any) -> Any:
@@ -265,19 +267,36 @@ class PoolClient:
         return lambda *arguments, **options: self.call(name, *arguments, **options)
 
 
-def tls_client(server: PoolServer, client_key: bytes) -> Any:
-    """A tritonclient.grpc client for ``server``: mutual TLS from bytes for a pool server (the default
-    channel arguments, message sizes included, are kept), plaintext for the glidein's own."""
+MESSAGE_SIZE_OPTIONS = ("grpc.max_send_message_length", "grpc.max_receive_message_length")
+
+
+def with_message_sizes(channel_args: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]] | None:
+    """``channel_args`` with tritonclient's message size limits added where they are missing: given
+    channel arguments replace all of its defaults, and gRPC's own 4 MiB limit would then cut large tensors."""
+    if channel_args is None:
+        return None
+    limit = importlib.import_module("tritonclient.grpc").MAX_GRPC_MESSAGE_SIZE
+    named = {name for name, _value in channel_args}
+    return [*channel_args, *((name, limit) for name in MESSAGE_SIZE_OPTIONS if name not in named)]
+
+
+def tls_client(server: PoolServer, client_key: bytes, **client_options: Any) -> Any:
+    """A tritonclient.grpc client for ``server``: mutual TLS from bytes for a pool server, plaintext for the
+    glidein's own; ``client_options`` (``keepalive_options``, ``channel_args``, ...) go to it, the message
+    size limits kept."""
     module = importlib.import_module("tritonclient.grpc")
+    options = dict(client_options)
+    if "channel_args" in options:
+        options["channel_args"] = with_message_sizes(options["channel_args"])
     if not server.tls:
-        return module.InferenceServerClient(url=server.url)
+        return module.InferenceServerClient(url=server.url, **options)
     grpc = importlib.import_module("grpc")
     creds = grpc.ssl_channel_credentials(
         root_certificates=server.ca_pem.encode("ascii"),
         private_key=client_key,
         certificate_chain=server.client_cert_pem.encode("ascii"),
     )
-    return module.InferenceServerClient(url=server.url, creds=creds)
+    return module.InferenceServerClient(url=server.url, creds=creds, **options)
 
 
 def pool_client(directory: Path, models: Sequence[str], **options: Any) -> PoolClient:
