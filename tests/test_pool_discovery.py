@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import stat
 from pathlib import Path
 
@@ -231,6 +232,11 @@ def test_pool_json_lists_only_servers_with_a_usable_certificate_and_lands_0600_i
     pool.refresh()
     document = json.loads((job_dir / sandbox_protocol.POOL_FILE).read_text())
     assert [(s["name"], s["same_site"]) for s in document["servers"]] == [("near", True), ("far", False)]
+    # the job ended: its sandbox is forgotten at the next refresh, nothing is made again there
+    shutil.rmtree(sandbox)
+    pool.refresh()
+    assert pool.sandboxes == set()
+    assert not sandbox.exists()
 
 
 def test_certificates_that_are_expiring_server_only_or_from_another_ca_are_not_given_to_jobs(

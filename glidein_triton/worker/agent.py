@@ -107,9 +107,12 @@ class Agent:
         return new
 
     def serve(self, sandbox: str) -> None:
-        try:
-            if self.pool is not None:  # before the answer: the job starts once the pre-job has it
+        if self.pool is not None:  # before the answer: the job starts once the pre-job has it
+            try:
                 self.pool.write_for(sandbox)
+            except OSError as error:  # the job then runs without the pool, with its models
+                LOG.warning("cannot write the pool file of the job in %s: %s", sandbox, error)
+        try:
             self.loader.serve(sandbox)
         except (
             OSError

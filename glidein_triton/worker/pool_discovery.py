@@ -436,6 +436,8 @@ class ClientPool:
         self.entries: list[Entry] = []
         self.sandboxes: set[str] = set()
         self.lock = threading.Lock()
+        #: One writer at a time: the agent's threads share one pid, which names the temporary files.
+        self.writing = threading.Lock()
         self.refreshing = threading.Event()
         self.next_query = 0.0
 
@@ -454,9 +456,9 @@ class ClientPool:
             self.entries = entries
             written = sorted(self.sandboxes)
         for sandbox in written:
-            if os.path.isdir(sandbox):  # noqa: PTH112
+            try:
                 self.write_for(sandbox)
-            else:
+            except OSError:  # the job ended (its sandbox is gone) or made it unwritable
                 with self.lock:
                     self.sandboxes.discard(sandbox)
 
@@ -487,9 +489,11 @@ class ClientPool:
             key = b""
         with self.lock:
             entries = list(self.entries) if key else []
+        with self.writing:
+            job_dir = JobDirectory(sandbox)
+            try:
+                write_job_files(job_dir, sandbox, self.name, self.local, key, entries)
+            finally:
+                job_dir.close()
+        with self.lock:
             self.sandboxes.add(sandbox)
-        job_dir = JobDirectory(sandbox)
-        try:
-            write_job_files(job_dir, sandbox, self.name, self.local, key, entries)
-        finally:
-            job_dir.close()
