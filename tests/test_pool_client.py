@@ -209,3 +209,22 @@ def test_given_channel_arguments_keep_tritonclient_s_message_size_limits() -> No
         ("grpc.lb_policy_name", "x"),
         ("grpc.max_receive_message_length", limit),
     ]
+
+
+def test_a_stream_stays_on_the_server_it_started_on() -> None:
+    client, log, failing, _clock = make_pool(servers(("a:1", 1.0), ("b:1", 2.0)))
+    calls: list[tuple[str, str]] = []
+    for method in pool.STREAM_METHODS:
+        setattr(Fake, method, lambda self, *a, _m=method, **k: calls.append((_m, self.url)))
+    try:
+        client.start_stream(callback=print)
+        failing["a:1"] = Status(UNAVAILABLE, "Socket closed")
+        assert client.infer("m") == "b:1"  # other calls fail over
+        client.async_stream_infer("m", [])
+        client.stop_stream()
+        assert calls == [("start_stream", "a:1"), ("async_stream_infer", "a:1"), ("stop_stream", "a:1")]
+    finally:
+        for method in pool.STREAM_METHODS:
+            delattr(Fake, method)
+    assert client.stream is None
+    assert log[0] == "a:1"  # the readiness call that chose the stream's server

@@ -298,6 +298,9 @@ def test_the_agent_of_a_client_glidein_writes_pool_json_before_the_answer_and_on
         return
     document = json.loads((job_dir / sandbox_protocol.POOL_FILE).read_text())
     assert document["local"] == "127.0.0.1:9001"
+    with (work / "glidein_config").open("a") as config:
+        config.write("TRITON_GRPC_URL 127.0.0.1:7777\n")
+    assert Agent(work, ServerState(runtime="process", grpc_port=9001)).pool.local == "127.0.0.1:7777"  # type: ignore[union-attr]
     assert document["pool"] == "cms"
     assert document["servers"] == []  # not enrolled anywhere yet
     assert order.index(sandbox_protocol.POOL_FILE) < order.index(sandbox_protocol.ANSWER_FILE)

@@ -16,6 +16,8 @@ accept work, and for each call:
 * when no pool server is left, uses the glidein's own server (plaintext, through its front door);
 * when that fails too, raises :class:`PoolUnavailableError`: the job must use its CPU.
 
+A gRPC stream (``start_stream``, ``async_stream_infer``, ``stop_stream``) stays on the server it started on.
+
 tritonclient and grpc are imported only when a server is first used.
 """
 
@@ -46,6 +48,10 @@ FAILOVER_STATUSES = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 #: Triton's UNAVAILABLE answer to a restricted category: not the server's failure, so no failover.
 RESTRICTED = "This protocol is restricted"
 LOCAL_NAME = "the glidein's own server"
+#: The calls of a gRPC stream: all on the server that started it, without failover (a stream is one
+#: connection's state).
+STREAM_START = "start_stream"
+STREAM_METHODS = (STREAM_START, "async_stream_infer", "stop_stream")
 
 
 class PoolError(job_client.NoServerError):
@@ -205,8 +211,9 @@ class PoolClient:
         self.client_options = client_options
         self.clock = clock
         self.clients: dict[str, Any] = {}
-        #: The server of the last call that succeeded.
+        #: The server of the last call that succeeded, and the one of the open stream.
         self.current: PoolServer | None = None
+        self.stream: PoolServer | None = None
 
     def client_for(self, server: PoolServer) -> Any:
         if server.url not in self.clients:
@@ -215,6 +222,8 @@ class PoolClient:
 
     def call(self, method: str, *arguments: Any, **options: Any) -> Any:
         """``method`` on the chosen server, failing over; PoolUnavailableError when none could serve it."""
+        if method in STREAM_METHODS:
+            return self.stream_call(method, *arguments, **options)
         tried: list[PoolServer] = []
         while True:
             server = self.chooser.pick(tried)
@@ -238,6 +247,18 @@ class PoolClient:
             server.measured((self.clock() - started) * 1000)
             self.current = server
             return result
+
+    def stream_call(self, method: str, *arguments: Any, **options: Any) -> Any:
+        """A stream's call: ``start_stream`` on the server a readiness call picks (with failover), the
+        others on that server."""
+        if method == STREAM_START or self.stream is None:
+            self.call("is_server_ready")
+            self.stream = self.current
+        assert self.stream is not None  # noqa: S101 (the readiness call succeeded on it)
+        result = getattr(self.client_for(self.stream), method)(*arguments, **options)
+        if method == "stop_stream":
+            self.stream = None
+        return result
 
     def summary(self, tried: Sequence[PoolServer]) -> str:
         """Why nothing could serve the call."""

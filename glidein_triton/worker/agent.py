@@ -196,7 +196,8 @@ def client_pool(
         return None
     if pool_discovery.pool_role(config) != pool_discovery.CLIENT_ROLE:
         return None
-    local = f"127.0.0.1:{state.grpc_port}" if state.grpc_port else ""
+    published = config.get("TRITON_GRPC_URL", "").strip()  # what the glidein's own jobs are given
+    local = published or (f"127.0.0.1:{state.grpc_port}" if state.grpc_port else "")
     return pool_discovery.ClientPool(work_dir, config, environment, local)
 
 
