@@ -265,7 +265,7 @@ def test_discovery_and_inference_over_mutual_tls_with_pool_json_0600_in_the_sand
 
 def test_a_high_published_queue_time_steers_new_work_away(cluster: Pool) -> None:
     cluster.advertise(
-        ad("a", cluster.a.url, cluster.a.authority, queue=800.0), ad("b", cluster.b.url, cluster.b.authority)
+        ad("a", cluster.a.url, cluster.a.authority, queue=5000.0), ad("b", cluster.b.url, cluster.b.authority)
     )
     found = connect(cluster.job())
     assert set(used(found)) == {cluster.b.url}
@@ -301,7 +301,7 @@ def test_a_forged_ad_pointing_to_a_rogue_server_gets_no_data(cluster: Pool) -> N
     rogue_url = f"{cluster.rogue.address}:{cluster.rogue.port}"
     cluster.advertise(
         ad("forged", rogue_url, cluster.a.authority, queue=0.0),
-        ad("b", cluster.b.url, cluster.b.authority, queue=50.0),
+        ad("b", cluster.b.url, cluster.b.authority, queue=5000.0),
     )
     sandbox = cluster.job()
     listed = json.loads((sandbox / sandbox_protocol.JOB_DIR / sandbox_protocol.POOL_FILE).read_text())[
@@ -319,7 +319,7 @@ def test_a_forged_ad_pointing_to_a_rogue_server_gets_no_data(cluster: Pool) -> N
 def test_killing_a_server_moves_the_work_to_the_other_within_five_seconds(cluster: Pool) -> None:
     cluster.advertise(
         ad("a", cluster.a.url, cluster.a.authority, queue=0.0),
-        ad("b", cluster.b.url, cluster.b.authority, queue=50.0),
+        ad("b", cluster.b.url, cluster.b.authority, queue=5000.0),
     )
     found = connect(cluster.job())
     assert set(used(found, 5)) == {cluster.a.url}
