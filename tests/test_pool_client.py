@@ -4,6 +4,7 @@ the filters, the power of two choices with an injected random source and clock, 
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,26 @@ def test_a_stream_stays_on_the_server_it_started_on() -> None:
             delattr(Fake, method)
     assert client.stream is None
     assert log[0] == "a:1"  # the readiness call that chose the stream's server
+
+
+def test_when_its_servers_are_gone_the_job_takes_the_pool_file_the_agent_rewrote(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"KEY")
+    entry = {"url": "a:1", "name": "A", "ca_pem": "CA", "client_cert_pem": "C", "models": ["m"]}
+    document = {"version": 1, "pool": "p", "local": "", "client_key": str(key), "servers": [entry]}
+    write_pool_file(tmp_path, document)
+    log: list[str] = []
+    failing: dict[str, Exception] = {"a:1": Status(UNAVAILABLE, "Connection reset by peer")}
+    directory = tmp_path / sandbox_protocol.JOB_DIR
+    found = pool.pool_client(directory, ["m"], make_client=lambda s, k: Fake(s.url, log, failing))
+    with pytest.raises(pool.PoolUnavailableError):
+        found.infer("m")  # the file is the one it read
+    entry_b = {**entry, "url": "b:1", "name": "B", "models": ["m", "n"]}
+    write_pool_file(
+        tmp_path, {**document, "servers": [entry, entry_b, {**entry_b, "url": "c:1", "models": ["n"]}]}
+    )
+    os.utime(directory / sandbox_protocol.POOL_FILE, ns=(1, 1))  # a new version whatever the clock's grain
+    assert found.infer("m") == "b:1"
+    assert [server.url for server in found.chooser.servers] == ["a:1", "b:1"]  # c serves no m
+    assert found.chooser.servers[0].blocked_until > 0  # a is still blocked: what the job saw of it stays
+    assert log == ["a:1", "b:1"]

@@ -13,7 +13,8 @@ accept work, and for each call:
 * fails over to another server on a connection, TLS, deadline or queue-full error (gRPC UNAVAILABLE or
   DEADLINE_EXCEEDED, except "This protocol is restricted", which is the caller's mistake), blocking the
   failed server for :data:`BLOCK_SECONDS`;
-* when no pool server is left, uses the glidein's own server (plaintext, through its front door);
+* when no pool server is left, takes pool.json again if the agent has rewritten it since (at each of its
+  queries), else uses the glidein's own server (plaintext, through its front door);
 * when that fails too, raises :class:`PoolUnavailableError`: the job must use its CPU.
 
 A gRPC stream (``start_stream``, ``async_stream_infer``, ``stop_stream``) stays on the server it started on.
@@ -156,10 +157,11 @@ class Chooser:
 
     def usable(self, exclude: Sequence[PoolServer] = ()) -> list[PoolServer]:
         now, wall = self.clock(), self.wall_clock()
+        excluded = {server.url for server in exclude}
         found = [
             server
             for server in self.servers
-            if server not in exclude
+            if server.url not in excluded
             and server.blocked_until <= now
             and not (server.drain_time and server.drain_time - wall < DRAIN_MARGIN)
         ]
@@ -202,8 +204,13 @@ class PoolClient:
         chooser: Chooser | None = None,
         make_client: Callable[..., Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        source: Path | None = None,
+        models: Sequence[str] = (),
         **client_options: Any,
     ) -> None:
+        self.source = source
+        self.models = tuple(models)
+        self.source_version = version_of(source)
         self.chooser = chooser or Chooser(servers, clock=clock)
         self.local = PoolServer(url=local, name=LOCAL_NAME) if local else None
         self.client_key = client_key
@@ -227,6 +234,8 @@ class PoolClient:
         tried: list[PoolServer] = []
         while True:
             server = self.chooser.pick(tried)
+            if server is None and self.reload():
+                server = self.chooser.pick(tried)
             if server is None:
                 local = self.local
                 if local is None or local in tried or local.blocked_until > self.clock():
@@ -247,6 +256,37 @@ class PoolClient:
             server.measured((self.clock() - started) * 1000)
             self.current = server
             return result
+
+    def reload(self) -> bool:
+        """Take the servers of pool.json again when the agent has rewritten it since (its query found other
+        servers, or enrolment other certificates); what this job measured of a server it keeps. True when
+        it did."""
+        version = version_of(self.source)
+        if self.source is None or version is None or version == self.source_version:
+            return False
+        self.source_version = version
+        try:
+            document = read_pool_file(self.source)
+            self.client_key = self.client_key or client_key(document)
+        except PoolError as error:
+            LOG.warning("%s", error)
+            return False
+        known = {server.url: server for server in self.chooser.servers}
+        fresh = serving(document.servers, self.models)
+        for server in fresh:
+            old = known.get(server.url)
+            if old is None:
+                continue
+            server.latency_ms, server.blocked_until, server.failures = (
+                old.latency_ms,
+                old.blocked_until,
+                old.failures,
+            )
+            if (old.ca_pem, old.client_cert_pem) != (server.ca_pem, server.client_cert_pem):
+                self.drop(server)  # new credentials: a new channel
+        self.chooser.servers = fresh
+        LOG.info("pool.json rewritten: %d servers for this job", len(fresh))
+        return True
 
     def stream_call(self, method: str, *arguments: Any, **options: Any) -> Any:
         """A stream's call: ``start_stream`` on the server a readiness call picks (with failover), the
@@ -320,15 +360,31 @@ def tls_client(server: PoolServer, client_key: bytes, **client_options: Any) -> 
     return module.InferenceServerClient(url=server.url, creds=creds, **options)
 
 
-def pool_client(directory: Path, models: Sequence[str], **options: Any) -> PoolClient:
-    """A PoolClient from the pool.json in ``directory`` (the sandbox's ``.glidein_triton``)."""
-    document = read_pool_file(directory / sandbox_protocol.POOL_FILE)
+def client_key(document: PoolFile) -> bytes:
+    """The key the pool file's certificates are for (empty while it lists no server)."""
     try:
-        key = Path(document.client_key).read_bytes() if document.servers else b""
+        return Path(document.client_key).read_bytes()
     except OSError as error:
+        if not document.servers:
+            return b""
         raise PoolError(
             f"cannot read the pool client key {document.client_key} ({error.strerror})"
         ) from error
+
+
+def version_of(path: Path | None) -> int | None:
+    """The file's modification time (ns), None when there is none."""
+    try:
+        return path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        return None
+
+
+def pool_client(directory: Path, models: Sequence[str], **options: Any) -> PoolClient:
+    """A PoolClient from the pool.json in ``directory`` (the sandbox's ``.glidein_triton``)."""
+    path = directory / sandbox_protocol.POOL_FILE
+    document = read_pool_file(path)
+    key = client_key(document)
     servers = serving(document.servers, models)
     LOG.info(
         "pool %s: %d of %d servers serve %s",
@@ -337,4 +393,5 @@ def pool_client(directory: Path, models: Sequence[str], **options: Any) -> PoolC
         len(document.servers),
         models or "all",
     )
-    return PoolClient(servers, document.local, key, **options)
+    options.setdefault("source", path)
+    return PoolClient(servers, document.local, key, models=models, **options)
