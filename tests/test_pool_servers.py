@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -24,13 +26,15 @@ import tritonclient.grpc as grpcclient
 
 from glidein_triton.job import client as job_client
 from glidein_triton.job import pool
-from glidein_triton.local import pytriton
+from glidein_triton.local import demo, pytriton
+from glidein_triton.local import jobs as hooks_sim
 from glidein_triton.local import standin_collector as collector
-from glidein_triton.worker import pool_discovery, pool_files, sandbox_protocol
+from glidein_triton.worker import glidein_paths, pool_discovery, pool_files, sandbox_protocol
 from glidein_triton.worker.ports import free_port
+from glidein_triton.worker.state import ServerState
 
 from .pool_pki import Authority, make_authority, make_key
-from .support import add_model, wait_until
+from .support import add_model, assert_nothing_left, wait_until
 
 pytestmark = pytest.mark.server
 
@@ -314,6 +318,54 @@ def test_a_forged_ad_pointing_to_a_rogue_server_gets_no_data(cluster: Pool) -> N
     assert wait_until(lambda: cluster.rogue.errors, timeout=10)
     assert cluster.rogue.connections >= 1
     assert bytes(cluster.rogue.received) == b""  # not even the HTTP/2 preface: no request, no tensor
+
+
+#: The job of the client glidein: waits until its pool file lists servers (the agent's first query may come
+#: after the job starts), then infers through the pool and prints the server of the call.
+POOL_JOB = """
+import json, os, sys, time
+import numpy as np
+import tritonclient.grpc as grpcclient
+from glidein_triton.job.client import connect
+path = os.path.join(os.environ["_CONDOR_SCRATCH_DIR"], ".glidein_triton", "pool.json")
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and not json.load(open(path))["servers"]:
+    time.sleep(0.1)
+client = connect(pool=True, models=["echo"])
+tensor = grpcclient.InferInput("INPUT0", [4], "INT32")
+tensor.set_data_from_numpy(np.array([5, 6, 7, 8], dtype=np.int32))
+print(client.infer("echo", [tensor]).as_numpy("OUTPUT0").tolist(), client.current.url)
+"""
+
+
+def test_a_job_of_a_client_glidein_infers_on_the_pool_through_its_agent(
+    cluster: Pool, tmp_path: Path
+) -> None:
+    cluster.advertise(
+        ad("a", cluster.a.url, cluster.a.authority), ad("b", cluster.b.url, cluster.b.authority, queue=5000.0)
+    )
+    prepared = demo.prepare(
+        tmp_path / "glidein", settings={**cluster.config, "GLIDEIN_TRITON_MODELS": "simple"}
+    )
+    glidein = prepared.glidein
+    (glidein.root / "condor_config").write_text("COLLECTOR_HOST = cm.example\n")
+    shutil.copytree(pool_files.pool_dir(cluster.work), pool_files.pool_dir(glidein.root))  # enrolled
+    assert glidein.run_startup(prepared.environment).returncode == 0
+    recorded = ServerState.load(glidein_paths.state_file(glidein.root))
+    try:
+        job = hooks_sim.start_job(
+            glidein, [sys.executable, "-c", POOL_JOB], {**prepared.environment, **glidein.published()[1]}
+        )
+        code, stdout, stderr = job.finish(timeout=120)
+        assert code == 0, stderr
+        assert stdout.split("] ")[0] == "[5, 6, 7, 8"
+        assert stdout.split()[-1] == cluster.a.url  # the pool server, not the glidein's own
+        job_dir = job.sandbox / sandbox_protocol.JOB_DIR
+        assert stat.S_IMODE((job_dir / sandbox_protocol.POOL_FILE).stat().st_mode) == 0o600
+        job.end()
+    finally:
+        glidein.run_cleanup(prepared.environment)
+    assert_nothing_left(glidein, recorded)
 
 
 def test_killing_a_server_moves_the_work_to_the_other_within_five_seconds(cluster: Pool) -> None:
