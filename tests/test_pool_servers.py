@@ -34,11 +34,30 @@ from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import ServerState
 
 from .pool_pki import Authority, make_authority, make_key
-from .support import add_model, assert_nothing_left, wait_until
+from .support import MODEL_CONFIG, add_model, assert_nothing_left, wait_until
 
 pytestmark = pytest.mark.server
 
 MODEL = "echo"
+#: A model that takes a while, with room for one request in its queue: requests past it (and the one the
+#: batcher holds) are refused at once. QUEUED: how many a test sends first to fill it.
+SLOW = "slow"
+QUEUED = 4
+SLOW_SOURCE = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(2)
+        outputs = [pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy() for request in requests]
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", values)]) for values in outputs]
+"""
+SLOW_CONFIG = MODEL_CONFIG.replace("max_batch_size: 0", "max_batch_size: 1") + (
+    "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n"
+)
 SITE = "Near"
 
 
@@ -181,6 +200,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     launcher = pytriton.prepare(root / "triton")
     repository = root / "models"
     add_model(repository, MODEL)
+    add_model(repository, SLOW, SLOW_SOURCE, SLOW_CONFIG)
     a_ca, b_ca = make_authority(root / "ca-a", "server a"), make_authority(root / "ca-b", "server b")
     servers = [
         start_server(root, launcher, repository, address, ca)
@@ -318,6 +338,40 @@ def test_a_forged_ad_pointing_to_a_rogue_server_gets_no_data(cluster: Pool) -> N
     assert wait_until(lambda: cluster.rogue.errors, timeout=10)
     assert cluster.rogue.connections >= 1
     assert bytes(cluster.rogue.received) == b""  # not even the HTTP/2 preface: no request, no tensor
+
+
+def test_a_full_queue_moves_the_call_to_another_server(cluster: Pool) -> None:
+    both = {"TritonPoolModels": f'"{MODEL},{SLOW}"'}
+    cluster.advertise(
+        ad("a", cluster.a.url, cluster.a.authority, **both),
+        ad("b", cluster.b.url, cluster.b.authority, queue=5000.0, **both),
+    )
+    found = job_client.connect(
+        pool=True, models=[SLOW], environment={"_CONDOR_SCRATCH_DIR": str(cluster.job())}
+    )
+    assert found.current.url == cluster.a.url
+    pool_dir = pool_files.pool_dir(cluster.work)
+    direct = grpcclient.InferenceServerClient(
+        cluster.a.url,
+        ssl=True,
+        root_certificates=str(cluster.a.authority.cert),
+        private_key=str(pool_dir / pool_files.CLIENT_KEY),
+        certificate_chain=str(pool_files.client_cert_path(cluster.work, cluster.a.authority.fingerprint)),
+    )
+    tensor = grpcclient.InferInput("INPUT0", [1, 4], "INT32")
+    tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.int32))
+    answers: list[object] = []
+    for _ in range(QUEUED):  # one runs, the others fill the queue
+        direct.async_infer(SLOW, [tensor], lambda result, error: answers.append(error or result))
+    time.sleep(0.5)
+    result = found.infer(SLOW, [tensor])
+    assert found.current.url == cluster.b.url
+    assert result.as_numpy("OUTPUT0").tolist() == [[1, 2, 3, 4]]
+    server_a = next(server for server in found.chooser.servers if server.url == cluster.a.url)
+    assert "Exceeds maximum queue size" in server_a.failures[-1]  # Triton's own words
+    assert wait_until(lambda: len(answers) == QUEUED, timeout=60)
+    direct.close()
+    found.close()
 
 
 #: The job of the client glidein: waits until its pool file lists servers (the agent's first query may come
