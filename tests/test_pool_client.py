@@ -252,3 +252,26 @@ def test_when_its_servers_are_gone_the_job_takes_the_pool_file_the_agent_rewrote
     assert [server.url for server in found.chooser.servers] == ["a:1", "b:1"]  # c serves no m
     assert found.chooser.servers[0].blocked_until > 0  # a is still blocked: what the job saw of it stays
     assert log == ["a:1", "b:1"]
+
+
+def test_models_the_glidein_could_not_load_leave_the_pool_without_its_own_server(tmp_path: Path) -> None:
+    # the job ad asked the glidein for a model its own server does not have: the pool serves it
+    (tmp_path / ".machine.ad").write_text("HasTriton = true\n")
+    write_pool_file(
+        tmp_path, {"version": 1, "pool": "p", "local": "127.0.0.1:9", "client_key": "", "servers": []}
+    )
+    answer = sandbox_protocol.Answer.of([], {"big": "not a model of the glidein's repository"}, False, True)
+    (tmp_path / sandbox_protocol.JOB_DIR / sandbox_protocol.ANSWER_FILE).write_text(answer.text())
+    environment = {"_CONDOR_SCRATCH_DIR": str(tmp_path), "_CONDOR_MACHINE_AD": str(tmp_path / ".machine.ad")}
+    log: list[str] = []
+
+    def make(server: pool.PoolServer, _key: bytes) -> Fake:
+        return Fake(server.url, log, {})
+
+    with pytest.raises(pool.PoolUnavailableError, match="run on the job's CPU"):
+        job_client.connect(pool=True, models=["big"], environment=environment, make_client=make, timeout=1)
+    assert log == []  # not the glidein's own server: it has no such model
+    found = job_client.connect(
+        pool=True, models=["small"], environment=environment, make_client=make, timeout=1
+    )
+    assert found.current.url == "127.0.0.1:9"

@@ -359,8 +359,13 @@ def _connect_pool(
     if protocol != "grpc":
         raise ValueError("pool mode is gRPC only (the pool servers serve gRPC over mutual TLS)")
     try:
-        wait_for_agent(environment, models, timeout)
-        client = pool.pool_client(job_directory(environment), models, **client_options)
+        try:
+            wait_for_agent(environment, models, timeout)
+            own_server = True
+        except ModelsUnavailableError as error:  # the pool may still serve them
+            LOG.info("%s: the glidein's own server is no fall-back for them", error)
+            own_server = False
+        client = pool.pool_client(job_directory(environment), models, own_server, **client_options)
         try:
             client.call("is_server_ready")
         except NoServerError:

@@ -380,8 +380,11 @@ def version_of(path: Path | None) -> int | None:
         return None
 
 
-def pool_client(directory: Path, models: Sequence[str], **options: Any) -> PoolClient:
-    """A PoolClient from the pool.json in ``directory`` (the sandbox's ``.glidein_triton``)."""
+def pool_client(
+    directory: Path, models: Sequence[str], own_server: bool = True, **options: Any
+) -> PoolClient:
+    """A PoolClient from the pool.json in ``directory`` (the sandbox's ``.glidein_triton``); ``own_server``:
+    whether the glidein's own server is a fall-back (not when its agent could not load the models)."""
     path = directory / sandbox_protocol.POOL_FILE
     document = read_pool_file(path)
     key = client_key(document)
@@ -394,4 +397,4 @@ def pool_client(directory: Path, models: Sequence[str], **options: Any) -> PoolC
         models or "all",
     )
     options.setdefault("source", path)
-    return PoolClient(servers, document.local, key, models=models, **options)
+    return PoolClient(servers, document.local if own_server else "", key, models=models, **options)
