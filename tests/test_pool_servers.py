@@ -360,16 +360,36 @@ def test_a_full_queue_moves_the_call_to_another_server(cluster: Pool) -> None:
     )
     tensor = grpcclient.InferInput("INPUT0", [1, 4], "INT32")
     tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.int32))
-    answers: list[object] = []
-    for _ in range(QUEUED):  # one runs, the others fill the queue
-        direct.async_infer(SLOW, [tensor], lambda result, error: answers.append(error or result))
-    time.sleep(0.5)
-    result = found.infer(SLOW, [tensor])
-    assert found.current.url == cluster.b.url
-    assert result.as_numpy("OUTPUT0").tolist() == [[1, 2, 3, 4]]
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def occupy() -> None:  # keeps the model busy and its queue full: each refusal is sent again at once
+        while not stop.is_set():
+            try:
+                direct.infer(SLOW, [tensor])
+            except grpcclient.InferenceServerException as error:
+                refused.append(str(error))
+
+    threads = [threading.Thread(target=occupy) for _ in range(QUEUED)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert wait_until(
+            lambda: any("Exceeds maximum queue size" in answer for answer in refused), timeout=20
+        )
+        # Triton's queue is full nearly all the time now; a call that lands in a moment it is not just waits
+        for _ in range(5):
+            result = found.infer(SLOW, [tensor])  # a refusal that did not fail over would raise here
+            if found.current.url == cluster.b.url:
+                break
+        assert found.current.url == cluster.b.url
+        assert result.as_numpy("OUTPUT0").tolist() == [[1, 2, 3, 4]]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
     server_a = next(server for server in found.chooser.servers if server.url == cluster.a.url)
     assert "Exceeds maximum queue size" in server_a.failures[-1]  # Triton's own words
-    assert wait_until(lambda: len(answers) == QUEUED, timeout=60)
     direct.close()
     found.close()
 
