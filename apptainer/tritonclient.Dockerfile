@@ -7,7 +7,7 @@ FROM python:${PYTHON_VERSION}-slim
 ARG TRITONCLIENT_VERSION=2.51.0
 ARG NUMPY_VERSION=1.26.4
 COPY glidein_triton/__init__.py /opt/glidein-triton/glidein_triton/
-COPY glidein_triton/job/__init__.py glidein_triton/job/client.py /opt/glidein-triton/glidein_triton/job/
+COPY glidein_triton/job/__init__.py glidein_triton/job/client.py glidein_triton/job/pool.py /opt/glidein-triton/glidein_triton/job/
 COPY glidein_triton/worker/__init__.py glidein_triton/worker/sandbox_protocol.py /opt/glidein-triton/glidein_triton/worker/
 COPY examples /opt/glidein-triton/examples
 RUN python3 -c 'import sys; sys.exit(sys.version_info >= (3, 13))' \

@@ -70,7 +70,11 @@ def test_client_helper_in_the_image_needs_nothing_else_from_the_package() -> Non
     """The image copies the client helper and the sandbox protocol, and what they import of the package."""
     _, sections = parse_definition(APPTAINER / "tritonclient.def")
     copied = {line.split()[0] for line in sections["files"]}
-    for module in ("glidein_triton/job/client.py", "glidein_triton/worker/sandbox_protocol.py"):
+    for module in (
+        "glidein_triton/job/client.py",
+        "glidein_triton/job/pool.py",
+        "glidein_triton/worker/sandbox_protocol.py",
+    ):
         assert module in copied
         for node in ast.walk(ast.parse((REPO / module).read_text())):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("glidein")):

@@ -305,6 +305,7 @@ def connect(
     models: Sequence[str] = (),
     environment: Mapping[str, str] | None = None,
     fallback: Callable[[NoServerError], Result] | None = None,
+    pool: bool = False,
     **client_options: Any,
 ) -> Any:
     """A ready ``tritonclient.grpc`` (or ``.http``) InferenceServerClient for this job's server.
@@ -314,8 +315,14 @@ def connect(
     by a system CA).
     ``fallback``: called with the error when no server is found or ready; its result is returned instead
     of a client (e.g. a function that runs the model in-process). Without it, NoServerError is raised.
+    ``pool``: in a job of a pool client glidein, a :class:`glidein_triton.job.pool.PoolClient` over the pool's
+    servers that serve ``models`` (gRPC only; ``client_options`` go to it, e.g. ``make_client``); one of them
+    (or the glidein's own server) has answered a readiness call. Its calls raise
+    :class:`glidein_triton.job.pool.PoolUnavailableError` (a NoServerError) when no server can serve them.
     """
     environment = os.environ if environment is None else environment
+    if pool:
+        return _connect_pool(protocol, environment, models, timeout, fallback, client_options)
     try:
         endpoint = find_endpoint(protocol, url, environment)
         if endpoint.source != URL_ARGUMENT:
@@ -335,4 +342,40 @@ def connect(
         LOG.warning("%s; using the local fallback", error)
         return fallback(error)
     LOG.info("connected to Triton at %s (from %s)", endpoint.url, endpoint.source)
+    return client
+
+
+def _connect_pool(
+    protocol: str,
+    environment: Mapping[str, str],
+    models: Sequence[str],
+    timeout: float,
+    fallback: Callable[[NoServerError], Result] | None,
+    client_options: dict[str, Any],
+) -> Any:
+    """connect(pool=True): the agent's answer, pool.json, one readiness call through the pool."""
+    from glidein_triton.job import pool  # noqa: PLC0415 (it imports this module)
+
+    if protocol != "grpc":
+        raise ValueError("pool mode is gRPC only (the pool servers serve gRPC over mutual TLS)")
+    try:
+        try:
+            wait_for_agent(environment, models, timeout)
+            own_server = True
+        except ModelsUnavailableError as error:  # the pool may still serve them
+            LOG.info("%s: the glidein's own server is no fall-back for them", error)
+            own_server = False
+        client = pool.pool_client(job_directory(environment), models, own_server, **client_options)
+        try:
+            client.call("is_server_ready")
+        except NoServerError:
+            client.close()
+            raise
+    except NoServerError as error:
+        if fallback is None:
+            raise
+        LOG.warning("%s; using the local fallback", error)
+        return fallback(error)
+    assert client.current is not None  # noqa: S101 (the readiness call succeeded on it)
+    LOG.info("connected to the pool through %s (%s)", client.current.url, client.current.name)
     return client

@@ -38,7 +38,17 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from glidein_triton.worker import cleanup, files, glidein_paths, log_files, logs, processes, sandboxes, server
+from glidein_triton.worker import (
+    cleanup,
+    files,
+    glidein_paths,
+    log_files,
+    logs,
+    pool_discovery,
+    processes,
+    sandboxes,
+    server,
+)
 from glidein_triton.worker.commands import run_quietly
 from glidein_triton.worker.errors import CorruptionError, TritonSetupError
 from glidein_triton.worker.glidein_config import GlideinConfig
@@ -84,6 +94,7 @@ class Agent:
             cvmfs_mount=state.cvmfs_mount_dir,
         )
         self.seen: set[str] = set()
+        self.pool = client_pool(work_dir, state, os.environ)
         #: The container instance's own process (pid, start ticks), for the server it was looked up for.
         self.instance = (0, 0)
         self.instance_of = (0, 0)
@@ -100,6 +111,11 @@ class Agent:
         return new
 
     def serve(self, sandbox: str) -> None:
+        if self.pool is not None:  # before the answer: the job starts once the pre-job has it
+            try:
+                self.pool.write_for(sandbox)
+            except OSError as error:  # the job then runs without the pool, with its models
+                LOG.warning("cannot write the pool file of the job in %s: %s", sandbox, error)
         try:
             self.loader.serve(sandbox)
         except (
@@ -150,6 +166,8 @@ class Agent:
         next_watch = time.monotonic() + watch_period
         next_log_check = time.monotonic()
         while True:
+            if self.pool is not None:
+                self.pool.start_refresh(time.monotonic())
             for sandbox in self.new_sandboxes():
                 threading.Thread(target=self.serve, args=(sandbox,), daemon=True).start()
             if time.monotonic() >= next_log_check:
@@ -169,6 +187,22 @@ class Agent:
                     self.stop(environment)
                     return True
             time.sleep(POLL)
+
+
+def client_pool(
+    work_dir: Path, state: ServerState, environment: Mapping[str, str]
+) -> pool_discovery.ClientPool | None:
+    """The pool the glidein is a client of (``GLIDEIN_TRITON_POOL = client`` in its glidein_config), else
+    None; the glidein's own server is the jobs' local fall-back."""
+    try:
+        config = GlideinConfig.read(work_dir / "glidein_config")
+    except CorruptionError:
+        return None
+    if pool_discovery.pool_role(config) != pool_discovery.CLIENT_ROLE:
+        return None
+    published = config.get("TRITON_GRPC_URL", "").strip()  # what the glidein's own jobs are given
+    local = published or (f"127.0.0.1:{state.grpc_port}" if state.grpc_port else "")
+    return pool_discovery.ClientPool(work_dir, config, environment, local)
 
 
 def instance_process(state: ServerState, environment: Mapping[str, str]) -> tuple[int, int]:

@@ -396,7 +396,7 @@ def certificate_path(pool_dir: Path, ca_fingerprint: str) -> Path:
     digest = ca_fingerprint[len(pool_files.FINGERPRINT_PREFIX) :]
     if not ca_fingerprint.startswith(pool_files.FINGERPRINT_PREFIX) or len(digest) != 64 or digest.strip(HEX):
         raise EnrolmentError(f"not a sha256: fingerprint: {ca_fingerprint[:80]!r}")
-    return pool_dir / "clients" / f"{digest}.pem"
+    return pool_dir / pool_files.CLIENT_CERTS_DIR / f"{digest}.pem"
 
 
 def enrol(

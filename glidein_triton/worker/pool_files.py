@@ -32,6 +32,8 @@ SERVER_KEY = "server.key"
 CLIENT_KEY = "client.key"
 CLIENT_CERT = "client.pem"
 CANDIDATES = "candidates.json"
+#: A client glidein's certificates, one per server CA: ``clients/<CA fingerprint hex>.pem``.
+CLIENT_CERTS_DIR = "clients"
 
 #: The longest a pool CA lives (a glidein lives days, not weeks).
 MAX_CA_DAYS = 7
@@ -53,6 +55,12 @@ class PoolFilesError(TritonSetupError):
 def pool_dir(work_dir: Path) -> Path:
     """Where pool mode keeps its keys and certificates: ``triton/pool`` (0700)."""
     return glidein_paths.plugin_dir(work_dir) / POOL_DIR_NAME
+
+
+def client_cert_path(work_dir: Path, ca_fingerprint: str) -> Path:
+    """Where a client glidein keeps its certificate from the server whose CA has ``ca_fingerprint``
+    (``sha256:<hex>``, checked against the CA by whoever read it from an ad)."""
+    return pool_dir(work_dir) / CLIENT_CERTS_DIR / f"{ca_fingerprint.partition(':')[2]}.pem"
 
 
 def openssl(arguments: Sequence[str], stdin: bytes = b"") -> bytes:

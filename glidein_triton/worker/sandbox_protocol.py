@@ -8,6 +8,9 @@ The glidein's agent (:mod:`job_loader`) writes into ``<scratch dir>/.glidein_tri
   exports to the job (``TRITON_MODELS_READY``, ``_FAILED``, ``_STATUS``, ``_ERRORS``), then one
   ``TRITON_MODEL_ERROR=<model>: <reason>`` line per failed model, which the client helper reads.
 
+On a pool client glidein (``GLIDEIN_TRITON_POOL = client``) it writes, before the answer, ``pool.json`` and
+``pool_client.key`` (:mod:`pool_discovery`), which ``connect(pool=True)`` reads.
+
 Its readers: the pre-job scripts (POSIX sh: ``glidein_triton_prejob.sh`` and ``glidein_triton_prejob_env.sh``
 spell these names themselves, and tests/test_sandbox_protocol.py keeps them equal to this module), the
 reaper (:mod:`model_registry`) and the job's client helper (``glidein_triton.job.client``, which ships this
@@ -26,6 +29,10 @@ JOB_DIR = ".glidein_triton"
 PENDING_FILE = "pending"
 CLAIM_FILE = "claim.json"
 ANSWER_FILE = "prejob.env"
+#: Pool mode (a client glidein): the pool's servers this job may use, and the copy of the glidein's client
+#: key that their certificates are for (both 0600; format in glidein_triton.worker.pool_discovery).
+POOL_FILE = "pool.json"
+POOL_KEY_FILE = "pool_client.key"
 
 #: A claim file larger than this is not read (a job could make it huge to slow the periodic script).
 MAX_CLAIM_BYTES = 64 * 1024

@@ -1,0 +1,66 @@
+"""Test certificates for pool mode, made with the openssl command line: a CA per server, server and client
+certificates signed by it (EC P-256 keys, as pool_contract.md names them)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def openssl(*arguments: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(["openssl", *arguments], check=True, capture_output=True, input=stdin).stdout
+
+
+def make_key(path: Path) -> Path:
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass(frozen=True)
+class Authority:
+    cert: Path
+    key: Path
+
+    @property
+    def der(self) -> bytes:
+        return openssl("x509", "-in", str(self.cert), "-outform", "DER")
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + hashlib.sha256(self.der).hexdigest()
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.der).decode("ascii")
+
+    def issue(
+        self, key: Path, out: Path, *, usage: str = "clientAuth", address: str = "", days: int = 1
+    ) -> Path:
+        """A certificate for ``key`` signed by this CA: EKU ``usage``, an IP SAN for ``address``."""
+        csr = openssl("req", "-new", "-key", str(key), "-subj", f"/CN={address or 'client'}")
+        extensions = out.with_suffix(".ext")
+        lines = ["basicConstraints=CA:FALSE", f"extendedKeyUsage={usage}"]
+        if address:
+            lines.append(f"subjectAltName=IP:{address}")
+        extensions.write_text("\n".join(lines) + "\n")
+        openssl(
+            "x509", "-req", "-CA", str(self.cert), "-CAkey", str(self.key), "-CAcreateserial",
+            "-days", str(days), "-extfile", str(extensions), "-out", str(out), stdin=csr,
+        )  # fmt: skip
+        return out
+
+
+def make_authority(directory: Path, name: str = "pool CA") -> Authority:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = make_key(directory / "ca.key")
+    cert = directory / "ca.pem"
+    openssl(
+        "req", "-x509", "-new", "-key", str(key), "-days", "2", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-out", str(cert),
+    )  # fmt: skip
+    return Authority(cert, key)
