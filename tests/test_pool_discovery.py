@@ -331,3 +331,61 @@ def test_the_agent_queries_once_condor_config_is_there_then_at_jittered_interval
     assert low <= pool.next_query <= 102.5 + discovery.PERIOD * (1 + discovery.JITTER)
     pool.start_refresh(low - 1)
     assert len(queries) == 1
+
+
+def test_a_refresh_enrols_where_the_glidein_has_no_usable_certificate(
+    glidein: tuple[Path, dict[str, str], Path],
+    authorities: tuple[Authority, Authority],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    work, config, ads = glidein
+    a, b = authorities
+    ads.write_text(
+        "\n".join(
+            [
+                server_ad("far", a, TritonPoolEnrolURL='"https://127.0.0.2:8443/enrol"'),
+                server_ad(
+                    "near",
+                    b,
+                    TritonPoolURL='"127.0.0.3:8001"',
+                    TritonPoolEnrolURL='"https://127.0.0.3:8443/enrol"',
+                ),
+                server_ad("none", b, TritonPoolURL='"127.0.0.4:8001"'),  # publishes no enrolment URL
+            ]
+        )
+    )
+    asked: list[str] = []
+
+    def enrolment(where: Path, server: discovery.Candidate) -> None:
+        asked.append(server.enrol_url)
+        if server.name == "near":
+            raise ValueError("refused (403): no authenticated client ad names this key")
+        enrol(where, a)
+
+    pool = discovery.ClientPool(work, config, os.environ, "", enrol=enrolment)
+    pool.refresh()
+    assert asked == ["https://127.0.0.2:8443/enrol", "https://127.0.0.3:8443/enrol"]
+    assert [entry.server.name for entry in pool.entries] == ["far"]
+    assert "no certificate from https://127.0.0.3:8443/enrol: refused (403)" in caplog.text
+    asked.clear()
+    pool.refresh()  # far's certificate is kept and usable: only near is asked again
+    assert asked == ["https://127.0.0.3:8443/enrol"]
+
+
+def test_an_enrolment_url_that_is_not_https_enrol_drops_the_ad(
+    authorities: tuple[Authority, Authority],
+) -> None:
+    a, _ = authorities
+    ad = {
+        "Name": "s",
+        "TritonPoolURL": "127.0.0.2:8001",
+        "TritonPoolCA": a.base64,
+        "TritonPoolCAFingerprint": a.fingerprint,
+        "AuthenticatedIdentity": "Far@frontend",
+    }
+    good = discovery.candidate({**ad, "TritonPoolEnrolURL": "https://127.0.0.2:8443/enrol"})
+    assert good.enrol_url == "https://127.0.0.2:8443/enrol"
+    assert discovery.candidate(ad).enrol_url == ""
+    for bad in ("http://127.0.0.2:8443/enrol", "https://127.0.0.2:8443/../x", "file:///etc/passwd"):
+        with pytest.raises(ValueError, match="TritonPoolEnrolURL"):
+            discovery.candidate({**ad, "TritonPoolEnrolURL": bad})

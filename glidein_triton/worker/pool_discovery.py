@@ -59,6 +59,7 @@ CLIENT_ROLE = "client"
 ATTRIBUTES = (
     "Name",
     "TritonPoolURL",
+    "TritonPoolEnrolURL",
     "TritonPoolSite",
     "TritonPoolCA",
     "TritonPoolCAFingerprint",
@@ -84,8 +85,11 @@ VERSION = 1
 
 HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}$")
 FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
+ENROL_URL = re.compile(r"^https://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}/enrol$")
 
 Runner = Callable[[Sequence[str], Mapping[str, str]], str]
+#: Gets the glidein a certificate for a server that has none yet (:func:`enrol_at`); raises on failure.
+Enroller = Callable[[Path, "Candidate"], None]
 
 
 class DiscoveryError(Exception):
@@ -211,6 +215,7 @@ class Candidate:
     queue_time_ms: float
     accepting: bool
     drain_time: int
+    enrol_url: str = ""  # where the glidein gets its certificate for this server (empty: none published)
 
 
 def _text(ad: Mapping[str, object], attribute: str) -> str:
@@ -251,6 +256,9 @@ def candidate(ad: Mapping[str, object], patterns: Sequence[str] = ("*",)) -> Can
     models = tuple(model.strip() for model in models)
     if not all(is_model_name(model) for model in models):
         raise ValueError("TritonPoolModels holds a name that is no model name")
+    enrol_url = _text(ad, "TritonPoolEnrolURL").strip()
+    if enrol_url and not ENROL_URL.match(enrol_url):
+        raise ValueError(f"TritonPoolEnrolURL {enrol_url[:200]!r} is not https://host:port/enrol")
     queue = ad.get("TritonPoolQueueTimeMs", 0.0)
     drain = ad.get("TritonPoolDrainTime", 0)
     accepting = ad.get("TritonPoolAccepting", False)
@@ -270,6 +278,7 @@ def candidate(ad: Mapping[str, object], patterns: Sequence[str] = ("*",)) -> Can
         queue_time_ms=float(queue),
         accepting=accepting,
         drain_time=drain,
+        enrol_url=enrol_url,
     )
 
 
@@ -375,6 +384,30 @@ def usable_entries(
     return entries
 
 
+def enrol_at(work_dir: Path, server: Candidate) -> None:
+    """A client certificate from ``server``'s enrolment service, kept where :func:`usable_entries` finds it
+    (:func:`pool_enrolment.certificate_for`: TLS checked against the CA of the ad)."""
+    from glidein_triton.worker import pool_enrolment  # noqa: PLC0415 (ssl and http: when a server is new)
+
+    ca = base64.b64encode(server.ca_der).decode("ascii")
+    pool_enrolment.certificate_for(
+        pool_files.pool_dir(work_dir), server.enrol_url, ca, server.ca_fingerprint, server.name or "client"
+    )
+
+
+def enrol_missing(work_dir: Path, servers: Sequence[Candidate], enrol: Enroller, now: float) -> None:
+    """Enrol at every server with an enrolment URL for which the glidein holds no usable certificate; a
+    server that refuses or cannot be reached is logged and left out (its jobs use the others)."""
+    for server in servers:
+        cert = pool_files.client_cert_path(work_dir, server.ca_fingerprint)
+        if not server.enrol_url or (cert.is_file() and certificate_usable(cert, server.ca_der, now)):
+            continue
+        try:
+            enrol(work_dir, server)
+        except Exception as error:  # one server's enrolment never stops the others
+            LOG.warning("pool server %s: no certificate from %s: %s", server.url, server.enrol_url, error)
+
+
 def pool_document(
     name: str, local: str, key_path: str, entries: Sequence[Entry], now: float
 ) -> dict[str, object]:
@@ -425,8 +458,10 @@ class ClientPool:
         environment: Mapping[str, str],
         local: str,
         runner: Runner = run_bounded,
+        enrol: Enroller = enrol_at,
     ) -> None:
         self.work_dir = work_dir
+        self.enrol = enrol
         self.config = dict(config)
         self.environment = dict(environment)
         self.local = local
@@ -450,6 +485,7 @@ class ClientPool:
                 "pool %s: %s; keeping the %d servers found before", self.name, error, len(self.entries)
             )
             return
+        enrol_missing(self.work_dir, servers, self.enrol, time.time())
         entries = usable_entries(self.work_dir, servers, self.site)
         LOG.info("pool %s: %d servers, %d with a usable certificate", self.name, len(servers), len(entries))
         with self.lock:
