@@ -247,3 +247,32 @@ def test_without_condor_status_on_path_the_message_says_so(
         "condor_status is not on PATH: install HTCondor's tools or give --condor-status"
         in capsys.readouterr().err
     )
+
+
+def test_with_certificates_only_servers_whose_ca_the_gateway_enrolled_at_are_listed(
+    tmp_path: Path,
+    ads_file: Path,
+    authorities: tuple[Authority, Authority],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = authorities
+    ads_file.write_text(
+        server_ad("at-a", a, TritonPoolURL='"127.0.0.2:8001"')
+        + "\n"
+        + server_ad("at-b", b, TritonPoolURL='"127.0.0.3:8001"')
+    )
+    held = tmp_path / "clients"
+    held.mkdir()
+    (held / f"{a.fingerprint[7:]}.pem").write_text("a certificate")
+    code, output = run(tmp_path, "--certificates", str(held))
+    assert code == 0
+    names = [
+        lb["endpoint"]["hostname"]
+        for locality in json.loads(output.read_text())["resources"][0]["endpoints"]
+        for lb in locality["lb_endpoints"]
+    ]
+    assert names == ["at-a"]
+    assert (
+        f"server ad 'at-b' skipped: no client certificate {held / b.fingerprint[7:]}.pem"
+        in capsys.readouterr().err
+    )

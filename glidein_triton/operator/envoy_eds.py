@@ -58,10 +58,12 @@ def servers(
     drain_margin: float,
     identities: Sequence[str] = ("*",),
     warn: list[str] | None = None,
+    certificates: Path | None = None,
 ) -> list[Candidate]:
     """The servers of ``ads`` that take work now: well formed, accepting, not draining before ``now +
-    drain_margin`` (a drain time of 0 is unknown: kept), one per URL. Each skipped ad adds a line to
-    ``warn``."""
+    drain_margin`` (a drain time of 0 is unknown: kept), one per URL; with ``certificates``, only those whose
+    CA has a client certificate ``certificates/<CA fingerprint hex>.pem`` there (the gateway's own, as a
+    client glidein keeps them). Each skipped ad adds a line to ``warn``."""
     found: list[Candidate] = []
     for ad in ads:
         name = ad.get("Name", "?")
@@ -74,6 +76,11 @@ def servers(
         if not server.accepting:
             continue
         if server.drain_time and server.drain_time <= now + drain_margin:
+            continue
+        held = certificates / f"{server.ca_fingerprint.partition(':')[2]}.pem" if certificates else None
+        if held is not None and not held.is_file():
+            if warn is not None:
+                warn.append(f"server ad {name!r} skipped: no client certificate {held}")
             continue
         if all(other.url != server.url for other in found):
             found.append(server)
@@ -140,13 +147,15 @@ def refresh(
     site: str,
     drain_margin: float,
     identities: Sequence[str],
+    certificates: Path | None = None,
     now: float | None = None,
 ) -> tuple[int, bool, list[str]]:
     """Query, then write the file: (the number of endpoints, whether the file changed, the warnings).
     DiscoveryError when the query fails: the file is left as it was."""
     ads = pool_discovery.parse_ads(pool_discovery.run_bounded(argv, environment))
     warnings: list[str] = []
-    found = servers(ads, time.time() if now is None else now, drain_margin, identities, warnings)
+    when = time.time() if now is None else now
+    found = servers(ads, when, drain_margin, identities, warnings, certificates)
     changed = write(output, discovery_response(found, cluster, site))
     return len(found), changed, warnings
 

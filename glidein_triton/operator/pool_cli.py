@@ -55,6 +55,14 @@ def argument_parser() -> argparse.ArgumentParser:
         default="*",
         help="comma list of glob patterns an ad's AuthenticatedIdentity must match (default: %(default)s)",
     )
+    eds.add_argument(
+        "--certificates",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="list only servers whose CA has the gateway's client certificate DIR/<CA fingerprint hex>.pem "
+        "(default: all)",
+    )
     eds.add_argument("--once", action="store_true", help="query and write once, then exit")
     eds.add_argument(
         "--interval", type=float, default=60.0, help="seconds between queries (default: %(default)s)"
@@ -80,7 +88,14 @@ def envoy_eds_main(args: argparse.Namespace) -> int:
     while True:
         try:
             count, changed, warnings = envoy_eds.refresh(
-                argv, os.environ, args.output, args.cluster, args.site, args.drain_margin, identities
+                argv,
+                os.environ,
+                args.output,
+                args.cluster,
+                args.site,
+                args.drain_margin,
+                identities,
+                args.certificates,
             )
         except (DiscoveryError, OSError) as error:
             envoy_eds.log(f"{args.output} not updated: {error}")
