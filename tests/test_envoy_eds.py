@@ -10,7 +10,7 @@ import pytest
 
 from glidein_triton import cli
 from glidein_triton.local import standin_collector as collector
-from glidein_triton.operator import envoy_eds
+from glidein_triton.operator import envoy_eds, pool_cli
 
 from .pool_authority import Authority, make_authority
 
@@ -178,7 +178,9 @@ def test_only_accepting_servers_of_the_pool_not_draining_and_well_formed_are_end
     assert "2 endpoint(s) in cluster triton-pool" in err
 
 
-def test_the_drain_margin_is_applied(authorities: tuple[Authority, Authority]) -> None:
+def test_the_drain_margin_and_accepting_are_applied_to_the_ads_themselves(
+    authorities: tuple[Authority, Authority],
+) -> None:
     a, _ = authorities
     ad = json.loads(
         json.dumps(
@@ -195,6 +197,11 @@ def test_the_drain_margin_is_applied(authorities: tuple[Authority, Authority]) -
     )
     assert [s.name for s in envoy_eds.servers([ad], NOW, drain_margin=299)] == ["x"]
     assert envoy_eds.servers([ad], NOW, drain_margin=300) == []
+    # the query asks for accepting servers; an ad that says otherwise anyway is not listed
+    assert envoy_eds.servers([{**ad, "TritonPoolAccepting": False}], NOW, drain_margin=0) == []
+    assert [s.name for s in envoy_eds.servers([{**ad, "TritonPoolDrainTime": 0}], NOW, drain_margin=1e9)] == [
+        "x"
+    ]
 
 
 def test_the_file_is_replaced_by_rename_and_left_alone_when_unchanged(tmp_path: Path) -> None:
@@ -276,3 +283,34 @@ def test_with_certificates_only_servers_whose_ca_the_gateway_enrolled_at_are_lis
         f"server ad 'at-b' skipped: no client certificate {held / b.fingerprint[7:]}.pem"
         in capsys.readouterr().err
     )
+
+
+def test_without_once_it_keeps_going_after_a_failed_query_at_the_interval(
+    tmp_path: Path,
+    ads_file: Path,
+    authorities: tuple[Authority, Authority],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ads_file.write_text(server_ad("good", authorities[0]))
+    slept: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            raise Stop
+        monkeypatch.setenv(collector.ADS_VARIABLE, str(ads_file))  # the collector answers again
+
+    monkeypatch.setattr(pool_cli.time, "sleep", sleep)
+    monkeypatch.setenv(collector.ADS_VARIABLE, "")  # the first query fails
+    output = tmp_path / "eds.json"
+    arguments = ["envoy-eds", "--output", str(output), "--pool", "cms", "--collector", "cm.example:9618"]
+    with pytest.raises(Stop):
+        pool_cli.main([*arguments, "--condor-status", condor_status(tmp_path), "--interval", "7"])
+    assert slept == [7.0, 7.0]
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"glidein-triton pool envoy-eds: {output} not updated: ")
+    assert err[1] == f"glidein-triton pool envoy-eds: {output} written: 1 endpoint(s) in cluster triton-pool"
