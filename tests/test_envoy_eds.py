@@ -314,3 +314,30 @@ def test_without_once_it_keeps_going_after_a_failed_query_at_the_interval(
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"glidein-triton pool envoy-eds: {output} not updated: ")
     assert err[1] == f"glidein-triton pool envoy-eds: {output} written: 1 endpoint(s) in cluster triton-pool"
+
+
+def test_an_output_name_envoy_cannot_read_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["pool", "envoy-eds", "--output", str(tmp_path / "eds.txt"), "--once"])
+    assert exited.value.code == 2
+    assert "Envoy reads an EDS file by its extension: end it with .json" in capsys.readouterr().err
+
+
+def test_an_ipv6_url_is_an_address_without_brackets(authorities: tuple[Authority, Authority]) -> None:
+    a, _ = authorities
+    ad = {
+        "Name": "v6",
+        "TritonPoolURL": "[fd00::7]:8001",
+        "TritonPoolCA": a.base64,
+        "TritonPoolCAFingerprint": a.fingerprint,
+        "TritonPoolAccepting": True,
+        "AuthenticatedIdentity": "Far@frontend",
+    }
+    (server,) = envoy_eds.servers([ad], NOW, 0)
+    address = envoy_eds.endpoint(server)["endpoint"]
+    assert address == {
+        "address": {"socket_address": {"address": "fd00::7", "port_value": 8001}},
+        "hostname": "v6",
+    }

@@ -111,6 +111,13 @@ def envoy_eds_main(args: argparse.Namespace) -> int:
         time.sleep(max(args.interval, 1.0))
 
 
+#: Envoy reads a path_config_source by its name's extension; JSON is YAML too.
+EDS_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = argument_parser().parse_args(argv)
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    if args.output.suffix not in EDS_SUFFIXES:
+        parser.error(f"--output {args.output}: Envoy reads an EDS file by its extension: end it with .json")
     return envoy_eds_main(args)
