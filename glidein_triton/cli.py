@@ -53,6 +53,10 @@ COMMANDS: dict[str, Command] = {
         "glidein_triton.local.job:main",
         "local",
     ),
+    "pool": Command(
+        "pool mode's operator tools: envoy-eds (a site gateway's endpoints from the collector)",
+        "glidein_triton.operator.pool_cli:main",
+    ),
     "check": Command(
         "check whether Triton can run on this node (worker node or test glidein)",
         "glidein_triton.worker.check.command:main",
