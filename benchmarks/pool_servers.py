@@ -3,9 +3,10 @@
     python -m benchmarks.pool_servers [--quick] [--jobs N] [--rounds R] [--seconds S] [--no-check]
 
 Real CPU tritonservers as pool servers run (gRPC with mutual TLS on 127.0.0.2 and 127.0.0.3, a CA each,
-model control off, HTTP on loopback for readiness), each pinned to its own core from its start (its
-python-backend stub inherits the pin). The model (``models/burn``) burns 8 ms of the server's CPU per
-request, so the servers are the bottleneck. The jobs are processes (one BLAS thread each) that call
+HTTP on loopback for readiness; model control explicit with only the benchmark's model loaded, instead of
+a pool server's ``none``, which would load every benchmark model), each pinned to its own core from its
+start (its python-backend stub inherits the pin). The model (``models/burn``) burns 10 ms of the server's
+CPU per request, so the servers are the bottleneck. The jobs are processes (one BLAS thread each) that call
 ``connect(pool=True, models=["burn"])`` on a pool.json in their sandbox, which lists both servers or only
 the first:
 
@@ -57,10 +58,11 @@ FAILOVER_TIMEOUT_S = 30.0
 
 @dataclass
 class Throughput:
-    """Inferences per second of each round, per side."""
+    """Inferences per second of each round, per side, and the jobs' CPU time per inference (ms)."""
 
     jobs: int
     rounds: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
+    client_cpu_ms: list[float] = field(default_factory=list)
 
     def value(self, side: str) -> float:
         return statistics.median(self.rounds[side])
@@ -109,6 +111,14 @@ def rows(throughput: Throughput, failover: Failover) -> list[str]:
         f"| {throughput.jobs} jobs: two servers / one ({two:.0f} / {one:.0f} inferences/s, median of "
         f"{len(throughput.rounds['one server'])} rounds) | {throughput.ratio:.2f}x | {low:.2f} - {high:.2f} "
         f"| >= {THROUGHPUT_GOAL}x | {'PASS' if throughput.met else '**FAIL**'} |",
+        *(
+            [
+                f"| the jobs' own CPU per inference (median) | {statistics.median(throughput.client_cpu_ms):.1f} ms "
+                "| - | - | - |"
+            ]
+            if throughput.client_cpu_ms
+            else []
+        ),
         f"| failover after SIGKILL ({len(failover.seconds)} repetitions): median / slowest "
         f"| {failover.median * 1000:.0f} / {failover.slowest * 1000:.0f} ms "
         f"| {min(failover.seconds) * 1000:.0f} - {failover.slowest * 1000:.0f} ms "
@@ -234,16 +244,18 @@ def job(sandbox: str) -> int:
     print("ready", flush=True)
     seconds = float(sys.stdin.readline().split()[1])
     count, deadline = 0, time.monotonic() + seconds
+    cpu = time.process_time()
     while time.monotonic() < deadline:
         client.infer(MODEL, [tensor])
         count += 1
-    print(json.dumps({"count": count}), flush=True)
+    print(json.dumps({"count": count, "cpu": time.process_time() - cpu}), flush=True)
     client.close()
     return 0
 
 
-def run_jobs(sandbox: Path, jobs: int, seconds: float) -> float:
-    """Inferences per second of ``jobs`` client jobs on the pool.json in ``sandbox``."""
+def run_jobs(sandbox: Path, jobs: int, seconds: float) -> tuple[float, float]:
+    """(inferences per second, the jobs' CPU milliseconds per inference) of ``jobs`` client jobs on the
+    pool.json in ``sandbox``."""
     argv = [sys.executable, "-m", "benchmarks.pool_servers", "--job", str(sandbox)]
     environment = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(HERE.parent)}
     children = [
@@ -261,11 +273,12 @@ def run_jobs(sandbox: Path, jobs: int, seconds: float) -> float:
             assert child.stdin is not None
             child.stdin.write(f"go {seconds}\n")
             child.stdin.flush()
-        count = 0
+        count, cpu = 0, 0.0
         for child in children:
             output, _ = child.communicate(timeout=seconds + 120)
-            count += json.loads(output.strip().splitlines()[-1])["count"]
-        return count / seconds
+            answer = json.loads(output.strip().splitlines()[-1])
+            count, cpu = count + answer["count"], cpu + answer["cpu"]
+        return count / seconds, cpu / max(count, 1) * 1000
     finally:
         for child in children:
             if child.poll() is None:
@@ -277,7 +290,9 @@ def throughput(sandboxes: dict[str, Path], jobs: int, rounds: int, seconds: floa
     result = Throughput(jobs)
     for number in range(rounds):
         for side in SIDES if number % 2 == 0 else SIDES[::-1]:
-            result.rounds[side].append(run_jobs(sandboxes[side], jobs, seconds))
+            rate, cpu_ms = run_jobs(sandboxes[side], jobs, seconds)
+            result.rounds[side].append(rate)
+            result.client_cpu_ms.append(cpu_ms)
             print(f"  pool servers: round {number + 1}, {side} done", file=sys.stderr, flush=True)
     return result
 

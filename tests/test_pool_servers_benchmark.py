@@ -47,3 +47,10 @@ def test_the_table_says_pass_or_fail_and_the_misses_name_the_goal() -> None:
         "pool servers: two / one = 1.50x, goal >= 1.8x",
         "pool servers: slowest failover 6.00 s, goal < 5 s",
     ]
+
+
+def test_the_jobs_cpu_per_inference_is_a_row_of_its_own_when_measured() -> None:
+    measured = pool_servers.Throughput(4, {"one server": [100.0], "two servers": [190.0]}, [0.9, 1.4, 1.1])
+    rows = pool_servers.rows(measured, pool_servers.Failover([0.05]))
+    assert rows[3] == "| the jobs' own CPU per inference (median) | 1.1 ms | - | - | - |"
+    assert rows[4].startswith("| failover after SIGKILL")
