@@ -38,8 +38,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from glidein_triton.local import pytriton
-from glidein_triton.worker import sandbox_protocol
+from glidein_triton.worker import processes, sandbox_protocol
 from glidein_triton.worker.ports import free_port
 from tests.pool_authority import Authority, make_authority, make_key  # the tests' certificates (openssl)
 
@@ -63,6 +65,8 @@ class Throughput:
     jobs: int
     rounds: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
     client_cpu_ms: list[float] = field(default_factory=list)
+    #: The CPU the servers of a side got, in cores' worth (CPU seconds / wall seconds), per round.
+    server_cores: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
 
     def value(self, side: str) -> float:
         return statistics.median(self.rounds[side])
@@ -117,6 +121,15 @@ def rows(throughput: Throughput, failover: Failover) -> list[str]:
                 "| - | - | - |"
             ]
             if throughput.client_cpu_ms
+            else []
+        ),
+        *(
+            [
+                "| the servers' CPU, cores' worth (median): one server / two servers "
+                f"| {statistics.median(throughput.server_cores['one server']):.2f} / "
+                f"{statistics.median(throughput.server_cores['two servers']):.2f} | - | - | - |"
+            ]
+            if all(throughput.server_cores.values())
             else []
         ),
         f"| failover after SIGKILL ({len(failover.seconds)} repetitions): median / slowest "
@@ -253,9 +266,11 @@ def job(sandbox: str) -> int:
     return 0
 
 
-def run_jobs(sandbox: Path, jobs: int, seconds: float) -> tuple[float, float]:
-    """(inferences per second, the jobs' CPU milliseconds per inference) of ``jobs`` client jobs on the
-    pool.json in ``sandbox``."""
+def run_jobs(
+    sandbox: Path, servers: Sequence[Server], jobs: int, seconds: float
+) -> tuple[float, float, float]:
+    """(inferences per second, the jobs' CPU milliseconds per inference, the cores' worth of CPU that
+    ``servers`` got while the jobs inferred) of ``jobs`` client jobs on the pool.json in ``sandbox``."""
     argv = [sys.executable, "-m", "benchmarks.pool_servers", "--job", str(sandbox)]
     environment = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(HERE.parent)}
     children = [
@@ -269,16 +284,23 @@ def run_jobs(sandbox: Path, jobs: int, seconds: float) -> tuple[float, float]:
             assert child.stdout is not None
             if child.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"a client job did not start on {sandbox}")
+        before = server_cpu_seconds(servers)
         for child in children:
             assert child.stdin is not None
             child.stdin.write(f"go {seconds}\n")
             child.stdin.flush()
+        server_cores = threading.Timer(
+            seconds, lambda: cores.append((server_cpu_seconds(servers) - before) / seconds)
+        )
+        cores: list[float] = []
+        server_cores.start()
         count, cpu = 0, 0.0
         for child in children:
             output, _ = child.communicate(timeout=seconds + 120)
             answer = json.loads(output.strip().splitlines()[-1])
             count, cpu = count + answer["count"], cpu + answer["cpu"]
-        return count / seconds, cpu / max(count, 1) * 1000
+        server_cores.join()
+        return count / seconds, cpu / max(count, 1) * 1000, cores[0]
     finally:
         for child in children:
             if child.poll() is None:
@@ -286,11 +308,25 @@ def run_jobs(sandbox: Path, jobs: int, seconds: float) -> tuple[float, float]:
                 child.wait()
 
 
-def throughput(sandboxes: dict[str, Path], jobs: int, rounds: int, seconds: float) -> Throughput:
+def server_cpu_seconds(servers: Sequence[Server]) -> float:
+    """The CPU time of the servers' processes (tritonserver and its python-backend stub)."""
+    total = 0.0
+    for server in servers:
+        for pid in processes.group_members(server.process.pid):
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def throughput(
+    sandboxes: dict[str, Path], servers: dict[str, list[Server]], jobs: int, rounds: int, seconds: float
+) -> Throughput:
     result = Throughput(jobs)
     for number in range(rounds):
         for side in SIDES if number % 2 == 0 else SIDES[::-1]:
-            rate, cpu_ms = run_jobs(sandboxes[side], jobs, seconds)
+            rate, cpu_ms, cores = run_jobs(sandboxes[side], servers[side], jobs, seconds)
+            result.server_cores[side].append(cores)
             result.rounds[side].append(rate)
             result.client_cpu_ms.append(cpu_ms)
             print(f"  pool servers: round {number + 1}, {side} done", file=sys.stderr, flush=True)
@@ -373,11 +409,11 @@ def run(
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="glidein-triton-pool-")))
         launcher, servers, key = stack.enter_context(pool(root))
-        sandboxes = {}
-        for side, listed in zip(SIDES, (servers[:1], servers)):
+        sandboxes, listed = {}, dict(zip(SIDES, (servers[:1], servers)))
+        for side in SIDES:
             sandboxes[side] = root / side.replace(" ", "-")
-            write_pool_file(sandboxes[side], listed, key, [0.0] * len(listed))
-        measured = throughput(sandboxes, jobs, rounds, seconds)
+            write_pool_file(sandboxes[side], listed[side], key, [0.0] * len(listed[side]))
+        measured = throughput(sandboxes, listed, jobs, rounds, seconds)
         times = []
         for number in range(repetitions):
             a, b = servers
@@ -407,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.job:
         return job(args.job)
+    before = os.getloadavg()[0]
     measured, failover = run(args.quick, args.jobs, args.rounds, args.seconds, args.repetitions)
     missed = misses(measured, failover)
-    print("\n".join([*rows(measured, failover), "", *(missed or ["All goals met."])]))
+    load = f"Load average (1 min) before / after: {before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores."
+    print("\n".join([*rows(measured, failover), "", load, *(missed or ["All goals met."])]))
     return 1 if missed and not args.no_check else 0
 
 

@@ -54,3 +54,17 @@ def test_the_jobs_cpu_per_inference_is_a_row_of_its_own_when_measured() -> None:
     rows = pool_servers.rows(measured, pool_servers.Failover([0.05]))
     assert rows[3] == "| the jobs' own CPU per inference (median) | 1.1 ms | - | - | - |"
     assert rows[4].startswith("| failover after SIGKILL")
+
+
+def test_the_servers_cpu_is_a_row_of_its_own_when_measured() -> None:
+    measured = pool_servers.Throughput(
+        4,
+        {"one server": [100.0], "two servers": [190.0]},
+        [],
+        {"one server": [0.9], "two servers": [1.7, 1.3, 1.9]},
+    )
+    rows = pool_servers.rows(measured, pool_servers.Failover([0.05]))
+    assert (
+        rows[3]
+        == "| the servers' CPU, cores' worth (median): one server / two servers | 0.90 / 1.70 | - | - | - |"
+    )
