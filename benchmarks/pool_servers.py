@@ -75,6 +75,13 @@ class Throughput:
     def ratio(self) -> float:
         return self.value("two servers") / self.value("one server")
 
+    def per_core(self, side: str) -> float:
+        """Median of the rounds' inferences per second per core's worth of server CPU: what the servers
+        did with the CPU the machine left them."""
+        return statistics.median(
+            rate / cores for rate, cores in zip(self.rounds[side], self.server_cores[side])
+        )
+
     @property
     def spread(self) -> tuple[float, float]:
         """Lowest and highest two / one ratio of the rounds, pair by pair."""
@@ -127,7 +134,10 @@ def rows(throughput: Throughput, failover: Failover) -> list[str]:
             [
                 "| the servers' CPU, cores' worth (median): one server / two servers "
                 f"| {statistics.median(throughput.server_cores['one server']):.2f} / "
-                f"{statistics.median(throughput.server_cores['two servers']):.2f} | - | - | - |"
+                f"{statistics.median(throughput.server_cores['two servers']):.2f} | - | - | - |",
+                "| inferences/s per core's worth of server CPU (median): one server / two servers "
+                f"| {throughput.per_core('one server'):.0f} / {throughput.per_core('two servers'):.0f} "
+                "| - | - | - |",
             ]
             if all(throughput.server_cores.values())
             else []
