@@ -17,7 +17,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import door, hooks, overhead, pool, report, sharing
+from . import door, hooks, overhead, pool, pool_servers, report, sharing
 
 #: At 8 jobs: the glidein server's throughput >= 0.9x a bare tritonserver's (same binary and model, in the same
 #: run); memory (PSS, server + jobs) <= 0.4x the jobs running the model in-process at 8 jobs, 0.3x at 32.
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     shared = sharing.run(job_counts, seconds)
     print("== front door", file=sys.stderr)
     doors = door.run(1 if args.quick else 3, 1.0 if args.quick else 4.0, args.quick)
+    print("== pool servers", file=sys.stderr)
+    pool_throughput, failover = pool_servers.run(args.quick)
     print("== pool simulation", file=sys.stderr)
     scenario, protodune_analytic, protodune_simulated = pool.protodune()
 
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if ratio > MEMORY_TARGETS[jobs]
     ]
     misses += door.misses(doors)
+    misses += pool_servers.misses(pool_throughput, failover)
 
     lines = [
         "# Benchmarks",
@@ -133,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         door.__doc__.split("\n\n", 2)[2].strip(),
         "",
         *door.rows(doors),
+        "",
+        "## Pool servers",
+        "",
+        pool_servers.__doc__.split("\n\n", 2)[2].strip(),
+        "",
+        *pool_servers.rows(pool_throughput, failover),
         "",
         "## Pool-scale simulation",
         "",
