@@ -26,6 +26,14 @@ with locked(sys.argv[2], 5):
 REPO = Path(__file__).resolve().parent.parent
 
 
+def leave_claim(sandbox: str, holder: str, record: dict[str, object], models: list[str]) -> None:
+    """A job's claim in its sandbox, as the agent's job loader leaves it (the reaper reads it)."""
+    directory = Path(sandbox) / sandbox_protocol.JOB_DIR
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    claim = {"holder": holder, "record": record, "models": models}
+    model_registry.write_json(str(directory / sandbox_protocol.CLAIM_FILE), claim)
+
+
 def hold_lock_in_another_process(path: Path, seconds: float) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(REPO), str(path), str(seconds)],
@@ -82,7 +90,7 @@ def test_claims_are_found_in_sandboxes(tmp_path: Path, nested: bool) -> None:
     execute = tmp_path / "execute"
     scratch = {number: make_sandbox(execute / f"dir_{number}", nested) for number in (1, 2, 3, 4)}
     for number in (1, 2):
-        model_registry.write_claim(str(scratch[number]), f"job{number}", {"job": "x"}, ["m"])
+        leave_claim(str(scratch[number]), f"job{number}", {"job": "x"}, ["m"])
     # dir_3: a job that asked for nothing
     (scratch[4] / sandbox_protocol.JOB_DIR).mkdir(parents=True)
     (scratch[4] / sandbox_protocol.JOB_DIR / sandbox_protocol.CLAIM_FILE).write_text("{not json")
@@ -172,7 +180,7 @@ def test_lock_and_registry_files_are_private(tmp_path: Path) -> None:
         registry = Registry(str(tmp_path))
         with registry.model_lock("alpha", 1), registry.editing() as document:
             document["models"] = {}
-        model_registry.write_claim(str(tmp_path / "sandbox"), "h", {}, ["alpha"])
+        leave_claim(str(tmp_path / "sandbox"), "h", {}, ["alpha"])
     finally:
         os.umask(0o022)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.rglob("*")}

@@ -195,13 +195,6 @@ def check_claim(claim: dict[str, Any]) -> str:
     return ""
 
 
-def write_claim(sandbox: str, holder: str, record: dict[str, Any], models: list[str]) -> None:
-    """Leave the job's claim in its sandbox, where the reaper on the host finds it."""
-    directory = os.path.join(sandbox, JOB_DIR)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    write_json(os.path.join(directory, CLAIM_FILE), {"holder": holder, "record": record, "models": models})
-
-
 def claims(execute_dir: str) -> Iterator[tuple[str, dict[str, Any], str]]:
     """(sandbox, claim, problem) for every job scratch directory under HTCondor's execute directory (either
     layout: :mod:`sandboxes`) with a claim file.
