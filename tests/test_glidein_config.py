@@ -23,13 +23,12 @@ def test_lines_without_space_and_empty_values() -> None:
     assert values["X"] == " leading space"
 
 
-def test_missing_keys_and_owner_prefixes(tmp_path: Path) -> None:
+def test_missing_keys_and_the_work_dir(tmp_path: Path) -> None:
     path = tmp_path / "glidein_config"
     path.write_text("ENTRY_GLIDEIN_TRITON_DIR /e\nGLIDECLIENT_GLIDEIN_TRITON_DIR /c\n")
     config = GlideinConfig.read(path)
     assert config.get("NOT_THERE", "default") == "default"
-    assert config.owned("GLIDEIN_TRITON_DIR") == "/e"
-    assert config.first_of(["NOPE", "GLIDECLIENT_GLIDEIN_TRITON_DIR"]) == "/c"
+    assert config.get("ENTRY_GLIDEIN_TRITON_DIR") == "/e"
     assert config.work_dir == tmp_path
 
 

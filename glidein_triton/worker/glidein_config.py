@@ -21,9 +21,6 @@ PUBLISH_HELPER = Path(__file__).resolve().parent.parent / "scripts" / "publish_c
 #: GlideinWMS's gconfig_add_safe waits up to 300 s for glidein_config's lock; then we give up too.
 PUBLISH_TIMEOUT = 330.0
 
-#: The prefixes GlideinWMS puts in front of a file's output attributes, by file owner (get_prefix).
-OWNER_PREFIXES = ("", "ENTRY_", "GLIDECLIENT_", "GLIDECLIENT_GROUP_")
-
 
 def parse_glidein_config(text: str) -> dict[str, str]:
     """Return the value of every key in ``text``; a key's last line wins."""
@@ -62,18 +59,6 @@ class GlideinConfig(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._values)
-
-    def first_of(self, keys: Sequence[str], default: str = "") -> str:
-        """The value of the first key of ``keys`` that is set and not empty."""
-        for key in keys:
-            value = self._values.get(key, "")
-            if value:
-                return value
-        return default
-
-    def owned(self, name: str) -> str:
-        """An output attribute that GlideinWMS wrote with the prefix of whichever file owner set it."""
-        return self.first_of([prefix + name for prefix in OWNER_PREFIXES])
 
     @property
     def work_dir(self) -> Path:
