@@ -190,8 +190,8 @@ def test_the_served_files_work_where_the_xml_puts_them(
 
 
 def import_startup(python: str, code_dir: Path) -> list[str]:
-    """``python`` imports the startup module and the words module from ``code_dir``: their files, and
-    whether words was edited."""
+    """``python`` imports the startup module and the word_rules module from ``code_dir``: their files, and
+    whether word_rules was edited."""
     run = subprocess.run(
         [
             python,
@@ -199,7 +199,7 @@ def import_startup(python: str, code_dir: Path) -> list[str]:
             "-S",
             "-c",
             "import sys; sys.path.insert(0, sys.argv[1]); import glidein_triton.worker.startup as s; "
-            "from glidein_triton.worker import words; print(s.__file__, hasattr(words, 'EDITED'))",
+            "from glidein_triton.worker import word_rules; print(s.__file__, hasattr(word_rules, 'EDITED'))",
             str(code_dir),
         ],
         capture_output=True,
@@ -232,7 +232,7 @@ def test_the_worker_code_is_imported_from_the_shipped_bytecode(
     }
     shipped = {path: path.read_bytes() for path in code.rglob("*.pyc")}
     assert sorted(path.name.split(".")[1] for path in shipped) == sorted(list(tags) * len(sources))
-    stale = code / "glidein_triton" / "worker" / "words.py"
+    stale = code / "glidein_triton" / "worker" / "word_rules.py"
     stale.write_text(stale.read_text() + "\nEDITED = True\n")  # its bytecode no longer matches its source
     for python in pythons:
         assert import_startup(python, code) == [
@@ -240,7 +240,7 @@ def test_the_worker_code_is_imported_from_the_shipped_bytecode(
             "True",
         ]
     rewritten = sorted(path.name for path, data in shipped.items() if path.read_bytes() != data)
-    assert rewritten == sorted(f"words.{tag}.pyc" for tag in tags)  # the others were used as shipped
+    assert rewritten == sorted(f"word_rules.{tag}.pyc" for tag in tags)  # the others were used as shipped
     assert set(code.rglob("*.pyc")) == set(shipped)
 
 

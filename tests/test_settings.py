@@ -30,7 +30,7 @@ from glidein_triton.worker.settings import (
     unknown_settings_text,
 )
 from glidein_triton.worker.state import ServerState
-from glidein_triton.worker.words import is_model_name
+from glidein_triton.worker.word_rules import is_model_name
 
 
 def test_defaults_with_the_switch_on() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import classad2
 import htcondor2
 
-from glidein_triton.worker.words import plain_text
+from glidein_triton.worker.word_rules import plain_text
 
 CONSTRAINT = "HasTriton =?= True"
 PROJECTION = [

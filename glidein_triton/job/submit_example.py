@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, plain_text
+from glidein_triton.worker.word_rules import MODEL_NAME_RULE, is_model_name, plain_text
 
 SUBMIT_FILE = "triton_job.sub"
 JOB_SCRIPT = "triton_job.py"

@@ -30,7 +30,7 @@ from glidein_triton.local.glidein import GlideinDied, ScriptResult, SimulatedGli
 from glidein_triton.worker import glidein_paths, processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import ServerState
-from glidein_triton.worker.words import plain_text
+from glidein_triton.worker.word_rules import plain_text
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 STANDIN_APPTAINER = Path(__file__).resolve().parent / "standins" / "apptainer"

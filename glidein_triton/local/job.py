@@ -24,7 +24,7 @@ from glidein_triton.local import demo
 from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein, classad_text
 from glidein_triton.local.pytriton import ServerNotInstalledError
 from glidein_triton.worker import glidein_paths
-from glidein_triton.worker.words import plain_text
+from glidein_triton.worker.word_rules import plain_text
 
 MACHINE_AD_VARIABLE = "_CONDOR_MACHINE_AD"
 #: the published variables that carry the server's addresses (what ``--machine-ad-only`` withholds)

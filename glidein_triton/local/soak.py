@@ -28,7 +28,7 @@ from glidein_triton.local import demo
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.local.leftovers import Watch
 from glidein_triton.local.node_usage import Metric, metrics
-from glidein_triton.worker.words import plain_text
+from glidein_triton.worker.word_rules import plain_text
 
 EXIT_OK = 0
 EXIT_GROWTH = 1

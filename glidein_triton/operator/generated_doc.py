@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from glidein_triton.operator.xmlpatch.command import EXIT_CHANGES, EXIT_OK, EXIT_USAGE
-from glidein_triton.worker.words import plain_text
+from glidein_triton.worker.word_rules import plain_text
 
 
 def main(

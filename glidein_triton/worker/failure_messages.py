@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from glidein_triton.worker.words import MODEL_NAME_RULE
+from glidein_triton.worker.word_rules import MODEL_NAME_RULE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs 3 ms of every start

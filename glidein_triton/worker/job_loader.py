@@ -33,7 +33,7 @@ from glidein_triton.worker.job_policy import Policy, PolicyError, Refusal
 from glidein_triton.worker.job_request import JobRequest, RequestError, read_request
 from glidein_triton.worker.state import JOB_REPOSITORY
 from glidein_triton.worker.triton_api import Server, TritonAPIError
-from glidein_triton.worker.words import is_model_name
+from glidein_triton.worker.word_rules import is_model_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

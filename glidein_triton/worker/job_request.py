@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from glidein_triton.worker import classad
-from glidein_triton.worker.words import MODEL_NAME_RULE, is_model_name, truth_value
+from glidein_triton.worker.word_rules import MODEL_NAME_RULE, is_model_name, truth_value
 
 REPOSITORY = "TritonModelRepository"
 MODELS = "TritonModels"
@@ -60,7 +60,7 @@ def parse_names(source: str, value: str) -> list[str]:
 
 
 def parse_truth(source: str, value: str) -> bool:
-    """A truth value by the glidein's own rule (:func:`words.truth_value`), quotes around it allowed."""
+    """A truth value by the glidein's own rule (:func:`word_rules.truth_value`), quotes around it allowed."""
     truth = truth_value(value.strip().strip('"'))
     if truth is None:
         raise RequestError(f"{source}={value!r} is not a truth value (True or False)")

@@ -36,7 +36,7 @@ import time
 
 from glidein_triton.worker import files, processes, sandboxes
 from glidein_triton.worker.sandbox_protocol import CLAIM_FILE, JOB_DIR, MAX_CLAIM_BYTES
-from glidein_triton.worker.words import is_model_name
+from glidein_triton.worker.word_rules import is_model_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

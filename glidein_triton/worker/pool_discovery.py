@@ -45,7 +45,7 @@ from pathlib import Path
 
 from glidein_triton.worker import pool_files, sandbox_protocol
 from glidein_triton.worker.job_loader import JobDirectory
-from glidein_triton.worker.words import is_model_name
+from glidein_triton.worker.word_rules import is_model_name
 
 LOG = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from glidein_triton.worker import cvmfs, failure_messages, reservation
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.images import IMAGES_DICT, SERVER_IMAGE_KEY, images_dict
-from glidein_triton.worker.words import is_model_name, truth_value
+from glidein_triton.worker.word_rules import is_model_name, truth_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs 3 ms of every start

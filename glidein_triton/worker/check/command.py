@@ -28,7 +28,7 @@ from glidein_triton.worker.check.findings import FAIL, INFO, WARN, Finding
 from glidein_triton.worker.errors import ConfigError, CorruptionError
 from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.settings import Settings, retired_settings, unknown_settings
-from glidein_triton.worker.words import plain_text
+from glidein_triton.worker.word_rules import plain_text
 
 GIB = 1024**3
 

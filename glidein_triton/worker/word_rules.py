@@ -1,4 +1,4 @@
-"""The two word rules every part of the plugin shares: truth values and model names.
+"""The word rules every part of the plugin shares: truth values, model names, plain text.
 
 Standard library free (no imports at all): the pre-job hook imports it before every job.
 """
