@@ -31,6 +31,7 @@ from glidein_triton.worker import (
     gpu_ownership,
     gpu_selection,
     images,
+    install,
     logs,
     pool_server,
     processes,
@@ -43,7 +44,6 @@ from glidein_triton.worker import (
     supervisor,
     triton_release,
 )
-from glidein_triton.worker import install as hooks
 from glidein_triton.worker.accounting import accounting_path
 from glidein_triton.worker.error_gen import Reporter
 from glidein_triton.worker.errors import (
@@ -174,7 +174,7 @@ def plan_for(
         f"{data_limit} MiB" if data_limit else "none",
     )
     options = [
-        *hooks.default_server_args(settings.server_args, settings.models),
+        *install.default_server_args(settings.server_args, settings.models),
         *settings.server_args,
         *server_access.options,
     ]
@@ -299,7 +299,7 @@ def cpu_settings(settings: Settings) -> Settings:
     """The settings of the CPU server after a failed GPU launch: ``--exit-on-error=false`` whatever the
     operator set, so that models that need a GPU are reported instead of stopping the server."""
     kept = [word for word in settings.server_args if word.split("=", 1)[0] != "--exit-on-error"]
-    return dataclasses.replace(settings, server_args=(*kept, hooks.NO_EXIT_ON_ERROR))
+    return dataclasses.replace(settings, server_args=(*kept, install.NO_EXIT_ON_ERROR))
 
 
 @contextlib.contextmanager
@@ -514,7 +514,7 @@ def pool_client_values(config: GlideinConfig) -> list[tuple[str, str]]:
 def announce(config: GlideinConfig, launched: RunningServer, settings: Settings) -> None:
     """While the server loads: install the pre-job hook, and publish its announced values, the server's
     share of the slot (reserved from the startd) and every condor_vars line."""
-    hooks.install_prejob(config.work_dir)
+    install.install_prejob(config.work_dir)
     share = reservation.reserve(
         settings.reserved_cpus,
         settings.reserved_memory,
