@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import glidein_paths
 from glidein_triton.worker import install as hooks

@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "local-job": Command(
         "run a command as a job of a simulated glidein with the real local Triton server",
-        "glidein_triton.local.job:main",
+        "glidein_triton.local.local_job:main",
         "local",
     ),
     "pool": Command(

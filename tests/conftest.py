@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import glidein_paths
 

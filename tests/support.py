@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 from lxml import etree
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import accounting, agent_launch, door, door_filter, glidein_paths, processes
 from glidein_triton.worker.state import ServerState

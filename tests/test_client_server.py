@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from glidein_triton.job.client import ModelsUnavailableError, ServerNotReadyError, connect
-from glidein_triton.local.job import LocalGlidein, local_glidein
+from glidein_triton.local.local_job import LocalGlidein, local_glidein
 
 from .support import assert_nothing_left, recorded_state
 

@@ -1,5 +1,5 @@
 """The pre-job, periodic and cleanup hooks against the real tritonserver (process runtime, and the stand-in
-apptainer), with jobs run the way GlideinWMS's job wrapper runs them (see glidein_triton.local.jobs)."""
+apptainer), with jobs run the way GlideinWMS's job wrapper runs them (see glidein_triton.local.gwms_hooks)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.worker import glidein_paths, log_files, processes
 from glidein_triton.worker.ports import is_listening
 from glidein_triton.worker.state import ServerState

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local.glidein import SimulatedGlidein
 from glidein_triton.worker import glidein_paths
 from glidein_triton.worker.state import JOB_REPOSITORY, JOB_SNAPSHOTS, ServerState

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.job import client
-from glidein_triton.local.jobs import make_sandbox
+from glidein_triton.local.gwms_hooks import make_sandbox
 from glidein_triton.worker import job_loader, sandbox_protocol, sandboxes
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.job_policy import Policy

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.local import job as local_job
+from glidein_triton.local import local_job
 from glidein_triton.local.glidein import ScriptResult, SimulatedGlidein
-from glidein_triton.local.job import LocalGlidein, add_models
+from glidein_triton.local.local_job import LocalGlidein, add_models
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "examples" / "README.md"

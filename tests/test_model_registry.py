@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.local.jobs import make_sandbox
+from glidein_triton.local.gwms_hooks import make_sandbox
 from glidein_triton.worker import model_registry, processes, sandbox_protocol
 from glidein_triton.worker.model_registry import LockTimeoutError, Registry, holder_alive, locked
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local.standin_collector import ADS_VARIABLE, COLLECTOR_VARIABLE, install_condor_dir
 from glidein_triton.worker import glidein_paths, pool_files
 from glidein_triton.worker.agent_launch import LOG_FILE_NAME

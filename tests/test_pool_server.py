@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from glidein_triton.local import demo
-from glidein_triton.local.jobs import run_periodic
+from glidein_triton.local.gwms_hooks import run_periodic
 from glidein_triton.worker import glidein_paths, pool_files, pool_server, runtime
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.ports import Ports

@@ -27,7 +27,7 @@ import tritonclient.grpc as grpcclient
 from glidein_triton.job import client as job_client
 from glidein_triton.job import pool
 from glidein_triton.local import demo, pytriton
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local import standin_collector as collector
 from glidein_triton.worker import glidein_paths, pool_discovery, pool_files, sandbox_protocol
 from glidein_triton.worker.ports import free_port

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local import pytriton as local_server
 from glidein_triton.local.glidein import CRON_INCLUDE, CronRun, GlideinDied, SimulatedGlidein
 from glidein_triton.worker import glidein_paths, processes, publish, runtime, server, startup

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import glidein_triton as release
-from glidein_triton.local.job import local_glidein
+from glidein_triton.local.local_job import local_glidein
 from glidein_triton.worker.images import CVMFS_SERVER_IMAGES
 
 from .support import APPTAINER, arguments, parse_definition

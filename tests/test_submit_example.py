@@ -20,7 +20,7 @@ from glidein_triton.job import discover, submit_example
 from glidein_triton.job.submit_example import JobRequest, requirements, submit_description
 from glidein_triton.local import demo
 from glidein_triton.local.glidein import classad_text
-from glidein_triton.local.job import LocalGlidein, local_glidein
+from glidein_triton.local.local_job import LocalGlidein, local_glidein
 
 from .artefacts import new_venv, pip_install
 

@@ -1,6 +1,6 @@
 """Jobs under three wrappers on the real server: each gets its model and asks what CMSSW asks, with no header.
 
-The wrappers (glidein_triton.local.jobs): GlideinWMS's default, which runs the pre-job (with and without
+The wrappers (glidein_triton.local.gwms_hooks): GlideinWMS's default, which runs the pre-job (with and without
 its container); one that only execs the job; and a container stand-in that sees only the job's sandbox (a
 private mount namespace hides the glidein directory; the environment is cleared). Every job gets its model
 from the glidein's agent and, with unmodified clients and no credential, infers and reads the repository
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from glidein_triton.local import demo
-from glidein_triton.local import jobs as hooks_sim
+from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.worker import processes
 
 from .support import REPO, add_model, hand_over, job_ad, leftovers_after_cleanup, state
