@@ -642,6 +642,9 @@ def test_the_pool_expressions_steer_jobs_to_their_role() -> None:
     server_entry = {"GlideinParamGLIDEIN_TRITON": "True", "GlideinParamGLIDEIN_TRITON_POOL": "server"}
     assert entries.eval(classad2.ClassAd(server_entry)) is True
     assert entries.eval(classad2.ClassAd({"GlideinParamGLIDEIN_TRITON": "True"})) is False
+    client_entries = classad2.ExprTree(client_match.find("factory").get("query_expr"))  # type: ignore[union-attr]
+    assert client_entries.eval(classad2.ClassAd(server_entry)) is False
+    assert client_entries.eval(classad2.ClassAd({"GlideinParamGLIDEIN_TRITON": "True"})) is True
 
 
 def test_excluding_triton_jobs_elsewhere_leaves_the_other_pool_group_alone() -> None:
