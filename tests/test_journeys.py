@@ -218,8 +218,10 @@ def test_the_pool_journey(tmp_path: Path, built: Built) -> None:
     assert frontend.stdout.splitlines()[-1] == "2"  # one per pool group
     patched = (tmp_path / "etc" / "gwms-factory" / "glideinWMS.xml").read_text()
     for value in ("server", "client"):
-        assert f'name="GLIDEIN_TRITON_POOL" const="False"' in patched
-        assert f'type="string" value="{value}"/>' in patched
+        assert (
+            '<attr name="GLIDEIN_TRITON_POOL" const="False" glidein_publish="False" job_publish="False" '
+            f'parameter="True" publish="True" type="string" value="{value}"/>'
+        ) in patched
     assert patched.count('name="GLIDEIN_TRITON_POOL_NAME"') == 2
     groups = (tmp_path / "etc" / "gwms-frontend" / "frontend.xml").read_text()
     assert "MY.TritonPoolRole =?= &quot;client&quot;" in groups
