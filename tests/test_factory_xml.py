@@ -555,3 +555,86 @@ def test_remote_server_images_are_warned_about() -> None:
         )
         for note in in_dict
     )
+
+
+def pool_attr(name: str, value: str) -> str:
+    return (
+        f'<attr name="{name}" const="False" glidein_publish="False" job_publish="False" parameter="True" '
+        f'publish="True" type="string" value="{value}"/>'
+    )
+
+
+def test_a_pool_server_entry_gets_exactly_the_pool_settings_and_a_second_run_no_diff(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = copy_of(FACTORY_XML, tmp_path)
+    original = target.read_bytes()
+    arguments = ["--entry", "CE_GPU_A100", "--pool", "server", "--pool-name", "cms-gpu"]
+    arguments += ["--address", "10.1.2.3", "--in-place", str(target)]
+    assert factory_cli.main(arguments) == 0
+    patched = target.read_bytes()
+    assert removed_lines(original, patched) == []
+    assert [line for line in added_lines(original, patched) if "<attr " in line] == indented(
+        " " * 12,
+        [
+            TRITON_ATTR,
+            pool_attr("GLIDEIN_TRITON_POOL", "server"),
+            pool_attr("GLIDEIN_TRITON_POOL_NAME", "cms-gpu"),
+            pool_attr("GLIDEIN_TRITON_ADDRESS", "10.1.2.3"),
+            ENTRY_GPUS_ATTR,
+            SLOTS_ATTR,
+        ],
+    )
+    capsys.readouterr()
+    assert factory_cli.main(arguments) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "nothing to change" in err
+    assert target.read_bytes() == patched
+
+
+def test_a_pool_client_entry_gets_the_role_and_the_default_pool_name() -> None:
+    settings = factory_cli.collect_settings(
+        factory_cli.argument_parser().parse_args(["--entry", "E", "--pool", "client", "x.xml"])
+    )
+    assert settings == (
+        ("GLIDEIN_TRITON", "True"),
+        ("GLIDEIN_TRITON_POOL", "client"),
+        ("GLIDEIN_TRITON_POOL_NAME", "default"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--pool-name", "cms"], "--pool-name needs --pool server or --pool client"),
+        (["--address", "10.1.2.3"], "--address needs --pool server or --pool client"),
+        (["--pool", "client", "--address", "10.1.2.3"], "--address is where a pool server listens"),
+        (
+            ["--pool", "server", "--set", "GLIDEIN_TRITON_REMOTE=False"],
+            "it is always remote, so GLIDEIN_TRITON_REMOTE=False contradicts --pool server",
+        ),
+        (
+            ["--pool", "server", "--set", "GLIDEIN_TRITON_POOL=client"],
+            "--set 'GLIDEIN_TRITON_POOL=client' contradicts --pool server",
+        ),
+        (["--pool", "server", "--pool-name", "a b"], "GLIDEIN_TRITON_POOL_NAME='a b' is not a pool name"),
+        (["--pool", "server", "--address", "300.1.1.1"], "'300.1.1.1' is not an IPv4 address"),
+        (["--pool", "both"], "invalid choice: 'both'"),
+    ],
+)
+def test_contradictory_pool_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        factory_cli.main(["--entry", "CE_GPU_A100", *arguments, str(FACTORY_XML)])
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_pool_server_entry_without_gpus_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["--entry", "CE_GPU_A100", "--pool", "server", "--no-gpu-slots", str(FACTORY_XML)]
+    assert factory_cli.main(arguments) == 1
+    assert "warning: --pool server with --no-gpu-slots" in capsys.readouterr().err
+    assert factory_cli.main(["--entry", "CE_GPU_A100", "--pool", "server", str(FACTORY_XML)]) == 1
+    assert "--no-gpu-slots" not in capsys.readouterr().err

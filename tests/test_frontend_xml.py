@@ -590,3 +590,92 @@ def test_the_group_options_need_a_group(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         frontend_cli.main(["--exclude-triton-jobs", str(FRONTEND_XML)])
     assert "--exclude-triton-jobs needs --group NAME" in capsys.readouterr().err
+
+
+def pool_groups() -> bytes:
+    """The fixture with a pool client group and a pool server group of pool "cms", both created."""
+    data = patch(FRONTEND_XML.read_bytes(), "pool_clients", create_group=True, pool="client", pool_name="cms")
+    return patch(data, "pool_servers", create_group=True, pool="server", pool_name="cms")
+
+
+def test_a_pool_group_gets_the_role_and_name_and_a_second_run_changes_nothing() -> None:
+    original = FRONTEND_XML.read_bytes()
+    data = pool_groups()
+    assert removed_lines(original, data) == []
+    for name, role in (("pool_clients", "client"), ("pool_servers", "server")):
+        attrs = {attr.get("name"): attr for attr in group_of(data, name).iterfind("attrs/attr")}
+        assert attrs["GLIDEIN_TRITON_POOL"].get("value") == role
+        assert attrs["GLIDEIN_TRITON_POOL_NAME"].get("value") == "cms"
+        assert attrs["GLIDEIN_TRITON_POOL"].get("parameter") == "True"
+        assert attrs["GLIDEIN_TRITON"].get("value") == "True"
+    again = patch(data, "pool_clients", create_group=True, pool="client", pool_name="cms")
+    assert patch(again, "pool_servers", pool="server", pool_name="cms") == data
+
+
+def test_the_pool_expressions_steer_jobs_to_their_role() -> None:
+    data = pool_groups()
+    client_match = group_of(data, "pool_clients").find("match")
+    server_match = group_of(data, "pool_servers").find("match")
+    assert client_match is not None
+    assert server_match is not None
+    pool_job = classad2.ClassAd({"RequiresTriton": True, "RequiresTritonPool": True})
+    lease_job = classad2.ClassAd({"RequiresTriton": True, "RequiresTritonPoolServer": True})
+
+    def glidein(role: str, name: str = "cms") -> classad2.ClassAd:
+        return classad2.ClassAd({"HasTriton": True, "TritonPoolRole": role, "TritonPoolName": name})
+
+    client_start = classad2.ExprTree(client_match.get("start_expr"))
+    assert client_start.eval(glidein("client"), pool_job) is True
+    assert client_start.eval(glidein("server"), pool_job) is False
+    assert client_start.eval(glidein("client", "other"), pool_job) is False
+    assert client_start.eval(classad2.ClassAd({"HasTriton": True}), pool_job) is False
+    server_start = classad2.ExprTree(server_match.get("start_expr"))
+    assert server_start.eval(glidein("server"), lease_job) is True
+    assert server_start.eval(glidein("client"), lease_job) is False
+    client_jobs = classad2.ExprTree(client_match.find("job").get("query_expr"))  # type: ignore[union-attr]
+    assert client_jobs.eval(pool_job) is True
+    assert client_jobs.eval(classad2.ClassAd({"RequiresTriton": True})) is False
+    server_jobs = classad2.ExprTree(server_match.find("job").get("query_expr"))  # type: ignore[union-attr]
+    assert server_jobs.eval(lease_job) is True
+    assert server_jobs.eval(pool_job) is False
+    entries = classad2.ExprTree(server_match.find("factory").get("query_expr"))  # type: ignore[union-attr]
+    server_entry = {"GlideinParamGLIDEIN_TRITON": "True", "GlideinParamGLIDEIN_TRITON_POOL": "server"}
+    assert entries.eval(classad2.ClassAd(server_entry)) is True
+    assert entries.eval(classad2.ClassAd({"GlideinParamGLIDEIN_TRITON": "True"})) is False
+    client_entries = classad2.ExprTree(client_match.find("factory").get("query_expr"))  # type: ignore[union-attr]
+    assert client_entries.eval(classad2.ClassAd(server_entry)) is False
+    assert client_entries.eval(classad2.ClassAd({"GlideinParamGLIDEIN_TRITON": "True"})) is True
+
+
+def test_excluding_triton_jobs_elsewhere_leaves_the_other_pool_group_alone() -> None:
+    data = pool_groups()
+    result = patch(data, "pool_clients", pool="client", pool_name="cms", exclude_elsewhere=True)
+    server_jobs = group_of(result, "pool_servers").find("match/job")
+    assert server_jobs is not None
+    assert "RequiresTriton =!= True" not in server_jobs.get("query_expr", "")
+    main_jobs = group_of(result, "main").find("match/job")
+    assert main_jobs is not None
+    assert "(RequiresTriton =!= True)" in main_jobs.get("query_expr", "")
+
+
+def test_a_group_with_another_pool_role_is_a_conflict() -> None:
+    with pytest.raises(PatchError, match="'GLIDEIN_TRITON_POOL' is already there: value='client'"):
+        patch(pool_groups(), "pool_clients", pool="server", pool_name="cms")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--pool", "client"], "--pool needs --group NAME"),
+        (["--group", "g", "--pool-name", "cms"], "--pool-name needs --pool server or --pool client"),
+        (["--group", "g", "--pool", "client", "--pool-name", "a b"], "'a b' is not a pool name"),
+        (["--group", "g", "--pool", "off"], "invalid choice: 'off'"),
+    ],
+)
+def test_bad_pool_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        frontend_cli.main([*arguments, str(FRONTEND_XML)])
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err

@@ -30,7 +30,7 @@ from .support import STANDIN_APPTAINER
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
-PAGES = ["journey-factory.md", "journey-frontend.md", "journey-physicist.md"]
+PAGES = ["journey-factory.md", "journey-frontend.md", "journey-physicist.md", "journey-pool.md"]
 HOST_PATHS = (
     "/etc/gwms-factory",
     "/var/lib/gwms-factory",
@@ -207,6 +207,25 @@ def test_the_frontend_journey(tmp_path: Path, built: Built) -> None:
         f'name="GLIDEIN_TRITON_IMAGE" glidein_publish="False" job_publish="False" parameter="True" type="string" value="{DEFAULT_SERVER_IMAGE}"'
         in patched
     )
+
+
+@pytest.mark.scripts
+def test_the_pool_journey(tmp_path: Path, built: Built) -> None:
+    _, factory, refused, frontend = walk("journey-pool.md", tmp_path, built)
+    assert factory.stdout.splitlines()[-1] == "2"  # one GLIDEIN_TRITON_POOL per entry, never twice
+    assert "it is always remote, so GLIDEIN_TRITON_REMOTE=False contradicts --pool server" in refused.stderr
+    assert "--address is where a pool server listens" in refused.stderr
+    assert frontend.stdout.splitlines()[-1] == "2"  # one per pool group
+    patched = (tmp_path / "etc" / "gwms-factory" / "glideinWMS.xml").read_text()
+    for value in ("server", "client"):
+        assert (
+            '<attr name="GLIDEIN_TRITON_POOL" const="False" glidein_publish="False" job_publish="False" '
+            f'parameter="True" publish="True" type="string" value="{value}"/>'
+        ) in patched
+    assert patched.count('name="GLIDEIN_TRITON_POOL_NAME"') == 2
+    groups = (tmp_path / "etc" / "gwms-frontend" / "frontend.xml").read_text()
+    assert "MY.TritonPoolRole =?= &quot;client&quot;" in groups
+    assert "(GlideinParamGLIDEIN_TRITON_POOL =?= &quot;server&quot;)" in groups
 
 
 @pytest.mark.server

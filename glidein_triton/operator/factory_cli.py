@@ -26,6 +26,7 @@ from glidein_triton.operator.xmlpatch.command import (
 from glidein_triton.operator.xmlpatch.source import SourceDocument
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import DEFAULTS, RETIRED_SETTINGS, Settings, closest_setting
+from glidein_triton.worker.words import truth_value
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,20 @@ def argument_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="any setting of docs/settings.md, e.g. GLIDEIN_TRITON_REQUIRED=True (repeatable)",
+    )
+    parser.add_argument(
+        "--pool",
+        choices=("server", "client"),
+        help="GLIDEIN_TRITON_POOL: a pool server entry (GPUs, serving other glideins' jobs) or a client "
+        "entry (its jobs use the pool's servers); docs/journey-pool.md",
+    )
+    parser.add_argument(
+        "--pool-name", metavar="NAME", help="GLIDEIN_TRITON_POOL_NAME (with --pool; default: default)"
+    )
+    parser.add_argument(
+        "--address",
+        metavar="IPV4",
+        help="GLIDEIN_TRITON_ADDRESS: the address a pool server listens on (with --pool server)",
     )
     gpus = parser.add_mutually_exclusive_group()
     gpus.add_argument(
@@ -99,6 +114,7 @@ def collect_settings(arguments: argparse.Namespace) -> tuple[tuple[str, str], ..
     if not arguments.no_periodic and str(arguments.period) != DEFAULTS["GLIDEIN_TRITON_PERIODIC_PERIOD"]:
         # The periodic script bounds its waits by its period: tell it the one the <file> gets.
         values["GLIDEIN_TRITON_PERIODIC_PERIOD"] = str(arguments.period)
+    values.update(pool_settings(arguments))
     for item in arguments.set:
         key, separator, value = item.partition("=")
         if not separator:
@@ -110,9 +126,42 @@ def collect_settings(arguments: argparse.Namespace) -> tuple[tuple[str, str], ..
             if close:
                 raise ConfigError(f"--set {item!r}: {key} is not a setting: did you mean {close}?")
             raise ConfigError(f"--set {item!r}: {key} is not a setting: use one of {', '.join(DEFAULTS)}")
+        if key in POOL_KEYS and key in values and values[key] != value:
+            raise ConfigError(f"--set {item!r} contradicts {POOL_KEYS[key]} {values[key]}: give one of them")
         values[key] = value
+    if values.get(POOL_SETTING) == "server" and truth_value(values.get(REMOTE_SETTING, "True")) is False:
+        raise ConfigError(
+            f"a pool server serves other nodes: it is always remote, so "
+            f"{REMOTE_SETTING}={values[REMOTE_SETTING]} contradicts --pool server; leave it out"
+        )
     Settings.from_config(values)
     return tuple(values.items())
+
+
+POOL_SETTING = "GLIDEIN_TRITON_POOL"
+POOL_NAME_SETTING = "GLIDEIN_TRITON_POOL_NAME"
+ADDRESS_SETTING = "GLIDEIN_TRITON_ADDRESS"
+REMOTE_SETTING = "GLIDEIN_TRITON_REMOTE"
+#: the settings --pool, --pool-name and --address set, and the option of each
+POOL_KEYS = {POOL_SETTING: "--pool", POOL_NAME_SETTING: "--pool-name", ADDRESS_SETTING: "--address"}
+
+
+def pool_settings(arguments: argparse.Namespace) -> dict[str, str]:
+    """The pool's keys from --pool, --pool-name and --address; ConfigError for one that cannot be."""
+    if arguments.pool is None:
+        for option, given in (("--pool-name", arguments.pool_name), ("--address", arguments.address)):
+            if given:
+                raise ConfigError(f"{option} needs --pool server or --pool client")
+        return {}
+    if arguments.address and arguments.pool != "server":
+        raise ConfigError("--address is where a pool server listens: it needs --pool server")
+    values = {
+        POOL_SETTING: arguments.pool,
+        POOL_NAME_SETTING: arguments.pool_name or DEFAULTS[POOL_NAME_SETTING],
+    }
+    if arguments.address:
+        values[ADDRESS_SETTING] = arguments.address
+    return values
 
 
 def options_from(arguments: argparse.Namespace) -> FactoryOptions:
@@ -148,8 +197,18 @@ def payload_warnings(options: FactoryOptions) -> list[str]:
     ]
 
 
+def pool_warnings(options: FactoryOptions) -> list[str]:
+    """A pool server entry whose glideins get no GPUs serves the pool from CPUs."""
+    if dict(options.settings).get(POOL_SETTING) != "server" or options.gpu_slots:
+        return []
+    return [
+        "--pool server with --no-gpu-slots: the entry's glideins get no GPUs, so they serve the pool's jobs "
+        "on CPUs (leave out --no-gpu-slots for a GPU entry)"
+    ]
+
+
 def notes(document: SourceDocument, options: FactoryOptions) -> list[str]:
-    return warnings(document, options) + payload_warnings(options)
+    return warnings(document, options) + payload_warnings(options) + pool_warnings(options)
 
 
 def patch(data: bytes, label: str, options: FactoryOptions) -> Patched:

@@ -24,6 +24,7 @@ from glidein_triton.operator.xmlpatch.command import (
     run_command,
 )
 from glidein_triton.operator.xmlpatch.source import SourceDocument
+from glidein_triton.worker.settings import DEFAULTS, parse_pool_name
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -63,6 +64,16 @@ def argument_parser() -> argparse.ArgumentParser:
         help="add && (RequiresTriton =!= True) to the job query_expr of the other enabled groups, so that "
         "only the Triton group requests glideins for Triton jobs",
     )
+    parser.add_argument(
+        "--pool",
+        choices=("server", "client"),
+        help="make the group's glideins pool servers (for lease jobs, +RequiresTritonPoolServer = True, on "
+        "the factory's pool server entries) or pool clients (for jobs with +RequiresTritonPool = True); "
+        "docs/journey-pool.md",
+    )
+    parser.add_argument(
+        "--pool-name", metavar="NAME", help="GLIDEIN_TRITON_POOL_NAME (with --pool; default: default)"
+    )
     add_write_options(parser)
     return parser
 
@@ -77,6 +88,11 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
     ):
         if given and not arguments.group:
             raise ValueError(f"{option} needs --group NAME")
+    if arguments.pool_name is not None and not arguments.pool:
+        raise ValueError("--pool-name needs --pool server or --pool client")
+    if arguments.pool and not arguments.group:
+        raise ValueError("--pool needs --group NAME: the pool role is a group's")
+    pool_name = parse_pool_name("--pool-name", arguments.pool_name or DEFAULTS["GLIDEIN_TRITON_POOL_NAME"])
     if arguments.no_images and not arguments.group:
         raise ValueError("nothing to do: give --group NAME, or leave out --no-images")
     image = "" if arguments.no_images else arguments.server_image.strip()
@@ -92,6 +108,8 @@ def options_from(arguments: argparse.Namespace) -> FrontendOptions:
         server_image,
         containers=arguments.group_containers,
         exclude_elsewhere=arguments.exclude_triton_jobs,
+        pool=arguments.pool or "",
+        pool_name=pool_name,
     )
 
 

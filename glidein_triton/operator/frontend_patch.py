@@ -74,6 +74,9 @@ class FrontendOptions:
     containers: bool = False
     #: AND the Triton-jobs exclusion to the job query_expr of the other enabled groups
     exclude_elsewhere: bool = False
+    #: "server" or "client": the group's glideins are pool servers or clients of ``pool_name``; "": neither
+    pool: str = ""
+    pool_name: str = "default"
 
 
 def name_key(element: etree._Element) -> str:
@@ -309,15 +312,19 @@ def _exclusion() -> tuple[Fragment, etree._Element, etree._Element]:
 
 
 def counting_groups(root: etree._Element, triton_group: str) -> list[etree._Element]:
-    """The enabled groups other than ``triton_group`` whose job query_expr does not leave Triton jobs out:
+    """The enabled groups other than ``triton_group``, and not Triton groups themselves, whose job
+    query_expr does not leave Triton jobs out:
     each requests glideins for Triton jobs too (glideins without Triton, where those jobs cannot run)."""
     exclusion = _normalized(_exclusion()[2].get("query_expr", ""))
+    triton_job = Fragment.render("frontend_config/match.xml.j2").elements[0].find("job")
+    triton = _normalized("" if triton_job is None else triton_job.get("query_expr", ""))
     counting = []
     for group in root.iterfind("groups/group"):
         job = group.find("match/job")
-        query = "" if job is None else job.get("query_expr", "")
+        query = _normalized("" if job is None else job.get("query_expr", ""))
         enabled = group.get("enabled", "True").strip().lower() != "false"
-        if group.get("name") != triton_group and enabled and exclusion not in _normalized(query):
+        # Another Triton group (a pool's other role) takes Triton jobs on purpose.
+        if group.get("name") != triton_group and enabled and exclusion not in query and triton not in query:
             counting.append(group)
     return counting
 
@@ -350,6 +357,19 @@ def other_group_warnings(document: SourceDocument, options: FrontendOptions) -> 
     ]
 
 
+def _patch_pool(plan: Plan, group: etree._Element, where: str, options: FrontendOptions) -> None:
+    """The pool role and name in the group's <attrs>; its pool match once the Triton match is in place (the
+    same expressions are not edited twice in one pass)."""
+    values = {"role": options.pool, "name": options.pool_name}
+    attrs = wanted_elements(Fragment.render("frontend_config/pool_attrs.xml.j2", **values))
+    ensure_elements(
+        plan, group, "attrs", attrs, name_key, MergeContext(where, PARSER_DEFAULTS, options.overwrite)
+    )
+    if not plan.edits():
+        fragment = Fragment.render("frontend_config/pool_match.xml.j2", **values)
+        _patch_match(plan, group, fragment, where, options.overwrite)
+
+
 def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]:
     """The edits one pass wants (none when the file already has everything)."""
     document.require_root("frontend", "frontend")
@@ -379,6 +399,8 @@ def plan_edits(document: SourceDocument, options: FrontendOptions) -> list[Edit]
         if options.exclude_elsewhere:
             for other in counting_groups(root, options.group):
                 _exclude_triton_jobs(plan, other)
+        if options.pool:
+            _patch_pool(plan, group, where, options)
     if options.server_image:
         holder = root if group is None else group
         where = f"{label}: " + ("global <attrs>" if group is None else f"group {options.group!r}")
