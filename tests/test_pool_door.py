@@ -1,0 +1,142 @@
+"""The front door's pool route (issue 25, item 4): a job's plaintext gRPC client on loopback reaches a pool
+server over mutual TLS through the door, unchanged (the real servers of test_pool_servers on 127.0.0.2/.3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from glidein_triton.worker import door, pool_files
+from glidein_triton.worker.ports import free_port
+
+from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as
+from .test_pool_servers import MODEL, Pool, Server, cluster
+
+__all__ = ["cluster"]  # the real servers' fixture, used here
+
+#: A job with the plain gRPC client, no TLS, no pool code: one inference, then a load (refused by the
+#: door's gRPC filter). Run as ``python -c JOB HOST:PORT MODEL``; prints the output, then the load's outcome.
+JOB = (
+    "import sys, numpy as np, tritonclient.grpc as g\n"
+    "c = g.InferenceServerClient(sys.argv[1])\n"
+    "t = g.InferInput('INPUT0', [4], 'INT32'); t.set_data_from_numpy(np.array([1, 2, 3, 4], dtype=np.int32))\n"
+    "print(c.infer(sys.argv[2], [t]).as_numpy('OUTPUT0').tolist())\n"
+    "try: c.load_model(sys.argv[2]); print('loaded')\n"
+    "except Exception as e: print(str(e).splitlines()[0])\n"
+)
+JOB_UID = PILOT_UID if AS_ROOT else os.getuid()
+
+
+@dataclass
+class PoolDoor:
+    url: str
+    targets: Path
+    process: subprocess.Popen[str]
+
+
+def targets_of(pool: Pool, *servers: Server) -> list[door.PoolTarget]:
+    key = str(pool_files.pool_dir(pool.work) / pool_files.CLIENT_KEY)
+    return [
+        door.PoolTarget(
+            server.url,
+            str(server.authority.cert),
+            str(pool_files.client_cert_path(pool.work, server.authority.fingerprint)),
+            key,
+        )
+        for server in servers
+    ]
+
+
+@pytest.fixture(scope="module")
+def pool_door(cluster: Pool) -> Iterator[PoolDoor]:
+    """A door with one pool route for JOB_UID, A first then B."""
+    targets = cluster.work / "door-pool.json"
+    door.write_pool_targets(targets, targets_of(cluster, cluster.a, cluster.b))
+    port = free_port()
+    process = subprocess.Popen(
+        door.command("--uid", str(JOB_UID), "--route", f"pool@127.0.0.1:{port}={targets}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        yield PoolDoor(f"127.0.0.1:{port}", targets, process)
+    finally:
+        process.terminate()
+        process.communicate(10)
+
+
+def inferences(server: Server) -> int:
+    """How many inferences of MODEL ``server`` ran (its statistics, on its loopback HTTP)."""
+    url = f"http://127.0.0.1:{server.http_port}/v2/models/{MODEL}/stats"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return int(json.load(answer)["model_stats"][0]["inference_stats"]["success"]["count"])
+
+
+def job(pool_door: PoolDoor, uid: int = JOB_UID) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-c", JOB, pool_door.url, MODEL]
+    if uid == os.getuid():
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return run_as(uid, argv, cwd="/", timeout=60)
+
+
+def test_the_pool_routes_file_is_0600_and_bad_ones_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "pool.json"
+    written = [door.PoolTarget("127.0.0.2:1", "ca.pem", "c.pem", "c.key")]
+    door.write_pool_targets(path, written)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert door.read_pool_targets(str(path)) == written
+    path.write_text('{"version": 2, "servers": []}')
+    with pytest.raises(OSError, match=f"pool targets {path}: version 2"):
+        door.read_pool_targets(str(path))
+
+
+@pytest.mark.server
+def test_a_plain_grpc_job_infers_on_a_pool_server_through_the_door_and_loads_nothing(
+    pool_door: PoolDoor, cluster: Pool
+) -> None:
+    before = inferences(cluster.a), inferences(cluster.b)
+    result = job(pool_door)
+    assert result.returncode == 0, result.stderr
+    output, load = result.stdout.strip().split("\n")
+    assert output == "[1, 2, 3, 4]"
+    assert "not allowed for jobs" in load, load
+    assert (inferences(cluster.a), inferences(cluster.b)) == (before[0] + 1, before[1])  # the first listed
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not AS_ROOT, reason="switches users")
+def test_another_user_gets_nothing_from_the_pool_route(pool_door: PoolDoor, cluster: Pool) -> None:
+    before = inferences(cluster.a)
+    result = job(pool_door, OTHER_UID)
+    assert result.returncode != 0
+    assert "[1, 2, 3, 4]" not in result.stdout
+    assert inferences(cluster.a) == before
+
+
+@pytest.mark.server
+def test_server_a_killed_the_next_connection_goes_to_b(pool_door: PoolDoor, cluster: Pool) -> None:
+    """Last in this module: it stops server A."""
+    os.killpg(cluster.a.process.pid, signal.SIGKILL)
+    cluster.a.process.wait(30)
+    before = inferences(cluster.b)
+    started = time.monotonic()
+    result = job(pool_door)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[1, 2, 3, 4]")
+    assert inferences(cluster.b) == before + 1
+    assert took < 5, took
