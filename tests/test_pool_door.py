@@ -3,6 +3,7 @@ server over mutual TLS through the door, unchanged (the real servers of test_poo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.worker import door, pool_files
+from glidein_triton.worker import door, pool_discovery, pool_files
 from glidein_triton.worker.ports import free_port
 
 from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as
-from .test_pool_servers import MODEL, Pool, Server, cluster
+from .test_pool_servers import MODEL, Pool, Server, ad, cluster
 
 __all__ = ["cluster"]  # the real servers' fixture, used here
 
@@ -61,7 +62,7 @@ def targets_of(pool: Pool, *servers: Server) -> list[door.PoolTarget]:
 @pytest.fixture(scope="module")
 def pool_door(cluster: Pool) -> Iterator[PoolDoor]:
     """A door with one pool route for JOB_UID, A first then B."""
-    targets = cluster.work / "door-pool.json"
+    targets = pool_discovery.door_targets_path(cluster.work)
     door.write_pool_targets(targets, targets_of(cluster, cluster.a, cluster.b))
     port = free_port()
     process = subprocess.Popen(
@@ -128,8 +129,50 @@ def test_another_user_gets_nothing_from_the_pool_route(pool_door: PoolDoor, clus
 
 
 @pytest.mark.server
+def test_the_agents_refresh_writes_the_route_best_first_and_the_door_follows_it(
+    pool_door: PoolDoor, cluster: Pool
+) -> None:
+    """The client glidein's discovery rewrites the door's file: B (lower published queue time) first, a
+    draining server left out; the next connection goes to B."""
+    soon = str(int(time.time()) + 1)
+    cluster.advertise(
+        ad("a", cluster.a.url, cluster.a.authority, queue=50.0),
+        ad("b", cluster.b.url, cluster.b.authority, queue=1.0),
+        ad("c", "127.0.0.5:1", cluster.a.authority, TritonPoolDrainTime=soon),
+    )
+    time.sleep(1)
+    cluster.job()  # a refresh of the client glidein's pool, as its agent does
+    written = json.loads(pool_door.targets.read_text())
+    assert [server["url"] for server in written["servers"]] == [cluster.b.url, cluster.a.url]
+    assert stat.S_IMODE(pool_door.targets.stat().st_mode) == 0o600
+    assert "PRIVATE KEY" not in pool_door.targets.read_text()
+    before = inferences(cluster.a), inferences(cluster.b)
+    result = job(pool_door)
+    assert result.returncode == 0, result.stderr
+    assert (inferences(cluster.a), inferences(cluster.b)) == (before[0], before[1] + 1)
+
+
+@pytest.mark.server
+def test_a_server_whose_certificate_is_not_of_the_listed_ca_gets_no_data(
+    pool_door: PoolDoor, cluster: Pool
+) -> None:
+    """The rogue (127.0.0.4, another CA) listed first with A's CA: the door's handshake fails, the rogue
+    receives no byte of the job's, and the job infers on A."""
+    (for_a,) = targets_of(cluster, cluster.a)
+    rogue = dataclasses.replace(for_a, url=f"{cluster.rogue.address}:{cluster.rogue.port}")
+    door.write_pool_targets(pool_door.targets, [rogue, for_a])
+    connections, before = cluster.rogue.connections, inferences(cluster.a)
+    result = job(pool_door)
+    assert result.returncode == 0, result.stderr
+    assert inferences(cluster.a) == before + 1
+    assert cluster.rogue.connections > connections  # it was tried
+    assert bytes(cluster.rogue.received) == b""
+
+
+@pytest.mark.server
 def test_server_a_killed_the_next_connection_goes_to_b(pool_door: PoolDoor, cluster: Pool) -> None:
     """Last in this module: it stops server A."""
+    door.write_pool_targets(pool_door.targets, targets_of(cluster, cluster.a, cluster.b))
     os.killpg(cluster.a.process.pid, signal.SIGKILL)
     cluster.a.process.wait(30)
     before = inferences(cluster.b)

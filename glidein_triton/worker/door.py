@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glidein_triton.worker.door_filter import Chunk, ConnectionFilter
-from glidein_triton.worker.files import short_unix_path
+from glidein_triton.worker.files import short_unix_path, write_atomically
 
 SOCKET_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 BUFFER_SIZE = 1 << 18
@@ -177,11 +177,7 @@ class PoolTarget:
 def write_pool_targets(path: Path, targets: Sequence[PoolTarget]) -> None:
     """The pool route's file (0600, replaced atomically): ``targets``, best first."""
     document = {"version": POOL_TARGETS_VERSION, "servers": [vars(target) for target in targets]}
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        json.dump(document, out)
-    partial.replace(path)
+    write_atomically(path, json.dumps(document, indent=1).encode() + b"\n")
 
 
 def read_pool_targets(path: str) -> list[PoolTarget]:
