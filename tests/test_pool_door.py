@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_triton.worker import door, pool_discovery, pool_files
+from glidein_triton.worker import agent, door, pool_discovery, pool_files, publish
 from glidein_triton.worker.ports import free_port
 
 from .support import AS_ROOT, OTHER_UID, PILOT_UID, run_as
@@ -167,6 +167,23 @@ def test_a_server_whose_certificate_is_not_of_the_listed_ca_gets_no_data(
     assert inferences(cluster.a) == before + 1
     assert cluster.rogue.connections > connections  # it was tried
     assert bytes(cluster.rogue.received) == b""
+
+
+@pytest.mark.server
+def test_the_agents_pool_door_listens_where_the_startup_published_it(cluster: Pool) -> None:
+    """A client glidein's agent serves the pool route on the URL of ``publish.pool_door_values`` (in a
+    thread, on the host's network, for its own uid); a job given only that URL infers on a pool server."""
+    door.write_pool_targets(pool_discovery.door_targets_path(cluster.work), targets_of(cluster, cluster.b))
+    values = dict(publish.pool_door_values(free_port()))
+    url = values[publish.POOL_GRPC_URL]
+    assert url == f"{values['SONIC_LOCAL_BALANCER_HOST']}:{values['SONIC_LOCAL_BALANCER_PORT']}"
+    assert agent.start_pool_door(cluster.work, url) is not None
+    before = inferences(cluster.b)
+    argv = [sys.executable, "-c", JOB, url, MODEL]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[1, 2, 3, 4]")
+    assert inferences(cluster.b) == before + 1
 
 
 @pytest.mark.server
