@@ -87,8 +87,9 @@ def inferences(server: Server) -> int:
         return int(json.load(answer)["model_stats"][0]["inference_stats"]["success"]["count"])
 
 
-def job(pool_door: PoolDoor, uid: int = JOB_UID) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-c", JOB, pool_door.url, MODEL]
+def job(pool_door: PoolDoor, uid: int = JOB_UID, code: str = JOB) -> subprocess.CompletedProcess[str]:
+    """The job ``code`` run as ``uid`` with the door's URL and the model."""
+    argv = [sys.executable, "-c", code, pool_door.url, MODEL]
     if uid == os.getuid():
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     return run_as(uid, argv, cwd="/", timeout=60)
@@ -116,6 +117,27 @@ def test_a_plain_grpc_job_infers_on_a_pool_server_through_the_door_and_loads_not
     assert output == "[1, 2, 3, 4]"
     assert "not allowed for jobs" in load, load
     assert (inferences(cluster.a), inferences(cluster.b)) == (before[0] + 1, before[1])  # the first listed
+
+
+#: Many calls in flight on one connection (both directions of the door's TLS side busy at once): a job
+#: that prints how many of 200 asynchronous inferences came back right. ``python -c MANY HOST:PORT MODEL``.
+MANY = (
+    "import sys, threading, numpy as np, tritonclient.grpc as g\n"
+    "c = g.InferenceServerClient(sys.argv[1]); done = threading.Semaphore(0); right = []\n"
+    "def back(result, error):\n"
+    "    right.append(error is None and result.as_numpy('OUTPUT0').tolist() == [1, 2, 3, 4]); done.release()\n"
+    "t = g.InferInput('INPUT0', [4], 'INT32'); t.set_data_from_numpy(np.array([1, 2, 3, 4], dtype=np.int32))\n"
+    "for _ in range(200): c.async_infer(sys.argv[2], [t], back)\n"
+    "for _ in range(200): done.acquire(timeout=60)\n"
+    "print(sum(right))\n"
+)
+
+
+@pytest.mark.server
+def test_two_hundred_calls_in_flight_on_one_connection_all_come_back(pool_door: PoolDoor) -> None:
+    result = job(pool_door, code=MANY)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200", result.stderr[-1500:]
 
 
 @pytest.mark.server
