@@ -26,7 +26,7 @@ from glidein_triton.operator.xmlpatch.command import (
 from glidein_triton.operator.xmlpatch.source import SourceDocument
 from glidein_triton.worker.errors import ConfigError
 from glidein_triton.worker.settings import DEFAULTS, RETIRED_SETTINGS, Settings, closest_setting
-from glidein_triton.worker.words import truth_value
+from glidein_triton.worker.word_rules import truth_value
 
 
 def argument_parser() -> argparse.ArgumentParser:
