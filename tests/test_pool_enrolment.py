@@ -433,26 +433,9 @@ def test_a_pool_client_glidein_publishes_its_key_fingerprint_and_no_key_bytes(tm
     publish_config(config, values, publish.condor_vars(values))
     key = glidein.config_path.parent / "triton" / "pool" / "client.key"
     fingerprint = client_key(key.parent)
-    assert values[0] == ("TRITON_POOL_CLIENT_KEY", fingerprint)
+    assert values == [("TRITON_POOL_CLIENT_KEY", fingerprint)]
     assert glidein.config()["TRITON_POOL_CLIENT_KEY"] == fingerprint
     assert ["TRITON_POOL_CLIENT_KEY", "S", "-", "TritonPoolClientKey", "N", "Y", "-"] in glidein.condor_vars()
-    door = dict(values[1:])  # the front door to the pool (agent.start_pool_door), in the jobs' environment
-    port = door["SONIC_LOCAL_BALANCER_PORT"]
-    assert door == {
-        "TRITON_POOL_GRPC_URL": f"127.0.0.1:{port}",
-        "SONIC_LOCAL_BALANCER_HOST": "127.0.0.1",
-        "SONIC_LOCAL_BALANCER_PORT": port,
-    }
-    line = [
-        "SONIC_LOCAL_BALANCER_PORT",
-        "I",
-        "-",
-        "SonicLocalBalancerPort",
-        "N",
-        "Y",
-        "SONIC_LOCAL_BALANCER_PORT",
-    ]
-    assert line in glidein.condor_vars()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     body = key_body(key)
     for path in glidein.config_path.parent.rglob("*"):

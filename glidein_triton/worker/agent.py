@@ -40,14 +40,12 @@ from pathlib import Path
 
 from glidein_triton.worker import (
     cleanup,
-    door,
     files,
     glidein_paths,
     log_files,
     logs,
     pool_discovery,
     processes,
-    publish,
     sandboxes,
     server,
 )
@@ -97,8 +95,6 @@ class Agent:
         )
         self.seen: set[str] = set()
         self.pool = client_pool(work_dir, state, os.environ)
-        if self.pool is not None:
-            start_pool_door(work_dir, self.pool.config.get(publish.POOL_GRPC_URL, ""))
         #: The container instance's own process (pid, start ticks), for the server it was looked up for.
         self.instance = (0, 0)
         self.instance_of = (0, 0)
@@ -207,26 +203,6 @@ def client_pool(
     published = config.get("TRITON_GRPC_URL", "").strip()  # what the glidein's own jobs are given
     local = published or (f"127.0.0.1:{state.grpc_port}" if state.grpc_port else "")
     return pool_discovery.ClientPool(work_dir, config, environment, local)
-
-
-def start_pool_door(work_dir: Path, url: str) -> door.Door | None:
-    """The pool client glidein's front door to the pool servers, in a thread of the agent (on the host's
-    network): jobs' plaintext gRPC on ``url`` (loopback, published by the startup), forwarded over mutual
-    TLS to the servers of the route's file, which each discovery refresh rewrites (empty until the first).
-    None without a URL or when it cannot listen (logged: jobs keep the glidein's own server)."""
-    if not url:
-        return None
-    targets = pool_discovery.door_targets_path(work_dir)
-    try:
-        if not targets.exists():
-            door.write_pool_targets(targets, [])
-        listener = door.listen_at(url)
-    except (OSError, ValueError) as error:
-        LOG.warning("no front door to the pool on %s: %s", url, error)
-        return None
-    pool_door = door.Door([(listener, door.Route(str(targets), "pool"))], os.getuid())
-    threading.Thread(target=pool_door.serve_forever, daemon=True).start()
-    return pool_door
 
 
 def instance_process(state: ServerState, environment: Mapping[str, str]) -> tuple[int, int]:

@@ -19,13 +19,6 @@ logging settings. The *plugin route* (``plugin``) is a Unix socket in the plugin
 plugin's own programs (agent, periodic, cleanup, startup): its peers are checked by ``SO_PEERCRED`` and it
 is not filtered. A ``remote`` route admits peers of other nodes (remote mode: the server's gRPC with its
 own mutual TLS, forwarded as it is); a ``raw`` route forwards unfiltered (tests and benchmarks).
-
-A ``pool`` route (pool client glidein, issue 25) is a job route whose target is a JSON file the agent keeps
-(:func:`write_pool_targets`): the pool servers the glidein holds a certificate for, best first. Each
-admitted connection goes, through the gRPC job filter, over mutual TLS (ALPN h2, the glidein's client
-certificate, the server's certificate verified against that server's own CA alone) to the first server
-that answers, so a job's plaintext gRPC client on loopback uses the pool unchanged. Such a door runs on the
-host's network (not in a namespace of its own: it must reach other nodes).
 """
 
 from __future__ import annotations
@@ -41,7 +34,6 @@ import resource
 import selectors
 import signal
 import socket
-import ssl
 import stat
 import struct
 import subprocess
@@ -53,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glidein_triton.worker.door_filter import Chunk, ConnectionFilter
-from glidein_triton.worker.files import short_unix_path, write_atomically
+from glidein_triton.worker.files import short_unix_path
 
 SOCKET_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 BUFFER_SIZE = 1 << 18
@@ -63,17 +55,13 @@ DEFAULT_FIRST_BYTES_TIMEOUT = 10.0
 UNIX_PREFIX = "unix:"
 #: A listener inherited across the door's exec into its namespace: ``fd:N``
 INHERITED_PREFIX = "fd:"
-ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw", "remote", "pool")
+ROUTE_KINDS = ("grpc", "http", "metrics", "plugin", "raw", "remote")
 #: Filter of each job route: (module of glidein_triton.worker, its ConnectionFilter class, class arguments)
 FILTERS: dict[str, tuple[str, str, dict[str, object]]] = {
     "grpc": ("grpc_filter", "GrpcFilter", {}),
     "http": ("http_filter", "HttpFilter", {}),
     "metrics": ("http_filter", "metrics_filter", {}),
-    "pool": ("grpc_filter", "GrpcFilter", {}),
 }
-POOL_TARGETS_VERSION = 1
-POOL_CONNECT_TIMEOUT = 5.0
-NO_POOL_SERVER = "no pool server answered"
 PROGRAM = "glidein-triton-door"
 CODE_ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = (
@@ -164,94 +152,6 @@ def connect(target: str) -> socket.socket:
     return tcp
 
 
-@dataclass(frozen=True)
-class PoolTarget:
-    """A pool server the door may forward to: its gRPC address and the files of its TLS."""
-
-    url: str
-    ca: str
-    cert: str
-    key: str
-
-
-def write_pool_targets(path: Path, targets: Sequence[PoolTarget]) -> None:
-    """The pool route's file (0600, replaced atomically): ``targets``, best first."""
-    document = {"version": POOL_TARGETS_VERSION, "servers": [vars(target) for target in targets]}
-    write_atomically(path, json.dumps(document, indent=1).encode() + b"\n")
-
-
-def read_pool_targets(path: str) -> list[PoolTarget]:
-    """The pool route's file; OSError naming the file when it cannot be read or is not of this format."""
-    try:
-        document = json.loads(Path(path).read_text())
-        if document.get("version") != POOL_TARGETS_VERSION:
-            raise ValueError(f"version {document.get('version')!r}, not {POOL_TARGETS_VERSION}")
-        return [
-            PoolTarget(**{k: str(server[k]) for k in ("url", "ca", "cert", "key")})
-            for server in document["servers"]
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise OSError(f"pool targets {path}: {error}") from error
-
-
-def connect_tls(target: PoolTarget, timeout: float = POOL_CONNECT_TIMEOUT) -> ssl.SSLSocket:
-    """Mutual TLS to a pool server: ALPN h2, our certificate, theirs verified against their CA only (no
-    host name check: the CA is that server's own)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=target.ca)
-    context.load_cert_chain(target.cert, target.key)
-    context.set_alpn_protocols(["h2"])
-    host, _, port = target.url.rpartition(":")
-    tcp = socket.create_connection((host.strip("[]"), int(port)), timeout)
-    try:
-        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        secured = context.wrap_socket(tcp)
-    except OSError:
-        tcp.close()
-        raise
-    if secured.selected_alpn_protocol() != "h2":
-        secured.close()
-        raise OSError(f"{target.url} did not agree to HTTP/2 (ALPN h2)")
-    secured.settimeout(None)
-    return secured
-
-
-class TlsSide:
-    """The server side of a pool connection: an SSLSocket whose half-close is ignored (SSLSocket's
-    ``shutdown`` drops its TLS state, and the other direction still reads through it) and whose full
-    shutdown ends the TCP connection under it (so a blocked reader wakes up)."""
-
-    def __init__(self, secured: ssl.SSLSocket) -> None:
-        self.secured = secured
-
-    def recv_into(self, buffer: bytearray) -> int:
-        return self.secured.recv_into(buffer)
-
-    def sendall(self, data: Chunk) -> None:
-        self.secured.sendall(data)
-
-    def shutdown(self, how: int) -> None:
-        if how == socket.SHUT_RDWR:
-            socket.socket.shutdown(self.secured, how)
-
-    def close(self) -> None:
-        self.secured.close()
-
-
-def connect_pool(path: str) -> TlsSide:
-    """A TLS connection to the first pool server of the route's file that answers; OSError saying why
-    each failed when none does."""
-    failures = []
-    for target in read_pool_targets(path):
-        try:
-            return TlsSide(connect_tls(target))
-        except (OSError, ValueError) as error:
-            failures.append(f"{target.url}: {error}")
-    raise OSError(f"{NO_POOL_SERVER}: {'; '.join(failures) or 'none listed'}")
-
-
 def pump(source: socket.socket, sink: socket.socket, first: bytes, done: threading.Semaphore) -> None:
     """Copy ``source`` to ``sink`` (after ``first``) until either side ends, then half-close ``sink``."""
     buffer = bytearray(BUFFER_SIZE)
@@ -288,9 +188,7 @@ class Filtered:
     """One job connection through its filter: two pumps, one lock around the filter and what it sends
     to the client (the server's frames and the filter's own answers interleave at frame boundaries)."""
 
-    def __init__(
-        self, client: socket.socket, server: socket.socket | TlsSide, connection_filter: ConnectionFilter
-    ):
+    def __init__(self, client: socket.socket, server: socket.socket, connection_filter: ConnectionFilter):
         self.client, self.server, self.filter = client, server, connection_filter
         self.lock = threading.Lock()
         self.logged = 0
@@ -377,29 +275,23 @@ class Route:
 def forward(client: socket.socket, route: Route, first: bytes, slots: threading.BoundedSemaphore) -> None:
     """Forward ``client`` to the route's target both ways (through its filter); both sockets closed and
     the slot freed at the end."""
-    server: socket.socket | TlsSide
     try:
+        server = connect(route.target)
         connection_filter = make_filter(route.kind)
-        server = connect_pool(route.target) if route.kind == "pool" else connect(route.target)
-    except OSError as error:
-        if route.kind == "pool":  # the job's client sees a closed connection: the reason is here
-            log(str(error))
+    except (OSError, ImportError, AttributeError) as error:
+        if not isinstance(error, OSError):
+            log(f"no filter for a {route.kind} route: {error}")
         close_now(client)
         slots.release()
         return
-    except (ImportError, AttributeError) as error:
-        log(f"no filter for a {route.kind} route: {error}")
-        close_now(client)
-        slots.release()
-        return
-    if connection_filter is not None:
-        Filtered(client, server, connection_filter).run(first)
-    elif isinstance(server, socket.socket):
+    if connection_filter is None:
         ended = threading.Semaphore(0)
         threading.Thread(target=pump, args=(server, client, b"", ended), daemon=True).start()
         pump(client, server, first, ended)
         ended.acquire()
         ended.acquire()
+    else:
+        Filtered(client, server, connection_filter).run(first)
     client.close()
     server.close()
     slots.release()

@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glidein_triton.worker import door, files, pool_files, sandbox_protocol
+from glidein_triton.worker import pool_files, sandbox_protocol
 from glidein_triton.worker.job_loader import JobDirectory
 from glidein_triton.worker.word_rules import is_model_name
 
@@ -446,26 +446,6 @@ def write_job_files(
     job_dir.write(sandbox_protocol.POOL_FILE, json.dumps(document, indent=1) + "\n")
 
 
-def door_targets_path(work_dir: Path) -> Path:
-    """The front door's pool route file of a client glidein."""
-    return pool_files.pool_dir(work_dir) / pool_files.DOOR_TARGETS
-
-
-def write_door_targets(work_dir: Path, entries: Sequence[Entry], now: float) -> None:
-    """The front door's pool route file (:func:`door.write_pool_targets`): the accepting servers not yet
-    draining, same site first, then by published queue time; each server's CA beside its certificate."""
-    usable = [e for e in entries if e.server.accepting and not 0 < e.server.drain_time <= now]
-    usable.sort(key=lambda entry: (not entry.same_site, entry.server.queue_time_ms))
-    key = pool_files.pool_dir(work_dir) / pool_files.CLIENT_KEY
-    targets = []
-    for entry in usable:
-        cert = pool_files.client_cert_path(work_dir, entry.server.ca_fingerprint)
-        ca = cert.with_suffix(".ca.pem")
-        files.write_atomically(ca, pem(entry.server.ca_der).encode("ascii"))
-        targets.append(door.PoolTarget(entry.server.url, str(ca), str(cert), str(key)))
-    door.write_pool_targets(door_targets_path(work_dir), targets)
-
-
 class ClientPool:
     """What a client glidein's agent keeps: the usable servers found last (a failed query keeps them),
     refreshed in a thread of its own so that jobs are never kept waiting, and the sandboxes it wrote into
@@ -511,10 +491,6 @@ class ClientPool:
         with self.lock:
             self.entries = entries
             written = sorted(self.sandboxes)
-        try:
-            write_door_targets(self.work_dir, entries, time.time())
-        except OSError as error:
-            LOG.warning("pool %s: the front door's pool route file not written: %s", self.name, error)
         for sandbox in written:
             try:
                 self.write_for(sandbox)

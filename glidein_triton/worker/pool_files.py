@@ -34,9 +34,6 @@ CLIENT_CERT = "client.pem"
 CANDIDATES = "candidates.json"
 #: A client glidein's certificates, one per server CA: ``clients/<CA fingerprint hex>.pem``.
 CLIENT_CERTS_DIR = "clients"
-#: pool: door. The front door's pool route file (door.write_pool_targets), beside the CAs it names
-#: (``clients/<CA fingerprint hex>.ca.pem``)
-DOOR_TARGETS = "door.json"
 
 #: The longest a pool CA lives (a glidein lives days, not weeks).
 MAX_CA_DAYS = 7

@@ -50,24 +50,7 @@ ATTRIBUTES = (
     CondorVar("TRITON_POOL_DRAIN_TIME", "I", "TritonPoolDrainTime"),
     # pool: enrolment. A pool client's key fingerprint, which pool servers sign certificates for.
     CondorVar("TRITON_POOL_CLIENT_KEY", "S", "TritonPoolClientKey"),
-    # pool: door. A pool client's front door to the pool servers (plaintext gRPC on loopback, the agent's).
-    CondorVar("TRITON_POOL_GRPC_URL", "S", "TritonPoolGRPCURL", "TRITON_POOL_GRPC_URL"),
-    CondorVar("SONIC_LOCAL_BALANCER_HOST", "S", "SonicLocalBalancerHost", "SONIC_LOCAL_BALANCER_HOST"),
-    CondorVar("SONIC_LOCAL_BALANCER_PORT", "I", "SonicLocalBalancerPort", "SONIC_LOCAL_BALANCER_PORT"),
 )
-POOL_GRPC_URL = "TRITON_POOL_GRPC_URL"
-
-
-def pool_door_values(port: int) -> list[tuple[str, str]]:
-    """Where a pool client glidein's jobs reach the pool through its front door (CMSSW's SonicTriton reads
-    ``SONIC_LOCAL_BALANCER_HOST/PORT``)."""
-    return [
-        (POOL_GRPC_URL, f"{LOOPBACK}:{port}"),
-        ("SONIC_LOCAL_BALANCER_HOST", LOOPBACK),
-        ("SONIC_LOCAL_BALANCER_PORT", str(port)),
-    ]
-
-
 ATTRIBUTE_BY_KEY = {var.name: var for var in ATTRIBUTES}
 
 

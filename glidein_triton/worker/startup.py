@@ -60,7 +60,7 @@ from glidein_triton.worker.glidein_config import GlideinConfig
 from glidein_triton.worker.glidein_config import publish as publish_config
 from glidein_triton.worker.gpu_selection import Selection
 from glidein_triton.worker.gpus import GPU
-from glidein_triton.worker.ports import LOOPBACK, Ports, allocate, free_port
+from glidein_triton.worker.ports import LOOPBACK, Ports, allocate
 from glidein_triton.worker.settings import Settings, memory_limit, required_flag, unknown_settings_text
 from glidein_triton.worker.state import (
     EMPTY_REPOSITORY,
@@ -503,14 +503,12 @@ def announced_values(config: GlideinConfig, launched: RunningServer) -> list[tup
 
 
 def pool_client_values(config: GlideinConfig) -> list[tuple[str, str]]:
-    """A pool client glidein's key fingerprint (TritonPoolClientKey) and its front door to the pool;
-    nothing for other glideins."""
+    """A pool client glidein's key fingerprint (TritonPoolClientKey); nothing for other glideins."""
     if config.get("GLIDEIN_TRITON_POOL", "").strip().lower() != "client":
         return []
     from glidein_triton.worker import pool_enrolment  # noqa: PLC0415 (ssl and http.server: pool clients only)
 
-    door_values = publish.pool_door_values(free_port())  # the agent listens there (agent.start_pool_door)
-    return [*pool_enrolment.client_values(config.work_dir, config), *door_values]
+    return pool_enrolment.client_values(config.work_dir, config)
 
 
 def announce(config: GlideinConfig, launched: RunningServer, settings: Settings) -> None:
