@@ -112,6 +112,8 @@ CASES: dict[str, tuple[Mapping[str, object], Mapping[str, set[str]]]] = {
     "frontend_config/container_attrs.xml.j2": ({}, FRONTEND),
     "frontend_config/wrapper_file.xml.j2": ({"wrapper": "/var/lib/gwms-frontend/web-base/w.sh"}, FRONTEND),
     "frontend_config/exclude_triton_jobs.xml.j2": ({}, FRONTEND),
+    "frontend_config/pool_attrs.xml.j2": ({"role": "client", "name": "cms"}, FRONTEND),
+    "frontend_config/pool_match.xml.j2": ({"role": "server", "name": "cms"}, FRONTEND),
 }
 
 
