@@ -42,8 +42,12 @@ import psutil
 
 from glidein_triton.local import pytriton
 from glidein_triton.worker import processes, sandbox_protocol
-from glidein_triton.worker.ports import free_port
-from tests.pool_authority import Authority, make_authority, make_key  # the tests' certificates (openssl)
+from tests.pool_authority import (  # the tests' certificates (openssl)
+    Authority,
+    make_authority,
+    make_key,
+    pool_server_options,
+)
 
 from .sharing import HERE, SINGLE_THREAD
 
@@ -174,23 +178,13 @@ class Server:
 
 def start_server(root: Path, launcher: Path, address: str, core: int, authority: Authority) -> Server:
     """A pool server's tritonserver on ``address``, pinned to ``core``, once it answers ready."""
-    key = make_key(root / f"{address}.key")
-    cert = authority.issue(key, root / f"{address}.pem", usage="serverAuth", address=address)
-    grpc_port, http_port = free_port(address), free_port()
+    options, grpc_port, http_port = pool_server_options(root, address, authority)
     argv = [
         str(launcher),
         f"--model-repository={HERE / 'models'}",
         "--model-control-mode=explicit",
         f"--load-model={MODEL}",
-        f"--grpc-address={address}",
-        f"--grpc-port={grpc_port}",
-        "--http-address=127.0.0.1",
-        f"--http-port={http_port}",
-        "--allow-metrics=false",
-        "--grpc-use-ssl-mutual=true",
-        f"--grpc-server-cert={cert}",
-        f"--grpc-server-key={key}",
-        f"--grpc-root-cert={authority.cert}",
+        *options,
     ]
     process = subprocess.Popen(
         argv,

@@ -9,6 +9,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from glidein_triton.worker.ports import free_port
+
 
 def openssl(*arguments: str, stdin: bytes | None = None) -> bytes:
     return subprocess.run(["openssl", *arguments], check=True, capture_output=True, input=stdin).stdout
@@ -64,3 +66,24 @@ def make_authority(directory: Path, name: str = "pool CA") -> Authority:
         "-out", str(cert),
     )  # fmt: skip
     return Authority(cert, key)
+
+
+def pool_server_options(root: Path, address: str, authority: Authority) -> tuple[list[str], int, int]:
+    """The tritonserver options of a pool server on ``address``: gRPC with mutual TLS (a server certificate
+    of ``authority``, which signs the clients' too), HTTP on loopback, no metrics; and its gRPC and HTTP
+    ports."""
+    key = make_key(root / f"{address}.key")
+    cert = authority.issue(key, root / f"{address}.pem", usage="serverAuth", address=address)
+    grpc_port, http_port = free_port(address), free_port()
+    options = [
+        f"--grpc-address={address}",
+        f"--grpc-port={grpc_port}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--allow-metrics=false",
+        "--grpc-use-ssl-mutual=true",
+        f"--grpc-server-cert={cert}",
+        f"--grpc-server-key={key}",
+        f"--grpc-root-cert={authority.cert}",
+    ]
+    return options, grpc_port, http_port

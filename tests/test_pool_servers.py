@@ -30,10 +30,9 @@ from glidein_triton.local import demo, pytriton
 from glidein_triton.local import gwms_hooks as hooks_sim
 from glidein_triton.local import standin_collector as collector
 from glidein_triton.worker import glidein_paths, pool_discovery, pool_files, sandbox_protocol
-from glidein_triton.worker.ports import free_port
 from glidein_triton.worker.state import ServerState
 
-from .pool_authority import Authority, make_authority, make_key
+from .pool_authority import Authority, make_authority, make_key, pool_server_options
 from .support import MODEL_CONFIG, add_model, assert_nothing_left, wait_until
 
 pytestmark = pytest.mark.server
@@ -77,23 +76,8 @@ class Server:
 def start_server(root: Path, launcher: Path, repository: Path, address: str, authority: Authority) -> Server:
     """A tritonserver as a pool server runs: gRPC on ``address`` with mutual TLS (its CA signs both sides),
     HTTP on loopback, model control off."""
-    key = make_key(root / f"{address}.key")
-    cert = authority.issue(key, root / f"{address}.pem", usage="serverAuth", address=address)
-    grpc_port, http_port = free_port(address), free_port()
-    argv = [
-        str(launcher),
-        f"--model-repository={repository}",
-        "--model-control-mode=none",
-        f"--grpc-address={address}",
-        f"--grpc-port={grpc_port}",
-        "--http-address=127.0.0.1",
-        f"--http-port={http_port}",
-        "--allow-metrics=false",
-        "--grpc-use-ssl-mutual=true",
-        f"--grpc-server-cert={cert}",
-        f"--grpc-server-key={key}",
-        f"--grpc-root-cert={authority.cert}",
-    ]
+    options, grpc_port, http_port = pool_server_options(root, address, authority)
+    argv = [str(launcher), f"--model-repository={repository}", "--model-control-mode=none", *options]
     with (root / f"{address}.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Server(address, authority, grpc_port, http_port, process)
