@@ -1,5 +1,5 @@
-"""Test certificates for pool mode, made with the openssl command line: a CA per server, server and client
-certificates signed by it (EC P-256 keys, as pool_contract.md names them)."""
+"""Pool mode's test parts: certificates made with the openssl command line (a CA per server, server and
+client certificates signed by it, EC P-256 keys), a pool server's tritonserver options, and server ads."""
 
 from __future__ import annotations
 
@@ -87,3 +87,26 @@ def pool_server_options(root: Path, address: str, authority: Authority) -> tuple
         f"--grpc-root-cert={authority.cert}",
     ]
     return options, grpc_port, http_port
+
+
+def server_ad(name: str, authority: Authority, identity: str = "Far@frontend", **overrides: str) -> str:
+    """A pool server's ad for the stand-in collector's ads file (attribute values in ClassAd syntax), as
+    advertised by ``identity`` (empty: an unauthenticated update); ``overrides`` replace or add attributes."""
+    attributes = {
+        "MyType": '"Machine"',
+        "Name": f'"{name}"',
+        "Machine": f'"{name}"',
+        "TritonPoolRole": '"server"',
+        "TritonPoolName": '"cms"',
+        "TritonPoolURL": '"127.0.0.2:8001"',
+        "TritonPoolSite": '"Far"',
+        "TritonPoolCA": f'"{authority.base64}"',
+        "TritonPoolCAFingerprint": f'"{authority.fingerprint}"',
+        "TritonPoolModels": '"simple"',
+        "TritonPoolQueueTimeMs": "0.0",
+        "TritonPoolAccepting": "true",
+        "TritonPoolDrainTime": "0",
+        **overrides,
+    }
+    head = f"# advertised by: {identity}\n" if identity else ""
+    return head + "".join(f"{k} = {v}\n" for k, v in attributes.items())

@@ -12,30 +12,9 @@ from glidein_triton import cli
 from glidein_triton.local import standin_collector as collector
 from glidein_triton.operator import envoy_eds, pool_cli
 
-from .pool_authority import Authority, make_authority
+from .pool_authority import Authority, make_authority, server_ad
 
 NOW = 1_800_000_000
-
-
-def server_ad(name: str, authority: Authority, identity: str = "Far@frontend", **overrides: str) -> str:
-    attributes = {
-        "MyType": '"Machine"',
-        "Name": f'"{name}"',
-        "Machine": f'"{name}"',
-        "TritonPoolRole": '"server"',
-        "TritonPoolName": '"cms"',
-        "TritonPoolURL": '"127.0.0.2:8001"',
-        "TritonPoolSite": '"Far"',
-        "TritonPoolCA": f'"{authority.base64}"',
-        "TritonPoolCAFingerprint": f'"{authority.fingerprint}"',
-        "TritonPoolModels": '"simple"',
-        "TritonPoolQueueTimeMs": "0.0",
-        "TritonPoolAccepting": "true",
-        "TritonPoolDrainTime": "0",
-        **overrides,
-    }
-    head = f"# advertised by: {identity}\n" if identity else ""
-    return head + "".join(f"{k} = {v}\n" for k, v in attributes.items())
 
 
 @pytest.fixture(scope="module")

@@ -18,28 +18,15 @@ from glidein_triton.worker import pool_discovery as discovery
 from glidein_triton.worker.agent import Agent
 from glidein_triton.worker.state import ServerState
 
+from . import pool_authority
 from .pool_authority import Authority, make_authority, make_key
 from .support import wait_until as support_wait
 
 
 def server_ad(name: str, authority: Authority, **overrides: str) -> str:
-    attributes = {
-        "MyType": '"Machine"',
-        "Name": f'"{name}"',
-        "Machine": f'"{name}"',
-        "TritonPoolRole": '"server"',
-        "TritonPoolName": '"cms"',
-        "TritonPoolURL": '"127.0.0.2:8001"',
-        "TritonPoolSite": '"Far"',
-        "TritonPoolCA": f'"{authority.base64}"',
-        "TritonPoolCAFingerprint": f'"{authority.fingerprint}"',
-        "TritonPoolModels": '"simple,echo"',
-        "TritonPoolQueueTimeMs": "1.5",
-        "TritonPoolAccepting": "true",
-        "TritonPoolDrainTime": "0",
-        **overrides,
-    }
-    return "# advertised by: Far@frontend\n" + "".join(f"{k} = {v}\n" for k, v in attributes.items())
+    """A server ad serving two models, with a published queue time."""
+    attributes = {"TritonPoolModels": '"simple,echo"', "TritonPoolQueueTimeMs": "1.5", **overrides}
+    return pool_authority.server_ad(name, authority, **attributes)
 
 
 @pytest.fixture(scope="module")

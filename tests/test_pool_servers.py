@@ -32,7 +32,7 @@ from glidein_triton.local import standin_collector as collector
 from glidein_triton.worker import glidein_paths, pool_discovery, pool_files, sandbox_protocol
 from glidein_triton.worker.state import ServerState
 
-from .pool_authority import Authority, make_authority, make_key, pool_server_options
+from .pool_authority import Authority, make_authority, make_key, pool_server_options, server_ad
 from .support import MODEL_CONFIG, add_model, assert_nothing_left, wait_until
 
 pytestmark = pytest.mark.server
@@ -135,22 +135,13 @@ def start_rogue(root: Path, address: str) -> tuple[Rogue, socket.socket]:
 
 def ad(name: str, url: str, authority: Authority, queue: float = 1.0, **overrides: str) -> str:
     attributes = {
-        "MyType": '"Machine"',
-        "Name": f'"{name}"',
-        "Machine": f'"{name}"',
-        "TritonPoolRole": '"server"',
-        "TritonPoolName": '"cms"',
         "TritonPoolURL": f'"{url}"',
         "TritonPoolSite": f'"{SITE}"',
-        "TritonPoolCA": f'"{authority.base64}"',
-        "TritonPoolCAFingerprint": f'"{authority.fingerprint}"',
         "TritonPoolModels": f'"{MODEL}"',
         "TritonPoolQueueTimeMs": repr(queue),
-        "TritonPoolAccepting": "true",
-        "TritonPoolDrainTime": "0",
         **overrides,
     }
-    return f"# advertised by: {SITE}@frontend\n" + "".join(f"{k} = {v}\n" for k, v in attributes.items())
+    return server_ad(name, authority, f"{SITE}@frontend", **attributes)
 
 
 @dataclass
