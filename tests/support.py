@@ -440,7 +440,7 @@ class FilteringForwarder(Generic[Filter]):
             self.filters.append(connection_filter)
             threading.Thread(target=self.forward, args=(client, connection_filter), daemon=True).start()
 
-    def forward(self, client: socket.socket, found: door.ConnectionFilter) -> None:
+    def forward(self, client: socket.socket, found: door_filter.ConnectionFilter) -> None:
         """Connect to the server once the client has spoken (as the door does: the client's first request
         may come before the server's SETTINGS), then the door's own pumps both ways through the filter."""
         first = client.recv(door.BUFFER_SIZE)

@@ -3,10 +3,13 @@ cost the door and not the server."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,27 @@ CLIENT = (
     "import socket,sys;c=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10);"
     "c.sendall(b'hi')\ntry: print(repr(c.recv(10)))\nexcept OSError as e: print(type(e).__name__)"
 )
+
+
+@contextlib.contextmanager
+def pilot_door(route: str, home: Path) -> Iterator[subprocess.Popen[str]]:
+    """The door with ``route``, run by the pilot in ``home``, once it says ready; stopped after."""
+    process = subprocess.Popen(
+        door.command("--route", route),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=home,
+        **as_user(PILOT_UID),  # type: ignore[call-overload]
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
@@ -42,29 +66,17 @@ def test_another_user_gets_nothing_and_idle_connections_stay_at_the_door() -> No
     port.close()
     home = user_directory(PILOT_UID)
     route = f"127.0.0.1:{door_port}=127.0.0.1:{backend.getsockname()[1]}"
-    process = subprocess.Popen(
-        door.command("--route", route),
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=home,
-        **as_user(PILOT_UID),  # type: ignore[call-overload]
-    )
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        other = run_as(OTHER_UID, [sys.executable, "-c", CLIENT, str(door_port)])
-        assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
-        idle = [socket.create_connection(("127.0.0.1", door_port)) for _ in range(1100)]
-        pilot = run_as(PILOT_UID, [sys.executable, "-c", CLIENT, str(door_port)])
-        assert pilot.stdout.strip() == "b'hi'", pilot
-        assert accepted[0] == 1  # the idle connections never reached the server
-        for connection in idle:
-            connection.close()
+        with pilot_door(route, home):
+            other = run_as(OTHER_UID, [sys.executable, "-c", CLIENT, str(door_port)])
+            assert other.stdout.strip() in ("ConnectionResetError", "b''"), other
+            idle = [socket.create_connection(("127.0.0.1", door_port)) for _ in range(1100)]
+            pilot = run_as(PILOT_UID, [sys.executable, "-c", CLIENT, str(door_port)])
+            assert pilot.stdout.strip() == "b'hi'", pilot
+            assert accepted[0] == 1  # the idle connections never reached the server
+            for connection in idle:
+                connection.close()
     finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
         shutil.rmtree(home)
         backend.close()
 
@@ -84,28 +96,16 @@ def test_another_user_who_can_open_the_plugin_socket_gets_nothing() -> None:
     home = user_directory(PILOT_UID, 0o755)
     plugin_socket = home / "admin.sock"
     route = f"plugin@unix:{plugin_socket}=127.0.0.1:{backend.getsockname()[1]}"
-    process = subprocess.Popen(
-        door.command("--route", route),
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=home,
-        **as_user(PILOT_UID),  # type: ignore[call-overload]
-    )
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        assert plugin_socket.stat().st_mode & 0o777 == 0o600  # the door makes it the pilot's alone
-        plugin_socket.chmod(0o666)
-        other = run_as(OTHER_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
-        assert other.stdout.strip() in ("ConnectionResetError", "BrokenPipeError", "b''"), other
-        assert accepted[0] == 0
-        pilot = run_as(PILOT_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
-        assert pilot.stdout.strip() == "b'hi'", pilot
-        assert accepted[0] == 1
+        with pilot_door(route, home):
+            assert plugin_socket.stat().st_mode & 0o777 == 0o600  # the door makes it the pilot's alone
+            plugin_socket.chmod(0o666)
+            other = run_as(OTHER_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
+            assert other.stdout.strip() in ("ConnectionResetError", "BrokenPipeError", "b''"), other
+            assert accepted[0] == 0
+            pilot = run_as(PILOT_UID, [sys.executable, "-c", UNIX_CLIENT, str(plugin_socket)])
+            assert pilot.stdout.strip() == "b'hi'", pilot
+            assert accepted[0] == 1
     finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
         shutil.rmtree(home)
         backend.close()
