@@ -321,26 +321,38 @@ def connect(
     :class:`glidein_triton.job.pool.PoolUnavailableError` (a NoServerError) when no server can serve them.
     """
     environment = os.environ if environment is None else environment
-    if pool:
-        return _connect_pool(protocol, environment, models, timeout, fallback, client_options)
     try:
-        endpoint = find_endpoint(protocol, url, environment)
-        if endpoint.source != URL_ARGUMENT:
-            wait_for_agent(environment, models, timeout)
-        _apply_glidein_hints(endpoint, environment, client_options)
-        if protocol == "http":
-            client_options.setdefault("connection_timeout", max(1.0, min(timeout, 2 * LONGEST_TRY)))
-        client = make_client(endpoint, **client_options)
-        try:
-            wait_until_ready(client, endpoint, timeout, models, glidein=endpoint.source != URL_ARGUMENT)
-        except NoServerError:
-            client.close()
-            raise
+        if pool:
+            return _connect_pool(protocol, environment, models, timeout, client_options)
+        return _connect_server(protocol, url, environment, models, timeout, client_options)
     except NoServerError as error:
         if fallback is None:
             raise
         LOG.warning("%s; using the local fallback", error)
         return fallback(error)
+
+
+def _connect_server(
+    protocol: str,
+    url: str | None,
+    environment: Mapping[str, str],
+    models: Sequence[str],
+    timeout: float,
+    client_options: dict[str, Any],
+) -> Any:
+    """connect() without the pool: the endpoint, the agent's answer, one client once it is ready."""
+    endpoint = find_endpoint(protocol, url, environment)
+    if endpoint.source != URL_ARGUMENT:
+        wait_for_agent(environment, models, timeout)
+    _apply_glidein_hints(endpoint, environment, client_options)
+    if protocol == "http":
+        client_options.setdefault("connection_timeout", max(1.0, min(timeout, 2 * LONGEST_TRY)))
+    client = make_client(endpoint, **client_options)
+    try:
+        wait_until_ready(client, endpoint, timeout, models, glidein=endpoint.source != URL_ARGUMENT)
+    except NoServerError:
+        client.close()
+        raise
     LOG.info("connected to Triton at %s (from %s)", endpoint.url, endpoint.source)
     return client
 
@@ -350,7 +362,6 @@ def _connect_pool(
     environment: Mapping[str, str],
     models: Sequence[str],
     timeout: float,
-    fallback: Callable[[NoServerError], Result] | None,
     client_options: dict[str, Any],
 ) -> Any:
     """connect(pool=True): the agent's answer, pool.json, one readiness call through the pool."""
@@ -359,23 +370,17 @@ def _connect_pool(
     if protocol != "grpc":
         raise ValueError("pool mode is gRPC only (the pool servers serve gRPC over mutual TLS)")
     try:
-        try:
-            wait_for_agent(environment, models, timeout)
-            own_server = True
-        except ModelsUnavailableError as error:  # the pool may still serve them
-            LOG.info("%s: the glidein's own server is no fall-back for them", error)
-            own_server = False
-        client = pool.pool_client(job_directory(environment), models, own_server, **client_options)
-        try:
-            client.call("is_server_ready")
-        except NoServerError:
-            client.close()
-            raise
-    except NoServerError as error:
-        if fallback is None:
-            raise
-        LOG.warning("%s; using the local fallback", error)
-        return fallback(error)
+        wait_for_agent(environment, models, timeout)
+        own_server = True
+    except ModelsUnavailableError as error:  # the pool may still serve them
+        LOG.info("%s: the glidein's own server is no fall-back for them", error)
+        own_server = False
+    client = pool.pool_client(job_directory(environment), models, own_server, **client_options)
+    try:
+        client.call("is_server_ready")
+    except NoServerError:
+        client.close()
+        raise
     assert client.current is not None  # noqa: S101 (the readiness call succeeded on it)
     LOG.info("connected to the pool through %s (%s)", client.current.url, client.current.name)
     return client
