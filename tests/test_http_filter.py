@@ -485,9 +485,12 @@ def test_tritonclient_works_through_the_filter(served: Served) -> None:
     assert client.get_model_config("simple")["max_batch_size"] == 8
     assert {entry["name"] for entry in client.get_model_repository_index()} == {"simple", "spare"}
     assert add(client, list(range(16))) == [2 * value for value in range(16)]
-    assert (
-        client.get_inference_statistics("simple")["model_stats"][0]["inference_stats"]["success"]["count"]
-        >= 1
+    # Triton counts a request once its response is out: the count may come a moment after the answer.
+    assert wait_until(
+        lambda: (
+            client.get_inference_statistics("simple")["model_stats"][0]["inference_stats"]["success"]["count"]
+            >= 1
+        )
     )
 
 
